@@ -1,0 +1,6 @@
+"""The embedded default: services started as child processes for local runs and tests.
+
+Each module starts one real service from an installed wheel (no containers, no root), picks
+free ports unless told otherwise, waits until it answers, and stops it with SIGTERM, then
+SIGKILL. Production points the same clients at the deployed services instead.
+"""

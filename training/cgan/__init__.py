@@ -1,0 +1,1 @@
+"""Conditional GAN for product images (category + colour -> 32x32 RGB)."""

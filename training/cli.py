@@ -1,0 +1,134 @@
+"""``atelier-models``: train, export and evaluate the generative models.
+
+Each command is a thin shell over a module: training/cgan/train.py, training/cvae/train.py,
+training/export.py, training/evaluate/.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+app = typer.Typer(no_args_is_help=True, help=__doc__)
+
+RunDir = Annotated[Path, typer.Option(help="checkpoints, metrics and sample grids go here")]
+Repository = Annotated[Path, typer.Option(help="the Triton model repository")]
+
+#: where the judge classifier's weights are committed
+JUDGE_PATH = Path("training/evaluate/weights/judge.pt")
+
+
+@app.command()
+def train_cgan(
+    run_dir: RunDir = Path("runs/cgan"),
+    epochs: int = 12,
+    seed: int = 0,
+    limit: Annotated[int | None, typer.Option(help="use only the first N images (smoke runs)")] = None,
+) -> None:
+    """Train the product cGAN (resumes from RUN_DIR's checkpoint)."""
+    from training.cgan.train import CganConfig, train
+
+    train(run_dir, CganConfig(epochs=epochs, seed=seed, limit=limit))
+
+
+@app.command()
+def train_cvae(
+    run_dir: RunDir = Path("runs/cvae"),
+    epochs: int = 15,
+    examples: int = 40_000,
+    seed: int = 0,
+) -> None:
+    """Train the try-on cVAE on rendered examples (resumes from RUN_DIR's checkpoint)."""
+    from training.cvae.train import CvaeConfig, train
+
+    train(run_dir, CvaeConfig(epochs=epochs, train_examples=examples, seed=seed))
+
+
+@app.command()
+def train_judge(path: Path = JUDGE_PATH, epochs: int = 4) -> None:
+    """Train the evaluation classifier on the Fashion-MNIST train split."""
+    from training.evaluate.classifier import train_judge as train
+
+    train(path, epochs=epochs)
+
+
+@app.command()
+def export(
+    cgan_run: Path = Path("runs/cgan"),
+    cvae_run: Path = Path("runs/cvae"),
+    repository: Repository = Path("triton_models"),
+    version: int = 1,
+) -> None:
+    """Write both models' TorchScript, model.py and config.pbtxt into the repository."""
+    from training.export import export_trained
+
+    export_trained(cgan_run, cvae_run, repository, version)
+
+
+@app.command()
+def evaluate(
+    repository: Repository = Path("triton_models"),
+    judge: Path = JUDGE_PATH,
+    out_dir: Path = Path("docs/evaluation"),
+    product_samples: int = 10_000,
+    tryon_samples: int = 1000,
+) -> None:
+    """Measure both served models; writes OUT_DIR/README.md, results.json and figures."""
+    from training.evaluate.report import write_report
+
+    results = write_report(
+        repository, judge, out_dir, product_samples=product_samples, tryon_samples=tryon_samples
+    )
+    typer.echo(json.dumps(results, indent=2))
+
+
+@app.command()
+def inception_fid(
+    samples: int = 5000,
+    repository: Repository = Path("triton_models"),
+    out: Path = Path("docs/evaluation/inception_fid.json"),
+) -> None:
+    """Inception FID/KID of the product cGAN against real test images (slow on CPU)."""
+    import numpy as np
+
+    from training.cgan.model import LATENT_DIM
+    from training.data import fashion_mnist
+    from training.data.products import product_images, random_colours
+    from training.evaluate.inception_fid import inception_features, kernel_inception_distance
+    from training.evaluate.metrics import frechet_distance
+    from training.evaluate.served import ServedProductModel
+
+    started = time.perf_counter()
+    test = fashion_mnist.load("test")
+    rng = np.random.default_rng(11)
+    pick = rng.choice(len(test.labels), size=samples, replace=False)
+    colours = random_colours(samples, 11)
+    real = product_images(fashion_mnist.FashionMNIST(test.images[pick], test.labels[pick]), colours)
+    generated = ServedProductModel(repository, LATENT_DIM)(
+        test.labels[pick], colours, rng.integers(0, 2**31 - 1, size=samples)
+    )
+    real_features = inception_features(real, label="Inception: real test")
+    generated_features = inception_features(generated, label="Inception: generated")
+    kid_mean, kid_std = kernel_inception_distance(generated_features, real_features)
+    result = {
+        "fid": frechet_distance(generated_features, real_features),
+        "kid_mean": kid_mean,
+        "kid_std": kid_std,
+        "samples": samples,
+        "command": f"atelier-models inception-fid --samples {samples}",
+        "seconds": time.perf_counter() - started,
+        "machine": f"{platform.machine()} CPU, {os.cpu_count()} cores",
+    }
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    typer.echo(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,1 @@
+"""Conditional VAE for try-on images (measurements + garment + size -> 64x64 RGB)."""

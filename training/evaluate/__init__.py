@@ -1,0 +1,1 @@
+"""Measuring the generators: a Fashion-MNIST judge classifier, metrics and the report."""

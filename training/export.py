@@ -1,0 +1,317 @@
+"""Export trained models into the Triton model repository.
+
+A model folder is what Triton's python_backend examples show: ``config.pbtxt`` beside version
+folders holding ``model.py`` (the backend, copied from ``training/serving_backends/``) and
+``model.pt`` (the serving module as TorchScript, so serving needs none of the training code).
+
+The config is generated from the ``ModelSpec`` in ``serving_contract.tensors``: tensor names,
+dtypes and shapes cannot drift from what the worker sends. Everything ``model.py`` needs to
+know (latent size, index ranges, measurement limits) travels as config ``parameters``, because
+production runs ``model.py`` in NVIDIA's Triton container, where this project is not installed.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import warnings
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+import torch
+from torch import nn
+
+from serving_contract.palette import NUM_COLOURS
+from serving_contract.sizing import MEASUREMENTS, NUM_SIZES
+from serving_contract.taxonomy import NUM_CATEGORIES, wearable_categories
+from serving_contract.tensors import (
+    PRODUCT_GENERATOR,
+    PRODUCT_IMAGE_SIZE,
+    TRITON_DTYPES,
+    TRYON_GENERATOR,
+    ModelSpec,
+)
+from training.cgan.model import LATENT_DIM as PRODUCT_LATENT_DIM
+from training.cgan.model import Generator
+from training.checkpoints import CHECKPOINT_NAME
+from training.cvae.model import LATENT_DIM as TRYON_LATENT_DIM
+from training.cvae.model import TryOnVAE
+from training.cvae.serving import TryOnServing
+
+#: the source files copied into each version folder as ``model.py``, one per model name
+BACKENDS_DIR = Path(__file__).parent / "serving_backends"
+
+#: torch 2.13 warns that TorchScript is deprecated in favour of torch.export; TorchScript is still
+#: what Triton's pytorch (libtorch) backend loads, so a ``model.pt`` keeps that door open too
+TORCHSCRIPT_DEPRECATION = r"`torch\.jit\.\w+` is deprecated"
+
+InstanceKind = Literal["KIND_CPU", "KIND_GPU"]
+M = TypeVar("M", bound=nn.Module)
+
+
+def to_uint8_hwc(images: torch.Tensor) -> torch.Tensor:
+    """``[N, 3, H, W]`` in [-1, 1] -> uint8 ``[N, H, W, 3]``: ``rint((x + 1) * 127.5)``, clipped."""
+    pixels = torch.clamp(torch.round((images + 1.0) * 127.5), 0.0, 255.0).to(torch.uint8)
+    return pixels.permute(0, 2, 3, 1).contiguous()
+
+
+def channels_last(module: M) -> M:
+    """``module.to(memory_format=torch.channels_last)``, which torch's type stubs lack."""
+    return module.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+
+
+class ProductServing(nn.Module):
+    """The product generator as served: ``(z, category, colour) -> uint8 [N, 32, 32, 3]``.
+
+    ``z`` is float32 ``[N, LATENT_DIM]``, ``category`` and ``colour`` int64 ``[N]``. The
+    generator (changed in place) is put in eval mode, so batch norm uses its running statistics
+    and an item's image does not depend on what else is in the batch, and in channels_last.
+    """
+
+    def __init__(self, generator: nn.Module) -> None:
+        super().__init__()
+        # channels_last: convolutions on this CPU ran ~6x faster at batch 64 (kept by TorchScript)
+        self.generator = channels_last(generator.eval())
+
+    def forward(self, z: torch.Tensor, category: torch.Tensor, colour: torch.Tensor) -> torch.Tensor:
+        return to_uint8_hwc(self.generator(z, category, colour))
+
+
+@dataclass(frozen=True)
+class DynamicBatching:
+    """Triton's dynamic batcher settings for a model.
+
+    - ``preferred_batch_sizes`` (default 8, 16, 32, 64): batch sizes the batcher sends at once
+      rather than waiting for more requests
+    - ``max_queue_delay_us`` (default 2000): how long a request may wait for others to join
+    """
+
+    preferred_batch_sizes: tuple[int, ...] = (8, 16, 32, 64)
+    max_queue_delay_us: int = 2000
+
+
+def backend_parameters(spec: ModelSpec, *, latent_dim: int) -> dict[str, str]:
+    """The config ``parameters`` the model's ``model.py`` reads: latent size and request limits."""
+    parameters = {"latent_dim": str(latent_dim), "num_categories": str(NUM_CATEGORIES)}
+    if spec.name == PRODUCT_GENERATOR.name:
+        parameters["num_colours"] = str(NUM_COLOURS)
+    elif spec.name == TRYON_GENERATOR.name:
+        parameters["num_sizes"] = str(NUM_SIZES)
+        parameters["wearable_categories"] = json.dumps([c.index for c in wearable_categories()])
+        parameters["measurement_names"] = json.dumps([f"{m.name} {m.unit}" for m in MEASUREMENTS])
+        parameters["measurement_low"] = json.dumps([m.low for m in MEASUREMENTS])
+        parameters["measurement_high"] = json.dumps([m.high for m in MEASUREMENTS])
+    else:
+        raise ValueError(f"no serving backend for model {spec.name!r}")
+    return parameters
+
+
+def render_config(
+    spec: ModelSpec,
+    *,
+    parameters: Mapping[str, str],
+    instance_kind: InstanceKind = "KIND_CPU",
+    instance_count: int = 1,
+    dynamic_batching: DynamicBatching | None = DynamicBatching(),
+) -> str:
+    """``config.pbtxt`` text for ``spec``: python backend, tensors, batcher, instances, parameters."""
+
+    def tensors(kind: str, specs: tuple) -> list[str]:
+        entries = [
+            f'  {{\n    name: "{t.name}"\n    data_type: {TRITON_DTYPES[t.dtype]}\n'
+            f"    dims: [ {', '.join(str(d) for d in t.shape)} ]\n  }}"
+            for t in specs
+        ]
+        return [f"{kind} [", ",\n".join(entries), "]"]
+
+    lines = [
+        "# Generated by training/export.py from serving_contract/tensors.py: do not edit by hand.",
+        f'name: "{spec.name}"',
+        'backend: "python"',
+        f"max_batch_size: {spec.max_batch_size}",
+        *tensors("input", spec.inputs),
+        *tensors("output", spec.outputs),
+    ]
+    if dynamic_batching is not None:
+        sizes = [s for s in dynamic_batching.preferred_batch_sizes if s <= spec.max_batch_size]
+        lines += [
+            "dynamic_batching {",
+            f"  preferred_batch_size: [ {', '.join(str(s) for s in sizes)} ]",
+            f"  max_queue_delay_microseconds: {dynamic_batching.max_queue_delay_us}",
+            "}",
+        ]
+    lines += ["instance_group [", f"  {{\n    count: {instance_count}\n    kind: {instance_kind}\n  }}", "]"]
+    for key, value in parameters.items():
+        lines.append(
+            f"parameters: {{\n  key: {json.dumps(key)}\n  value: {{ string_value: {json.dumps(value)} }}\n}}"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def write_config(
+    spec: ModelSpec,
+    repository: Path,
+    *,
+    latent_dim: int,
+    instance_kind: InstanceKind = "KIND_CPU",
+    instance_count: int = 1,
+    dynamic_batching: DynamicBatching | None = DynamicBatching(),
+) -> Path:
+    """Write ``repository/<spec.name>/config.pbtxt``; ``KIND_GPU`` for production and device runs."""
+    model_dir = repository / spec.name
+    model_dir.mkdir(parents=True, exist_ok=True)
+    path = model_dir / "config.pbtxt"
+    path.write_text(
+        render_config(
+            spec,
+            parameters=backend_parameters(spec, latent_dim=latent_dim),
+            instance_kind=instance_kind,
+            instance_count=instance_count,
+            dynamic_batching=dynamic_batching,
+        )
+    )
+    return path
+
+
+def to_torchscript(serving_module: nn.Module, example_inputs: tuple) -> torch.jit.ScriptModule:
+    """Trace ``serving_module`` in eval mode (a ScriptModule is taken as it is)."""
+    if isinstance(serving_module, torch.jit.ScriptModule):
+        return serving_module.eval()
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=TORCHSCRIPT_DEPRECATION)
+        traced = torch.jit.trace(serving_module.eval(), example_inputs)
+    return traced
+
+
+def save_torchscript(module: torch.jit.ScriptModule, path: Path) -> None:
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=TORCHSCRIPT_DEPRECATION)
+        torch.jit.save(module, str(path))
+
+
+def export_model(
+    spec: ModelSpec,
+    serving_module: nn.Module,
+    repository: Path,
+    version: int = 1,
+    *,
+    latent_dim: int,
+    example_inputs: tuple,
+    instance_kind: InstanceKind = "KIND_CPU",
+    instance_count: int = 1,
+    dynamic_batching: DynamicBatching | None = DynamicBatching(),
+) -> Path:
+    """Write ``config.pbtxt``, ``<version>/model.pt`` and ``<version>/model.py``; returns the model dir.
+
+    ``example_inputs`` are the serving module's forward arguments for tracing (any batch size).
+    An existing version folder of the same number is replaced; other versions are kept.
+    """
+    backend = BACKENDS_DIR / f"{spec.name}.py"
+    if not backend.exists():
+        raise ValueError(f"no serving backend {backend} for model {spec.name!r}")
+    scripted = to_torchscript(serving_module, example_inputs)
+    write_config(
+        spec,
+        repository,
+        latent_dim=latent_dim,
+        instance_kind=instance_kind,
+        instance_count=instance_count,
+        dynamic_batching=dynamic_batching,
+    )
+    version_dir = repository / spec.name / str(version)
+    if version_dir.exists():
+        shutil.rmtree(version_dir)
+    version_dir.mkdir(parents=True)
+    save_torchscript(scripted, version_dir / "model.pt")
+    shutil.copyfile(backend, version_dir / "model.py")
+    return repository / spec.name
+
+
+def export_product_generator(
+    generator: nn.Module, repository: Path, version: int = 1, **settings: Any
+) -> Path:
+    """Export a product ``Generator`` as ``product_cgan`` (``settings``: see ``export_model``)."""
+    example = (torch.randn(2, PRODUCT_LATENT_DIM), torch.tensor([0, 1]), torch.tensor([0, 1]))
+    return export_model(
+        PRODUCT_GENERATOR,
+        ProductServing(generator),
+        repository,
+        version,
+        latent_dim=PRODUCT_LATENT_DIM,
+        example_inputs=example,
+        **settings,
+    )
+
+
+def export_tryon_vae(vae: TryOnVAE, repository: Path, version: int = 1, **settings: Any) -> Path:
+    """Export a trained ``TryOnVAE``'s decoder side as ``tryon_cvae`` (``settings``: see ``export_model``)."""
+    serving = channels_last(TryOnServing(vae).eval())
+    middle = [(m.low + m.high) / 2 for m in MEASUREMENTS]
+    example = (
+        torch.randn(2, TRYON_LATENT_DIM),
+        torch.tensor([middle, middle]),
+        torch.tensor([0, 1]),
+        torch.tensor([0, 1]),
+        torch.zeros(2, PRODUCT_IMAGE_SIZE, PRODUCT_IMAGE_SIZE, 3, dtype=torch.uint8),
+    )
+    return export_model(
+        TRYON_GENERATOR,
+        serving,
+        repository,
+        version,
+        latent_dim=TRYON_LATENT_DIM,
+        example_inputs=example,
+        **settings,
+    )
+
+
+def export_trained(
+    cgan_run: Path, cvae_run: Path, repository: Path, version: int = 1, **settings: Any
+) -> None:
+    """Export the EMA generator of ``cgan_run`` and the try-on VAE of ``cvae_run`` (last checkpoints)."""
+    from training.cgan.train import CganConfig  # pulls in the training data modules
+
+    cgan = _last_checkpoint(cgan_run)
+    generator = Generator(CganConfig(**cgan["config"]).generator_width)
+    generator.load_state_dict(cgan["ema"])
+    export_product_generator(generator, repository, version, **settings)
+    vae = TryOnVAE()
+    vae.load_state_dict(_last_checkpoint(cvae_run)["model"])
+    export_tryon_vae(vae, repository, version, **settings)
+
+
+def _last_checkpoint(run_dir: Path) -> dict[str, Any]:
+    path = run_dir / CHECKPOINT_NAME
+    if not path.exists():
+        raise FileNotFoundError(f"no checkpoint at {path}: train first")
+    state: dict[str, Any] = torch.load(path, map_location="cpu", weights_only=False)
+    return state
+
+
+_INSTANCE_KIND = re.compile(r"\bkind: KIND_CPU\b")
+
+
+def gpu_repository(source: Path, target: Path) -> Path:
+    """Copy the model repository ``source`` to ``target`` with every instance group on ``KIND_GPU``.
+
+    For a GPU run of the same weights; ``target`` is replaced if it exists.
+    """
+    if target.exists():
+        shutil.rmtree(target)
+    shutil.copytree(source, target, symlinks=True)
+    for config in target.glob("*/config.pbtxt"):
+        config.write_text(_INSTANCE_KIND.sub("kind: KIND_GPU", config.read_text()))
+    return target
+
+
+def is_complete(
+    repository: Path, specs: tuple[ModelSpec, ...] = (PRODUCT_GENERATOR, TRYON_GENERATOR)
+) -> bool:
+    """Whether ``repository`` holds a config and at least one model version for each of ``specs``."""
+    return all(
+        (repository / s.name / "config.pbtxt").exists() and any((repository / s.name).glob("*/model.pt"))
+        for s in specs
+    )

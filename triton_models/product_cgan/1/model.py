@@ -1,0 +1,108 @@
+"""Triton python backend of ``product_cgan``: (CATEGORY, COLOUR, SEED) -> IMAGE uint8 [32, 32, 3].
+
+``initialize`` loads ``model.pt`` (TorchScript) beside this file onto the instance's device.
+``execute`` validates each request on its own (a bad one gets INVALID_ARG naming the tensor and the
+rule; the others in the batch are still answered), then runs one forward for all valid items.
+Each item's noise comes from its own seed on the CPU, so an image does not depend on the batch
+it was served in or on the device. Limits come from the config ``parameters``.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+import triton_python_backend_utils as pb_utils
+
+INPUTS = ("CATEGORY", "COLOUR", "SEED")
+
+
+class TritonPythonModel:
+    def initialize(self, args: dict[str, str]) -> None:
+        config = json.loads(args["model_config"])
+        parameters = {k: v["string_value"] for k, v in config.get("parameters", {}).items()}
+        self.latent_dim = int(parameters["latent_dim"])
+        self.num_categories = int(parameters["num_categories"])
+        self.num_colours = int(parameters["num_colours"])
+        if args.get("model_instance_kind") == "GPU":
+            self.device = torch.device(f"cuda:{args['model_instance_device_id']}")
+        else:
+            self.device = torch.device("cpu")
+        self.model = torch.jit.load(str(Path(__file__).with_name("model.pt")), map_location=self.device)
+        self.model.eval()
+
+    def execute(self, requests: list) -> list:
+        batches = [{name: input_array(r, name) for name in INPUTS} for r in requests]
+        errors = [self.invalid(b) for b in batches]
+        valid = [b for b, e in zip(batches, errors, strict=True) if e is None]
+        images = iter(self.generate(valid) if valid else [])
+        return [
+            pb_utils.InferenceResponse(error=pb_utils.TritonError(e, pb_utils.TritonError.INVALID_ARG))
+            if e is not None
+            else pb_utils.InferenceResponse(output_tensors=[output_tensor("IMAGE", next(images))])
+            for e in errors
+        ]
+
+    def invalid(self, batch: dict[str, np.ndarray]) -> str | None:
+        """Why this request cannot be served, naming the tensor and the rule; ``None`` if it can."""
+        return (
+            empty(batch["SEED"])
+            or outside("CATEGORY", batch["CATEGORY"], 0, self.num_categories)
+            or outside("COLOUR", batch["COLOUR"], 0, self.num_colours)
+            or negative_seed(batch["SEED"])
+        )
+
+    def generate(self, batches: list[dict[str, np.ndarray]]) -> list[torch.Tensor]:
+        """One forward over every item of ``batches``; the images split back per request."""
+        category = torch.from_numpy(np.concatenate([b["CATEGORY"].reshape(-1) for b in batches]))
+        colour = torch.from_numpy(np.concatenate([b["COLOUR"].reshape(-1) for b in batches]))
+        seeds = np.concatenate([b["SEED"].reshape(-1) for b in batches])
+        z = noise(seeds, self.latent_dim)
+        with torch.inference_mode():
+            images = self.model(
+                z.to(self.device), category.long().to(self.device), colour.long().to(self.device)
+            )
+        return list(images.cpu().split([len(b["SEED"]) for b in batches]))
+
+
+def input_array(request: object, name: str) -> np.ndarray:
+    """An input tensor as numpy, through DLPack and torch rather than the stub's numpy bridge.
+
+    With numpy 2 installed, Triton 2.51's stub (built for numpy 1) answered empty outputs;
+    DLPack does not depend on the numpy ABI.
+    """
+    dlpack = pb_utils.get_input_tensor_by_name(request, name).to_dlpack()
+    return torch.from_dlpack(dlpack).numpy()
+
+
+def output_tensor(name: str, values: torch.Tensor) -> object:
+    """A CPU output tensor handed to Triton through DLPack (a compact copy, no view offsets)."""
+    return pb_utils.Tensor.from_dlpack(name, torch.utils.dlpack.to_dlpack(values.clone()))
+
+
+def noise(seeds: np.ndarray, latent_dim: int) -> torch.Tensor:
+    """``[N, latent_dim]`` standard normal noise, each row drawn on the CPU from its own seed."""
+    rows = [torch.randn(latent_dim, generator=torch.Generator().manual_seed(int(s))) for s in seeds]
+    return torch.stack(rows)
+
+
+def empty(seeds: np.ndarray) -> str | None:
+    return "SEED has no items: a request needs at least one" if len(seeds) == 0 else None
+
+
+def outside(name: str, values: np.ndarray, low: int, high: int) -> str | None:
+    """The first item of ``values`` outside ``[low, high)``, as an error message."""
+    flat = values.reshape(-1)
+    bad = np.flatnonzero((flat < low) | (flat >= high))
+    if len(bad) == 0:
+        return None
+    i = int(bad[0])
+    return f"{name}[{i}]={flat[i]} outside [{low}, {high})"
+
+
+def negative_seed(seeds: np.ndarray) -> str | None:
+    flat = seeds.reshape(-1)
+    bad = np.flatnonzero(flat < 0)
+    return f"SEED[{int(bad[0])}]={flat[bad[0]]} must be >= 0" if len(bad) else None
