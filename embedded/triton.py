@@ -9,6 +9,7 @@ environment. Serve the committed repository until Ctrl-C with ``python -m embedd
 
 from __future__ import annotations
 
+import ctypes
 import importlib.resources
 import os
 import signal
@@ -38,6 +39,8 @@ DEFAULT_STOP_TIMEOUT_S = 20.0
 HOST = "127.0.0.1"
 #: lines of the server log quoted in a start-up error
 LOG_TAIL_LINES = 40
+
+_PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
 
 
 class TritonStartError(RuntimeError):
@@ -80,6 +83,15 @@ def backend_directory(state_dir: Path = DEFAULT_STATE_DIR) -> Path:
         temporary.symlink_to(target)
         os.replace(temporary, link)  # atomic: a concurrent start never sees a missing link
     return directory
+
+
+def _terminate_with_parent() -> None:
+    """In the child, before exec: SIGTERM it when the thread that launched it exits (Linux).
+
+    A test session or CLI killed without cleanup then leaves no server behind.
+    """
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def free_port() -> int:
@@ -188,6 +200,7 @@ class TritonServer:
                 stderr=subprocess.STDOUT,
                 env=self.environment(),
                 start_new_session=True,  # its own group: stub processes go with it on SIGKILL
+                preexec_fn=_terminate_with_parent if sys.platform == "linux" else None,
             )
         try:
             self._wait_ready()
@@ -258,7 +271,9 @@ def main() -> None:
         metrics_port: Annotated[int, typer.Option(help="Prometheus metrics port")] = 8002,
         gpu: Annotated[bool, typer.Option(help="serve a copy with every instance group on KIND_GPU")] = False,
     ) -> None:
-        """Serve REPOSITORY with the real Triton server until Ctrl-C."""
+        """Serve REPOSITORY with the real Triton server until Ctrl-C (or SIGTERM)."""
+        signal.signal(signal.SIGINT, signal.default_int_handler)  # even if started with it ignored
+        signal.signal(signal.SIGTERM, signal.default_int_handler)
         if gpu:
             from training.export import gpu_repository  # torch is only needed here
 

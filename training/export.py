@@ -48,6 +48,11 @@ BACKENDS_DIR = Path(__file__).parent / "serving_backends"
 #: what Triton's pytorch (libtorch) backend loads, so a ``model.pt`` keeps that door open too
 TORCHSCRIPT_DEPRECATION = r"`torch\.jit\.\w+` is deprecated"
 
+#: the backends pad each forward's batch with zero rows to a multiple of this: on the CPU, MKL's
+#: GEMM takes another kernel for the last ``N % 4`` rows of a batch under 12, which changed an
+#: item's pixels by one level depending on the batch it was served in; padded, it does not
+BATCH_MULTIPLE = 8
+
 InstanceKind = Literal["KIND_CPU", "KIND_GPU"]
 M = TypeVar("M", bound=nn.Module)
 
@@ -67,13 +72,14 @@ class ProductServing(nn.Module):
     """The product generator as served: ``(z, category, colour) -> uint8 [N, 32, 32, 3]``.
 
     ``z`` is float32 ``[N, LATENT_DIM]``, ``category`` and ``colour`` int64 ``[N]``. The
-    generator (changed in place) is put in eval mode, so batch norm uses its running statistics
-    and an item's image does not depend on what else is in the batch, and in channels_last.
+    generator is switched in place to eval mode (batch norm uses its running statistics, so an
+    item's image does not depend on the rest of the batch) and to channels_last.
     """
 
     def __init__(self, generator: nn.Module) -> None:
         super().__init__()
-        # channels_last: convolutions on this CPU ran ~6x faster at batch 64 (kept by TorchScript)
+        # channels_last: the convolutions ran ~6x faster at batch 64 on the 2-core CPU; the
+        # traced TorchScript keeps the weights' memory format
         self.generator = channels_last(generator.eval())
 
     def forward(self, z: torch.Tensor, category: torch.Tensor, colour: torch.Tensor) -> torch.Tensor:
@@ -95,7 +101,11 @@ class DynamicBatching:
 
 def backend_parameters(spec: ModelSpec, *, latent_dim: int) -> dict[str, str]:
     """The config ``parameters`` the model's ``model.py`` reads: latent size and request limits."""
-    parameters = {"latent_dim": str(latent_dim), "num_categories": str(NUM_CATEGORIES)}
+    parameters = {
+        "latent_dim": str(latent_dim),
+        "batch_multiple": str(BATCH_MULTIPLE),
+        "num_categories": str(NUM_CATEGORIES),
+    }
     if spec.name == PRODUCT_GENERATOR.name:
         parameters["num_colours"] = str(NUM_COLOURS)
     elif spec.name == TRYON_GENERATOR.name:

@@ -32,7 +32,9 @@ def grid(
     sheet = Image.new("RGB", (left + columns * cell_w, top + rows * cell_h), (200, 200, 200))
     draw = ImageDraw.Draw(sheet)
     for index in range(count):
-        tile = Image.fromarray(images[index]).resize((width * scale, height * scale), Image.NEAREST)
+        tile = Image.fromarray(images[index]).resize(
+            (width * scale, height * scale), Image.Resampling.NEAREST
+        )
         row, column = divmod(index, columns)
         sheet.paste(tile, (left + column * cell_w, top + row * cell_h))
     for row, label in enumerate(row_labels or []):

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import numpy as np
 import pytest
 import tritonclient.grpc as grpcclient
 from tritonclient.utils import InferenceServerException
 
-from embedded.triton import TritonServer
+from embedded.triton import TritonServer, TritonStartError, backend_directory
 from serving_contract.taxonomy import NUM_CATEGORIES
 from serving_contract.tensors import (
     CLIENT_DTYPES,
@@ -111,7 +113,8 @@ def test_same_seed_and_condition_give_identical_bytes_alone_and_batched(
     crowd["CATEGORY"][5], crowd["COLOUR"][5], crowd["SEED"][5] = 3, 7, 42
     batched = infer(client, PRODUCT_GENERATOR, crowd)
     again = infer(client, PRODUCT_GENERATOR, products([3], [7], [42]))
-    assert alone.tobytes() == again.tobytes() == batched[5:6].tobytes()
+    among_three = infer(client, PRODUCT_GENERATOR, products([1, 2, 3], [0, 0, 7], [5, 6, 42]))
+    assert alone.tobytes() == again.tobytes() == batched[5:6].tobytes() == among_three[2:3].tobytes()
 
     tryon_alone = infer(client, TRYON_GENERATOR, tryons([42], category=3))
     tryon_batched = infer(client, TRYON_GENERATOR, tryons([1, 2, 42, 4], category=3))
@@ -196,6 +199,24 @@ def test_bad_request_batched_with_good_ones_fails_alone_and_the_server_stays_up(
         assert isinstance(got, np.ndarray) and got.tobytes() == want.tobytes()
     assert client.is_server_live() and client.is_model_ready(PRODUCT_GENERATOR.name)
     assert infer(client, TRYON_GENERATOR, tryons([1])).shape == (1, TRYON_IMAGE_SIZE, TRYON_IMAGE_SIZE, 3)
+
+
+def test_backend_directory_links_the_wheel_files_for_this_python(tmp_path: Path) -> None:
+    python_dir = backend_directory(tmp_path) / "python"
+    names = {"libtriton_python.so", "triton_python_backend_utils.py", "triton_python_backend_stub"}
+    assert {p.name for p in python_dir.iterdir()} == names
+    assert all((python_dir / n).resolve().exists() for n in names)
+    assert backend_directory(tmp_path) / "python" == python_dir  # idempotent
+
+
+def test_server_that_cannot_load_a_model_fails_fast_with_the_log_tail(tmp_path: Path) -> None:
+    (tmp_path / "repo" / "broken" / "1").mkdir(parents=True)
+    (tmp_path / "repo" / "broken" / "config.pbtxt").write_text('name: "broken"\nbackend: "no_such_backend"\n')
+    started = time.monotonic()
+    with pytest.raises(TritonStartError, match="exited") as failed:
+        TritonServer(tmp_path / "repo", state_dir=tmp_path, ready_timeout_s=60).start()
+    assert "no_such_backend" in str(failed.value)
+    assert time.monotonic() - started < 30
 
 
 @pytest.mark.skip(reason="lead: needs the product classifier; fill in once it exists")

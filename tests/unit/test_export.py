@@ -22,6 +22,7 @@ from serving_contract.tensors import MODELS, PRODUCT_GENERATOR, TRITON_DTYPES, T
 from training.cgan.model import LATENT_DIM, Generator
 from training.export import (
     BACKENDS_DIR,
+    BATCH_MULTIPLE,
     DynamicBatching,
     ProductServing,
     export_model,
@@ -204,6 +205,26 @@ def test_product_backend_answers_each_request_and_refuses_the_bad_one_alone(
         want = serving(z, torch.tensor([1, 2, 9]), torch.tensor([3, 4, 11])).numpy()
     assert responses[0].error is None and np.array_equal(responses[0].outputs[0].array, want[:2])
     assert responses[2].error is None and np.array_equal(responses[2].outputs[0].array, want[2:])
+
+
+def test_product_backend_pads_every_forward_to_the_batch_multiple(
+    serving: ProductServing, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    backend = load_backend(
+        export_product_generator(serving.generator, tmp_path), PRODUCT_GENERATOR, monkeypatch
+    )
+    assert backend.batch_multiple == BATCH_MULTIPLE
+    seen: list[int] = []
+    model = backend.model
+
+    def spy(z: torch.Tensor, category: torch.Tensor, colour: torch.Tensor) -> torch.Tensor:
+        seen.append(len(z))
+        return model(z, category, colour)
+
+    backend.model = spy
+    responses = backend.execute([product_request([1], [2], [3]), product_request([0, 1], [0, 1], [4, 5])])
+    assert seen == [BATCH_MULTIPLE]
+    assert [r.outputs[0].array.shape[0] for r in responses] == [1, 2]
 
 
 class GarmentUpscale(nn.Module):

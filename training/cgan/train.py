@@ -29,6 +29,7 @@ from training.cgan.model import (
 from training.data import fashion_mnist
 from training.data.products import product_images, random_colours, to_unit_range
 from training.grids import save_grid, to_uint8_hwc
+from training.layout import channels_last
 from training.progress import MetricsLog, progress_bar
 
 CHANNELS_LAST = torch.channels_last
@@ -48,8 +49,8 @@ class CganConfig:
 
 
 def build(config: CganConfig) -> tuple[Generator, Discriminator]:
-    generator = Generator(config.generator_width).to(memory_format=CHANNELS_LAST)
-    discriminator = Discriminator(config.discriminator_width).to(memory_format=CHANNELS_LAST)
+    generator = channels_last(Generator(config.generator_width))
+    discriminator = channels_last(Discriminator(config.discriminator_width))
     return generator, discriminator
 
 

@@ -9,6 +9,8 @@ where it is.
 
 from __future__ import annotations
 
+import itertools
+
 import torch
 from torch import nn
 from torch.nn import functional as F
@@ -99,7 +101,7 @@ class Decoder(nn.Module):
         self.start = widths[0]
         self.project = nn.Sequential(nn.Linear(cond_dim, 256), nn.SiLU(), nn.Linear(256, widths[0] * 4 * 4))
         self.blocks = nn.ModuleList(
-            [FilmUpBlock(a, b, cond_dim) for a, b in zip(widths[:-1], widths[1:], strict=True)]
+            [FilmUpBlock(a, b, cond_dim) for a, b in itertools.pairwise(widths)]
         )
         self.to_rgb = nn.ConvTranspose2d(widths[-1] + 2, 3, 4, stride=2, padding=1)
 

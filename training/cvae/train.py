@@ -22,6 +22,7 @@ from training.cvae.model import LATENT_DIM, TryOnVAE, loss_terms, vector_conditi
 from training.data.products import to_unit_range
 from training.data.tryon_render import render_batch
 from training.grids import save_grid, to_uint8_hwc
+from training.layout import channels_last
 from training.progress import MetricsLog, progress_bar
 
 CHANNELS_LAST = torch.channels_last
@@ -53,7 +54,9 @@ def tensors(examples: dataset.TryOnExamples, index: np.ndarray | slice) -> tuple
 
 
 @torch.no_grad()
-def generate(model: TryOnVAE, examples: dataset.TryOnExamples, index: np.ndarray | slice, seed: int) -> np.ndarray:
+def generate(
+    model: TryOnVAE, examples: dataset.TryOnExamples, index: np.ndarray | slice, seed: int
+) -> np.ndarray:
     """Decode from the prior (z ~ N(0, I) from ``seed``), exactly as served: uint8 HWC."""
     model.eval()
     _, vector, garment = tensors(examples, index)
@@ -85,7 +88,7 @@ def train(run_dir: Path, config: CvaeConfig) -> Path:
     data_dir = Path(config.data_dir)
     examples = dataset.cached(data_dir, "train", config.train_examples, seed=config.seed)
     held_out = dataset.cached(data_dir, "test", 512, seed=config.seed + 10_000)
-    model = TryOnVAE().to(memory_format=CHANNELS_LAST)
+    model = channels_last(TryOnVAE())
     optimiser = torch.optim.Adam(model.parameters(), config.lr)
     steps = len(examples) // config.batch_size
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, T_max=config.epochs * steps)
@@ -106,7 +109,9 @@ def train(run_dir: Path, config: CvaeConfig) -> Path:
             batches = progress.add_task(f"epoch {epoch + 1}", total=steps, status="")
             model.train()
             for step in range(steps):
-                image, vector, garment = tensors(examples, order[step * config.batch_size : (step + 1) * config.batch_size])
+                image, vector, garment = tensors(
+                    examples, order[step * config.batch_size : (step + 1) * config.batch_size]
+                )
                 reconstruction, mean, log_var = model(image, vector, garment)
                 recon, kl = loss_terms(image, reconstruction, mean, log_var)
                 warmup = min(1.0, (epoch * steps + step + 1) / steps)

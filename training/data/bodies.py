@@ -5,7 +5,7 @@ model instead: height and BMI are drawn, weight follows from them, and the girth
 ``sqrt(weight / height)`` (a body's cross-section) plus a shape variable that trades waist
 against hips and chest (straight vs hourglass) and a little independent noise. The spreads are
 wide on purpose so the extremes of ``sizing.MEASUREMENTS`` are well covered; every value is
-kept inside its range (height and weight by resampling, girths by clipping).
+kept inside its range (height, weight and BMI by resampling, girths by clipping).
 """
 
 from __future__ import annotations
@@ -19,6 +19,9 @@ HEIGHT_MEAN_CM, HEIGHT_SD_CM = 175.0, 14.0
 
 #: median BMI and the spread of its logarithm (BMI about 16..40 at +-2 sd)
 BMI_MEDIAN, LOG_BMI_SD = 25.0, 0.22
+
+#: BMIs outside this range are redrawn (no emaciated or implausibly heavy adults)
+BMI_RANGE = (16.0, 42.0)
 
 #: girths in cm of the reference body (``sqrt(weight / height)`` of 70 kg / 1.75 m)
 REFERENCE_GIRTH_CM = {"chest": 100.0, "waist": 86.0, "hips": 102.0}
@@ -51,7 +54,7 @@ def sample_measurements(count: int, seed: int) -> np.ndarray:
 
 
 def _height_and_weight(rng: np.random.Generator, count: int) -> tuple[np.ndarray, np.ndarray]:
-    """Draw (height, BMI) pairs, keeping those whose height and weight are both in range."""
+    """Draw (height, BMI) pairs, keeping those whose height, weight and BMI are all in range."""
     heights: list[np.ndarray] = []
     weights: list[np.ndarray] = []
     kept = 0
@@ -60,7 +63,12 @@ def _height_and_weight(rng: np.random.Generator, count: int) -> tuple[np.ndarray
         height = rng.normal(HEIGHT_MEAN_CM, HEIGHT_SD_CM, batch)
         bmi = BMI_MEDIAN * np.exp(LOG_BMI_SD * rng.standard_normal(batch))
         weight = bmi * (height / 100.0) ** 2
-        ok = _inside("height", height) & _inside("weight", weight)
+        ok = (
+            _inside("height", height)
+            & _inside("weight", weight)
+            & (bmi >= BMI_RANGE[0])
+            & (bmi <= BMI_RANGE[1])
+        )
         heights.append(height[ok])
         weights.append(weight[ok])
         kept += int(ok.sum())

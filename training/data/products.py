@@ -12,6 +12,7 @@ from serving_contract.palette import NUM_COLOURS, PALETTE, colourise
 from serving_contract.tensors import PRODUCT_IMAGE_SIZE
 from training.data.fashion_mnist import FashionMNIST, pad_to
 
+
 def colourise_batch(gray: np.ndarray, colours: np.ndarray) -> np.ndarray:
     """Colourise ``[N, H, W]`` uint8 images each with its own palette index -> ``[N, H, W, 3]``."""
     out = np.empty((*gray.shape, 3), np.uint8)
@@ -33,4 +34,3 @@ def random_colours(count: int, seed: int) -> np.ndarray:
 def to_unit_range(images: np.ndarray) -> np.ndarray:
     """uint8 ``[N, H, W, 3]`` -> float32 ``[N, 3, H, W]`` in [-1, 1] (the models' range)."""
     return (images.astype(np.float32).transpose(0, 3, 1, 2) / 127.5) - 1.0
-

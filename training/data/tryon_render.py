@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, ImageDraw
 
-from serving_contract.sizing import SIZE_CHART
+from serving_contract.sizing import NUM_SIZES, SIZE_CHART
 from serving_contract.taxonomy import CATEGORIES
 from serving_contract.tensors import TRYON_IMAGE_SIZE
 
@@ -72,6 +72,7 @@ LONG_SLEEVES = frozenset({2, 4, 6})
 #: categories measured by top length (the rest of the tops use the dress length)
 TOP_LENGTH = frozenset({0, 2, 6})
 
+#: the one category anchored at the waist and sized by waist and inseam
 TROUSER = 1
 
 #: arm angles from the vertical (radians) the renderer may pick from
@@ -162,16 +163,18 @@ def landmark_rows(measurements: np.ndarray) -> dict[str, int]:
 def garment_box(measurements: np.ndarray, category: int, size: int) -> tuple[float, float, float, float]:
     """Where the garment's bounding box lands on the canvas: ``(left, top, right, bottom)`` in px."""
     _check_wearable(category)
+    if not 0 <= size < NUM_SIZES:
+        raise ValueError(f"size {size} is not a size chart index in [0, {NUM_SIZES})")
     body = figure(measurements)
     chart = SIZE_CHART[size]
     if category == TROUSER:
         width = girth_to_px(chart.waist_cm) * TROUSER_HIP_EASE
-        top = body.y["waist"]
+        top = body.rows["waist"] - 0.5  # the waistband covers the whole waist row
         bottom = body.y["crotch"] + chart.inseam_cm * PX_PER_CM
     else:
         width = girth_to_px(chart.chest_cm) * SLEEVE_SPREAD[category]
         length = chart.top_length_cm if category in TOP_LENGTH else chart.dress_length_cm
-        top = body.y["shoulder"] - 0.3
+        top = body.y["shoulder"] - 0.8  # the collar sits at the base of the neck
         bottom = top + length * PX_PER_CM
     return CENTRE_X - width / 2, top, CENTRE_X + width / 2, bottom
 
@@ -182,12 +185,14 @@ def render(measurements: np.ndarray, garment: np.ndarray, category: int, size: i
     alpha, ink = _garment_layers(garment, box)
     body = figure(measurements)
     torso = _body_canvas(body)
-    candidates = _arm_candidates(body, category, alpha, box)
-    for arms in candidates:
+    first = None
+    for arms in _arm_candidates(body, category, alpha, box):
         image = _compose(_with_arms(torso, body, arms), alpha, ink)
         if not any(_ambiguous(image[row]) for row in body.rows.values()):
             return image
-    return _compose(_with_arms(torso, body, candidates[0]), alpha, ink)
+        first = image if first is None else first
+    assert first is not None
+    return first
 
 
 def render_body(measurements: np.ndarray) -> np.ndarray:
@@ -304,6 +309,13 @@ def _distance_to_skin_line(line: np.ndarray) -> np.ndarray:
     return np.linalg.norm(line - (_SKIN + t[:, None] * direction), axis=1)
 
 
+def ambiguous_landmarks(image: np.ndarray, rows: dict[str, int]) -> list[str]:
+    """Landmarks whose row ``measure_widths`` cannot read robustly: a shape within a pixel or two of
+    the centre run, or joined to it by a faint bridge, so slight blur could merge or split it.
+    The renderer avoids these where it can (by moving the arms); an evaluation may skip them."""
+    return [name for name in LANDMARKS if _ambiguous(image[rows[name]])]
+
+
 def _ambiguous(row: np.ndarray) -> bool:
     """True when a shape nearly touches the centre run: blur could merge or split it."""
     ink = np.linalg.norm(_BG - row.astype(np.float32), axis=1)
@@ -336,7 +348,9 @@ def _check_wearable(category: int) -> None:
         raise ValueError(f"category {category} ({name}) cannot be worn; wearable: {wearable}")
 
 
-def _garment_layers(garment: np.ndarray, box: tuple[float, float, float, float]) -> tuple[np.ndarray, ...]:
+def _garment_layers(
+    garment: np.ndarray, box: tuple[float, float, float, float]
+) -> tuple[np.ndarray, np.ndarray]:
     """The garment's alpha ``[64, 64]`` and ink ``[64, 64, 3]`` (255 - colour, times alpha) on the canvas."""
     ink = 255.0 - garment.astype(np.float32)
     alpha = _product_alpha(ink.max(axis=-1))
@@ -449,34 +463,43 @@ def _toward_cuff(body: Figure, alpha: np.ndarray, box: tuple[float, ...]) -> tup
 
 
 def _clearing_angle(body: Figure, alpha: np.ndarray) -> float:
-    """The smallest arm angle leaving ``ARM_GAP_PX`` of background beside body and garment at the
-    landmark rows; failing that, one where the arm overlaps the garment (a sleeve) at the chest."""
+    """The smallest arm angle that keeps the landmark rows measurable.
+
+    At each landmark row a bare arm either leaves ``ARM_GAP_PX`` of background beside body and
+    garment ("outside"), or overlaps a garment wider than the body by a pixel ("attached": a
+    sleeve or a loose hem). Preferred: outside everywhere; then attached at the chest only;
+    then attached anywhere; failing all, the angle farthest from a near miss.
+    """
     joint_x, joint_y = _shoulder_joint(body)
     cos, tan = np.cos(ARM_ANGLES), np.tan(ARM_ANGLES)
-    outside_all = np.ones(len(ARM_ANGLES), bool)
-    chest_outside = chest_attached = outside_all
+    outside, attached, margin = {}, {}, []
     for name in LANDMARKS:
         row = body.rows[name]
         drop = row + 0.5 - joint_y
         along = drop / cos
-        reaches = (drop > 0) & (along < body.arm_length + 2 * body.wrist_width)
+        misses = (drop <= 0) | (along > body.arm_length + 2 * body.wrist_width)
         taper = np.clip(along / body.arm_length, 0.0, 1.0)
-        inner = joint_x + drop * tan - (body.arm_width + taper * (body.wrist_width - body.arm_width)) / (2 * cos)
+        width = body.arm_width + taper * (body.wrist_width - body.arm_width)
+        inner = joint_x + drop * tan - width / (2 * cos)
         spread = _run_half(alpha[row])
-        outside = ~reaches | (inner >= max(body.half[name], spread) + ARM_GAP_PX)
-        if name == "chest":
-            chest_outside = outside
-            chest_attached = outside | ((spread > body.half[name] + 0.5) & (inner <= spread - 1.0))
-        else:
-            outside_all = outside_all & outside
-    for ok in (outside_all & chest_outside, outside_all & chest_attached):
+        gap = inner - max(body.half[name], spread) - ARM_GAP_PX
+        overlap = spread - 1.0 - inner if spread > body.half[name] + 0.5 else np.full_like(inner, -np.inf)
+        outside[name] = misses | (gap >= 0)
+        attached[name] = outside[name] | (overlap >= 0)
+        margin.append(np.where(misses, np.inf, np.maximum(gap, overlap)))
+    strict = outside["waist"] & outside["hips"]
+    for ok in (
+        strict & outside["chest"],
+        strict & attached["chest"],
+        np.logical_and.reduce(list(attached.values())),
+    ):
         if ok.any():
             return float(ARM_ANGLES[np.argmax(ok)])
-    return float(ARM_ANGLES[-1])
+    return float(ARM_ANGLES[np.argmax(np.minimum.reduce(margin))])
 
 
 def _run_half(alpha_row: np.ndarray) -> float:
-    run = _centre_run(alpha_row > 0.3)
+    run = _centre_run(alpha_row > 0.05)
     return 0.0 if run is None else max(CENTRE_X - run[0], run[1] + 1 - CENTRE_X)
 
 

@@ -19,6 +19,7 @@ from serving_contract.taxonomy import NUM_CATEGORIES
 from training import checkpoints
 from training.data import fashion_mnist
 from training.data.products import product_images, random_colours, to_unit_range
+from training.layout import channels_last
 from training.progress import progress_bar
 
 #: size of the penultimate layer used as the feature space for Frechet distances
@@ -72,7 +73,7 @@ def train_judge(path: Path, *, epochs: int = 4, seed: int = 0) -> Judge:
     checkpoints.seed_everything(seed)
     train, test = fashion_mnist.load("train"), fashion_mnist.load("test")
     test_images = product_images(test, random_colours(len(test.labels), seed + 99))
-    judge = Judge().to(memory_format=torch.channels_last)
+    judge = channels_last(Judge())
     optimiser = torch.optim.Adam(judge.parameters(), 1e-3)
     labels = torch.from_numpy(train.labels)
     steps = len(labels) // 128
@@ -80,7 +81,9 @@ def train_judge(path: Path, *, epochs: int = 4, seed: int = 0) -> Judge:
         task = progress.add_task("judge classifier", total=epochs * steps, status="")
         for epoch in range(epochs):
             started = time.perf_counter()
-            images = torch.from_numpy(to_unit_range(product_images(train, random_colours(len(labels), seed + epoch))))
+            images = torch.from_numpy(
+                to_unit_range(product_images(train, random_colours(len(labels), seed + epoch)))
+            )
             order = torch.randperm(len(labels))
             judge.train()
             for step in range(steps):
@@ -105,6 +108,6 @@ def train_judge(path: Path, *, epochs: int = 4, seed: int = 0) -> Judge:
 def load_judge(path: Path) -> tuple[Judge, float]:
     """The saved judge and its test accuracy."""
     saved = torch.load(path, map_location="cpu", weights_only=True)
-    judge = Judge().to(memory_format=torch.channels_last)
+    judge = channels_last(Judge())
     judge.load_state_dict(saved["state"])
     return judge.eval(), float(saved["test_accuracy"])

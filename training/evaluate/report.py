@@ -16,7 +16,12 @@ REPORT_DIR = Path("docs/evaluation")
 
 
 def write_report(
-    repository: Path, judge_path: Path, out_dir: Path = REPORT_DIR, *, product_samples: int = 10_000, tryon_samples: int = 1000
+    repository: Path,
+    judge_path: Path,
+    out_dir: Path = REPORT_DIR,
+    *,
+    product_samples: int = 10_000,
+    tryon_samples: int = 1000,
 ) -> dict[str, object]:
     out_dir.mkdir(parents=True, exist_ok=True)
     judge, judge_accuracy = load_judge(judge_path)
@@ -49,7 +54,8 @@ def render_markdown(product: ProductReport, tryon: TryOnReport, fid: object) -> 
     fid_text = "Not measured yet: `atelier-models inception-fid --samples 5000` writes `inception_fid.json`."
     if isinstance(fid, dict):
         fid_text = (
-            f"FID **{fid['fid']:.2f}**, KID {fid['kid_mean'] * 1000:.2f} ± {fid['kid_std'] * 1000:.2f} (x1e-3) "
+            f"FID **{fid['fid']:.2f}**, "
+            f"KID {fid['kid_mean'] * 1000:.2f} ± {fid['kid_std'] * 1000:.2f} (x1e-3) "
             f"on {fid['samples']} generated vs {fid['samples']} real test images "
             f"(command: `{fid['command']}`, {fid['seconds'] / 60:.0f} min on {fid['machine']})."
         )
@@ -64,8 +70,10 @@ hand: rerun the command.
 | metric | value | target |
 |---|---|---|
 | judge classifier accuracy on real test images | {product.judge_test_accuracy:.4f} | about 0.90 |
-| conditional accuracy (judge agrees with the requested category) | {product.conditional_accuracy:.4f} | >= 0.90: {_check(product.conditional_accuracy >= 0.9)} |
-| colour accuracy (nearest palette colour = requested) | {product.colour_accuracy:.4f} | real images: {product.real_colour_accuracy:.4f} |
+| conditional accuracy (judge agrees with the requested category) \
+| {product.conditional_accuracy:.4f} | >= 0.90: {_check(product.conditional_accuracy >= 0.9)} |
+| colour accuracy (nearest palette colour = requested) \
+| {product.colour_accuracy:.4f} | real images: {product.real_colour_accuracy:.4f} |
 | median colour error, CIE76 ΔE to the requested colour | {product.median_delta_e:.2f} | |
 | judge-feature Frechet distance, generated vs real test | {product.fd_generated_vs_test:.3f} | |
 | floor: real train vs real test | {product.fd_floor_train_vs_test:.3f} | |
@@ -100,7 +108,13 @@ procedural renderer's image for the same measurements, garment and size.
 | SSIM, mean | {tryon.ssim_mean:.4f} | >= 0.85: {_check(tryon.ssim_mean >= 0.85)} |
 | SSIM, 10th percentile | {tryon.ssim_p10:.4f} | |
 | PSNR, mean | {tryon.psnr_mean:.2f} dB | |
-| body silhouette width error, mean over chest/waist/hips | {tryon.silhouette_mae_px:.2f} px | <= 1.5 px: {_check(silhouette_ok)} |
+| body silhouette width error, mean over chest/waist/hips \
+| {tryon.silhouette_mae_px:.2f} px | <= 1.5 px: {_check(silhouette_ok)} |
+
+Widths are read from each image by `measure_widths` (colour segmentation) at the chest, waist
+and hip rows; {tryon.skipped_ambiguous_rows:.1%} of readings were skipped because the
+renderer's own image is ambiguous there (`ambiguous_landmarks`: an arm or sleeve within a pixel
+of the body).
 
 | width | mean abs error (px) | (cm) | share within 1.5 px |
 |---|---|---|---|

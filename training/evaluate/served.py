@@ -31,7 +31,9 @@ class ServedProductModel:
         self.latent_dim = latent_dim
 
     @torch.no_grad()
-    def __call__(self, categories: np.ndarray, colours: np.ndarray, seeds: np.ndarray, batch: int = 500) -> np.ndarray:
+    def __call__(
+        self, categories: np.ndarray, colours: np.ndarray, seeds: np.ndarray, batch: int = 500
+    ) -> np.ndarray:
         out = []
         for s in range(0, len(seeds), batch):
             z = seeded_noise(seeds[s : s + batch], self.latent_dim)

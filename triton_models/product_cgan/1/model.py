@@ -3,8 +3,10 @@
 ``initialize`` loads ``model.pt`` (TorchScript) beside this file onto the instance's device.
 ``execute`` validates each request on its own (a bad one gets INVALID_ARG naming the tensor and the
 rule; the others in the batch are still answered), then runs one forward for all valid items.
-Each item's noise comes from its own seed on the CPU, so an image does not depend on the batch
-it was served in or on the device. Limits come from the config ``parameters``.
+Each item's noise
+comes from its own seed on the CPU (the same on every device), and the batch is padded to a
+multiple of ``batch_multiple``, so on one machine an item's bytes do not depend on the batch it
+was served in. Limits come from the config ``parameters``.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ class TritonPythonModel:
         config = json.loads(args["model_config"])
         parameters = {k: v["string_value"] for k, v in config.get("parameters", {}).items()}
         self.latent_dim = int(parameters["latent_dim"])
+        self.batch_multiple = int(parameters.get("batch_multiple", "1"))
         self.num_categories = int(parameters["num_categories"])
         self.num_colours = int(parameters["num_colours"])
         if args.get("model_instance_kind") == "GPU":
@@ -56,15 +59,18 @@ class TritonPythonModel:
 
     def generate(self, batches: list[dict[str, np.ndarray]]) -> list[torch.Tensor]:
         """One forward over every item of ``batches``; the images split back per request."""
-        category = torch.from_numpy(np.concatenate([b["CATEGORY"].reshape(-1) for b in batches]))
-        colour = torch.from_numpy(np.concatenate([b["COLOUR"].reshape(-1) for b in batches]))
+
+        def stacked(name: str) -> torch.Tensor:
+            values = torch.from_numpy(np.concatenate([b[name] for b in batches]))
+            return padded(values, self.batch_multiple).to(self.device)
+
         seeds = np.concatenate([b["SEED"].reshape(-1) for b in batches])
-        z = noise(seeds, self.latent_dim)
+        z = padded(noise(seeds, self.latent_dim), self.batch_multiple).to(self.device)
         with torch.inference_mode():
             images = self.model(
-                z.to(self.device), category.long().to(self.device), colour.long().to(self.device)
+                z, stacked("CATEGORY").reshape(-1).long(), stacked("COLOUR").reshape(-1).long()
             )
-        return list(images.cpu().split([len(b["SEED"]) for b in batches]))
+        return list(images[: len(seeds)].cpu().split([len(b["SEED"]) for b in batches]))
 
 
 def input_array(request: object, name: str) -> np.ndarray:
@@ -80,6 +86,16 @@ def input_array(request: object, name: str) -> np.ndarray:
 def output_tensor(name: str, values: torch.Tensor) -> object:
     """A CPU output tensor handed to Triton through DLPack (a compact copy, no view offsets)."""
     return pb_utils.Tensor.from_dlpack(name, torch.utils.dlpack.to_dlpack(values.clone()))
+
+
+def padded(values: torch.Tensor, multiple: int) -> torch.Tensor:
+    """``values`` with zero rows appended up to a multiple of ``multiple``.
+
+    CPU GEMMs take another kernel for the last rows of a small batch, so without padding an
+    item's pixels could change with the size of the batch it is served in.
+    """
+    extra = -len(values) % multiple
+    return torch.cat([values, values.new_zeros((extra, *values.shape[1:]))]) if extra else values
 
 
 def noise(seeds: np.ndarray, latent_dim: int) -> torch.Tensor:

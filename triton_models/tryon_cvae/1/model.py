@@ -5,8 +5,9 @@
 ``execute`` validates each request on its own (a bad one gets INVALID_ARG naming the tensor and the
 rule; the others in the batch are still answered), then runs one forward for all valid items.
 Measurements go to the model raw (cm, kg): the serving module normalises them. Each item's noise
-comes from its own seed on the CPU, so an image does not depend on the batch it was served in
-or on the device. Limits come from the config ``parameters``.
+comes from its own seed on the CPU (the same on every device), and the batch is padded to a
+multiple of ``batch_multiple``, so on one machine an item's bytes do not depend on the batch it
+was served in. Limits come from the config ``parameters``.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ class TritonPythonModel:
         config = json.loads(args["model_config"])
         parameters = {k: v["string_value"] for k, v in config.get("parameters", {}).items()}
         self.latent_dim = int(parameters["latent_dim"])
+        self.batch_multiple = int(parameters.get("batch_multiple", "1"))
         self.num_categories = int(parameters["num_categories"])
         self.num_sizes = int(parameters["num_sizes"])
         self.wearable = [int(c) for c in json.loads(parameters["wearable_categories"])]
@@ -85,10 +87,11 @@ class TritonPythonModel:
         """One forward over every item of ``batches``; the images split back per request."""
 
         def stacked(name: str) -> torch.Tensor:
-            return torch.from_numpy(np.concatenate([b[name] for b in batches])).to(self.device)
+            values = torch.from_numpy(np.concatenate([b[name] for b in batches]))
+            return padded(values, self.batch_multiple).to(self.device)
 
         seeds = np.concatenate([b["SEED"].reshape(-1) for b in batches])
-        z = noise(seeds, self.latent_dim).to(self.device)
+        z = padded(noise(seeds, self.latent_dim), self.batch_multiple).to(self.device)
         with torch.inference_mode():
             images = self.model(
                 z,
@@ -97,7 +100,7 @@ class TritonPythonModel:
                 stacked("CATEGORY").reshape(-1).long(),
                 stacked("GARMENT"),
             )
-        return list(images.cpu().split([len(b["SEED"]) for b in batches]))
+        return list(images[: len(seeds)].cpu().split([len(b["SEED"]) for b in batches]))
 
 
 def input_array(request: object, name: str) -> np.ndarray:
@@ -113,6 +116,16 @@ def input_array(request: object, name: str) -> np.ndarray:
 def output_tensor(name: str, values: torch.Tensor) -> object:
     """A CPU output tensor handed to Triton through DLPack (a compact copy, no view offsets)."""
     return pb_utils.Tensor.from_dlpack(name, torch.utils.dlpack.to_dlpack(values.clone()))
+
+
+def padded(values: torch.Tensor, multiple: int) -> torch.Tensor:
+    """``values`` with zero rows appended up to a multiple of ``multiple``.
+
+    CPU GEMMs take another kernel for the last rows of a small batch, so without padding an
+    item's pixels could change with the size of the batch it is served in.
+    """
+    extra = -len(values) % multiple
+    return torch.cat([values, values.new_zeros((extra, *values.shape[1:]))]) if extra else values
 
 
 def noise(seeds: np.ndarray, latent_dim: int) -> torch.Tensor:
