@@ -89,7 +89,10 @@ class FilmUpBlock(nn.Module):
 
 
 class Decoder(nn.Module):
-    """(z, vector condition, garment summary) -> image in [-1, 1], ``[N, 3, 64, 64]``.
+    """(z, vector condition, garment summary) -> image, ``[N, 3, 64, 64]``, about [-1, 1].
+
+    The output is linear, not tanh: most pixels are the white background at exactly 1.0, where
+    a tanh saturates, its gradient vanishes and training stalls on an all-white image.
 
     Blocks take 4x4 features to 32x32; a stride-2 transposed conv makes the 64x64 pixels. Full
     conv stages at 64x64 cost 5x the training time on CPU for no visible gain.
@@ -110,7 +113,7 @@ class Decoder(nn.Module):
         x = self.project(cond).view(-1, self.start, 4, 4)
         for block in self.blocks:
             x = block(x, cond)
-        return torch.tanh(self.to_rgb(torch.cat([x, coordinates(x)], dim=1)))
+        return self.to_rgb(torch.cat([x, coordinates(x)], dim=1))
 
 
 class Encoder(nn.Module):
@@ -164,8 +167,12 @@ class TryOnVAE(nn.Module):
 def loss_terms(
     image: torch.Tensor, reconstruction: torch.Tensor, mean: torch.Tensor, log_var: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-image L1 reconstruction (summed over pixels) and KL(q || N(0, I))."""
+    """Per-image squared error (summed over pixels: a Gaussian likelihood) and KL(q || N(0, I)).
+
+    Squared error, not L1: L1's optimum is the per-pixel median, which for a figure that moves
+    with the measurements is the empty background.
+    """
     n = image.shape[0]
-    recon = F.l1_loss(reconstruction, image, reduction="sum") / n
+    recon = F.mse_loss(reconstruction, image, reduction="sum") / n
     kl = -0.5 * torch.sum(1 + log_var - mean.pow(2) - log_var.exp()) / n
     return recon, kl

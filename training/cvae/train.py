@@ -1,6 +1,6 @@
 """Train the try-on cVAE on rendered examples.
 
-Loss: L1 reconstruction summed over pixels plus a KL term warmed up over the first epoch, Adam
+Loss: squared error summed over pixels plus a KL term warmed up over the first epoch, Adam
 with cosine decay. Each epoch writes a size-by-body sample grid (decoded from the prior, as
 served), PSNR on a fixed held-out batch, metrics and a checkpoint.
 """
@@ -124,7 +124,7 @@ def train(run_dir: Path, config: CvaeConfig) -> Path:
                 if step % 20 == 0:
                     mean_terms = totals / (step + 1)
                     progress.update(
-                        batches, completed=step + 1, status=f"L1 {mean_terms[0]:.0f} KL {mean_terms[1]:.2f}"
+                        batches, completed=step + 1, status=f"SE {mean_terms[0]:.0f} KL {mean_terms[1]:.2f}"
                     )
             progress.remove_task(batches)
             generated = generate(model, held_out, slice(None), seed=epoch)
@@ -145,14 +145,14 @@ def train(run_dir: Path, config: CvaeConfig) -> Path:
             log.append(
                 {
                     "epoch": epoch + 1,
-                    "l1_per_image": mean_terms[0],
+                    "sq_error_per_image": mean_terms[0],
                     "kl": mean_terms[1],
                     "held_out_psnr": held_out_psnr,
                     "seconds": time.perf_counter() - started,
                 }
             )
             progress.console.print(
-                f"cVAE epoch {epoch + 1}/{config.epochs}: L1 {mean_terms[0]:.0f} KL {mean_terms[1]:.2f} "
+                f"cVAE epoch {epoch + 1}/{config.epochs}: SE {mean_terms[0]:.0f} KL {mean_terms[1]:.2f} "
                 f"held-out PSNR {held_out_psnr:.2f} dB ({time.perf_counter() - started:.0f} s)"
             )
             progress.update(epochs, completed=epoch + 1, status=f"PSNR {held_out_psnr:.2f}")
