@@ -9,21 +9,27 @@ environment. Serve the committed repository until Ctrl-C with ``python -m embedd
 
 from __future__ import annotations
 
-import ctypes
 import importlib.resources
 import os
 import signal
-import socket
-import subprocess
 import sys
 import time
-import urllib.error
 import urllib.request
 from pathlib import Path
 from types import TracebackType
 from typing import Annotated
 
 import typer
+
+from embedded.process import (
+    HOST,
+    LOG_TAIL_LINES,
+    ChildProcess,
+    ServerStartError,
+    free_port,
+    log_tail,
+    wait_ready,
+)
 
 _ROOT = Path(__file__).resolve().parent.parent
 
@@ -35,15 +41,11 @@ DEFAULT_STATE_DIR = _ROOT / ".atelier"
 DEFAULT_READY_TIMEOUT_S = 120.0
 #: seconds between SIGTERM and SIGKILL when stopping
 DEFAULT_STOP_TIMEOUT_S = 20.0
-#: address the server's endpoints are reached at (it listens on all interfaces)
-HOST = "127.0.0.1"
-#: lines of the server log quoted in a start-up error
-LOG_TAIL_LINES = 40
 
-_PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
+__all__ = ["HOST", "LOG_TAIL_LINES", "TritonServer", "TritonStartError", "backend_directory", "free_port"]
 
 
-class TritonStartError(RuntimeError):
+class TritonStartError(ServerStartError):
     """The server exited or did not become ready; the message carries the log's tail."""
 
 
@@ -85,22 +87,6 @@ def backend_directory(state_dir: Path = DEFAULT_STATE_DIR) -> Path:
     return directory
 
 
-def _terminate_with_parent() -> None:
-    """In the child, before exec: SIGTERM it when the thread that launched it exits (Linux).
-
-    A test session or CLI killed without cleanup then leaves no server behind.
-    """
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
-
-
-def free_port() -> int:
-    """A TCP port nothing listens on right now (the OS's pick)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((HOST, 0))
-        return int(s.getsockname()[1])
-
-
 class TritonServer:
     """``tritonserver`` serving one model repository; a context manager that starts and stops it.
 
@@ -138,7 +124,7 @@ class TritonServer:
         self.stop_timeout_s = stop_timeout_s
         self.extra_args = extra_args
         self.startup_s: float | None = None  #: seconds from launch to ready, once started
-        self._process: subprocess.Popen[bytes] | None = None
+        self._child: ChildProcess | None = None
 
     @property
     def grpc_url(self) -> str:
@@ -157,7 +143,7 @@ class TritonServer:
 
     @property
     def pid(self) -> int | None:
-        return self._process.pid if self._process else None
+        return self._child.pid if self._child else None
 
     def command(self, backends: Path) -> list[str]:
         return [
@@ -181,7 +167,7 @@ class TritonServer:
 
     def start(self) -> TritonServer:
         """Launch the server and wait until every model is ready; raises ``TritonStartError``."""
-        if self._process is not None:
+        if self._child is not None:
             raise RuntimeError("already started")
         if not self.repository.is_dir():
             raise FileNotFoundError(f"no model repository at {self.repository}")
@@ -190,18 +176,10 @@ class TritonServer:
         self.metrics_port = self.metrics_port or free_port()
         if self.log_path is None:
             self.log_path = self.state_dir / "logs" / f"tritonserver-{self.http_port}.log"
-        self.log_path.parent.mkdir(parents=True, exist_ok=True)
         backends = backend_directory(self.state_dir)
         started = time.monotonic()
-        with self.log_path.open("wb") as log:
-            self._process = subprocess.Popen(
-                self.command(backends),
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                env=self.environment(),
-                start_new_session=True,  # its own group: stub processes go with it on SIGKILL
-                preexec_fn=_terminate_with_parent if sys.platform == "linux" else None,
-            )
+        # its own process group: the stub processes go with it on SIGKILL
+        self._child = ChildProcess(self.command(backends), log_path=self.log_path, env=self.environment())
         try:
             self._wait_ready()
         except BaseException:
@@ -211,45 +189,29 @@ class TritonServer:
         return self
 
     def _wait_ready(self) -> None:
-        assert self._process is not None
-        deadline = time.monotonic() + self.ready_timeout_s
+        assert self._child is not None
         url = f"{self.http_url}/v2/health/ready"
-        while time.monotonic() < deadline:
-            code = self._process.poll()
-            if code is not None:
-                raise TritonStartError(f"tritonserver exited with {code} before ready\n{self.log_tail()}")
-            try:
-                with urllib.request.urlopen(url, timeout=1.0) as response:
-                    if response.status == 200:
-                        return
-            except (urllib.error.URLError, ConnectionError, TimeoutError):
-                pass
-            time.sleep(0.2)
-        raise TritonStartError(
-            f"tritonserver not ready after {self.ready_timeout_s:.0f} s\n{self.log_tail()}"
+
+        def ready() -> bool:
+            with urllib.request.urlopen(url, timeout=1.0) as response:
+                return bool(response.status == 200)
+
+        wait_ready(
+            self._child, ready, name="tritonserver", timeout_s=self.ready_timeout_s, error=TritonStartError
         )
 
     def is_alive(self) -> bool:
-        return self._process is not None and self._process.poll() is None
+        return self._child is not None and self._child.is_alive()
 
     def log_tail(self, lines: int = LOG_TAIL_LINES) -> str:
         """The last ``lines`` lines the server wrote (its log file)."""
-        if self.log_path is None or not self.log_path.exists():
-            return "(no log)"
-        text = self.log_path.read_text(errors="replace").splitlines()
-        return "\n".join(text[-lines:])
+        return log_tail(self.log_path, lines)
 
     def stop(self) -> None:
         """SIGTERM (in-flight requests finish), then SIGKILL of its process group after the timeout."""
-        process, self._process = self._process, None
-        if process is None or process.poll() is not None:
-            return
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=self.stop_timeout_s)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
+        child, self._child = self._child, None
+        if child is not None:
+            child.stop(self.stop_timeout_s)
 
     def __enter__(self) -> TritonServer:
         return self.start()

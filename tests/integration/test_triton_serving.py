@@ -12,7 +12,7 @@ import pytest
 import tritonclient.grpc as grpcclient
 from tritonclient.utils import InferenceServerException
 
-from embedded.triton import TritonServer, TritonStartError, backend_directory
+from embedded.triton import DEFAULT_REPOSITORY, TritonServer, TritonStartError, backend_directory
 from serving_contract.taxonomy import NUM_CATEGORIES
 from serving_contract.tensors import (
     CLIENT_DTYPES,
@@ -235,7 +235,11 @@ def test_generated_product_of_category_k_is_classified_as_k(
     seeds = list(range(len(categories)))
     images = np.concatenate(
         [
-            infer(client, PRODUCT_GENERATOR, products(categories[i : i + 64], colours[i : i + 64], seeds[i : i + 64]))
+            infer(
+                client,
+                PRODUCT_GENERATOR,
+                products(categories[i : i + 64], colours[i : i + 64], seeds[i : i + 64]),
+            )
             for i in range(0, len(categories), 64)
         ]
     )

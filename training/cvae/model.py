@@ -103,9 +103,7 @@ class Decoder(nn.Module):
         cond_dim = LATENT_DIM + VECTOR_DIM + GARMENT_DIM
         self.start = widths[0]
         self.project = nn.Sequential(nn.Linear(cond_dim, 256), nn.SiLU(), nn.Linear(256, widths[0] * 4 * 4))
-        self.blocks = nn.ModuleList(
-            [FilmUpBlock(a, b, cond_dim) for a, b in itertools.pairwise(widths)]
-        )
+        self.blocks = nn.ModuleList([FilmUpBlock(a, b, cond_dim) for a, b in itertools.pairwise(widths)])
         self.to_rgb = nn.ConvTranspose2d(widths[-1] + 2, 3, 4, stride=2, padding=1)
 
     def forward(self, z: torch.Tensor, vector: torch.Tensor, garment: torch.Tensor) -> torch.Tensor:

@@ -1,0 +1,167 @@
+"""The producer: what catalog code and the try-on feature call to submit and follow jobs.
+
+A submission is validate -> record -> publish. Validation comes first, so an invalid request
+raises pydantic's ``ValidationError`` (field path and rule) with nothing stored or published.
+The record is created ``queued`` (or an earlier job comes back, for a repeated idempotency
+key) before the message is published, so a worker always finds the record. When the broker does
+not confirm, the record is marked ``failed`` with code ``publish_failed``, the idempotency key is
+released (a retry with the same key submits again) and :class:`PublishError` is re-raised: a
+``queued`` record always has a message behind it.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Iterator, Mapping
+from typing import Any, NamedTuple
+
+from producer.contracts.jobs import JobError, JobKind, JobRecord, JobState
+from producer.contracts.v1 import ListingImageRequest, TryOnRequest, parse_request
+from producer.jobs_store import JobStore, utcnow
+from producer.publish import Publisher
+from producer.settings import AtelierSettings
+from producer.topology import TASK_FOR_KIND
+
+log = logging.getLogger(__name__)
+
+#: the job record's error code when the broker did not confirm the job's message
+PUBLISH_FAILED = "publish_failed"
+
+Request = ListingImageRequest | TryOnRequest
+
+
+class Submission(NamedTuple):
+    job_id: str
+    #: False when an earlier job with the same idempotency key came back instead
+    created: bool
+
+
+def new_job_id() -> str:
+    """A job id: 32 lowercase hex digits (a uuid4); also the Celery task id."""
+    return uuid.uuid4().hex
+
+
+def record_for(request: Request, job_id: str) -> JobRecord:
+    """The ``queued`` record of a new job."""
+    now = utcnow()
+    if isinstance(request, ListingImageRequest):
+        kind, subject = JobKind.LISTING, request.listing_id
+    else:
+        kind, subject = JobKind.TRYON, request.shopper_ref
+    return JobRecord(
+        job_id=job_id,
+        kind=kind,
+        state=JobState.QUEUED,
+        requester=request.requester,
+        subject=subject,
+        created_at=now,
+        updated_at=now,
+        seed=request.seed,
+        model_version=None if request.model_version is None else str(request.model_version),
+    )
+
+
+class Producer:
+    """Submit, inspect, cancel and watch Atelier jobs.
+
+    Parameters (keyword-only besides ``settings``, default ``AtelierSettings()`` from the
+    environment):
+
+    - ``store``: the :class:`JobStore`; default one on ``settings.redis_url``.
+    - ``publisher``: the :class:`Publisher`; default one on ``settings.broker_url``.
+    - ``watch_poll_interval_s``: how often :meth:`watch` re-reads a record when no change
+      notice arrives (default 1.0).
+    """
+
+    def __init__(
+        self,
+        settings: AtelierSettings | None = None,
+        *,
+        store: JobStore | None = None,
+        publisher: Publisher | None = None,
+        watch_poll_interval_s: float = 1.0,
+    ) -> None:
+        self.settings = settings if settings is not None else AtelierSettings()
+        self.store = store if store is not None else JobStore(self.settings)
+        self.publisher = publisher if publisher is not None else Publisher(self.settings)
+        self.watch_poll_interval_s = watch_poll_interval_s
+
+    def submit_listing(self, request: ListingImageRequest | Mapping[str, Any]) -> str:
+        """Queue product images for a listing; returns the job id."""
+        if not isinstance(request, ListingImageRequest):
+            request = ListingImageRequest.model_validate(request)
+        return self.enqueue(request).job_id
+
+    def submit_tryon(self, request: TryOnRequest | Mapping[str, Any]) -> str:
+        """Queue a try-on image; returns the job id."""
+        if not isinstance(request, TryOnRequest):
+            request = TryOnRequest.model_validate(request)
+        return self.enqueue(request).job_id
+
+    def submit(self, request: Request | Mapping[str, Any] | str) -> str:
+        """Queue either request (a dict or JSON picks its model by ``kind``); returns the job id."""
+        return self.enqueue(request).job_id
+
+    def enqueue(self, request: Request | Mapping[str, Any] | str) -> Submission:
+        """Like :meth:`submit`, and tells whether a new job was created."""
+        if not isinstance(request, ListingImageRequest | TryOnRequest):
+            request = parse_request(request)
+        record = record_for(request, new_job_id())
+        body = request.model_dump(mode="json")
+        job_id, created = self.store.create(record, request.idempotency_key, request=body)
+        if not created:
+            log.info("idempotent resubmission", extra={"job_id": job_id, "requester": request.requester})
+            return Submission(job_id, False)
+        try:
+            self.publisher.publish(TASK_FOR_KIND[record.kind], job_id, body)
+        except Exception as error:
+            if not self._mark_publish_failed(record, request, error):
+                # the message did reach a worker, which already moved the job on: it is queued
+                log.warning("publish reported %r but the job is past queued", error, extra={"job_id": job_id})
+                return Submission(job_id, True)
+            raise
+        log.info(
+            "submitted", extra={"job_id": job_id, "kind": record.kind.value, "requester": record.requester}
+        )
+        return Submission(job_id, True)
+
+    def status(self, job_id: str) -> JobRecord:
+        """The job's record; raises :class:`producer.jobs_store.JobNotFound`."""
+        return self.store.require(job_id)
+
+    def cancel(self, job_id: str) -> JobRecord:
+        """Cancel a queued job (it will never run); a running or finished job comes back unchanged.
+
+        ``producer.jobs_store.cancel_refusal(record)`` says why a job was not canceled.
+        """
+        return self.store.request_cancel(job_id)
+
+    def watch(self, job_id: str, timeout: float) -> Iterator[JobRecord]:
+        """Yield the record now and on every change until it is terminal; raises
+        :class:`producer.jobs_store.WatchTimeout` after ``timeout`` seconds."""
+        return self.store.watch(job_id, timeout=timeout, poll_interval=self.watch_poll_interval_s)
+
+    def close(self) -> None:
+        self.publisher.close()
+        self.store.close()
+
+    def __enter__(self) -> Producer:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def _mark_publish_failed(self, record: JobRecord, request: Request, error: Exception) -> bool:
+        """``queued -> failed`` with ``publish_failed``; ``False`` if the job had moved on."""
+        failure = JobError(code=PUBLISH_FAILED, message=str(error), retryable=True)
+        try:
+            marked = self.store.transition(
+                record.job_id, JobState.FAILED, only_from=(JobState.QUEUED,), error=failure
+            )
+        except Exception:
+            log.exception("could not mark the unpublished job failed", extra={"job_id": record.job_id})
+            return True
+        if marked and request.idempotency_key is not None:
+            self.store.release_idempotency_key(request.requester, request.idempotency_key, record.job_id)
+        return marked

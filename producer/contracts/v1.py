@@ -1,0 +1,225 @@
+"""Schema version 1 of the two requests Atelier accepts.
+
+Every constraint lives on the model, so an invalid request fails in ``model_validate`` with
+the field's path and the rule it broke, before anything is published.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Annotated, Any, Final, Literal
+
+from pydantic import (
+    AfterValidator,
+    AnyHttpUrl,
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    StringConstraints,
+    Tag,
+    TypeAdapter,
+    ValidationInfo,
+    field_serializer,
+    field_validator,
+)
+
+from producer.contracts.jobs import JobEventType
+from serving_contract.palette import PALETTE, colour_by_name, nearest_colour
+from serving_contract.sizing import MEASUREMENTS, SIZE_CHART
+from serving_contract.taxonomy import CATEGORIES, category_by_slug
+
+SCHEMA_VERSION: Final = "1"
+
+#: identifiers chosen by callers (SKUs, requester ids, idempotency keys): safe in object keys
+Identifier = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")]
+if TYPE_CHECKING:  # mypy cannot read a Literal built at run time
+    CategorySlug = str
+    SizeLabel = str
+else:
+    CategorySlug = Literal[tuple(c.slug for c in CATEGORIES)]
+    SizeLabel = Literal[tuple(s.label for s in SIZE_CHART)]
+
+_RANGES = {m.name: m for m in MEASUREMENTS}
+_HEX_COLOUR = re.compile(r"#[0-9a-fA-F]{6}")
+
+
+def palette_colour_name(value: str) -> str:
+    """A palette name as given, or ``#rrggbb`` mapped to the nearest palette colour."""
+    if value.startswith("#"):
+        # int(..., 16) alone would also take signs, spaces and non-ASCII digits
+        if not _HEX_COLOUR.fullmatch(value):
+            raise ValueError(f"colour must be a palette name or #rrggbb (6 hex digits), got {value!r}")
+        return nearest_colour(value).name
+    try:
+        return colour_by_name(value).name
+    except KeyError:
+        names = ", ".join(p.name for p in PALETTE)
+        raise ValueError(f"unknown colour {value!r}; use one of {names} or #rrggbb") from None
+
+
+PaletteColour = Annotated[
+    str,
+    AfterValidator(palette_colour_name),
+    Field(description="palette colour name (e.g. 'navy') or '#rrggbb', mapped to the nearest palette colour"),
+]
+_INCH = 2.54
+_POUND = 0.45359237
+
+
+class Contract(BaseModel):
+    """Strict base: unknown fields are refused instead of silently dropped."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
+
+
+class CallbackSpec(Contract):
+    url: AnyHttpUrl = Field(description="where signed status events are POSTed")
+    events: frozenset[JobEventType] = Field(
+        default=frozenset(JobEventType),
+        min_length=1,
+        description="which events to deliver; all of them by default",
+    )
+
+    @field_serializer("events")
+    def _events_in_order(self, events: frozenset[JobEventType]) -> list[str]:
+        """Sorted, so the same request always serializes to the same JSON."""
+        return sorted(event.value for event in events)
+
+
+class OutputSpec(Contract):
+    format: Literal["png", "webp", "jpeg"] = "png"
+    size: int = Field(default=256, ge=32, le=1024, description="side of the stored square image in pixels")
+
+
+class ListingAttributes(Contract):
+    category: CategorySlug = Field(description="taxonomy slug, see docs/serving_contract.md")
+    colour: PaletteColour
+    style: dict[
+        Annotated[str, StringConstraints(max_length=64)], Annotated[str, StringConstraints(max_length=256)]
+    ] = Field(default_factory=dict, max_length=32, description="stored with the images; the model ignores it")
+
+    @property
+    def category_index(self) -> int:
+        return category_by_slug(self.category).index
+
+    @property
+    def colour_index(self) -> int:
+        return colour_by_name(self.colour).index
+
+
+class _Request(Contract):
+    schema_version: Literal["1"] = SCHEMA_VERSION
+    requester: Identifier = Field(description="the calling platform; selects the callback signing secret")
+    seed: int | None = Field(default=None, ge=0, lt=2**63, description="fixes the images; random when absent")
+    model_version: int | None = Field(
+        default=None, ge=1, description="pin a model version; default if absent"
+    )
+    output: OutputSpec = Field(default_factory=OutputSpec)
+    callback: CallbackSpec | None = None
+    idempotency_key: Identifier | None = Field(
+        default=None, description="resubmitting the same key returns the first job's id and does no new work"
+    )
+
+
+class ListingImageRequest(_Request):
+    kind: Literal["listing"] = "listing"
+    listing_id: Identifier = Field(description="the catalog's listing or SKU id")
+    attributes: ListingAttributes
+    variants: int = Field(default=4, ge=1, le=8, description="how many images to generate")
+
+
+class BodyMeasurements(Contract):
+    unit_system: Literal["metric", "imperial"] = Field(
+        default="metric", description="metric: cm and kg; imperial: inches and pounds (converted on receipt)"
+    )
+    height: float
+    weight: float
+    chest: float
+    waist: float
+    hips: float
+
+    @field_validator("height", "weight", "chest", "waist", "hips")
+    @classmethod
+    def _plausible(cls, value: float, info: ValidationInfo) -> float:
+        limits = _RANGES[str(info.field_name)]
+        imperial = info.data.get("unit_system") == "imperial"
+        metric = value * (_POUND if limits.unit == "kg" else _INCH) if imperial else value
+        if not limits.low <= metric <= limits.high:
+            shown = f" ({value:g} {'lb' if limits.unit == 'kg' else 'in'})" if imperial else ""
+            allowed = f"{limits.low:g}-{limits.high:g} {limits.unit}"
+            raise ValueError(f"must be within {allowed}; got {metric:g} {limits.unit}{shown}")
+        return value
+
+    def metric(self) -> dict[str, float]:
+        """Measurements in cm and kg, in the try-on model's order."""
+        if self.unit_system == "metric":
+            return {m.name: float(getattr(self, m.name)) for m in MEASUREMENTS}
+        return {
+            m.name: float(getattr(self, m.name)) * (_POUND if m.unit == "kg" else _INCH) for m in MEASUREMENTS
+        }
+
+
+class GarmentFromListing(Contract):
+    """A product image Atelier generated earlier: the listing job and which variant."""
+
+    source: Literal["listing"] = "listing"
+    job_id: Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{32}$")]
+    variant: int = Field(default=0, ge=0, le=7)
+
+
+class GarmentByAttributes(Contract):
+    """A garment described by attributes; the product model generates it first."""
+
+    source: Literal["attributes"] = "attributes"
+    category: CategorySlug
+    colour: PaletteColour
+
+    @field_validator("category")
+    @classmethod
+    def _wearable(cls, value: str) -> str:
+        if not category_by_slug(value).wearable:
+            wearable = ", ".join(c.slug for c in CATEGORIES if c.wearable)
+            raise ValueError(f"{value!r} cannot be tried on; wearable categories: {wearable}")
+        return value
+
+
+class TryOnRequest(_Request):
+    kind: Literal["tryon"] = "tryon"
+    shopper_ref: Identifier = Field(description="opaque reference chosen by the caller; no personal data")
+    measurements: BodyMeasurements
+    garment: Annotated[GarmentFromListing | GarmentByAttributes, Field(discriminator="source")]
+    size: SizeLabel = Field(description="garment size from the size chart")
+
+
+def _request_kind(data: Any) -> str | None:
+    """The ``kind`` tag, or a guess from the fields when a dict leaves it out."""
+    if isinstance(data, BaseModel):
+        return getattr(data, "kind", None)
+    if not isinstance(data, Mapping):
+        return None
+    kind = data.get("kind")
+    if kind is not None:
+        return kind if isinstance(kind, str) else None
+    return "tryon" if "shopper_ref" in data else "listing"
+
+
+#: either request, told apart by ``kind`` (or, without it, by ``shopper_ref`` meaning try-on)
+JobRequest = Annotated[
+    Annotated[ListingImageRequest, Tag("listing")] | Annotated[TryOnRequest, Tag("tryon")],
+    Discriminator(
+        _request_kind,
+        custom_error_type="unknown_kind",
+        custom_error_message="kind must be 'listing' or 'tryon'",
+    ),
+]
+
+_JOB_REQUEST: TypeAdapter[ListingImageRequest | TryOnRequest] = TypeAdapter(JobRequest)
+
+
+def parse_request(data: Any) -> ListingImageRequest | TryOnRequest:
+    """Validate a listing or try-on request from a dict or JSON string; raises ``ValidationError``."""
+    if isinstance(data, str | bytes):
+        return _JOB_REQUEST.validate_json(data)
+    return _JOB_REQUEST.validate_python(data)

@@ -1,0 +1,60 @@
+"""Settings shared by every Atelier process, from ``ATELIER_*`` environment variables.
+
+The worker extends this model (``worker.settings``) with what only workers need. No host, port,
+credential or timeout is written anywhere else.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class AtelierSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="ATELIER_", env_file=".env", extra="ignore")
+
+    broker_url: SecretStr = Field(
+        default=SecretStr("amqp://guest:guest@127.0.0.1:5672//"),
+        description="RabbitMQ (amqp://, amqps:// for TLS) or kombu's filesystem:// for the embedded default",
+    )
+    redis_url: SecretStr = Field(
+        default=SecretStr("redis://127.0.0.1:6379/0"), description="job status store"
+    )
+    redis_timeout_s: float = Field(
+        default=5.0, gt=0, description="connect and reply timeout of status-store calls"
+    )
+    publish_confirm_timeout_s: float = Field(
+        default=10.0, gt=0, description="how long a publish waits for the broker's confirm before raising"
+    )
+    idempotency_ttl_s: int = Field(
+        default=7 * 24 * 3600, gt=0, description="how long an idempotency key holds"
+    )
+    job_record_ttl_s: int = Field(default=30 * 24 * 3600, gt=0, description="how long job records are kept")
+    broker_connect_timeout_s: float = Field(
+        default=4.0,
+        gt=0,
+        description="how long opening a broker connection may take before it counts as failed",
+    )
+    publish_retries: int = Field(
+        default=1,
+        ge=0,
+        description="publishes repeated on a new connection after the old one dropped or the message came "
+        "back unroutable; a missing confirm or a nack is never retried",
+    )
+    broker_data_dir: Path = Field(
+        default=Path(".atelier/broker"),
+        description="message folder of the embedded filesystem:// broker (ignored for RabbitMQ)",
+    )
+    redis_key_prefix: str = Field(default="atelier:", description="prefix of every status-store key")
+    #: Broker topology (see ``producer.topology``). Names are settings so tests can isolate themselves.
+    exchange: str = Field(default="atelier", description="topic exchange the job and callback queues bind to")
+    listing_queue: str = "atelier.listing"
+    tryon_queue: str = "atelier.tryon"
+    callback_queue: str = "atelier.callbacks"
+    dead_letter_exchange: str = "atelier.dlx"
+    dead_letter_queue: str = "atelier.dead_letter"
+    delivery_limit: int = Field(
+        default=5, ge=1, description="deliveries of one message before the quorum queue dead-letters it"
+    )

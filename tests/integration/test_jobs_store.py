@@ -1,0 +1,291 @@
+"""The job status store on a real Redis: atomic idempotent create, the state machine, watch."""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime
+
+import pytest
+import redis
+
+from producer.contracts.jobs import JobError, JobEventType, JobKind, JobRecord, JobState, StoredImage
+from producer.jobs_store import JobNotFound, JobStore, WatchTimeout, cancel_refusal
+from producer.settings import AtelierSettings
+
+QUEUED, RUNNING, SUCCEEDED, FAILED, CANCELED = (
+    JobState.QUEUED,
+    JobState.RUNNING,
+    JobState.SUCCEEDED,
+    JobState.FAILED,
+    JobState.CANCELED,
+)
+
+
+@pytest.fixture
+def store() -> Iterator[JobStore]:
+    settings = AtelierSettings(redis_key_prefix=f"atelier-test:{uuid.uuid4().hex[:8]}:")
+    client = redis.Redis.from_url(
+        settings.redis_url.get_secret_value(), decode_responses=True, socket_timeout=2
+    )
+    try:
+        client.ping()
+    except redis.RedisError as error:
+        pytest.skip(f"Redis not reachable: {error}")
+    store = JobStore(settings, client=client)
+    yield store
+    keys = list(client.scan_iter(match=f"{settings.redis_key_prefix}*"))
+    if keys:
+        client.delete(*keys)
+    client.close()
+
+
+def new_record(requester: str = "shop-eu") -> JobRecord:
+    return JobRecord(
+        job_id=uuid.uuid4().hex,
+        kind=JobKind.LISTING,
+        state=QUEUED,
+        requester=requester,
+        subject="SKU-1",
+        created_at=datetime.now(UTC),
+    )
+
+
+def created(store: JobStore, state_path: tuple[JobState, ...] = ()) -> str:
+    job_id, _ = store.create(new_record(), request={"listing_id": "SKU-1"})
+    for state in state_path:
+        assert store.transition(job_id, state)
+    return job_id
+
+
+def test_create_stores_record_request_and_ttl(store: JobStore) -> None:
+    record = new_record()
+    job_id, was_created = store.create(record, request={"listing_id": "SKU-1", "variants": 2})
+    assert (job_id, was_created) == (record.job_id, True)
+    assert store.get(job_id) == record
+    assert store.get_request(job_id) == {"listing_id": "SKU-1", "variants": 2}
+    ttl = store.redis.ttl(store.job_key(job_id))
+    assert 0 < ttl <= store.settings.job_record_ttl_s
+    assert store.job_key(job_id).startswith(store.settings.redis_key_prefix)
+
+
+def test_same_idempotency_key_returns_the_first_job_and_creates_nothing(store: JobStore) -> None:
+    first, second = new_record(), new_record()
+    assert store.create(first, "key-1") == (first.job_id, True)
+    assert store.create(second, "key-1") == (first.job_id, False)
+    assert store.get(second.job_id) is None
+    assert store.get(first.job_id).idempotency_key == "key-1"  # type: ignore[union-attr]
+    assert 0 < store.redis.ttl(store.idempotency_key("shop-eu", "key-1")) <= store.settings.idempotency_ttl_s
+
+
+def test_idempotency_keys_are_scoped_per_requester(store: JobStore) -> None:
+    a, b = new_record("shop-a"), new_record("shop-b")
+    assert store.create(a, "key-1")[1] and store.create(b, "key-1")[1]
+    # ':' is legal in identifiers, so requester 'x:y' + key 'z' must not collide with 'x' + 'y:z'
+    c, d = new_record("x:y"), new_record("x")
+    assert store.create(c, "z")[1] and store.create(d, "y:z")[1]
+
+
+def test_concurrent_creates_with_one_key_make_one_job(store: JobStore) -> None:
+    results: list[tuple[str, bool]] = []
+    barrier = threading.Barrier(8)
+
+    def submit() -> None:
+        barrier.wait()
+        results.append(store.create(new_record(), "race-key"))
+
+    threads = [threading.Thread(target=submit) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len({job_id for job_id, _ in results}) == 1
+    assert sum(was_created for _, was_created in results) == 1
+
+
+def test_released_key_lets_a_retry_create_a_new_job(store: JobStore) -> None:
+    first = new_record()
+    store.create(first, "key-1")
+    assert not store.release_idempotency_key("shop-eu", "key-1", "someone-else")
+    assert store.release_idempotency_key("shop-eu", "key-1", first.job_id)
+    second = new_record()
+    assert store.create(second, "key-1") == (second.job_id, True)
+
+
+def test_happy_path_sets_timestamps_attempts_and_results(store: JobStore) -> None:
+    job_id = created(store)
+    assert store.transition(job_id, RUNNING, model="product_cgan", model_version="1", seed=11)
+    running = store.get(job_id)
+    assert running is not None and running.attempts == 1 and running.started_at is not None
+    image = StoredImage(
+        variant=0,
+        bucket="b",
+        key="k.png",
+        content_type="image/png",
+        url="http://s3/k.png",
+        url_expires_at=datetime.now(UTC),
+    )
+    assert store.set_results(job_id, [image])
+    assert store.transition(job_id, SUCCEEDED)
+    done = store.get(job_id)
+    assert done is not None and done.state is SUCCEEDED and done.results == [image]
+    assert (done.model, done.model_version, done.seed) == ("product_cgan", "1", 11)
+    assert done.finished_at is not None and done.finished_at >= done.started_at  # type: ignore[operator]
+
+
+def test_redelivery_running_to_running_counts_attempts(store: JobStore) -> None:
+    job_id = created(store, (RUNNING,))
+    first_start = store.get(job_id).started_at  # type: ignore[union-attr]
+    assert store.transition(job_id, RUNNING)
+    again = store.get(job_id)
+    assert again is not None and again.attempts == 2 and again.started_at == first_start
+
+
+@pytest.mark.parametrize(
+    ("path", "to_state"),
+    [
+        ((), SUCCEEDED),  # queued -> succeeded skips running
+        ((), QUEUED),
+        ((RUNNING,), QUEUED),
+        ((RUNNING,), CANCELED),  # cancel never interrupts a running job
+        ((RUNNING, SUCCEEDED), FAILED),  # terminal states never change
+        ((RUNNING, SUCCEEDED), RUNNING),
+        ((RUNNING, FAILED), SUCCEEDED),
+        ((CANCELED,), RUNNING),  # a canceled job never runs
+        ((FAILED,), RUNNING),  # nor does one whose publish failed
+    ],
+)
+def test_state_machine_refuses(store: JobStore, path: tuple[JobState, ...], to_state: JobState) -> None:
+    job_id = created(store, path)
+    before = store.get(job_id)
+    assert not store.transition(job_id, to_state)
+    assert store.get(job_id) == before
+
+
+def test_transition_of_unknown_job_is_refused(store: JobStore) -> None:
+    assert not store.transition(uuid.uuid4().hex, RUNNING)
+    assert store.get(uuid.uuid4().hex) is None
+
+
+def test_transition_rejects_identity_fields(store: JobStore) -> None:
+    job_id = created(store)
+    with pytest.raises(TypeError, match="requester"):
+        store.transition(job_id, RUNNING, requester="someone-else")
+
+
+def test_only_from_narrows_the_source_state(store: JobStore) -> None:
+    job_id = created(store, (RUNNING,))
+    error = JobError(code="publish_failed", message="x", retryable=True)
+    assert not store.transition(job_id, FAILED, only_from=(QUEUED,), error=error)
+    assert store.get(job_id).state is RUNNING  # type: ignore[union-attr]
+
+
+def test_concurrent_start_lets_exactly_one_worker_win_the_queued_job(store: JobStore) -> None:
+    job_id = created(store)
+    outcomes: list[bool] = []
+    barrier = threading.Barrier(6)
+
+    def start() -> None:
+        barrier.wait()
+        outcomes.append(store.transition(job_id, RUNNING, only_from=(QUEUED,)))
+
+    threads = [threading.Thread(target=start) for _ in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(outcomes) == [False] * 5 + [True]
+    assert store.get(job_id).attempts == 1  # type: ignore[union-attr]
+
+
+def test_concurrent_callback_notes_and_transition_lose_no_update(store: JobStore) -> None:
+    job_id = created(store, (RUNNING,))
+    events = [JobEventType.QUEUED, JobEventType.STARTED, JobEventType.SUCCEEDED]
+    threads = [threading.Thread(target=store.record_callback, args=(job_id, e, "delivered")) for e in events]
+    threads.append(threading.Thread(target=store.transition, args=(job_id, SUCCEEDED)))
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    record = store.get(job_id)
+    assert record is not None and record.state is SUCCEEDED
+    assert record.callbacks == {e.value: "delivered" for e in events}
+
+
+def test_set_results_only_while_running(store: JobStore) -> None:
+    assert not store.set_results(created(store), [])
+    assert not store.set_results(created(store, (RUNNING, SUCCEEDED)), [])
+
+
+def test_record_callback_works_in_terminal_states(store: JobStore) -> None:
+    job_id = created(store, (RUNNING, SUCCEEDED))
+    assert store.record_callback(job_id, "job.succeeded", "failed: HTTP 500")
+    assert store.record_callback(job_id, JobEventType.SUCCEEDED, "delivered")
+    record = store.get(job_id)
+    assert record is not None
+    assert record.callbacks == {"job.succeeded": "delivered"}
+    assert record.callback_state == "job.succeeded: delivered"
+
+
+def test_claim_event_succeeds_once_per_event(store: JobStore) -> None:
+    job_id = created(store)
+    assert store.claim_event(job_id, JobEventType.STARTED)
+    assert not store.claim_event(job_id, "job.started")
+    assert store.claim_event(job_id, JobEventType.SUCCEEDED)
+    assert not store.claim_event(uuid.uuid4().hex, JobEventType.STARTED)
+    assert store.get(job_id).state is QUEUED  # type: ignore[union-attr]
+
+
+def test_cancel_queued_job(store: JobStore) -> None:
+    job_id = created(store)
+    record = store.request_cancel(job_id)
+    assert record.state is CANCELED and record.finished_at is not None
+    assert cancel_refusal(record) is None
+    assert not store.transition(job_id, RUNNING)
+
+
+def test_cancel_running_job_returns_it_unchanged_with_a_reason(store: JobStore) -> None:
+    job_id = created(store, (RUNNING,))
+    before = store.get(job_id)
+    record = store.request_cancel(job_id)
+    assert record == before and record.state is RUNNING
+    assert "does not interrupt" in (cancel_refusal(record) or "")
+
+
+def test_cancel_unknown_job_raises(store: JobStore) -> None:
+    with pytest.raises(JobNotFound):
+        store.request_cancel(uuid.uuid4().hex)
+
+
+def test_watch_yields_each_change_until_terminal(store: JobStore) -> None:
+    job_id = created(store)
+
+    def worker() -> None:
+        for state in (RUNNING, SUCCEEDED):
+            time.sleep(0.15)
+            store.transition(job_id, state)
+
+    thread = threading.Thread(target=worker)
+    thread.start()
+    started = time.monotonic()
+    states = [record.state for record in store.watch(job_id, timeout=10, poll_interval=5)]
+    thread.join()
+    assert states == [QUEUED, RUNNING, SUCCEEDED]
+    # woken by the change notices, not by the 5 s poll
+    assert time.monotonic() - started < 3
+
+
+def test_watch_times_out(store: JobStore) -> None:
+    job_id = created(store)
+    seen = []
+    with pytest.raises(WatchTimeout) as caught:
+        for record in store.watch(job_id, timeout=0.3, poll_interval=0.1):
+            seen.append(record.state)
+    assert seen == [QUEUED] and caught.value.record.job_id == job_id
+
+
+def test_watch_unknown_job_raises(store: JobStore) -> None:
+    with pytest.raises(JobNotFound):
+        next(store.watch(uuid.uuid4().hex, timeout=1))

@@ -1,0 +1,362 @@
+"""Signed status callbacks, per Standard Webhooks (https://www.standardwebhooks.com).
+
+One POST per event: the body is the ``JobEvent`` as compact JSON (state and presigned links,
+never image bytes), with three headers:
+
+- ``webhook-id``: ``message_id(job_id, event type)``, the same on every redelivery of that
+  event, so receivers de-duplicate by it;
+- ``webhook-timestamp``: this attempt's Unix time (receivers refuse stale ones: replay guard);
+- ``webhook-signature``: ``v1,<base64 HMAC-SHA256>`` of ``{id}.{timestamp}.{body}`` for each of
+  the requester's secrets (several while rotating), space-separated; see ``sign``.
+
+``CallbackSender.deliver`` makes one attempt and says what to do next (``DeliveryOutcome``):
+delivered (2xx), gone (410: stop for good), retry (timeouts, connection errors, 408, 425, 429,
+5xx) or rejected (3xx: redirects are never followed; other 4xx). The caller schedules retries
+with ``next_delay``. Before connecting, ``check_callback_url`` enforces https and refuses hosts
+that resolve to loopback, private, link-local, metadata or other non-global addresses unless
+allow-listed; the request then goes to the vetted address itself, so a second DNS answer
+cannot redirect it (DNS rebinding).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import os
+import socket
+import ssl
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+from enum import StrEnum
+from typing import Any
+
+import httpx
+from standardwebhooks.webhooks import Webhook
+
+from producer.contracts.jobs import JobEvent, JobEventType
+from worker.errors import PermanentError, RetryableError
+from worker.settings import WorkerSettings
+
+log = logging.getLogger(__name__)
+
+#: a refused callback URL (scheme, or an address outside the allow-list): permanent
+CALLBACK_URL_REFUSED = "callback_url_refused"
+#: the callback host does not resolve (may be transient)
+CALLBACK_UNRESOLVED = "callback_unresolved"
+#: no signing secret configured for the requester (operator configuration)
+CALLBACK_SECRET_MISSING = "callback_secret_missing"
+#: a callback body larger than this is a bug (someone put image bytes in it)
+MAX_BODY_BYTES = 64 * 1024
+#: statuses worth retrying besides 5xx: request timeout, too early, too many requests
+RETRY_STATUSES = frozenset({408, 425, 429})
+#: ceiling on a receiver's ``Retry-After`` (a day): it may slow us down, not stall us forever
+MAX_RETRY_AFTER_S = 24 * 3600.0
+
+Resolver = Callable[[str, int], Sequence[str]]
+
+
+class DeliveryStatus(StrEnum):
+    DELIVERED = "delivered"  #: 2xx: done
+    GONE = "gone"  #: 410: the receiver unsubscribed; never send to it again
+    RETRY = "retry"  #: try again after ``next_delay``
+    REJECTED = "rejected"  #: refused for good (URL refused, 3xx, 4xx)
+
+
+@dataclass(frozen=True)
+class DeliveryOutcome:
+    """What one delivery attempt came to. ``final``: no retry is due."""
+
+    status: DeliveryStatus
+    message_id: str
+    http_status: int | None = None
+    reason: str = ""
+    retry_after_s: float | None = None  #: the receiver's ``Retry-After``, if it sent one
+
+    @property
+    def final(self) -> bool:
+        return self.status is not DeliveryStatus.RETRY
+
+
+class UnsafeCallbackUrl(PermanentError):
+    """The callback URL breaks the scheme or address rules (``callback_url_refused``)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(CALLBACK_URL_REFUSED, message)
+
+
+def message_id(job_id: str, event_type: JobEventType | str) -> str:
+    """``msg_<job id>_<event>``, e.g. ``msg_3f2a..._job_succeeded``: stable per (job, event).
+
+    Standard Webhooks signs ``{id}.{timestamp}.{body}``, so the id carries no ``.``.
+    """
+    event = JobEventType(event_type).value
+    return f"msg_{job_id}_{event}".replace(".", "_")
+
+
+def event_body(event: JobEvent) -> bytes:
+    """The exact bytes POSTed and signed: the event as compact JSON."""
+    body = event.model_dump_json().encode()
+    if len(body) > MAX_BODY_BYTES:
+        raise ValueError(f"callback body is {len(body)} bytes (max {MAX_BODY_BYTES}): links only, no images")
+    return body
+
+
+def sign(
+    payload: JobEvent | bytes,
+    secrets: str | Sequence[str],
+    msg_id: str,
+    *,
+    timestamp: datetime | None = None,
+) -> dict[str, str]:
+    """The three Standard Webhooks headers for ``payload``, signed with every secret given.
+
+    ``timestamp`` defaults to now (UTC); pass it only to test. Secrets are ``whsec_...``.
+    """
+    body = event_body(payload) if isinstance(payload, JobEvent) else payload
+    when = (timestamp or datetime.now(UTC)).astimezone(UTC)
+    keys = [secrets] if isinstance(secrets, str) else list(secrets)
+    if not keys:
+        raise ValueError("at least one secret is needed to sign")
+    text = body.decode()
+    signatures = [Webhook(key).sign(msg_id, when, text) for key in keys]
+    return {
+        "webhook-id": msg_id,
+        "webhook-timestamp": str(int(when.timestamp())),
+        "webhook-signature": " ".join(signatures),
+    }
+
+
+def next_delay(attempt: int, schedule: Sequence[float], retry_after_s: float | None = None) -> float | None:
+    """Seconds to wait before the next try, after ``attempt`` tries (1 = the first) failed.
+
+    ``schedule[attempt - 1]``, raised to the receiver's ``Retry-After`` (capped at a day) when it
+    asked for more; ``None`` once the schedule is exhausted: delivery has failed.
+    """
+    if attempt < 1:
+        raise ValueError(f"attempt counts from 1, got {attempt}")
+    if attempt > len(schedule):
+        return None
+    delay = float(schedule[attempt - 1])
+    if retry_after_s is not None:
+        delay = max(delay, min(retry_after_s, MAX_RETRY_AFTER_S))
+    return delay
+
+
+def _resolve(host: str, port: int) -> list[str]:
+    infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    return list(dict.fromkeys(str(info[4][0]) for info in infos))
+
+
+def _is_public(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+    """Globally routable unicast: not loopback, private, link-local (metadata), CGNAT, reserved."""
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    return address.is_global and not address.is_multicast
+
+
+def check_callback_url(url: str, settings: WorkerSettings, *, resolve: Resolver = _resolve) -> list[str]:
+    """Vet a callback URL; return the addresses its host resolves to (all of them allowed).
+
+    Rules: ``https`` (``http`` too when ``callback_allow_http``); no credentials in the URL;
+    every resolved address globally routable, unless the host is in ``callback_allowed_hosts``.
+    Raises ``UnsafeCallbackUrl`` (permanent) or ``RetryableError`` when the name does not resolve.
+    """
+    try:
+        parsed = httpx.URL(url)
+    except httpx.InvalidURL as error:
+        raise UnsafeCallbackUrl(f"not a valid URL: {error}") from None
+    schemes = {"https", "http"} if settings.callback_allow_http else {"https"}
+    if parsed.scheme not in schemes:
+        raise UnsafeCallbackUrl(f"scheme {parsed.scheme!r} refused; allowed: {', '.join(sorted(schemes))}")
+    if parsed.userinfo:
+        raise UnsafeCallbackUrl("credentials in the callback URL are refused; callbacks are signed instead")
+    host = parsed.host.lower()
+    if not host:
+        raise UnsafeCallbackUrl("the URL names no host")
+    port = parsed.port or (443 if parsed.scheme == "https" else 80)
+    try:
+        addresses = list(resolve(host, port))
+    except (OSError, UnicodeError) as error:
+        raise RetryableError(CALLBACK_UNRESOLVED, f"{host} does not resolve: {error}") from None
+    if not addresses:
+        raise RetryableError(CALLBACK_UNRESOLVED, f"{host} resolved to no address")
+    if host in settings.callback_allowed_hosts:
+        return addresses
+    for address in addresses:
+        if not _is_public(ipaddress.ip_address(address.split("%")[0])):
+            raise UnsafeCallbackUrl(
+                f"{host} resolves to {address}, a loopback, private, link-local or reserved address; "
+                "add the host to ATELIER_CALLBACK_ALLOWED_HOSTS if it is meant"
+            )
+    return addresses
+
+
+def retry_after_seconds(value: str | None) -> float | None:
+    """A ``Retry-After`` header (seconds or an HTTP date) as seconds from now, if readable."""
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        return max(0.0, (parsedate_to_datetime(value) - datetime.now(UTC)).total_seconds())
+    except (TypeError, ValueError):
+        return None
+
+
+def classify_status(code: int) -> DeliveryStatus:
+    """What a receiver's status code means for the delivery."""
+    if 200 <= code < 300:
+        return DeliveryStatus.DELIVERED
+    if code == 410:
+        return DeliveryStatus.GONE
+    if code >= 500 or code in RETRY_STATUSES:
+        return DeliveryStatus.RETRY
+    return DeliveryStatus.REJECTED
+
+
+class CallbackSender:
+    """Delivers signed events; one per worker process (its HTTP client is made per process).
+
+    Parameters: ``settings`` (secrets, timeout, retry schedule, URL rules, CA bundle);
+    keyword-only ``resolve`` (default: the system resolver; tests pass a fake) and
+    ``transport`` (default: httpx's; tests may pass ``httpx.MockTransport``).
+    """
+
+    def __init__(
+        self,
+        settings: WorkerSettings,
+        *,
+        resolve: Resolver = _resolve,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        self.settings = settings
+        self._resolve = resolve
+        self._transport = transport
+        self._client: httpx.Client | None = None
+        self._pid: int | None = None
+
+    @property
+    def client(self) -> httpx.Client:
+        if self._client is None or self._pid != os.getpid():
+            s = self.settings
+            verify: ssl.SSLContext | bool = (
+                ssl.create_default_context(cafile=str(s.callback_ca_cert)) if s.callback_ca_cert else True
+            )
+            self._client = httpx.Client(
+                timeout=s.callback_timeout_s,
+                follow_redirects=False,
+                trust_env=False,  # no proxy or CA from the environment: the settings decide
+                verify=verify,
+                transport=self._transport,
+                headers={"user-agent": "atelier-callbacks/1", "content-type": "application/json"},
+            )
+            self._pid = os.getpid()
+        return self._client
+
+    def close(self) -> None:
+        client, self._client = self._client, None
+        if client is not None and self._pid == os.getpid():
+            client.close()
+
+    def __enter__(self) -> CallbackSender:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+    def next_delay(self, attempt: int, retry_after_s: float | None = None) -> float | None:
+        """``next_delay`` with the configured ``callback_retry_schedule_s``."""
+        return next_delay(attempt, self.settings.callback_retry_schedule_s, retry_after_s)
+
+    def deliver(
+        self, url: str, event: JobEvent, *, requester: str, msg_id: str | None = None
+    ) -> DeliveryOutcome:
+        """One signed POST of ``event`` to ``url``; never raises for the receiver's behaviour.
+
+        ``msg_id`` defaults to ``message_id(event.data["job_id"], event.type)``. Raises
+        ``PermanentError("callback_secret_missing")`` when ``requester`` has no secret.
+        """
+        if msg_id is None:
+            if "job_id" not in event.data:
+                raise ValueError("event.data has no job_id: pass msg_id")
+            msg_id = message_id(str(event.data["job_id"]), event.type)
+        try:
+            secrets = self.settings.signing_secrets(requester)
+        except LookupError as error:
+            raise PermanentError(CALLBACK_SECRET_MISSING, str(error)) from None
+        body = event_body(event)
+        try:
+            addresses = check_callback_url(url, self.settings, resolve=self._resolve)
+        except UnsafeCallbackUrl as error:
+            return self._outcome(DeliveryStatus.REJECTED, msg_id, url, reason=error.message)
+        except RetryableError as error:
+            return self._outcome(DeliveryStatus.RETRY, msg_id, url, reason=error.message)
+        headers = sign(body, secrets, msg_id)
+        try:
+            code, retry_after = self._post(httpx.URL(url), addresses, body, headers)
+        except httpx.TimeoutException as error:
+            return self._outcome(DeliveryStatus.RETRY, msg_id, url, reason=f"timeout: {type(error).__name__}")
+        except httpx.TransportError as error:
+            return self._outcome(DeliveryStatus.RETRY, msg_id, url, reason=f"{type(error).__name__}: {error}")
+        status = classify_status(code)
+        reason = f"HTTP {code}"
+        if 300 <= code < 400:
+            reason += ": redirects are not followed; register the final URL"
+        return self._outcome(
+            status,
+            msg_id,
+            url,
+            http_status=code,
+            reason=reason,
+            retry_after_s=retry_after if status is DeliveryStatus.RETRY else None,
+        )
+
+    def _post(
+        self, url: httpx.URL, addresses: Sequence[str], body: bytes, headers: dict[str, str]
+    ) -> tuple[int, float | None]:
+        """POST to the first vetted address that accepts a connection; (status, Retry-After)."""
+        for i, address in enumerate(addresses):
+            target, extensions, host_header = _pinned(url, address)
+            try:
+                with self.client.stream(
+                    "POST",
+                    target,
+                    content=body,
+                    headers={**headers, "host": host_header},
+                    extensions=extensions,
+                ) as response:
+                    # the body is never read: a receiver cannot make us download anything
+                    return response.status_code, retry_after_seconds(response.headers.get("retry-after"))
+            except httpx.ConnectError:
+                if i == len(addresses) - 1:
+                    raise
+        raise AssertionError("unreachable: check_callback_url returns at least one address")
+
+    def _outcome(self, status: DeliveryStatus, msg_id: str, url: str, **fields: Any) -> DeliveryOutcome:
+        outcome = DeliveryOutcome(status, msg_id, **fields)
+        level = logging.INFO if status is DeliveryStatus.DELIVERED else logging.WARNING
+        host = httpx.URL(url).host if url else ""
+        log.log(
+            level,
+            "callback %s to %s: %s",
+            status.value,
+            host,
+            outcome.reason or outcome.http_status,
+            extra={"message_id": msg_id, "callback_host": host, "http_status": outcome.http_status},
+        )
+        return outcome
+
+
+def _pinned(url: httpx.URL, address: str) -> tuple[httpx.URL, dict[str, Any], str]:
+    """``url`` aimed at the vetted ``address``, with the original name for Host and TLS (SNI and
+    certificate checks still use the host name)."""
+    default_port = 443 if url.scheme == "https" else 80
+    host_header = url.host if url.port in (None, default_port) else f"{url.host}:{url.port}"
+    if ":" in url.host:  # an IPv6 literal keeps its brackets in Host
+        host_header = f"[{url.host}]" if url.port in (None, default_port) else f"[{url.host}]:{url.port}"
+    extensions = {"sni_hostname": url.host} if url.scheme == "https" else {}
+    return url.copy_with(host=address.split("%")[0]), extensions, host_header

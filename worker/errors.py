@@ -1,0 +1,57 @@
+"""Typed failures: the worker's retry policy reads the class, the job record keeps the ``code``.
+
+``RetryableError``: the same call may succeed later (a server down or restarting, a timeout);
+the task retries with backoff until its budget runs out. ``PermanentError``: retrying cannot
+help (an invalid request, an unknown model version, a missing garment); the job fails now.
+Messages are for operators and requesters: they never carry credentials.
+"""
+
+from __future__ import annotations
+
+from producer.contracts.jobs import JobError
+
+#: Triton unreachable, unavailable or overloaded (retryable)
+INFERENCE_UNAVAILABLE = "inference_unavailable"
+#: Triton did not answer within the client timeout (retryable)
+INFERENCE_TIMEOUT = "inference_timeout"
+#: Triton answered with an internal error (retryable: it may be a transient fault)
+INFERENCE_FAILED = "inference_failed"
+#: Triton refused the inputs: INVALID_ARGUMENT names the tensor and rule (permanent)
+INFERENCE_REJECTED = "inference_rejected"
+#: the model or the requested version is not served (permanent)
+MODEL_NOT_FOUND = "model_version_not_found"
+#: S3 unreachable or answering 5xx (retryable)
+STORAGE_UNAVAILABLE = "storage_unavailable"
+#: S3 refused the credentials or the request (permanent until an operator fixes the config)
+STORAGE_REJECTED = "storage_rejected"
+#: an object that should exist does not (permanent)
+OBJECT_NOT_FOUND = "object_not_found"
+#: a try-on names a listing image that does not exist (permanent)
+GARMENT_NOT_FOUND = "garment_not_found"
+
+
+class WorkerError(Exception):
+    """Base of the worker's typed failures: ``code`` (machine-readable) and a message."""
+
+    retryable: bool = False
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code = code
+        self.message = message
+
+    def to_job_error(self) -> JobError:
+        """The ``JobError`` a job record and a ``job.failed`` callback carry."""
+        return JobError(code=self.code, message=self.message, retryable=self.retryable)
+
+
+class RetryableError(WorkerError):
+    """Transient: retry the job later (with backoff)."""
+
+    retryable = True
+
+
+class PermanentError(WorkerError):
+    """Retrying cannot help: fail the job with this reason."""
+
+    retryable = False

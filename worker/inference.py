@@ -1,0 +1,319 @@
+"""Triton over gRPC: one client per worker process, requests built from ``serving_contract.tensors``.
+
+A job sends all its variants in one call, split into chunks of the model's ``max_batch_size``.
+While Triton is unreachable, unavailable or slow, each chunk is retried with capped exponential
+backoff and full jitter (``inference_retry_attempts``, ``inference_backoff_base_s``,
+``inference_backoff_max_s``); every failure leaves as a ``RetryableError`` or a
+``PermanentError`` whose ``code`` says why (see ``classify``).
+
+Models run at the version the caller pins, else the configured default, else Triton's latest;
+once the first chunk has answered, the rest of the job is pinned to the version that answered,
+so a model loaded mid-job never mixes two versions in one result.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import tritonclient.grpc as grpcclient
+from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt
+from tenacity import wait_random_exponential as full_jitter
+from tritonclient.utils import InferenceServerException
+
+from serving_contract.tensors import (
+    CLIENT_DTYPES,
+    PRODUCT_GENERATOR,
+    TRYON_GENERATOR,
+    ModelSpec,
+    empty_batch,
+)
+from worker.errors import (
+    INFERENCE_FAILED,
+    INFERENCE_REJECTED,
+    INFERENCE_TIMEOUT,
+    INFERENCE_UNAVAILABLE,
+    MODEL_NOT_FOUND,
+    PermanentError,
+    RetryableError,
+    WorkerError,
+)
+from worker.settings import WorkerSettings
+
+log = logging.getLogger(__name__)
+
+#: gRPC status -> (error class, code); statuses not listed are permanent ``inference_rejected``
+STATUS_ERRORS: dict[str, tuple[type[WorkerError], str]] = {
+    "UNAVAILABLE": (RetryableError, INFERENCE_UNAVAILABLE),
+    "RESOURCE_EXHAUSTED": (RetryableError, INFERENCE_UNAVAILABLE),
+    "ABORTED": (RetryableError, INFERENCE_UNAVAILABLE),
+    "CANCELLED": (RetryableError, INFERENCE_UNAVAILABLE),
+    "DEADLINE_EXCEEDED": (RetryableError, INFERENCE_TIMEOUT),
+    "INTERNAL": (RetryableError, INFERENCE_FAILED),
+    "UNKNOWN": (RetryableError, INFERENCE_FAILED),
+    "NOT_FOUND": (PermanentError, MODEL_NOT_FOUND),
+    "INVALID_ARGUMENT": (PermanentError, INFERENCE_REJECTED),
+}
+
+#: output tensor both models return
+OUTPUT = "IMAGE"
+
+
+@dataclass(frozen=True)
+class Generated:
+    """Images from one model call: ``images`` uint8 ``[N, H, W, 3]``, and who made them."""
+
+    images: np.ndarray
+    model: str
+    version: str  #: the version that answered (resolved when the request asked for the latest)
+
+
+def classify(error: BaseException, *, model: str = "", version: str = "") -> WorkerError:
+    """The typed error for an exception raised by a Triton call.
+
+    ``InferenceServerException`` carries the gRPC status as ``"StatusCode.NAME"``; a status-less
+    one was raised by the client library itself (bad input on our side): permanent.
+    """
+    where = f"{model} (version {version or 'latest'})" if model else "triton"
+    if isinstance(error, WorkerError):
+        return error
+    if isinstance(error, InferenceServerException):
+        status = (error.status() or "").removeprefix("StatusCode.")
+        kind, code = STATUS_ERRORS.get(status, (PermanentError, INFERENCE_REJECTED))
+        detail = error.message() or str(error)
+        if status == "NOT_FOUND" or (status == "UNAVAILABLE" and "unknown model" in detail.lower()):
+            kind, code = PermanentError, MODEL_NOT_FOUND
+        return kind(code, f"{where}: {status or 'client error'}: {detail}")
+    code_of = getattr(error, "code", None)  # a raw grpc.RpcError
+    if callable(code_of):
+        status = getattr(code_of(), "name", str(code_of()))
+        kind, code = STATUS_ERRORS.get(status, (PermanentError, INFERENCE_REJECTED))
+        return kind(code, f"{where}: {status}: {error}")
+    if isinstance(error, TimeoutError):
+        return RetryableError(INFERENCE_TIMEOUT, f"{where}: {error}")
+    if isinstance(error, OSError):  # ConnectionError and friends
+        return RetryableError(INFERENCE_UNAVAILABLE, f"{where}: {error}")
+    return PermanentError(INFERENCE_REJECTED, f"{where}: {type(error).__name__}: {error}")
+
+
+def chunks(n: int, size: int) -> list[slice]:
+    """``[0, n)`` in consecutive slices of at most ``size``."""
+    return [slice(start, min(start + size, n)) for start in range(0, n, size)]
+
+
+class InferenceClient:
+    """``tritonclient.grpc`` behind the worker's two questions: product images and try-ons.
+
+    Parameters: ``settings`` (Triton URL, TLS, timeout, retry budget, default versions);
+    keyword-only ``client_factory`` (default: a real ``InferenceServerClient`` from settings;
+    tests pass a fake) and ``sleep`` (default ``time.sleep``; tests pass a recorder).
+
+    The gRPC channel is opened lazily and reopened after a fork, so one instance created in a
+    Celery parent still gives each pool process its own channel.
+    """
+
+    def __init__(
+        self,
+        settings: WorkerSettings,
+        *,
+        client_factory: Callable[[], Any] | None = None,
+        sleep: Callable[[float], None] | None = None,
+    ) -> None:
+        self.settings = settings
+        self._client_factory = client_factory or self._connect
+        self._sleep = sleep or time.sleep
+        self._client: Any = None
+        self._pid: int | None = None
+
+    def _connect(self) -> grpcclient.InferenceServerClient:
+        s = self.settings
+
+        def path(p: os.PathLike[str] | None) -> str | None:
+            return os.fspath(p) if p is not None else None
+
+        return grpcclient.InferenceServerClient(
+            url=s.triton_grpc_url,
+            ssl=s.triton_ssl,
+            root_certificates=path(s.triton_root_certificates),
+            private_key=path(s.triton_private_key),
+            certificate_chain=path(s.triton_certificate_chain),
+        )
+
+    @property
+    def client(self) -> Any:
+        """The process's gRPC client (created on first use, and again in a forked child)."""
+        if self._client is None or self._pid != os.getpid():
+            self._client = self._client_factory()
+            self._pid = os.getpid()
+        return self._client
+
+    def close(self) -> None:
+        client, self._client = self._client, None
+        if client is not None and self._pid == os.getpid():
+            client.close()
+
+    def __enter__(self) -> InferenceClient:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+    # --- the two models ---
+
+    def generate_products(
+        self,
+        categories: Sequence[int],
+        colours: Sequence[int],
+        seeds: Sequence[int],
+        *,
+        version: int | str | None = None,
+    ) -> Generated:
+        """``product_cgan``: one image per (category, colour, seed), uint8 ``[N, 32, 32, 3]``."""
+        batch = empty_batch(
+            PRODUCT_GENERATOR, _same_length(categories=categories, colours=colours, seeds=seeds)
+        )
+        batch["CATEGORY"][:, 0] = categories
+        batch["COLOUR"][:, 0] = colours
+        batch["SEED"][:, 0] = seeds
+        return self._generate(
+            PRODUCT_GENERATOR, batch, _version(version, self.settings.product_model_version)
+        )
+
+    def generate_tryon(
+        self,
+        measurements: np.ndarray | Sequence[Sequence[float]],
+        sizes: Sequence[int],
+        categories: Sequence[int],
+        garments: np.ndarray,
+        seeds: Sequence[int],
+        *,
+        version: int | str | None = None,
+    ) -> Generated:
+        """``tryon_cvae``: measurements ``[N, 5]`` (cm, kg), size and category indices, garments
+        uint8 ``[N, 32, 32, 3]`` (product images) and seeds -> uint8 ``[N, 64, 64, 3]``."""
+        n = _same_length(
+            measurements=measurements, sizes=sizes, categories=categories, garments=garments, seeds=seeds
+        )
+        batch = empty_batch(TRYON_GENERATOR, n)
+        for name, values in (("MEASUREMENTS", measurements), ("GARMENT", garments)):
+            array = np.asarray(values)
+            if array.shape != batch[name].shape:
+                raise ValueError(f"{name} must have shape {batch[name].shape}, got {array.shape}")
+            batch[name][:] = array
+        batch["SIZE"][:, 0] = sizes
+        batch["CATEGORY"][:, 0] = categories
+        batch["SEED"][:, 0] = seeds
+        return self._generate(TRYON_GENERATOR, batch, _version(version, self.settings.tryon_model_version))
+
+    # --- helpers for health checks and the CLI ---
+
+    def ready(self) -> bool:
+        """Whether the server and both models answer ready now (no retry, never raises)."""
+        timeout = self.settings.triton_timeout_s
+        try:
+            return bool(
+                self.client.is_server_ready(client_timeout=timeout)
+                and all(
+                    self.client.is_model_ready(spec.name, client_timeout=timeout)
+                    for spec in (PRODUCT_GENERATOR, TRYON_GENERATOR)
+                )
+            )
+        except Exception:  # any failure means "not ready"; the caller only wants a yes or no
+            return False
+
+    def model_versions(self) -> dict[str, list[str]]:
+        """Ready versions per model, e.g. ``{"product_cgan": ["1"], "tryon_cvae": ["1", "2"]}``."""
+        try:
+            index = self.client.get_model_repository_index(
+                as_json=True, client_timeout=self.settings.triton_timeout_s
+            )
+        except Exception as error:
+            raise classify(error) from error
+        versions: dict[str, list[str]] = {}
+        for model in index.get("models", []):
+            if model.get("state") == "READY":
+                versions.setdefault(model["name"], []).append(str(model.get("version", "")))
+        return {name: sorted(v, key=lambda x: (len(x), x)) for name, v in versions.items()}
+
+    # --- one job's calls ---
+
+    def _generate(self, spec: ModelSpec, batch: dict[str, np.ndarray], version: str) -> Generated:
+        n = len(next(iter(batch.values())))
+        parts: list[np.ndarray] = []
+        for part in chunks(n, spec.max_batch_size):
+            images, version = self._infer_with_retry(spec, {k: v[part] for k, v in batch.items()}, version)
+            parts.append(images)
+        return Generated(np.concatenate(parts), spec.name, version)
+
+    def _infer_with_retry(
+        self, spec: ModelSpec, arrays: dict[str, np.ndarray], version: str
+    ) -> tuple[np.ndarray, str]:
+        s = self.settings
+        retrying = Retrying(
+            stop=stop_after_attempt(s.inference_retry_attempts),
+            wait=full_jitter(multiplier=s.inference_backoff_base_s, max=s.inference_backoff_max_s),
+            retry=retry_if_exception_type(RetryableError),
+            before_sleep=lambda state: _log_retry(spec.name, version, state),
+            reraise=True,
+            sleep=self._sleep,
+        )
+        try:
+            return retrying(self._infer, spec, arrays, version)
+        except RetryableError as error:
+            tries = s.inference_retry_attempts
+            raise type(error)(error.code, f"{error.message} (gave up after {tries} tries)") from error
+
+    def _infer(self, spec: ModelSpec, arrays: dict[str, np.ndarray], version: str) -> tuple[np.ndarray, str]:
+        inputs = []
+        for name, values in arrays.items():
+            tensor = grpcclient.InferInput(name, list(values.shape), CLIENT_DTYPES[values.dtype.name])
+            tensor.set_data_from_numpy(np.ascontiguousarray(values))
+            inputs.append(tensor)
+        try:
+            result = self.client.infer(
+                spec.name,
+                inputs,
+                model_version=version,
+                outputs=[grpcclient.InferRequestedOutput(OUTPUT)],
+                client_timeout=self.settings.triton_timeout_s,
+            )
+        except Exception as error:
+            raise classify(error, model=spec.name, version=version) from error
+        images = result.as_numpy(OUTPUT)
+        expected = (len(arrays["SEED"]), *spec.outputs[0].shape)
+        if images is None or images.shape != expected or images.dtype != np.uint8:
+            got = None if images is None else (images.shape, images.dtype)
+            raise PermanentError(INFERENCE_REJECTED, f"{spec.name} returned {got}, expected {expected} uint8")
+        answered = str(result.get_response().model_version or version)
+        return images, answered
+
+
+def _version(requested: int | str | None, default: str) -> str:
+    """Triton's ``model_version`` string: the request's pin, else the default ("" = latest)."""
+    return str(requested) if requested not in (None, "") else default
+
+
+def _same_length(**columns: Sequence[Any] | np.ndarray) -> int:
+    lengths = {name: len(values) for name, values in columns.items()}
+    if len(set(lengths.values())) != 1:
+        raise ValueError(f"inputs must have one length per image, got {lengths}")
+    n = next(iter(lengths.values()))
+    if n < 1:
+        raise ValueError("at least one image must be requested")
+    return n
+
+
+def _log_retry(model: str, version: str, state: RetryCallState) -> None:
+    error = state.outcome.exception() if state.outcome else None
+    wait = state.next_action.sleep if state.next_action else 0.0
+    log.warning(
+        "triton call failed (%s), retrying in %.2f s",
+        error,
+        wait,
+        extra={"model": model, "version": version or "latest", "attempt": state.attempt_number},
+    )

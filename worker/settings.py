@@ -1,0 +1,174 @@
+"""What only workers need, on top of ``AtelierSettings``: Triton, S3, callbacks, TLS, retry budgets.
+
+Every field reads ``ATELIER_<FIELD>`` (case-insensitive); lists and dicts are JSON, e.g.
+``ATELIER_CALLBACK_SECRETS='{"shop-eu": ["whsec_new...", "whsec_old..."]}'`` or
+``ATELIER_CALLBACK_RETRY_SCHEDULE_S='[0.1, 0.2]'``. Secrets are ``SecretStr``: they print as
+``**********`` and reach a client only through ``get_secret_value()``.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import secrets as random_secrets
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import SettingsConfigDict
+
+from producer.settings import AtelierSettings
+
+#: the Standard Webhooks example schedule: delays before retries 1..9 (the first try is immediate)
+STANDARD_WEBHOOKS_SCHEDULE_S = (5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0, 50400.0, 72000.0, 86400.0)
+#: Standard Webhooks' symmetric secret serialization: ``whsec_`` + base64 of 24 to 64 random bytes
+WEBHOOK_SECRET_PREFIX = "whsec_"
+WEBHOOK_SECRET_BYTES = (24, 64)
+
+
+def check_webhook_secret(value: str) -> str:
+    """``value`` unchanged if it is ``whsec_`` + base64 of 24..64 bytes, else ``ValueError``.
+
+    The message never repeats the value (it is a secret).
+    """
+    if not value.startswith(WEBHOOK_SECRET_PREFIX):
+        raise ValueError(f"a callback secret must start with {WEBHOOK_SECRET_PREFIX!r} (Standard Webhooks)")
+    try:
+        key = base64.b64decode(value[len(WEBHOOK_SECRET_PREFIX) :], validate=True)
+    except (binascii.Error, ValueError):
+        raise ValueError("a callback secret must be whsec_ followed by standard base64") from None
+    low, high = WEBHOOK_SECRET_BYTES
+    if not low <= len(key) <= high:
+        raise ValueError(f"a callback secret must encode {low} to {high} bytes; it encodes {len(key)}")
+    return value
+
+
+def new_webhook_secret(num_bytes: int = 32) -> str:
+    """A fresh random callback secret in Standard Webhooks format (``whsec_`` + base64)."""
+    return WEBHOOK_SECRET_PREFIX + base64.b64encode(random_secrets.token_bytes(num_bytes)).decode()
+
+
+class WorkerSettings(AtelierSettings):
+    # a refused value may be a secret: validation errors name the field and rule, never the input
+    model_config = SettingsConfigDict(hide_input_in_errors=True)
+
+    # --- Triton (inference.py) ---
+    triton_grpc_url: str = Field(default="127.0.0.1:8001", description="Triton gRPC endpoint, host:port")
+    triton_timeout_s: float = Field(default=30.0, gt=0, description="client deadline for one infer call")
+    triton_ssl: bool = Field(default=False, description="gRPC over TLS")
+    triton_root_certificates: Path | None = Field(
+        default=None, description="PEM CA bundle that signed Triton's certificate (TLS; default: system)"
+    )
+    triton_private_key: Path | None = Field(default=None, description="PEM client key for mutual TLS")
+    triton_certificate_chain: Path | None = Field(default=None, description="PEM client chain for mutual TLS")
+    inference_retry_attempts: int = Field(
+        default=6, ge=1, description="tries per batch while Triton is unavailable or times out (1: no retry)"
+    )
+    inference_backoff_base_s: float = Field(
+        default=0.5, gt=0, description="first backoff ceiling; doubles per try, full jitter"
+    )
+    inference_backoff_max_s: float = Field(default=10.0, gt=0, description="cap on one backoff wait")
+    product_model_version: str = Field(
+        default="", description="product_cgan version used when a request pins none; empty: Triton's latest"
+    )
+    tryon_model_version: str = Field(
+        default="", description="tryon_cvae version used when a request pins none; empty: Triton's latest"
+    )
+
+    # --- S3 (storage.py) ---
+    s3_endpoint: str = Field(default="127.0.0.1:9000", description="S3 host:port, no scheme")
+    s3_access_key: str = Field(default="atelier", description="S3 access key id")
+    s3_secret_key: SecretStr = Field(default=SecretStr(""), description="S3 secret key (required)")
+    s3_bucket: str = Field(default="atelier-images", description="private bucket for every image")
+    s3_secure: bool = Field(default=False, description="HTTPS to S3")
+    s3_ca_cert: Path | None = Field(default=None, description="PEM CA bundle for S3's certificate (HTTPS)")
+    s3_region: str = Field(
+        default="us-east-1", description="region requests and presigned links are signed for"
+    )
+    s3_public_endpoint: str = Field(
+        default="",
+        description=(
+            "[https://]host[:port] that presigned links name, when requesters reach S3 by another "
+            "address; empty: s3_endpoint"
+        ),
+    )
+    s3_timeout_s: float = Field(default=10.0, gt=0, description="connect and read timeout per S3 request")
+    presign_expiry_s: int = Field(
+        default=24 * 3600, ge=60, le=7 * 24 * 3600, description="lifetime of presigned GET links (max 7 days)"
+    )
+
+    # --- Callbacks (callbacks.py) ---
+    callback_secret: SecretStr | None = Field(
+        default=None, description="global signing secret (whsec_...), used for requesters without their own"
+    )
+    callback_secrets: dict[str, list[SecretStr]] = Field(
+        default_factory=dict,
+        description="per-requester secrets, newest first; several sign at once while rotating",
+    )
+    callback_timeout_s: float = Field(default=15.0, gt=0, description="deadline for one delivery attempt")
+    callback_retry_schedule_s: list[float] = Field(
+        default_factory=lambda: list(STANDARD_WEBHOOKS_SCHEDULE_S),
+        description="delay before each retry after a failed attempt; when exhausted, delivery fails",
+    )
+    callback_allow_http: bool = Field(default=False, description="accept http:// callback URLs (tests, dev)")
+    callback_allowed_hosts: list[str] = Field(
+        default_factory=list,
+        description="hosts (names or IPs) allowed to resolve to loopback, private or link-local addresses",
+    )
+    callback_ca_cert: Path | None = Field(
+        default=None, description="PEM CA bundle for receivers' certificates (default: system store)"
+    )
+
+    @field_validator("callback_secret")
+    @classmethod
+    def _global_secret_format(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            check_webhook_secret(value.get_secret_value())
+        return value
+
+    @field_validator("callback_secrets", mode="before")
+    @classmethod
+    def _one_secret_is_a_list(cls, value: Any) -> Any:
+        if isinstance(value, dict):
+            return {k: [v] if isinstance(v, str | SecretStr) else v for k, v in value.items()}
+        return value
+
+    @field_validator("callback_secrets")
+    @classmethod
+    def _requester_secrets_format(cls, value: dict[str, list[SecretStr]]) -> dict[str, list[SecretStr]]:
+        for requester, keys in value.items():
+            if not keys:
+                raise ValueError(f"requester {requester!r} has an empty secret list")
+            for secret in keys:
+                try:
+                    check_webhook_secret(secret.get_secret_value())
+                except ValueError as error:
+                    raise ValueError(f"requester {requester!r}: {error}") from None
+        return value
+
+    @field_validator("callback_retry_schedule_s")
+    @classmethod
+    def _delays_not_negative(cls, value: list[float]) -> list[float]:
+        if any(delay < 0 for delay in value):
+            raise ValueError("retry delays must be >= 0")
+        return value
+
+    @field_validator("callback_allowed_hosts")
+    @classmethod
+    def _hosts_lower_case(cls, value: list[str]) -> list[str]:
+        return [host.strip().lower().strip("[]") for host in value if host.strip()]
+
+    def signing_secrets(self, requester: str) -> list[str]:
+        """The secrets that sign ``requester``'s callbacks: its own, else the global one.
+
+        Raises ``LookupError`` when neither is configured.
+        """
+        secrets = self.callback_secrets.get(requester)
+        if secrets:
+            return [s.get_secret_value() for s in secrets]
+        if self.callback_secret is not None:
+            return [self.callback_secret.get_secret_value()]
+        raise LookupError(
+            f"no callback secret for requester {requester!r}: set ATELIER_CALLBACK_SECRET "
+            "or an entry in ATELIER_CALLBACK_SECRETS"
+        )
