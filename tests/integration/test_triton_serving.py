@@ -13,6 +13,7 @@ import tritonclient.grpc as grpcclient
 from tritonclient.utils import InferenceServerException
 
 from embedded.triton import DEFAULT_REPOSITORY, TritonServer, TritonStartError, backend_directory
+from serving_contract.palette import NUM_COLOURS
 from serving_contract.taxonomy import NUM_CATEGORIES
 from serving_contract.tensors import (
     CLIENT_DTYPES,
