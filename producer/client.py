@@ -7,6 +7,10 @@ key) before the message is published, so a worker always finds the record. When 
 not confirm, the record is marked ``failed`` with code ``publish_failed``, the idempotency key is
 released (a retry with the same key submits again) and :class:`PublishError` is re-raised: a
 ``queued`` record always has a message behind it.
+
+Callbacks the producer causes go through the callback queue like every other: ``job.queued``
+after a confirmed publish and ``job.canceled`` after a cancel, when the request subscribed to
+them; a callback worker signs and sends them (``worker/tasks.py``).
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ import uuid
 from collections.abc import Iterator, Mapping
 from typing import Any, NamedTuple
 
-from producer.contracts.jobs import JobError, JobKind, JobRecord, JobState
+from producer.contracts.jobs import JobError, JobEventType, JobKind, JobRecord, JobState
 from producer.contracts.v1 import ListingImageRequest, TryOnRequest, parse_request
 from producer.jobs_store import JobStore, utcnow
 from producer.publish import Publisher
@@ -40,6 +44,14 @@ class Submission(NamedTuple):
 def new_job_id() -> str:
     """A job id: 32 lowercase hex digits (a uuid4); also the Celery task id."""
     return uuid.uuid4().hex
+
+
+def subscribed(request_json: Mapping[str, Any] | None, event: JobEventType) -> bool:
+    """Whether a stored request (JSON mode) asked for ``event`` callbacks."""
+    callback = (request_json or {}).get("callback")
+    if not isinstance(callback, Mapping):
+        return False
+    return event.value in callback.get("events", ())
 
 
 def record_for(request: Request, job_id: str) -> JobRecord:
@@ -124,6 +136,7 @@ class Producer:
         log.info(
             "submitted", extra={"job_id": job_id, "kind": record.kind.value, "requester": record.requester}
         )
+        self._notify(job_id, body, JobEventType.QUEUED)
         return Submission(job_id, True)
 
     def status(self, job_id: str) -> JobRecord:
@@ -135,7 +148,11 @@ class Producer:
 
         ``producer.jobs_store.cancel_refusal(record)`` says why a job was not canceled.
         """
-        return self.store.request_cancel(job_id)
+        record = self.store.request_cancel(job_id)
+        if record.state is JobState.CANCELED:
+            # a repeated cancel queues it again; the callback task sends each event once
+            self._notify(job_id, self.store.get_request(job_id), JobEventType.CANCELED)
+        return record
 
     def watch(self, job_id: str, timeout: float) -> Iterator[JobRecord]:
         """Yield the record now and on every change until it is terminal; raises
@@ -151,6 +168,18 @@ class Producer:
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
+
+    def _notify(self, job_id: str, request_json: Mapping[str, Any] | None, event: JobEventType) -> None:
+        """Queue the ``event`` callback if the request subscribed to it (the worker sends it).
+
+        A lost callback message leaves the job as it is, so a publish failure is logged, not raised.
+        """
+        if not subscribed(request_json, event):
+            return
+        try:
+            self.publisher.publish_callback(job_id, event.value)
+        except Exception:
+            log.exception("could not queue the %s callback", event.value, extra={"job_id": job_id})
 
     def _mark_publish_failed(self, record: JobRecord, request: Request, error: Exception) -> bool:
         """``queued -> failed`` with ``publish_failed``; ``False`` if the job had moved on."""

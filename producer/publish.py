@@ -32,7 +32,16 @@ from celery import Celery
 from kombu.exceptions import KombuError
 
 from producer.settings import AtelierSettings
-from producer.topology import Topology, build_topology, celery_config, declare, is_filesystem_broker
+from producer.topology import (
+    CALLBACK_TASK,
+    Topology,
+    build_topology,
+    callback_kwargs,
+    callback_task_id,
+    celery_config,
+    declare,
+    is_filesystem_broker,
+)
 
 log = logging.getLogger(__name__)
 
@@ -134,6 +143,19 @@ class Publisher:
 
     def publish(self, task_name: str, job_id: str, request_json: dict[str, Any]) -> None:
         """Send ``task_name(job_id=..., request=...)`` with ``task_id=job_id``; confirmed or raises."""
+        self.send(task_name, {"job_id": job_id, "request": request_json}, task_id=job_id, job_id=job_id)
+
+    def publish_callback(self, job_id: str, event: str) -> None:
+        """Queue the delivery of one callback event (``CALLBACK_TASK``); confirmed or raises."""
+        self.send(
+            CALLBACK_TASK,
+            callback_kwargs(job_id, event),
+            task_id=callback_task_id(job_id, event),
+            job_id=job_id,
+        )
+
+    def send(self, task_name: str, kwargs: dict[str, Any], *, task_id: str, job_id: str) -> None:
+        """Send ``task_name(**kwargs)`` to its queue as ``task_id``; confirmed or raises."""
         queue = self.topology.queue_for(task_name)
         with self._lock:
             if not self._declared:
@@ -157,8 +179,8 @@ class Publisher:
                 try:
                     self.app.send_task(
                         task_name,
-                        kwargs={"job_id": job_id, "request": request_json},
-                        task_id=job_id,
+                        kwargs=kwargs,
+                        task_id=task_id,
                         queue=queue,
                         producer=producer,
                         retry=False,

@@ -6,7 +6,9 @@ credential or timeout is written anywhere else.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
+from typing import Any
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -58,3 +60,34 @@ class AtelierSettings(BaseSettings):
     delivery_limit: int = Field(
         default=5, ge=1, description="deliveries of one message before the quorum queue dead-letters it"
     )
+
+    def environment(self) -> dict[str, str]:
+        """These settings as ``ATELIER_*`` variables (secrets revealed), for a child process.
+
+        Lists and dicts are JSON, as the settings read them back; unset optional fields are left out.
+        """
+
+        def plain(value: Any) -> Any:
+            if isinstance(value, SecretStr):
+                return value.get_secret_value()
+            if isinstance(value, dict):
+                return {k: plain(v) for k, v in value.items()}
+            if isinstance(value, list | tuple):
+                return [plain(v) for v in value]
+            if isinstance(value, Path):
+                return str(value)
+            return value
+
+        env: dict[str, str] = {}
+        for name in type(self).model_fields:
+            value = plain(getattr(self, name))
+            if value is None:
+                continue
+            if isinstance(value, bool):
+                text = "true" if value else "false"
+            elif isinstance(value, dict | list):
+                text = json.dumps(value)
+            else:
+                text = str(value)
+            env[f"ATELIER_{name.upper()}"] = text
+        return env

@@ -33,11 +33,21 @@ from producer.settings import AtelierSettings
 LISTING_TASK = "atelier.listing.generate"
 #: Celery task that renders a try-on image
 TRYON_TASK = "atelier.tryon.generate"
-#: Celery task that delivers one signed webhook
+#: Celery task that delivers one signed webhook; kwargs ``callback_kwargs(job_id, event)``
 CALLBACK_TASK = "atelier.callbacks.deliver"
 
 #: the task a job of each kind is published as
 TASK_FOR_KIND = {JobKind.LISTING: LISTING_TASK, JobKind.TRYON: TRYON_TASK}
+
+
+def callback_kwargs(job_id: str, event: str) -> dict[str, str]:
+    """The keyword arguments of a ``CALLBACK_TASK`` message: deliver ``event`` of ``job_id``."""
+    return {"job_id": job_id, "event": str(event)}
+
+
+def callback_task_id(job_id: str, event: str) -> str:
+    """``<job id>.<event>``, e.g. ``3f2a....job.succeeded``: the task id of a callback delivery."""
+    return f"{job_id}.{event}"
 
 
 @dataclass(frozen=True)

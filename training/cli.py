@@ -113,7 +113,13 @@ def inception_fid(
     generated = ServedProductModel(repository, LATENT_DIM)(
         test.labels[pick], colours, rng.integers(0, 2**31 - 1, size=samples)
     )
-    real_features = inception_features(real, label="Inception: real test")
+    cache = Path(f"runs/inception_real_test_{samples}_11.npy")  # real features never change
+    if cache.exists():
+        real_features = np.load(cache)
+    else:
+        real_features = inception_features(real, label="Inception: real test")
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        np.save(cache, real_features)
     generated_features = inception_features(generated, label="Inception: generated")
     kid_mean, kid_std = kernel_inception_distance(generated_features, real_features)
     result = {

@@ -8,7 +8,10 @@ Messages are for operators and requesters: they never carry credentials.
 
 from __future__ import annotations
 
+from billiard.exceptions import SoftTimeLimitExceeded
+
 from producer.contracts.jobs import JobError
+from producer.jobs_store import StoreUnavailable
 
 #: Triton unreachable, unavailable or overloaded (retryable)
 INFERENCE_UNAVAILABLE = "inference_unavailable"
@@ -28,6 +31,22 @@ STORAGE_REJECTED = "storage_rejected"
 OBJECT_NOT_FOUND = "object_not_found"
 #: a try-on names a listing image that does not exist (permanent)
 GARMENT_NOT_FOUND = "garment_not_found"
+#: a try-on names a listing job that has not finished yet (retryable)
+GARMENT_NOT_READY = "garment_not_ready"
+#: a try-on names a listing of shoes or bags, which cannot be worn (permanent)
+GARMENT_NOT_WEARABLE = "garment_not_wearable"
+#: the message's request does not validate (permanent; the producer never sends one)
+INVALID_REQUEST = "invalid_request"
+#: the job ran past the task's soft time limit (permanent: a retry would run as long)
+JOB_TIME_LIMIT = "job_time_limit"
+#: the job's message was redelivered more often than ``job_retry_attempts`` allows
+ATTEMPTS_EXHAUSTED = "attempts_exhausted"
+#: the broker refused a callback message (retryable)
+CALLBACK_ENQUEUE_FAILED = "callback_enqueue_failed"
+#: the status store (Redis) did not answer (retryable)
+STORE_UNAVAILABLE = "store_unavailable"
+#: an exception the worker has no type for: a bug (permanent)
+INTERNAL_ERROR = "internal_error"
 
 
 class WorkerError(Exception):
@@ -55,3 +74,16 @@ class PermanentError(WorkerError):
     """Retrying cannot help: fail the job with this reason."""
 
     retryable = False
+
+
+def as_worker_error(error: BaseException) -> WorkerError:
+    """``error`` as a typed failure: itself, ``store_unavailable`` for Redis, ``job_time_limit``
+    for Celery's soft time limit, or ``internal_error`` for anything untyped (a bug: retrying
+    would fail the same way)."""
+    if isinstance(error, WorkerError):
+        return error
+    if isinstance(error, StoreUnavailable):
+        return RetryableError(STORE_UNAVAILABLE, str(error))
+    if isinstance(error, SoftTimeLimitExceeded):
+        return PermanentError(JOB_TIME_LIMIT, "the job ran past the task's soft time limit")
+    return PermanentError(INTERNAL_ERROR, f"{type(error).__name__}: {error}")

@@ -14,7 +14,7 @@ import secrets as random_secrets
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from producer.settings import AtelierSettings
@@ -51,6 +51,26 @@ def new_webhook_secret(num_bytes: int = 32) -> str:
 class WorkerSettings(AtelierSettings):
     # a refused value may be a secret: validation errors name the field and rule, never the input
     model_config = SettingsConfigDict(hide_input_in_errors=True)
+
+    # --- Jobs (pipeline.py, app.py) ---
+    job_retry_attempts: int = Field(
+        default=4,
+        ge=1,
+        description="attempts per job (first run, retries after retryable errors, redeliveries) before it "
+        "fails; keep it below delivery_limit so the job fails before its message is dead-lettered",
+    )
+    job_retry_backoff_base_s: float = Field(
+        default=2.0, gt=0, description="delay before the first job retry; doubles per attempt, with jitter"
+    )
+    job_retry_backoff_max_s: float = Field(default=120.0, gt=0, description="cap on one job retry delay")
+    task_soft_time_limit_s: float = Field(
+        default=120.0, gt=0, description="a task still running after this fails its job (Celery soft limit)"
+    )
+    task_time_limit_s: float = Field(
+        default=180.0,
+        gt=0,
+        description="a task still running after this has its process killed (Celery hard limit)",
+    )
 
     # --- Triton (inference.py) ---
     triton_grpc_url: str = Field(default="127.0.0.1:8001", description="Triton gRPC endpoint, host:port")
@@ -152,6 +172,12 @@ class WorkerSettings(AtelierSettings):
         if any(delay < 0 for delay in value):
             raise ValueError("retry delays must be >= 0")
         return value
+
+    @model_validator(mode="after")
+    def _soft_limit_before_hard(self) -> WorkerSettings:
+        if self.task_soft_time_limit_s >= self.task_time_limit_s:
+            raise ValueError("task_soft_time_limit_s must be below task_time_limit_s")
+        return self
 
     @field_validator("callback_allowed_hosts")
     @classmethod

@@ -32,8 +32,8 @@ def store() -> Iterator[JobStore]:
     )
     try:
         client.ping()
-    except redis.RedisError as error:
-        pytest.skip(f"Redis not reachable: {error}")
+    except redis.RedisError as error:  # fail, never skip: scripts/services.sh starts Redis
+        pytest.fail(f"Redis not reachable (ATELIER_REDIS_URL): {error}; start it with scripts/services.sh")
     store = JobStore(settings, client=client)
     yield store
     keys = list(client.scan_iter(match=f"{settings.redis_key_prefix}*"))

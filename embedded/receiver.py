@@ -1,0 +1,144 @@
+"""A requester's callback endpoint, for the demo and the tests: an HTTP server on a thread that
+verifies each callback's signature with ``producer.webhook_verify`` and keeps what it received.
+
+``POST /hooks/<requester>`` is checked with that requester's secrets (else the default
+secret): 204 when the signature verifies, 400 when it does not. Every POST is recorded.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from types import TracebackType
+from typing import Any
+
+from embedded.process import HOST
+from producer.contracts.jobs import JobEvent
+from producer.webhook_verify import WebhookVerificationError, verify
+
+#: the path prefix each requester's callbacks are POSTed under
+HOOKS = "/hooks/"
+
+
+@dataclass(frozen=True)
+class Received:
+    """One POST: its path, headers (lower-case names), raw body, and the verified event."""
+
+    path: str
+    headers: dict[str, str]
+    body: bytes
+    event: JobEvent | None  #: ``None`` when the signature did not verify
+    error: str | None  #: why it did not
+    at: float  #: ``time.time()`` on arrival
+
+    @property
+    def requester(self) -> str:
+        return self.path.removeprefix(HOOKS)
+
+
+class CallbackReceiver:
+    """Takes signed callbacks on ``127.0.0.1`` (a free port); a context manager.
+
+    Parameters (keyword-only): ``secrets`` (requester -> secret or secrets, newest first),
+    ``default_secret`` (for requesters not in ``secrets``), ``answer`` (the status code to send
+    for a verified POST, given what arrived; default 204).
+    """
+
+    def __init__(
+        self,
+        *,
+        secrets: Mapping[str, str | Sequence[str]] | None = None,
+        default_secret: str | None = None,
+        answer: Callable[[Received], int] | None = None,
+    ) -> None:
+        self.secrets = dict(secrets or {})
+        self.default_secret = default_secret
+        self.answer = answer or (lambda received: 204)
+        self._received: list[Received] = []
+        self._changed = threading.Condition()
+        self._server: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+
+    @property
+    def base_url(self) -> str:
+        if self._server is None:
+            raise RuntimeError("not started")
+        return f"http://{HOST}:{self._server.server_address[1]}"
+
+    def url_for(self, requester: str) -> str:
+        """Where ``requester``'s callbacks go."""
+        return f"{self.base_url}{HOOKS}{requester}"
+
+    @property
+    def received(self) -> list[Received]:
+        with self._changed:
+            return list(self._received)
+
+    def wait_for(self, condition: Callable[[list[Received]], bool], timeout_s: float) -> bool:
+        """Wait until ``condition(received)`` holds; ``False`` after ``timeout_s``."""
+        deadline = time.monotonic() + timeout_s
+        with self._changed:
+            while not condition(list(self._received)):
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return False
+                self._changed.wait(remaining)
+            return True
+
+    def _secrets_for(self, path: str) -> list[str]:
+        found = self.secrets.get(path.removeprefix(HOOKS))
+        if found is None:
+            return [self.default_secret] if self.default_secret else []
+        return [found] if isinstance(found, str) else list(found)
+
+    def _record(self, path: str, headers: dict[str, str], body: bytes) -> int:
+        event: JobEvent | None = None
+        error: str | None = None
+        try:
+            event = verify(body, headers, self._secrets_for(path))
+        except WebhookVerificationError as refused:
+            error = str(refused)
+        received = Received(path, headers, body, event, error, time.time())
+        with self._changed:
+            self._received.append(received)
+            self._changed.notify_all()
+        return self.answer(received) if event is not None else 400
+
+    def start(self) -> CallbackReceiver:
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("content-length", 0)))
+                headers = {k.lower(): v for k, v in self.headers.items()}
+                status = receiver._record(self.path, headers, body)
+                self.send_response(status)
+                self.send_header("content-length", "0")
+                self.end_headers()
+
+            def log_message(self, *args: Any) -> None:  # quiet: the demo prints its own summary
+                pass
+
+        self._server = ThreadingHTTPServer((HOST, 0), Handler)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, name="callback-receiver", daemon=True
+        )
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        server, self._server = self._server, None
+        if server is not None:
+            server.shutdown()
+            server.server_close()
+
+    def __enter__(self) -> CallbackReceiver:
+        return self.start()
+
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
+    ) -> None:
+        self.stop()

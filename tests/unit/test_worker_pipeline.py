@@ -1,0 +1,626 @@
+"""worker.pipeline and worker.notifications with fakes: the story of a job and of a callback.
+
+The status store is ``JobStore`` itself over an in-memory ``_mutate`` (the same state machine as
+the Lua script); Triton and S3 are fakes; callbacks go through the real ``CallbackSender`` on an
+``httpx.MockTransport``.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+import numpy as np
+import pytest
+from billiard.exceptions import SoftTimeLimitExceeded
+
+from producer.client import record_for
+from producer.contracts.jobs import JobEventType, JobRecord, JobState, StoredImage
+from producer.contracts.v1 import parse_request
+from producer.jobs_store import ALLOWED_TRANSITIONS, JobStore, StoreUnavailable
+from producer.webhook_verify import verify
+from worker.callbacks import CallbackSender, message_id
+from worker.context import WorkerContext
+from worker.encoding import decode
+from worker.errors import GARMENT_NOT_FOUND, PermanentError, RetryableError, as_worker_error
+from worker.inference import Generated
+from worker.notifications import build_event, deliver_callback
+from worker.pipeline import RetryLater, backoff_delay, job_seed, run_listing, run_tryon, variant_seeds
+from worker.settings import WorkerSettings, new_webhook_secret
+
+SECRET = new_webhook_secret()
+HOOK = "https://shop.example/hooks/atelier"
+ALL_EVENTS = [e.value for e in JobEventType]
+BODY = {"height": 172, "weight": 68, "chest": 94, "waist": 78, "hips": 98}
+
+
+class MemoryJobStore(JobStore):
+    """``JobStore`` with its records in a dict: ``_mutate`` applies the same rules as the Lua."""
+
+    def __init__(self, settings: WorkerSettings) -> None:
+        self.settings = settings
+        self.prefix = settings.redis_key_prefix
+        self.records: dict[str, JobRecord] = {}
+        self.requests: dict[str, dict[str, Any]] = {}
+        self.claims: set[tuple[str, str]] = set()
+
+    def create(
+        self,
+        record: JobRecord,
+        idempotency_key: str | None = None,
+        *,
+        request: Mapping[str, Any] | None = None,
+    ) -> tuple[str, bool]:
+        self.records[record.job_id] = record
+        self.requests[record.job_id] = dict(request or {})
+        return record.job_id, True
+
+    def get(self, job_id: str) -> JobRecord | None:
+        return self.records.get(job_id)
+
+    def get_request(self, job_id: str) -> dict[str, Any] | None:
+        return self.requests.get(job_id)
+
+    def claim_event(self, job_id: str, event: JobEventType | str) -> bool:
+        key = (job_id, JobEventType(event).value)
+        if job_id not in self.records or key in self.claims:
+            return False
+        self.claims.add(key)
+        return True
+
+    def _mutate(
+        self,
+        job_id: str,
+        change: Callable[[JobRecord], JobRecord | None],
+        *,
+        mode: str,
+        allowed: Sequence[JobState] = (),
+    ) -> JobRecord | None:
+        record = self.records.get(job_id)
+        updated = None if record is None else change(record)
+        if record is None or updated is None:
+            return None
+        if mode == "transition" and updated.state not in ALLOWED_TRANSITIONS.get(record.state, frozenset()):
+            return None
+        if mode == "update" and updated.state is not record.state:
+            return None
+        if allowed and record.state not in allowed:
+            return None
+        self.records[job_id] = updated
+        return updated
+
+    def close(self) -> None:
+        pass
+
+
+class FakeTriton:
+    """Images that depend on every input, so tests can tell which inputs went where."""
+
+    def __init__(self, *errors: BaseException) -> None:
+        self.errors = list(errors)
+        self.calls: list[tuple[str, dict[str, Any]]] = []
+
+    def _maybe_fail(self) -> None:
+        if self.errors:
+            raise self.errors.pop(0)
+
+    def generate_products(
+        self, categories: Sequence[int], colours: Sequence[int], seeds: Sequence[int], *, version: Any = None
+    ) -> Generated:
+        self.calls.append(
+            (
+                "product_cgan",
+                {
+                    "categories": list(categories),
+                    "colours": list(colours),
+                    "seeds": list(seeds),
+                    "version": version,
+                },
+            )
+        )
+        self._maybe_fail()
+        values = [(7 * s + 3 * c + k) % 256 for s, c, k in zip(seeds, categories, colours, strict=True)]
+        images = np.stack([np.full((32, 32, 3), v, np.uint8) for v in values])
+        return Generated(images, "product_cgan", "1")
+
+    def generate_tryon(
+        self,
+        measurements: Any,
+        sizes: Sequence[int],
+        categories: Sequence[int],
+        garments: np.ndarray,
+        seeds: Sequence[int],
+        *,
+        version: Any = None,
+    ) -> Generated:
+        self.calls.append(
+            (
+                "tryon_cvae",
+                {
+                    "measurements": [list(m) for m in measurements],
+                    "sizes": list(sizes),
+                    "categories": list(categories),
+                    "garments": np.asarray(garments),
+                    "seeds": list(seeds),
+                    "version": version,
+                },
+            )
+        )
+        self._maybe_fail()
+        values = [(int(g.mean()) + s) % 256 for g, s in zip(garments, seeds, strict=True)]
+        return Generated(np.stack([np.full((64, 64, 3), v, np.uint8) for v in values]), "tryon_cvae", "2")
+
+
+class FakeBucket:
+    """Objects in a dict, with the same key rules and missing-garment error as ``ImageStore``."""
+
+    def __init__(self, *errors: BaseException) -> None:
+        self.objects: dict[str, tuple[bytes, str, dict[str, Any]]] = {}
+        self.errors = list(errors)
+        self.puts = 0
+
+    def ensure_bucket(self) -> None:
+        pass
+
+    def put_image(
+        self, key: str, data: bytes, content_type: str, metadata: Mapping[str, Any], *, variant: int
+    ) -> StoredImage:
+        if self.errors:
+            raise self.errors.pop(0)
+        self.puts += 1
+        self.objects[key] = (data, content_type, dict(metadata))
+        expires = datetime.now(UTC) + timedelta(hours=1)
+        return StoredImage(
+            variant=variant,
+            bucket="test",
+            key=key,
+            content_type=content_type,
+            url=f"https://s3.test/{key}?sig",
+            url_expires_at=expires,
+        )
+
+    def get_listing_image(self, job_id: str, variant: int) -> bytes:
+        for key, (data, _, _) in sorted(self.objects.items()):
+            if key.startswith(f"listing/{job_id}/{variant}."):
+                return data
+        raise PermanentError(GARMENT_NOT_FOUND, f"listing job {job_id} has no image for variant {variant}")
+
+
+class Harness:
+    """A context of fakes, and helpers to submit requests into its store."""
+
+    def __init__(
+        self,
+        *,
+        triton: FakeTriton | None = None,
+        bucket: FakeBucket | None = None,
+        receiver: Callable[[httpx.Request], httpx.Response] | None = None,
+        **overrides: Any,
+    ) -> None:
+        values: dict[str, Any] = {
+            "job_retry_attempts": 3,
+            "job_retry_backoff_base_s": 2.0,
+            "job_retry_backoff_max_s": 10.0,
+            "callback_secret": SECRET,
+            "callback_retry_schedule_s": [1.0, 5.0],
+            **overrides,
+        }
+        self.settings = WorkerSettings(_env_file=None, **values)  # type: ignore[call-arg]
+        self.store = MemoryJobStore(self.settings)
+        self.triton = triton or FakeTriton()
+        self.bucket = bucket or FakeBucket()
+        self.notified: list[tuple[str, JobEventType]] = []
+        self.posts: list[httpx.Request] = []
+        answer = receiver or (lambda request: httpx.Response(204))
+
+        def handler(request: httpx.Request) -> httpx.Response:
+            self.posts.append(request)
+            return answer(request)
+
+        sender = CallbackSender(
+            self.settings,
+            resolve=lambda host, port: ["93.184.216.34"],
+            transport=httpx.MockTransport(handler),
+        )
+        self.ctx = WorkerContext(
+            settings=self.settings,
+            store=self.store,
+            inference=self.triton,  # type: ignore[arg-type]
+            images=self.bucket,  # type: ignore[arg-type]
+            callbacks=sender,
+            notify=lambda job_id, event: self.notified.append((job_id, event)),
+        )
+
+    def submit(self, request: dict[str, Any], job_id: str | None = None) -> tuple[str, dict[str, Any]]:
+        parsed = parse_request(request)
+        record = record_for(parsed, job_id or uuid.uuid4().hex)
+        body = parsed.model_dump(mode="json")
+        self.store.create(record, request=body)
+        return record.job_id, body
+
+    def events(self, job_id: str) -> list[str]:
+        return [event.value for notified_id, event in self.notified if notified_id == job_id]
+
+
+def listing(**fields: Any) -> dict[str, Any]:
+    return {
+        "requester": "shop-eu",
+        "listing_id": "SKU-1",
+        "attributes": {"category": "dress", "colour": "navy", "style": {"fit": "relaxed"}},
+        "variants": 3,
+        "seed": 5,
+        "output": {"format": "png", "size": 64},
+        "callback": {"url": HOOK, "events": ALL_EVENTS},
+        **fields,
+    }
+
+
+def tryon(garment: dict[str, Any], **fields: Any) -> dict[str, Any]:
+    return {
+        "requester": "shop-eu",
+        "shopper_ref": "anon-1",
+        "measurements": BODY,
+        "garment": garment,
+        "size": "L",
+        "seed": 9,
+        "callback": {"url": HOOK, "events": ["job.succeeded", "job.failed"]},
+        **fields,
+    }
+
+
+# --- listing jobs ---
+
+
+def test_listing_job_batches_all_variants_in_one_call_and_stores_one_object_per_variant() -> None:
+    h = Harness()
+    job_id, request = h.submit(listing())
+    run_listing(job_id, request, h.ctx)
+    record = h.store.records[job_id]
+    assert record.state is JobState.SUCCEEDED and record.attempts == 1
+    assert (record.model, record.model_version, record.seed) == ("product_cgan", "1", 5)
+    assert h.triton.calls == [
+        ("product_cgan", {"categories": [3, 3, 3], "colours": [8, 8, 8], "seeds": [5, 6, 7], "version": None})
+    ]
+    assert [image.key for image in record.results] == [f"listing/{job_id}/{v}.png" for v in range(3)]
+    assert all(image.url.startswith("https://s3.test/") for image in record.results)
+    data, content_type, metadata = h.bucket.objects[f"listing/{job_id}/2.png"]
+    assert content_type == "image/png" and decode(data).shape == (64, 64, 3)
+    assert metadata == {
+        "job_id": job_id,
+        "kind": "listing",
+        "requester": "shop-eu",
+        "listing_id": "SKU-1",
+        "model": "product_cgan",
+        "model_version": "1",
+        "category": "dress",
+        "colour": "navy",
+        "style": {"fit": "relaxed"},
+        "variant": 2,
+        "seed": 7,
+    }
+    assert h.events(job_id) == ["job.started", "job.succeeded"]
+
+
+def test_pinned_model_version_goes_to_triton() -> None:
+    h = Harness()
+    job_id, request = h.submit(listing(model_version=4))
+    run_listing(job_id, request, h.ctx)
+    assert h.triton.calls[0][1]["version"] == 4
+
+
+def test_without_a_seed_the_seed_comes_from_the_job_id_so_a_rerun_makes_identical_images() -> None:
+    job_id = uuid.uuid4().hex
+    images = []
+    for _ in range(2):
+        h = Harness()
+        _, request = h.submit(listing(seed=None), job_id=job_id)
+        run_listing(job_id, request, h.ctx)
+        assert h.store.records[job_id].seed == job_seed(None, job_id)
+        images.append({key: data for key, (data, _, _) in h.bucket.objects.items()})
+    assert images[0] == images[1]
+    assert job_seed(None, job_id) != job_seed(None, uuid.uuid4().hex)
+    assert 0 <= job_seed(None, job_id) < 2**62
+
+
+def test_variant_seeds_wrap_below_the_int64_limit() -> None:
+    assert variant_seeds(2**63 - 2, 3) == [2**63 - 2, 2**63 - 1, 0]
+
+
+def test_only_subscribed_events_are_queued() -> None:
+    h = Harness()
+    job_id, request = h.submit(listing(callback={"url": HOOK, "events": ["job.failed"]}))
+    run_listing(job_id, request, h.ctx)
+    assert h.events(job_id) == []
+    no_callback, request = h.submit(listing(callback=None))
+    run_listing(no_callback, request, h.ctx)
+    assert h.notified == []
+
+
+def test_large_style_is_kept_out_of_object_metadata() -> None:
+    h = Harness()
+    style = {f"k{i}": "v" * 200 for i in range(10)}
+    job_id, request = h.submit(listing(attributes={"category": "bag", "colour": "red", "style": style}))
+    run_listing(job_id, request, h.ctx)
+    _, _, metadata = h.bucket.objects[f"listing/{job_id}/0.png"]
+    assert metadata["style"].startswith("omitted")
+    assert h.store.requests[job_id]["attributes"]["style"] == style
+
+
+# --- starting: duplicates, redeliveries, cancellation ---
+
+
+def test_a_second_message_for_a_running_job_is_dropped() -> None:
+    h = Harness()
+    job_id, request = h.submit(listing())
+    assert h.store.transition(job_id, JobState.RUNNING)
+    run_listing(job_id, request, h.ctx)
+    assert h.triton.calls == [] and h.store.records[job_id].state is JobState.RUNNING
+
+
+def test_a_redelivered_running_job_counts_an_attempt_and_overwrites_its_objects() -> None:
+    h = Harness()
+    job_id, request = h.submit(listing())
+    run_listing(job_id, request, h.ctx)
+    first = dict(h.bucket.objects)
+    h.store.records[job_id] = h.store.records[job_id].model_copy(update={"state": JobState.RUNNING})
+    run_listing(job_id, request, h.ctx, redelivered=True)
+    assert h.store.records[job_id].attempts == 2 and h.store.records[job_id].state is JobState.SUCCEEDED
+    assert h.bucket.objects == first  # same keys, same bytes
+
+
+def test_a_canceled_job_never_runs_and_its_canceled_callback_is_queued() -> None:
+    h = Harness()
+    job_id, request = h.submit(listing())
+    h.store.request_cancel(job_id)
+    run_listing(job_id, request, h.ctx)
+    assert h.triton.calls == [] and h.bucket.objects == {}
+    assert h.store.records[job_id].state is JobState.CANCELED and h.store.records[job_id].attempts == 0
+    assert h.events(job_id) == ["job.canceled"]
+
+
+def test_a_message_for_a_finished_job_queues_its_final_callback_again_and_does_no_work() -> None:
+    h = Harness()
+    job_id, request = h.submit(listing())
+    run_listing(job_id, request, h.ctx)
+    run_listing(job_id, request, h.ctx, redelivered=True)
+    assert len(h.triton.calls) == 1
+    assert h.events(job_id) == ["job.started", "job.succeeded", "job.succeeded"]
+
+
+def test_a_redelivery_past_the_attempt_budget_fails_the_job() -> None:
+    h = Harness()
+    job_id, request = h.submit(listing())
+    for _ in range(3):
+        assert h.store.transition(job_id, JobState.RUNNING)
+    run_listing(job_id, request, h.ctx, redelivered=True)
+    record = h.store.records[job_id]
+    assert record.state is JobState.FAILED and record.error is not None
+    assert record.error.code == "attempts_exhausted" and h.triton.calls == []
+    assert h.events(job_id) == ["job.failed"]
+
+
+# --- failures ---
+
+
+def test_retryable_error_retries_with_backoff_then_fails_with_the_reason_after_the_budget() -> None:
+    down = RetryableError("inference_unavailable", "triton: UNAVAILABLE")
+    h = Harness(triton=FakeTriton(down, down, down))
+    job_id, request = h.submit(listing())
+    countdowns = []
+    for attempt in (1, 2):
+        with pytest.raises(RetryLater) as later:
+            run_listing(job_id, request, h.ctx, redelivered=attempt > 1)
+        assert later.value.error.code == "inference_unavailable"
+        assert h.store.records[job_id].state is JobState.RUNNING
+        countdowns.append(later.value.countdown)
+    assert 1.0 <= countdowns[0] <= 2.0 and 2.0 <= countdowns[1] <= 4.0
+    run_listing(job_id, request, h.ctx, redelivered=True)
+    record = h.store.records[job_id]
+    assert record.state is JobState.FAILED and record.attempts == 3 and record.error is not None
+    assert record.error.code == "inference_unavailable" and record.error.retryable
+    assert "gave up after 3 attempts" in record.error.message
+    assert h.events(job_id) == ["job.started", "job.failed"]
+
+
+def test_storage_outage_is_retried_like_any_retryable_error() -> None:
+    h = Harness(bucket=FakeBucket(RetryableError("storage_unavailable", "S3 down")))
+    job_id, request = h.submit(listing())
+    with pytest.raises(RetryLater):
+        run_listing(job_id, request, h.ctx)
+    run_listing(job_id, request, h.ctx, redelivered=True)
+    assert h.store.records[job_id].state is JobState.SUCCEEDED and h.store.records[job_id].attempts == 2
+
+
+def test_permanent_error_fails_at_once_with_the_reason_and_a_failed_callback() -> None:
+    h = Harness(triton=FakeTriton(PermanentError("model_version_not_found", "product_cgan v9 is not served")))
+    job_id, request = h.submit(listing(model_version=9))
+    run_listing(job_id, request, h.ctx)
+    record = h.store.records[job_id]
+    assert record.state is JobState.FAILED and record.error is not None
+    assert (record.error.code, record.error.retryable) == ("model_version_not_found", False)
+    assert h.events(job_id) == ["job.started", "job.failed"]
+
+
+def test_an_unexpected_exception_fails_the_job_as_an_internal_error() -> None:
+    h = Harness(triton=FakeTriton(ZeroDivisionError("oops")))
+    job_id, request = h.submit(listing())
+    run_listing(job_id, request, h.ctx)
+    error = h.store.records[job_id].error
+    assert error is not None and error.code == "internal_error" and "ZeroDivisionError" in error.message
+
+
+def test_a_message_whose_request_does_not_validate_fails_the_job_and_says_so() -> None:
+    h = Harness()
+    job_id, request = h.submit(listing())
+    broken = {**request, "variants": 99}
+    run_listing(job_id, broken, h.ctx)
+    record = h.store.records[job_id]
+    assert record.state is JobState.FAILED and record.error is not None
+    assert record.error.code == "invalid_request" and "variants" in record.error.message
+    assert h.events(job_id) == ["job.failed"]
+
+
+# --- try-on jobs ---
+
+
+def test_tryon_wears_a_stored_listing_image_with_the_listing_category() -> None:
+    h = Harness()
+    listing_id, request = h.submit(listing(attributes={"category": "t_shirt", "colour": "red"}))
+    run_listing(listing_id, request, h.ctx)
+    job_id, request = h.submit(tryon({"source": "listing", "job_id": listing_id, "variant": 1}))
+    run_tryon(job_id, request, h.ctx)
+    record = h.store.records[job_id]
+    assert record.state is JobState.SUCCEEDED and (record.model, record.model_version) == ("tryon_cvae", "2")
+    model, call = h.triton.calls[-1]
+    assert model == "tryon_cvae" and len(h.triton.calls) == 2  # no product generated for it
+    assert call["measurements"] == [[172.0, 68.0, 94.0, 78.0, 98.0]]
+    assert (call["sizes"], call["categories"], call["seeds"]) == ([2], [0], [9])
+    stored_variant = decode(h.bucket.get_listing_image(listing_id, 1), size=32)
+    assert np.array_equal(call["garments"][0], stored_variant)
+    assert [image.key for image in record.results] == [f"tryon/{job_id}/0.png"]
+    _, _, metadata = h.bucket.objects[f"tryon/{job_id}/0.png"]
+    assert metadata["garment"] == {"source": "listing", "job_id": listing_id, "variant": 1}
+    assert "measurements" not in metadata and metadata["size"] == "L"
+    assert h.events(job_id) == ["job.succeeded"]
+
+
+def test_tryon_by_attributes_generates_the_garment_first_and_converts_imperial_measurements() -> None:
+    h = Harness()
+    imperial = {"unit_system": "imperial", "height": 68, "weight": 150, "chest": 38, "waist": 32, "hips": 40}
+    job_id, request = h.submit(
+        tryon({"source": "attributes", "category": "coat", "colour": "#c81e28"}, measurements=imperial)
+    )
+    run_tryon(job_id, request, h.ctx)
+    (product, made), (model, call) = h.triton.calls
+    assert (
+        product == "product_cgan"
+        and made["categories"] == [4]
+        and made["colours"] == [3]
+        and made["seeds"] == [9]
+    )
+    assert model == "tryon_cvae" and call["categories"] == [4]
+    assert call["measurements"][0] == pytest.approx([172.72, 68.0388555, 96.52, 81.28, 101.6])
+    _, _, metadata = h.bucket.objects[f"tryon/{job_id}/0.png"]
+    assert metadata["garment"]["source"] == "attributes" and metadata["garment"]["model"] == "product_cgan"
+
+
+def test_tryon_of_a_listing_job_that_does_not_exist_fails_permanently() -> None:
+    h = Harness()
+    job_id, request = h.submit(tryon({"source": "listing", "job_id": "f" * 32}))
+    run_tryon(job_id, request, h.ctx)
+    record = h.store.records[job_id]
+    assert record.state is JobState.FAILED and record.error is not None
+    assert record.error.code == "garment_not_found" and "f" * 32 in record.error.message
+    assert h.events(job_id) == ["job.failed"]
+
+
+def test_tryon_of_a_listing_still_running_is_retried() -> None:
+    h = Harness()
+    listing_id, _ = h.submit(listing())
+    job_id, request = h.submit(tryon({"source": "listing", "job_id": listing_id}))
+    with pytest.raises(RetryLater) as later:
+        run_tryon(job_id, request, h.ctx)
+    assert later.value.error.code == "garment_not_ready"
+
+
+def test_tryon_of_shoes_is_refused() -> None:
+    h = Harness()
+    listing_id, request = h.submit(listing(attributes={"category": "sandal", "colour": "brown"}))
+    run_listing(listing_id, request, h.ctx)
+    job_id, request = h.submit(tryon({"source": "listing", "job_id": listing_id}))
+    run_tryon(job_id, request, h.ctx)
+    error = h.store.records[job_id].error
+    assert error is not None and error.code == "garment_not_wearable"
+
+
+def test_backoff_doubles_per_attempt_up_to_the_cap_with_jitter_in_the_upper_half() -> None:
+    assert [backoff_delay(a, 1.0, 5.0, rand=lambda: 1.0) for a in (1, 2, 3, 4)] == [1.0, 2.0, 4.0, 5.0]
+    assert backoff_delay(3, 1.0, 5.0, rand=lambda: 0.0) == 2.0
+
+
+# --- callbacks ---
+
+
+def finished_job(h: Harness, **fields: Any) -> str:
+    job_id, request = h.submit(listing(**fields))
+    run_listing(job_id, request, h.ctx)
+    return job_id
+
+
+def test_the_event_carries_state_and_links_never_bytes() -> None:
+    h = Harness()
+    job_id = finished_job(h)
+    record = h.store.records[job_id]
+    succeeded = build_event(record, JobEventType.SUCCEEDED)
+    assert succeeded.data["state"] == "succeeded" and succeeded.timestamp == record.finished_at
+    assert [r["url"] for r in succeeded.data["results"]] == [i.url for i in record.results]
+    started = build_event(record, JobEventType.STARTED)
+    assert started.data["state"] == "running" and "results" not in started.data
+    assert len(succeeded.model_dump_json()) < 4096
+
+
+def test_a_callback_is_signed_sent_once_and_recorded() -> None:
+    h = Harness()
+    job_id = finished_job(h)
+    delivery = deliver_callback(job_id, "job.succeeded", h.ctx)
+    again = deliver_callback(job_id, "job.succeeded", h.ctx)
+    assert (delivery.outcome, again.outcome) == ("delivered", "duplicate")
+    (post,) = h.posts
+    event = verify(post.content, post.headers, SECRET)
+    assert event.type is JobEventType.SUCCEEDED and event.data["job_id"] == job_id
+    assert post.headers["webhook-id"] == message_id(job_id, JobEventType.SUCCEEDED)
+    assert h.store.records[job_id].callbacks == {"job.succeeded": "delivered"}
+
+
+def test_a_redelivered_first_attempt_sends_even_though_the_event_was_claimed() -> None:
+    h = Harness()
+    job_id = finished_job(h)
+    deliver_callback(job_id, "job.succeeded", h.ctx)
+    assert deliver_callback(job_id, "job.succeeded", h.ctx, redelivered=True).outcome == "delivered"
+    assert len(h.posts) == 2
+
+
+def test_a_failing_receiver_is_retried_on_the_schedule_with_the_same_body_then_given_up() -> None:
+    h = Harness(receiver=lambda request: httpx.Response(503))
+    job_id = finished_job(h)
+    first = deliver_callback(job_id, "job.succeeded", h.ctx)
+    assert first.retry_in == 1.0 and first.payload is not None
+    second = deliver_callback(job_id, "job.succeeded", h.ctx, attempt=2, payload=first.payload)
+    assert second.retry_in == 5.0
+    third = deliver_callback(job_id, "job.succeeded", h.ctx, attempt=3, payload=second.payload)
+    assert third.retry_in is None and third.outcome == "failed after 3 attempts: HTTP 503"
+    assert len({post.content for post in h.posts}) == 1
+    assert h.store.records[job_id].callbacks["job.succeeded"] == "failed after 3 attempts: HTTP 503"
+
+
+def test_gone_stops_this_and_every_later_event_of_the_job() -> None:
+    h = Harness(receiver=lambda request: httpx.Response(410))
+    job_id = finished_job(h)
+    assert deliver_callback(job_id, "job.started", h.ctx).outcome.startswith("gone")
+    later = deliver_callback(job_id, "job.succeeded", h.ctx)
+    assert later.retry_in is None and "410" in later.outcome and len(h.posts) == 1
+
+
+def test_an_unsubscribed_event_is_not_sent() -> None:
+    h = Harness()
+    job_id = finished_job(h, callback={"url": HOOK, "events": ["job.failed"]})
+    assert deliver_callback(job_id, "job.succeeded", h.ctx).outcome == "not subscribed"
+    assert h.posts == []
+
+
+def test_the_callback_payload_round_trips_as_json() -> None:
+    h = Harness(receiver=lambda request: httpx.Response(500))
+    job_id = finished_job(h)
+    payload = deliver_callback(job_id, "job.succeeded", h.ctx).payload
+    assert json.loads(json.dumps(payload)) == payload
+
+
+def test_untyped_exceptions_are_typed_for_the_retry_policy() -> None:
+    assert as_worker_error(StoreUnavailable("redis down")).code == "store_unavailable"
+    assert as_worker_error(StoreUnavailable("redis down")).retryable
+    assert as_worker_error(SoftTimeLimitExceeded()).code == "job_time_limit"
+    assert not as_worker_error(KeyError("x")).retryable

@@ -1,0 +1,105 @@
+"""The Celery app every Atelier worker runs: ``celery -A worker.app worker -Q <queue> ...``.
+
+One worker per queue, so a listing backlog never delays try-on and a slow callback receiver
+never holds an inference worker (names from ``ATELIER_*_QUEUE``)::
+
+    celery -A worker.app worker -Q atelier.tryon --pool prefork -c 1 -n tryon@%h
+    celery -A worker.app worker -Q atelier.listing --pool prefork -c 1 -n listing@%h
+    celery -A worker.app worker -Q atelier.callbacks --pool prefork -c 4 -n callbacks@%h
+
+Configuration is :func:`worker_config`: the part the producer shares
+(``producer.topology.celery_config``: quorum queues, routes, JSON, no result backend) plus late
+acks with reject-on-worker-lost (a job whose worker dies is redelivered, not lost), prefetch 1
+(a process holds one job at a time, so a long job never holds queued ones back) and the soft and
+hard time limits. Quorum queues need global QoS off, which Celery does for them: no ``--autoscale``.
+
+At start the worker declares the whole topology, dead-letter side included (Celery declares
+only the queues it consumes, and a message dead-lettered to an undeclared exchange is lost).
+Each pool process builds its own clients (``worker.context``) in ``worker_process_init``.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from amqp.exceptions import AMQPError
+from celery import Celery, signals
+from kombu.exceptions import KombuError
+
+from producer.contracts.jobs import JobEventType
+from producer.topology import (
+    CALLBACK_TASK,
+    build_topology,
+    callback_kwargs,
+    callback_task_id,
+    celery_config,
+    declare,
+)
+from worker import context
+from worker.errors import CALLBACK_ENQUEUE_FAILED, RetryableError
+from worker.settings import WorkerSettings
+
+log = logging.getLogger(__name__)
+
+
+def worker_config(settings: WorkerSettings) -> dict[str, Any]:
+    """Every Celery setting of a worker, from ``settings``."""
+    return {
+        **celery_config(settings),
+        "task_acks_late": True,
+        "task_reject_on_worker_lost": True,
+        "task_acks_on_failure_or_timeout": True,
+        "worker_prefetch_multiplier": 1,
+        "task_soft_time_limit": settings.task_soft_time_limit_s,
+        "task_time_limit": settings.task_time_limit_s,
+        # a job running while the broker connection drops will be redelivered: stop it
+        "worker_cancel_long_running_tasks_on_connection_loss": True,
+        "broker_connection_retry_on_startup": True,
+    }
+
+
+settings = WorkerSettings()
+topology = build_topology(settings)
+app = Celery("atelier", include=["worker.tasks"])
+app.conf.update(worker_config(settings))
+
+
+def enqueue_callback(job_id: str, event: JobEventType) -> None:
+    """Queue the delivery of ``event`` for ``job_id`` on the callback queue (confirmed)."""
+    try:
+        app.send_task(
+            CALLBACK_TASK,
+            kwargs=callback_kwargs(job_id, event.value),
+            task_id=callback_task_id(job_id, event.value),
+            queue=topology.callbacks,
+        )
+    except (KombuError, AMQPError, OSError) as error:
+        raise RetryableError(
+            CALLBACK_ENQUEUE_FAILED, f"{event.value} callback not queued: {error!r}"
+        ) from error
+
+
+context.configure(settings, notify=enqueue_callback)
+
+
+@signals.worker_init.connect
+def declare_topology(**_: Any) -> None:
+    """Check the clients can be built (a missing setting stops the worker here, not in each
+    pool process), then declare every exchange and queue before consuming (idempotent)."""
+    context.current()
+    with app.connection_for_write() as connection:
+        connection.ensure_connection(max_retries=5)
+        declare(connection, settings)
+    log.info("declared the broker topology (exchange %s)", settings.exchange)
+
+
+@signals.worker_process_init.connect
+def open_clients(**_: Any) -> None:
+    """Build this pool process's Triton, S3, Redis and HTTP clients once."""
+    context.warm_up()
+
+
+@signals.worker_process_shutdown.connect
+def close_clients(**_: Any) -> None:
+    context.close()

@@ -1,0 +1,107 @@
+"""The boundary clients one worker process uses, created once per process.
+
+A job's code receives a :class:`WorkerContext` instead of building clients itself: the status
+store (Redis), Triton, the S3 bucket, the callback sender, and ``notify``, which queues a
+callback delivery. Tests build one from fakes; a worker process gets its own from
+:func:`current` (Celery's ``worker_process_init`` builds it eagerly, so the first job does not
+pay for connections; a thread or solo pool builds it on first use).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from producer.contracts.jobs import JobEventType
+from producer.jobs_store import JobStore
+from worker.callbacks import CallbackSender
+from worker.inference import InferenceClient
+from worker.settings import WorkerSettings
+from worker.storage import ImageStore
+
+log = logging.getLogger(__name__)
+
+#: queues the delivery of one callback event: ``notify(job_id, event)``
+Notify = Callable[[str, JobEventType], None]
+
+
+@dataclass
+class WorkerContext:
+    """Everything a job talks to. ``bucket()`` is the image store, its bucket made sure of once."""
+
+    settings: WorkerSettings
+    store: JobStore
+    inference: InferenceClient
+    images: ImageStore
+    callbacks: CallbackSender
+    notify: Notify
+    _bucket_ready: bool = field(default=False, repr=False)
+
+    @classmethod
+    def create(cls, settings: WorkerSettings, *, notify: Notify) -> WorkerContext:
+        """Real clients from ``settings``; no connection is opened until first use."""
+        return cls(
+            settings=settings,
+            store=JobStore(settings),
+            inference=InferenceClient(settings),
+            images=ImageStore(settings),
+            callbacks=CallbackSender(settings),
+            notify=notify,
+        )
+
+    def bucket(self) -> ImageStore:
+        """The image store, after creating its bucket if missing (once per process).
+
+        Raises the store's typed errors, so a job that cannot reach S3 retries like any other.
+        """
+        if not self._bucket_ready:
+            self.images.ensure_bucket()
+            self._bucket_ready = True
+        return self.images
+
+    def close(self) -> None:
+        self.inference.close()
+        self.callbacks.close()
+        self.store.close()
+
+
+_settings: WorkerSettings | None = None
+_notify: Notify | None = None
+_current: WorkerContext | None = None
+_pid: int | None = None
+
+
+def configure(settings: WorkerSettings, *, notify: Notify) -> None:
+    """Say how :func:`current` builds the context (the Celery app does, at import)."""
+    global _settings, _notify
+    _settings, _notify = settings, notify
+
+
+def current() -> WorkerContext:
+    """This process's context, built on first use (and again after a fork)."""
+    global _current, _pid
+    if _current is None or _pid != os.getpid():
+        if _settings is None or _notify is None:
+            raise RuntimeError("worker.context.configure() was not called (import worker.app first)")
+        _current, _pid = WorkerContext.create(_settings, notify=_notify), os.getpid()
+    return _current
+
+
+def warm_up() -> None:
+    """Build this process's context and make sure of the bucket; a failure is only logged
+    (S3 may come up later: each job makes sure of the bucket again until it exists)."""
+    context = current()
+    try:
+        context.bucket()
+    except Exception as error:
+        log.warning("image bucket not ready yet: %s", error)
+
+
+def close() -> None:
+    """Close this process's clients (at pool process shutdown)."""
+    global _current
+    if _current is not None and _pid == os.getpid():
+        _current.close()
+    _current = None

@@ -1,0 +1,383 @@
+"""The story of a job, as plain functions (no Celery): load, start, infer, encode, store, record,
+notify. ``worker/tasks.py`` calls them; the unit tests call them with fakes.
+
+- **Start** (:func:`start`): ``queued -> running`` happens once. A message for a job that is
+  not queued is dropped, except a redelivery or retry of a running job, which counts another
+  attempt; a canceled or finished job gets its final callback queued again (the callback task
+  sends each event once) and the message is dropped.
+- **Seeds**: the request's seed, else one derived from the job id, so a redelivered job makes
+  the same images; variant ``i`` uses ``seed + i``. All variants go to Triton in one call.
+- **Store**: one object per variant at ``{kind}/{job_id}/{variant}.{ext}``, so a redelivery
+  overwrites and never duplicates; metadata says which job, model, version and seed made it.
+- **Record**: one transition to ``succeeded`` with the results (presigned links), model,
+  version and seed, then the ``job.succeeded`` callback is queued.
+- **Failures** (:func:`failures`): a ``RetryableError`` retries the job after a capped
+  exponential backoff with jitter (:class:`RetryLater`, which the task turns into a Celery
+  retry) until ``job_retry_attempts`` attempts are used; then, or at once for any other
+  error, the job ends ``failed`` with its ``JobError`` and a ``job.failed`` callback.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import random
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import numpy as np
+from pydantic import ValidationError
+
+from producer.contracts.jobs import EVENT_FOR_STATE, JobEventType, JobKind, JobState, StoredImage
+from producer.contracts.v1 import (
+    CallbackSpec,
+    GarmentByAttributes,
+    GarmentFromListing,
+    ListingImageRequest,
+    OutputSpec,
+    TryOnRequest,
+)
+from serving_contract.palette import colour_by_name
+from serving_contract.sizing import size_by_label
+from serving_contract.taxonomy import category_by_slug
+from serving_contract.tensors import PRODUCT_IMAGE_SIZE
+from worker.context import WorkerContext
+from worker.encoding import decode, encode
+from worker.errors import (
+    ATTEMPTS_EXHAUSTED,
+    GARMENT_NOT_FOUND,
+    GARMENT_NOT_READY,
+    GARMENT_NOT_WEARABLE,
+    INTERNAL_ERROR,
+    INVALID_REQUEST,
+    PermanentError,
+    RetryableError,
+    WorkerError,
+    as_worker_error,
+)
+from worker.inference import Generated
+from worker.storage import image_key
+
+log = logging.getLogger(__name__)
+
+#: seeds stay below this (Triton's SEED is int64); ``seed + i`` wraps around it
+SEED_LIMIT = 2**63
+#: images per try-on job (the request has no ``variants`` field)
+TRYON_VARIANTS = 1
+#: the style dict is stored as object metadata only up to this many bytes of JSON (S3 caps all
+#: user metadata at 2 KB); larger ones stay in the job's stored request
+MAX_STYLE_METADATA_BYTES = 1024
+
+Request = ListingImageRequest | TryOnRequest
+R = TypeVar("R", ListingImageRequest, TryOnRequest)
+
+
+class RetryLater(Exception):
+    """Run this job's message again after ``countdown`` seconds (raised to the task)."""
+
+    def __init__(self, error: RetryableError, countdown: float) -> None:
+        super().__init__(f"retry in {countdown:.1f} s: {error}")
+        self.error = error
+        self.countdown = countdown
+
+
+@dataclass(frozen=True)
+class Garment:
+    """What the try-on model dresses the body in: a product image and its category."""
+
+    image: np.ndarray  #: uint8 [32, 32, 3]
+    category: int
+    metadata: dict[str, Any]
+
+
+# --- the two jobs ---
+
+
+def run_listing(
+    job_id: str, request: Mapping[str, Any], ctx: WorkerContext, *, redelivered: bool = False
+) -> None:
+    """Product images for a listing: one batched ``product_cgan`` call for all variants.
+
+    ``redelivered``: the broker delivered this message before (a worker was lost) or it is a
+    retry; a running job then counts another attempt instead of being dropped as a duplicate.
+    """
+    req = load(job_id, request, ListingImageRequest, ctx)
+    if req is None or not start(job_id, req, ctx, redelivered=redelivered):
+        return
+    with failures(job_id, req, ctx):
+        seed = job_seed(req.seed, job_id)
+        seeds = variant_seeds(seed, req.variants)
+        attributes = req.attributes
+        generated = ctx.inference.generate_products(
+            [attributes.category_index] * len(seeds),
+            [attributes.colour_index] * len(seeds),
+            seeds,
+            version=req.model_version,
+        )
+        metadata = listing_metadata(job_id, req, generated)
+        stored = store_images(ctx, JobKind.LISTING, job_id, generated.images, seeds, req.output, metadata)
+        succeed(job_id, req, ctx, generated, seed, stored)
+
+
+def run_tryon(
+    job_id: str, request: Mapping[str, Any], ctx: WorkerContext, *, redelivered: bool = False
+) -> None:
+    """A try-on image: the garment (a stored listing image, or generated from category and
+    colour first), the body's measurements and the size, in one ``tryon_cvae`` call."""
+    req = load(job_id, request, TryOnRequest, ctx)
+    if req is None or not start(job_id, req, ctx, redelivered=redelivered):
+        return
+    with failures(job_id, req, ctx):
+        seed = job_seed(req.seed, job_id)
+        seeds = variant_seeds(seed, TRYON_VARIANTS)
+        garment = load_garment(req, seed, ctx)
+        n = len(seeds)
+        generated = ctx.inference.generate_tryon(
+            [list(req.measurements.metric().values())] * n,
+            [size_by_label(req.size).index] * n,
+            [garment.category] * n,
+            np.stack([garment.image] * n),
+            seeds,
+            version=req.model_version,
+        )
+        metadata = tryon_metadata(job_id, req, generated, garment)
+        stored = store_images(ctx, JobKind.TRYON, job_id, generated.images, seeds, req.output, metadata)
+        succeed(job_id, req, ctx, generated, seed, stored)
+
+
+# --- the steps ---
+
+
+def load(job_id: str, request: Mapping[str, Any], model: type[R], ctx: WorkerContext) -> R | None:
+    """The message's request, validated; ``None`` after failing the job when it does not validate."""
+    try:
+        return model.model_validate(request)
+    except ValidationError as error:
+        fields = ", ".join(".".join(str(p) for p in e["loc"]) for e in error.errors())
+        failure = PermanentError(INVALID_REQUEST, f"the request does not validate ({fields})")
+        fail(job_id, _callback_of(request), ctx, failure)
+        return None
+
+
+def start(job_id: str, req: Request, ctx: WorkerContext, *, redelivered: bool) -> bool:
+    """Move the job to ``running`` for this attempt; ``False``: drop the message."""
+    store = ctx.store
+    if store.transition(job_id, JobState.RUNNING, only_from=[JobState.QUEUED]):
+        notify(ctx, job_id, req.callback, JobEventType.STARTED)
+        _log(logging.INFO, job_id, "started", attempt=1)
+        return True
+    record = store.get(job_id)
+    if record is None:
+        _log(logging.WARNING, job_id, "has no record (expired or never created): message dropped")
+        return False
+    if record.state.terminal:
+        # canceled before it ran, or an earlier delivery finished it: make sure its last
+        # callback is queued (sent once, whoever queues it), and do no work
+        _log(logging.INFO, job_id, f"is {record.state.value}: message dropped")
+        notify(ctx, job_id, req.callback, EVENT_FOR_STATE[record.state])
+        return False
+    if record.state is JobState.RUNNING and redelivered:
+        if record.attempts >= ctx.settings.job_retry_attempts:
+            failure = RetryableError(
+                ATTEMPTS_EXHAUSTED, f"the job's message came back after {record.attempts} attempts"
+            )
+            fail(job_id, req.callback, ctx, failure)
+            return False
+        if store.transition(job_id, JobState.RUNNING, only_from=[JobState.RUNNING]):
+            _log(logging.INFO, job_id, "runs again", attempt=record.attempts + 1)
+            return True
+    _log(logging.INFO, job_id, f"is {record.state.value} elsewhere: duplicate message dropped")
+    return False
+
+
+def job_seed(seed: int | None, job_id: str) -> int:
+    """The request's seed, or one derived from the job id (the same on every redelivery)."""
+    if seed is not None:
+        return seed
+    return int.from_bytes(hashlib.sha256(job_id.encode()).digest()[:8], "big") >> 2
+
+
+def variant_seeds(seed: int, count: int) -> list[int]:
+    """``seed + i`` for each variant ``i`` (wrapping below ``SEED_LIMIT``)."""
+    return [(seed + i) % SEED_LIMIT for i in range(count)]
+
+
+def load_garment(req: TryOnRequest, seed: int, ctx: WorkerContext) -> Garment:
+    """The garment as a 32x32 product image: generated from attributes, or a stored listing's."""
+    garment = req.garment
+    if isinstance(garment, GarmentByAttributes):
+        category = category_by_slug(garment.category).index
+        made = ctx.inference.generate_products([category], [colour_by_name(garment.colour).index], [seed])
+        metadata = {
+            "source": "attributes",
+            "category": garment.category,
+            "colour": garment.colour,
+            "model": made.model,
+            "model_version": made.version,
+            "seed": seed,
+        }
+        return Garment(made.images[0], category, metadata)
+    return garment_from_listing(garment, ctx)
+
+
+def garment_from_listing(garment: GarmentFromListing, ctx: WorkerContext) -> Garment:
+    """A variant of a succeeded listing job, read back from S3 and shrunk to the model's size."""
+    listing = ctx.store.get(garment.job_id)
+    stored = ctx.store.get_request(garment.job_id)
+    if listing is None or stored is None or listing.kind is not JobKind.LISTING:
+        raise PermanentError(GARMENT_NOT_FOUND, f"there is no listing job {garment.job_id}")
+    if not listing.state.terminal:
+        raise RetryableError(
+            GARMENT_NOT_READY, f"listing job {garment.job_id} is still {listing.state.value}"
+        )
+    if listing.state is not JobState.SUCCEEDED:
+        raise PermanentError(
+            GARMENT_NOT_FOUND, f"listing job {garment.job_id} ended {listing.state.value}, without images"
+        )
+    category = category_by_slug(ListingImageRequest.model_validate(stored).attributes.category)
+    if not category.wearable:
+        raise PermanentError(
+            GARMENT_NOT_WEARABLE,
+            f"listing job {garment.job_id} shows a {category.slug}, which cannot be worn",
+        )
+    data = ctx.bucket().get_listing_image(garment.job_id, garment.variant)
+    try:
+        image = decode(data, size=PRODUCT_IMAGE_SIZE)
+    except ValueError as error:
+        raise PermanentError(GARMENT_NOT_FOUND, f"listing job {garment.job_id}: {error}") from None
+    metadata = {"source": "listing", "job_id": garment.job_id, "variant": garment.variant}
+    return Garment(image, category.index, metadata)
+
+
+def store_images(
+    ctx: WorkerContext,
+    kind: JobKind,
+    job_id: str,
+    images: np.ndarray,
+    seeds: Sequence[int],
+    output: OutputSpec,
+    metadata: Mapping[str, Any],
+) -> list[StoredImage]:
+    """Encode each variant and write it at its deterministic key, with its seed in the metadata."""
+    bucket = ctx.bucket()
+    stored = []
+    for variant, (image, seed) in enumerate(zip(images, seeds, strict=True)):
+        data, content_type = encode(image, output.format, output.size)
+        key = image_key(kind, job_id, variant, output.format)
+        details = {**metadata, "variant": variant, "seed": seed}
+        stored.append(bucket.put_image(key, data, content_type, details, variant=variant))
+    return stored
+
+
+def listing_metadata(job_id: str, req: ListingImageRequest, generated: Generated) -> dict[str, Any]:
+    """Object metadata of a listing image (the variant and seed are added per image)."""
+    metadata: dict[str, Any] = {
+        "job_id": job_id,
+        "kind": JobKind.LISTING.value,
+        "requester": req.requester,
+        "listing_id": req.listing_id,
+        "model": generated.model,
+        "model_version": generated.version,
+        "category": req.attributes.category,
+        "colour": req.attributes.colour,
+    }
+    style = req.attributes.style
+    if style:
+        small = len(json.dumps(style, ensure_ascii=True)) <= MAX_STYLE_METADATA_BYTES
+        metadata["style"] = style if small else "omitted (over 1 KB): see the job's request"
+    return metadata
+
+
+def tryon_metadata(job_id: str, req: TryOnRequest, generated: Generated, garment: Garment) -> dict[str, Any]:
+    """Object metadata of a try-on image; the body's measurements stay in the request only."""
+    return {
+        "job_id": job_id,
+        "kind": JobKind.TRYON.value,
+        "requester": req.requester,
+        "shopper_ref": req.shopper_ref,
+        "model": generated.model,
+        "model_version": generated.version,
+        "size": req.size,
+        "garment": garment.metadata,
+    }
+
+
+def succeed(
+    job_id: str, req: Request, ctx: WorkerContext, generated: Generated, seed: int, stored: list[StoredImage]
+) -> None:
+    """Record the results and the model that made them in one transition; notify."""
+    done = ctx.store.transition(
+        job_id,
+        JobState.SUCCEEDED,
+        results=stored,
+        model=generated.model,
+        model_version=generated.version,
+        seed=seed,
+    )
+    if not done:
+        _log(logging.WARNING, job_id, "left running while it ran: results not recorded")
+        return
+    _log(logging.INFO, job_id, f"succeeded: {len(stored)} images", model=generated.model)
+    notify(ctx, job_id, req.callback, JobEventType.SUCCEEDED)
+
+
+def fail(job_id: str, callback: CallbackSpec | None, ctx: WorkerContext, failure: WorkerError) -> None:
+    """End the job ``failed`` with ``failure`` as its error; notify."""
+    if ctx.store.transition(job_id, JobState.FAILED, error=failure.to_job_error()):
+        _log(logging.WARNING, job_id, f"failed: {failure}")
+        notify(ctx, job_id, callback, JobEventType.FAILED)
+    else:
+        _log(logging.WARNING, job_id, f"not failed with {failure.code}: it had already ended")
+
+
+def notify(ctx: WorkerContext, job_id: str, callback: CallbackSpec | None, event: JobEventType) -> None:
+    """Queue the ``event`` callback if the request subscribed to it."""
+    if callback is not None and event in callback.events:
+        ctx.notify(job_id, event)
+
+
+@contextmanager
+def failures(job_id: str, req: Request, ctx: WorkerContext) -> Iterator[None]:
+    """Turn whatever the block raises into a retry (:class:`RetryLater`) or a failed job."""
+    try:
+        yield
+    except Exception as error:
+        failure = as_worker_error(error)
+        if failure.code == INTERNAL_ERROR:
+            log.exception("job %s: unexpected error", job_id, extra={"job_id": job_id})
+        record = ctx.store.get(job_id)
+        attempts = record.attempts if record is not None else 1
+        settings = ctx.settings
+        if isinstance(failure, RetryableError):
+            if attempts < settings.job_retry_attempts:
+                delay = backoff_delay(
+                    attempts, settings.job_retry_backoff_base_s, settings.job_retry_backoff_max_s
+                )
+                _log(logging.WARNING, job_id, f"will retry in {delay:.1f} s: {failure}", attempt=attempts)
+                raise RetryLater(failure, delay) from error
+            failure = RetryableError(failure.code, f"{failure.message} (gave up after {attempts} attempts)")
+        fail(job_id, req.callback, ctx, failure)
+
+
+def backoff_delay(
+    attempt: int, base_s: float, max_s: float, *, rand: Callable[[], float] = random.random
+) -> float:
+    """Seconds before attempt ``attempt + 1``: ``base * 2**(attempt - 1)`` capped at ``max_s``,
+    of which the upper half is random (jitter spreads retries of many jobs apart)."""
+    ceiling = min(max_s, base_s * 2 ** max(0, attempt - 1))
+    return ceiling / 2 + rand() * ceiling / 2
+
+
+def _callback_of(request: Mapping[str, Any]) -> CallbackSpec | None:
+    """The callback part of a request that does not validate as a whole, if that part does."""
+    try:
+        return CallbackSpec.model_validate(request.get("callback"))
+    except ValidationError:
+        return None
+
+
+def _log(level: int, job_id: str, what: str, **extra: Any) -> None:
+    log.log(level, "job %s %s", job_id, what, extra={"job_id": job_id, **extra})
