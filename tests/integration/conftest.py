@@ -93,7 +93,6 @@ def triton_repository(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def triton(triton_repository: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[TritonServer]:
-    pytest.importorskip("pytriton", reason="needs nvidia-pytriton (the 'triton' extra)")
     log = tmp_path_factory.mktemp("triton-log") / "tritonserver.log"
     with TritonServer(triton_repository, log_path=log) as server:
         yield server
