@@ -64,11 +64,12 @@ def export(
     cvae_run: Path = Path("runs/cvae"),
     repository: Repository = Path("triton_models"),
     version: int = 1,
+    noise_scale: Annotated[float, typer.Option(help="product noise truncation (1 = none)")] = 1.0,
 ) -> None:
     """Write both models' TorchScript, model.py and config.pbtxt into the repository."""
     from training.export import export_trained
 
-    export_trained(cgan_run, cvae_run, repository, version)
+    export_trained(cgan_run, cvae_run, repository, version, noise_scale=noise_scale)
 
 
 @app.command()

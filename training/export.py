@@ -74,16 +74,21 @@ class ProductServing(nn.Module):
     ``z`` is float32 ``[N, LATENT_DIM]``, ``category`` and ``colour`` int64 ``[N]``. The
     generator is switched in place to eval mode (batch norm uses its running statistics, so an
     item's image does not depend on the rest of the batch) and to channels_last.
+
+    ``noise_scale`` < 1 is the truncation trick (Brock et al. 2019): noise nearer the mode of the
+    prior gives more typical images of the requested category. It is baked into the exported
+    file, so every consumer of ``model.pt`` (Triton, the evaluation) samples the same way.
     """
 
-    def __init__(self, generator: nn.Module) -> None:
+    def __init__(self, generator: nn.Module, noise_scale: float = 1.0) -> None:
         super().__init__()
+        self.noise_scale = noise_scale
         # channels_last: the convolutions ran ~6x faster at batch 64 on the 2-core CPU; the
         # traced TorchScript keeps the weights' memory format
         self.generator = channels_last(generator.eval())
 
     def forward(self, z: torch.Tensor, category: torch.Tensor, colour: torch.Tensor) -> torch.Tensor:
-        return to_uint8_hwc(self.generator(z, category, colour))
+        return to_uint8_hwc(self.generator(z * self.noise_scale, category, colour))
 
 
 @dataclass(frozen=True)
@@ -241,13 +246,13 @@ def export_model(
 
 
 def export_product_generator(
-    generator: nn.Module, repository: Path, version: int = 1, **settings: Any
+    generator: nn.Module, repository: Path, version: int = 1, *, noise_scale: float = 1.0, **settings: Any
 ) -> Path:
     """Export a product ``Generator`` as ``product_cgan`` (``settings``: see ``export_model``)."""
     example = (torch.randn(2, PRODUCT_LATENT_DIM), torch.tensor([0, 1]), torch.tensor([0, 1]))
     return export_model(
         PRODUCT_GENERATOR,
-        ProductServing(generator),
+        ProductServing(generator, noise_scale),
         repository,
         version,
         latent_dim=PRODUCT_LATENT_DIM,
@@ -279,7 +284,13 @@ def export_tryon_vae(vae: TryOnVAE, repository: Path, version: int = 1, **settin
 
 
 def export_trained(
-    cgan_run: Path, cvae_run: Path, repository: Path, version: int = 1, **settings: Any
+    cgan_run: Path,
+    cvae_run: Path,
+    repository: Path,
+    version: int = 1,
+    *,
+    noise_scale: float = 1.0,
+    **settings: Any,
 ) -> None:
     """Export the EMA generator of ``cgan_run`` and the try-on VAE of ``cvae_run`` (last checkpoints)."""
     from training.cgan.train import CganConfig  # pulls in the training data modules
@@ -287,7 +298,7 @@ def export_trained(
     cgan = _last_checkpoint(cgan_run)
     generator = Generator(CganConfig(**cgan["config"]).generator_width)
     generator.load_state_dict(cgan["ema"])
-    export_product_generator(generator, repository, version, **settings)
+    export_product_generator(generator, repository, version, noise_scale=noise_scale, **settings)
     vae = TryOnVAE()
     vae.load_state_dict(_last_checkpoint(cvae_run)["model"])
     export_tryon_vae(vae, repository, version, **settings)
@@ -315,13 +326,3 @@ def gpu_repository(source: Path, target: Path) -> Path:
     for config in target.glob("*/config.pbtxt"):
         config.write_text(_INSTANCE_KIND.sub("kind: KIND_GPU", config.read_text()))
     return target
-
-
-def is_complete(
-    repository: Path, specs: tuple[ModelSpec, ...] = (PRODUCT_GENERATOR, TRYON_GENERATOR)
-) -> bool:
-    """Whether ``repository`` holds a config and at least one model version for each of ``specs``."""
-    return all(
-        (repository / s.name / "config.pbtxt").exists() and any((repository / s.name).glob("*/model.pt"))
-        for s in specs
-    )
