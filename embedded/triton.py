@@ -11,32 +11,28 @@ from __future__ import annotations
 
 import importlib.resources
 import os
-import signal
 import sys
-import time
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
-from types import TracebackType
 from typing import Annotated
 
 import typer
 
 from embedded.process import (
+    DEFAULT_STATE_DIR,
     HOST,
     LOG_TAIL_LINES,
-    ChildProcess,
+    ROOT,
+    ChildServer,
     ServerStartError,
     free_port,
-    log_tail,
-    wait_ready,
+    search_path,
 )
-
-_ROOT = Path(__file__).resolve().parent.parent
+from embedded.serve import interrupt_on_stop_signals, serve_until_interrupted
 
 #: the committed model repository (one folder per model: config.pbtxt + version folders)
-DEFAULT_REPOSITORY = _ROOT / "triton_models"
-#: where backend folders and server logs are written (ignored by git)
-DEFAULT_STATE_DIR = _ROOT / ".atelier"
+DEFAULT_REPOSITORY = ROOT / "triton_models"
 #: seconds to wait for ``/v2/health/ready`` (every model loaded) before giving up
 DEFAULT_READY_TIMEOUT_S = 120.0
 #: seconds between SIGTERM and SIGKILL when stopping
@@ -87,7 +83,7 @@ def backend_directory(state_dir: Path = DEFAULT_STATE_DIR) -> Path:
     return directory
 
 
-class TritonServer:
+class TritonServer(ChildServer):
     """``tritonserver`` serving one model repository; a context manager that starts and stops it.
 
     Parameters, all keyword-only but ``repository``:
@@ -100,6 +96,9 @@ class TritonServer:
     - ``stop_timeout_s`` (default 20): how long ``stop`` waits after SIGTERM before SIGKILL
     - ``extra_args`` (default none): more ``tritonserver`` flags, e.g. ``("--log-verbose=1",)``
     """
+
+    label = "tritonserver"
+    start_error = TritonStartError
 
     def __init__(
         self,
@@ -114,17 +113,13 @@ class TritonServer:
         stop_timeout_s: float = DEFAULT_STOP_TIMEOUT_S,
         extra_args: tuple[str, ...] = (),
     ) -> None:
+        super().__init__(log_path=log_path, ready_timeout_s=ready_timeout_s, stop_timeout_s=stop_timeout_s)
         self.repository = Path(repository).resolve()
         self.http_port = http_port
         self.grpc_port = grpc_port
         self.metrics_port = metrics_port
         self.state_dir = Path(state_dir)
-        self.log_path = log_path
-        self.ready_timeout_s = ready_timeout_s
-        self.stop_timeout_s = stop_timeout_s
         self.extra_args = extra_args
-        self.startup_s: float | None = None  #: seconds from launch to ready, once started
-        self._child: ChildProcess | None = None
 
     @property
     def grpc_url(self) -> str:
@@ -141,11 +136,10 @@ class TritonServer:
         """The Prometheus endpoint, ``http://host:port/metrics``."""
         return f"http://{HOST}:{self.metrics_port}/metrics"
 
-    @property
-    def pid(self) -> int | None:
-        return self._child.pid if self._child else None
-
-    def command(self, backends: Path) -> list[str]:
+    def command(self, backends: Path | None = None) -> list[str]:
+        """The ``tritonserver`` argv (``backends`` default: ``backend_directory(state_dir)``)."""
+        if backends is None:
+            backends = backend_directory(self.state_dir)
         return [
             str(wheel_root() / "bin" / "tritonserver"),
             f"--model-repository={self.repository}",
@@ -159,67 +153,29 @@ class TritonServer:
 
     def environment(self) -> dict[str, str]:
         """This interpreter's ``bin`` first on ``PATH``, so the stub imports from this environment."""
-        env = dict(os.environ)
+        env = super().environment()
         env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
         libs = wheel_root().parent.parent / "nvidia_pytriton.libs"
-        env["LD_LIBRARY_PATH"] = os.pathsep.join(p for p in (env.get("LD_LIBRARY_PATH"), str(libs)) if p)
+        env["LD_LIBRARY_PATH"] = search_path(env.get("LD_LIBRARY_PATH"), str(libs))
         return env
 
-    def start(self) -> TritonServer:
-        """Launch the server and wait until every model is ready; raises ``TritonStartError``."""
-        if self._child is not None:
-            raise RuntimeError("already started")
+    def _prepare(self) -> Path:
         if not self.repository.is_dir():
             raise FileNotFoundError(f"no model repository at {self.repository}")
         self.http_port = self.http_port or free_port()
         self.grpc_port = self.grpc_port or free_port()
         self.metrics_port = self.metrics_port or free_port()
-        if self.log_path is None:
-            self.log_path = self.state_dir / "logs" / f"tritonserver-{self.http_port}.log"
-        backends = backend_directory(self.state_dir)
-        started = time.monotonic()
-        # its own process group: the stub processes go with it on SIGKILL
-        self._child = ChildProcess(self.command(backends), log_path=self.log_path, env=self.environment())
-        try:
-            self._wait_ready()
-        except BaseException:
-            self.stop()
-            raise
-        self.startup_s = time.monotonic() - started
-        return self
+        return self.log_path or self.state_dir / "logs" / f"tritonserver-{self.http_port}.log"
 
-    def _wait_ready(self) -> None:
-        assert self._child is not None
+    def _readiness_probe(self) -> Callable[[], bool]:
+        """Every model loaded: ``/v2/health/ready`` answers 200."""
         url = f"{self.http_url}/v2/health/ready"
 
         def ready() -> bool:
             with urllib.request.urlopen(url, timeout=1.0) as response:
                 return bool(response.status == 200)
 
-        wait_ready(
-            self._child, ready, name="tritonserver", timeout_s=self.ready_timeout_s, error=TritonStartError
-        )
-
-    def is_alive(self) -> bool:
-        return self._child is not None and self._child.is_alive()
-
-    def log_tail(self, lines: int = LOG_TAIL_LINES) -> str:
-        """The last ``lines`` lines the server wrote (its log file)."""
-        return log_tail(self.log_path, lines)
-
-    def stop(self) -> None:
-        """SIGTERM (in-flight requests finish), then SIGKILL of its process group after the timeout."""
-        child, self._child = self._child, None
-        if child is not None:
-            child.stop(self.stop_timeout_s)
-
-    def __enter__(self) -> TritonServer:
-        return self.start()
-
-    def __exit__(
-        self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
-    ) -> None:
-        self.stop()
+        return ready
 
 
 def main() -> None:
@@ -234,26 +190,18 @@ def main() -> None:
         gpu: Annotated[bool, typer.Option(help="serve a copy with every instance group on KIND_GPU")] = False,
     ) -> None:
         """Serve REPOSITORY with the real Triton server until Ctrl-C (or SIGTERM)."""
-        signal.signal(signal.SIGINT, signal.default_int_handler)  # even if started with it ignored
-        signal.signal(signal.SIGTERM, signal.default_int_handler)
+        interrupt_on_stop_signals()
         if gpu:
             from training.export import gpu_repository  # torch is only needed here
 
             repository = gpu_repository(repository, DEFAULT_STATE_DIR / "triton-models-gpu")
         server = TritonServer(repository, http_port=http_port, grpc_port=grpc_port, metrics_port=metrics_port)
         with server:
-            typer.echo(
-                f"ready in {server.startup_s:.1f} s: grpc {server.grpc_url}, http {server.http_url}, "
-                f"metrics {server.metrics_url}; log {server.log_path}. Ctrl-C stops."
+            serve_until_interrupted(
+                server,
+                banner=f"ready in {server.startup_s:.1f} s: grpc {server.grpc_url}, http {server.http_url}, "
+                f"metrics {server.metrics_url}; log {server.log_path}. Ctrl-C stops.",
             )
-            try:
-                while server.is_alive():
-                    time.sleep(0.5)
-            except KeyboardInterrupt:
-                typer.echo("stopping")
-                return
-            typer.echo(f"tritonserver exited on its own:\n{server.log_tail()}", err=True)
-            raise typer.Exit(1)
 
     app()
 

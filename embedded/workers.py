@@ -10,14 +10,11 @@ from __future__ import annotations
 import os
 import shutil
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from types import TracebackType
 
-from embedded.process import LOG_TAIL_LINES, ChildProcess, ServerStartError, log_tail, wait_ready
+from embedded.process import ROOT, ChildServer, ServerStartError, search_path
 from producer.settings import AtelierSettings
-
-_ROOT = Path(__file__).resolve().parent.parent
 
 #: seconds to wait for ``ready.`` (imports and broker connection; slow on a busy machine)
 DEFAULT_READY_TIMEOUT_S = 90.0
@@ -38,7 +35,7 @@ def celery_command() -> list[str]:
     return [found] if found else [sys.executable, "-m", "celery"]
 
 
-class CeleryWorker:
+class CeleryWorker(ChildServer):
     """One ``celery worker`` process consuming ``queues``; a context manager.
 
     Parameters (keyword-only): ``settings`` (passed as ``ATELIER_*`` variables), ``queues``,
@@ -46,6 +43,10 @@ class CeleryWorker:
     (default ``prefork``), ``loglevel`` (default ``INFO``), ``env`` (more variables),
     ``ready_timeout_s`` (default 90), ``stop_timeout_s`` (default 30).
     """
+
+    start_error = WorkerStartError
+    ready_interval_s = 0.25
+    _cwd = ROOT
 
     def __init__(
         self,
@@ -61,17 +62,16 @@ class CeleryWorker:
         ready_timeout_s: float = DEFAULT_READY_TIMEOUT_S,
         stop_timeout_s: float = DEFAULT_STOP_TIMEOUT_S,
     ) -> None:
+        super().__init__(log_path=log_path, ready_timeout_s=ready_timeout_s, stop_timeout_s=stop_timeout_s)
+        self.log_path: Path = log_path
         self.settings = settings
         self.queues = list(queues)
         self.name = name
-        self.log_path = log_path
+        self.label = f"celery worker {name}"
         self.concurrency = concurrency
         self.pool = pool
         self.loglevel = loglevel
         self.extra_env = dict(env or {})
-        self.ready_timeout_s = ready_timeout_s
-        self.stop_timeout_s = stop_timeout_s
-        self._child: ChildProcess | None = None
 
     def command(self) -> list[str]:
         return [
@@ -96,57 +96,13 @@ class CeleryWorker:
         ]
 
     def environment(self) -> dict[str, str]:
-        env = {**os.environ, **self.settings.environment(), **self.extra_env}
-        env["PYTHONPATH"] = os.pathsep.join(p for p in (str(_ROOT), os.environ.get("PYTHONPATH")) if p)
+        env = {**super().environment(), **self.settings.environment(), **self.extra_env}
+        env["PYTHONPATH"] = search_path(str(ROOT), os.environ.get("PYTHONPATH"))
         return env
 
-    def launch(self) -> CeleryWorker:
-        """Start the process without waiting (start several, then ``wait_ready`` on each)."""
-        if self._child is not None:
-            raise RuntimeError("already started")
-        self._child = ChildProcess(self.command(), log_path=self.log_path, env=self.environment(), cwd=_ROOT)
-        return self
-
-    def wait_ready(self) -> CeleryWorker:
-        """Wait for ``ready.`` in the log; raises ``WorkerStartError`` (and stops the process)."""
-        if self._child is None:
-            raise RuntimeError("not launched")
-        try:
-            wait_ready(
-                self._child,
-                lambda: " ready." in self.log_text(),
-                name=f"celery worker {self.name}",
-                timeout_s=self.ready_timeout_s,
-                interval_s=0.25,
-                error=WorkerStartError,
-            )
-        except BaseException:
-            self.stop()
-            raise
-        return self
-
-    def start(self) -> CeleryWorker:
-        return self.launch().wait_ready()
+    def _readiness_probe(self) -> Callable[[], bool]:
+        """Connected and consuming: the worker logged ``ready.``."""
+        return lambda: " ready." in self.log_text()
 
     def log_text(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
-
-    def log_tail(self, lines: int = LOG_TAIL_LINES) -> str:
-        return log_tail(self.log_path, lines)
-
-    def is_alive(self) -> bool:
-        return self._child is not None and self._child.is_alive()
-
-    def stop(self) -> None:
-        """Warm shutdown (SIGTERM: the running task finishes), then SIGKILL; idempotent."""
-        child, self._child = self._child, None
-        if child is not None:
-            child.stop(self.stop_timeout_s)
-
-    def __enter__(self) -> CeleryWorker:
-        return self.start()
-
-    def __exit__(
-        self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
-    ) -> None:
-        self.stop()

@@ -32,6 +32,7 @@ class ProductReport:
     fd_generated_vs_test: float
     fd_floor_train_vs_test: float
     fd_ratio: float
+    fd_real_blurred: float  #: calibration: real test images blurred by CALIBRATION_BLUR_PX
     per_category_fd: dict[str, float] = field(default_factory=dict)
 
 
@@ -74,6 +75,7 @@ def evaluate_product(
         chosen = categories == c.index
         per_category_fd[c.slug] = frechet_distance(gen_features[chosen], test_features[chosen])
 
+    _, blurred_features = judge_images(judge, blurred(real_test))
     fd = frechet_distance(gen_features, test_features)
     floor = frechet_distance(train_features, test_features)
     report = ProductReport(
@@ -91,10 +93,23 @@ def evaluate_product(
         fd_generated_vs_test=fd,
         fd_floor_train_vs_test=floor,
         fd_ratio=fd / floor,
+        fd_real_blurred=frechet_distance(blurred_features, test_features),
         per_category_fd=per_category_fd,
     )
     write_product_figures(model, report, generated, real_test, out_dir)
     return report
+
+
+#: Gaussian blur radius (px) of the calibration row: a change a person barely sees at 32x32
+CALIBRATION_BLUR_PX = 0.6
+
+
+def blurred(images: np.ndarray) -> np.ndarray:
+    """Real images slightly blurred: shows how much the judge's features weigh fine texture."""
+    from PIL import Image, ImageFilter
+
+    blur = ImageFilter.GaussianBlur(CALIBRATION_BLUR_PX)
+    return np.stack([np.asarray(Image.fromarray(image).filter(blur)) for image in images])
 
 
 def write_product_figures(

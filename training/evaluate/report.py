@@ -78,6 +78,7 @@ hand: rerun the command.
 | judge-feature Frechet distance, generated vs real test | {product.fd_generated_vs_test:.3f} | |
 | floor: real train vs real test | {product.fd_floor_train_vs_test:.3f} | |
 | ratio | {product.fd_ratio:.2f}x | <= 3x: {_check(product.fd_ratio <= 3.0)} |
+| calibration: real test images blurred by 0.6 px vs real test | {product.fd_real_blurred:.3f} | |
 
 | category | conditional accuracy | share of predictions | judge-feature FD |
 |---|---|---|---|
