@@ -12,10 +12,9 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import TracebackType
 from typing import Any
 
-from embedded.process import HOST
+from embedded.process import HOST, Server
 from producer.contracts.jobs import JobEvent
 from producer.webhook_verify import WebhookVerificationError, verify
 
@@ -39,7 +38,7 @@ class Received:
         return self.path.removeprefix(HOOKS)
 
 
-class CallbackReceiver:
+class CallbackReceiver(Server):
     """Takes signed callbacks on ``127.0.0.1`` (a free port); a context manager.
 
     Parameters (keyword-only): ``secrets`` (requester -> secret or secrets, newest first),
@@ -134,11 +133,3 @@ class CallbackReceiver:
         if server is not None:
             server.shutdown()
             server.server_close()
-
-    def __enter__(self) -> CallbackReceiver:
-        return self.start()
-
-    def __exit__(
-        self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
-    ) -> None:
-        self.stop()

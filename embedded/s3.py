@@ -203,7 +203,8 @@ def main() -> None:
         with server:
             serve_until_interrupted(
                 server,
-                banner=f"ready in {server.startup_s:.1f} s: s3 {server.url}; log {server.log_path}. Ctrl-C stops.",
+                banner=f"ready in {server.startup_s:.1f} s: s3 {server.url}; log {server.log_path}. "
+                "Ctrl-C stops.",
             )
 
     app()

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import ipaddress
 import logging
-import os
 import socket
 import ssl
 from collections.abc import Callable, Sequence
@@ -37,6 +36,7 @@ from standardwebhooks.webhooks import Webhook
 
 from producer.contracts.jobs import JobEvent, JobEventType
 from worker.errors import PermanentError, RetryableError
+from worker.per_process import PerProcessClient
 from worker.settings import WorkerSettings
 
 log = logging.getLogger(__name__)
@@ -218,7 +218,7 @@ def classify_status(code: int) -> DeliveryStatus:
     return DeliveryStatus.REJECTED
 
 
-class CallbackSender:
+class CallbackSender(PerProcessClient[httpx.Client]):
     """Delivers signed events; one per worker process (its HTTP client is made per process).
 
     Parameters: ``settings`` (secrets, timeout, retry schedule, URL rules, CA bundle);
@@ -233,40 +233,24 @@ class CallbackSender:
         resolve: Resolver = _resolve,
         transport: httpx.BaseTransport | None = None,
     ) -> None:
+        super().__init__(self._connect)
         self.settings = settings
         self._resolve = resolve
         self._transport = transport
-        self._client: httpx.Client | None = None
-        self._pid: int | None = None
 
-    @property
-    def client(self) -> httpx.Client:
-        if self._client is None or self._pid != os.getpid():
-            s = self.settings
-            verify: ssl.SSLContext | bool = (
-                ssl.create_default_context(cafile=str(s.callback_ca_cert)) if s.callback_ca_cert else True
-            )
-            self._client = httpx.Client(
-                timeout=s.callback_timeout_s,
-                follow_redirects=False,
-                trust_env=False,  # no proxy or CA from the environment: the settings decide
-                verify=verify,
-                transport=self._transport,
-                headers={"user-agent": "atelier-callbacks/1", "content-type": "application/json"},
-            )
-            self._pid = os.getpid()
-        return self._client
-
-    def close(self) -> None:
-        client, self._client = self._client, None
-        if client is not None and self._pid == os.getpid():
-            client.close()
-
-    def __enter__(self) -> CallbackSender:
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self.close()
+    def _connect(self) -> httpx.Client:
+        s = self.settings
+        verify: ssl.SSLContext | bool = (
+            ssl.create_default_context(cafile=str(s.callback_ca_cert)) if s.callback_ca_cert else True
+        )
+        return httpx.Client(
+            timeout=s.callback_timeout_s,
+            follow_redirects=False,
+            trust_env=False,  # no proxy or CA from the environment: the settings decide
+            verify=verify,
+            transport=self._transport,
+            headers={"user-agent": "atelier-callbacks/1", "content-type": "application/json"},
+        )
 
     def next_delay(self, attempt: int, retry_after_s: float | None = None) -> float | None:
         """``next_delay`` with the configured ``callback_retry_schedule_s``."""

@@ -43,6 +43,7 @@ from worker.errors import (
     RetryableError,
     WorkerError,
 )
+from worker.per_process import PerProcessClient
 from worker.settings import WorkerSettings
 
 log = logging.getLogger(__name__)
@@ -106,7 +107,7 @@ def chunks(n: int, size: int) -> list[slice]:
     return [slice(start, min(start + size, n)) for start in range(0, n, size)]
 
 
-class InferenceClient:
+class InferenceClient(PerProcessClient[Any]):
     """``tritonclient.grpc`` behind the worker's two questions: product images and try-ons.
 
     Parameters: ``settings`` (Triton URL, TLS, timeout, retry budget, default versions);
@@ -125,10 +126,8 @@ class InferenceClient:
         sleep: Callable[[float], None] | None = None,
     ) -> None:
         self.settings = settings
-        self._client_factory = client_factory or self._connect
+        super().__init__(client_factory or self._connect)
         self._sleep = sleep or time.sleep
-        self._client: Any = None
-        self._pid: int | None = None
 
     def _connect(self) -> grpcclient.InferenceServerClient:
         s = self.settings
@@ -143,25 +142,6 @@ class InferenceClient:
             private_key=path(s.triton_private_key),
             certificate_chain=path(s.triton_certificate_chain),
         )
-
-    @property
-    def client(self) -> Any:
-        """The process's gRPC client (created on first use, and again in a forked child)."""
-        if self._client is None or self._pid != os.getpid():
-            self._client = self._client_factory()
-            self._pid = os.getpid()
-        return self._client
-
-    def close(self) -> None:
-        client, self._client = self._client, None
-        if client is not None and self._pid == os.getpid():
-            client.close()
-
-    def __enter__(self) -> InferenceClient:
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self.close()
 
     # --- the two models ---
 

@@ -68,10 +68,14 @@ def namespace(tag: str) -> dict[str, Any]:
     }
 
 
-def remove_namespace(settings: AtelierSettings) -> None:
-    """Delete a namespace's queues, exchanges and Redis keys."""
+def remove_namespace(settings: AtelierSettings, *, broker_url: str | None = None) -> None:
+    """Delete a namespace's queues, exchanges and Redis keys.
+
+    ``broker_url`` (default: the settings') is where the queues are deleted: settings pointed at
+    a proxy or another broker for a test still leave their queues on the real one.
+    """
     topology = build_topology(settings)
-    with Connection(settings.broker_url.get_secret_value()) as connection:
+    with Connection(broker_url or settings.broker_url.get_secret_value()) as connection:
         channel = connection.default_channel
         for queue in topology.all_queues:
             queue.bind(channel).delete()

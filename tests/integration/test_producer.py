@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import redis
 from kombu import Connection, Queue
 from pydantic import SecretStr, ValidationError
 from typer.testing import CliRunner
@@ -46,54 +45,30 @@ from producer.topology import (
     broker_transport_options,
     build_topology,
 )
-from tests.integration.services import require_services
-
-#: settings the isolated ones start from (``ATELIER_BROKER_URL`` / ``ATELIER_REDIS_URL`` respected)
-BASE = AtelierSettings()
-AMQP_URL = BASE.broker_url.get_secret_value()
-
-
-def _require_services() -> None:
-    """Fail (never skip) when RabbitMQ or Redis is down: see tests/integration/services.py."""
-    require_services()
+from tests.integration.services import (
+    AMQP_URL,
+    BASE,
+    namespace,
+    queue_depth,
+    remove_namespace,
+    require_services,
+)
 
 
 def isolated_settings(**overrides: Any) -> AtelierSettings:
-    name = f"atelier-test-{uuid.uuid4().hex[:10]}"
-    values: dict[str, Any] = {
-        "exchange": name,
-        "listing_queue": f"{name}.listing",
-        "tryon_queue": f"{name}.tryon",
-        "callback_queue": f"{name}.callbacks",
-        "dead_letter_exchange": f"{name}.dlx",
-        "dead_letter_queue": f"{name}.dead_letter",
-        "redis_key_prefix": f"{name}:",
-        "publish_confirm_timeout_s": 2.0,
-        "broker_connect_timeout_s": 1.0,
-    }
-    values.update(overrides)
-    return BASE.model_copy(update=values)
+    """``BASE`` on a private namespace (``atelier-test-<hex>``), with short broker timeouts."""
+    values = {**namespace("test"), "publish_confirm_timeout_s": 2.0, "broker_connect_timeout_s": 1.0}
+    return BASE.model_copy(update={**values, **overrides})
 
 
 def remove(settings: AtelierSettings) -> None:
-    """Delete the test's queues, exchanges and Redis keys."""
-    topology = build_topology(settings)
-    with Connection(AMQP_URL) as connection:
-        channel = connection.default_channel
-        for queue in topology.all_queues:
-            queue.bind(channel).delete()
-        for exchange in (topology.exchange, topology.dead_letter_exchange):
-            exchange.bind(channel).delete()
-    client = redis.Redis.from_url(settings.redis_url.get_secret_value())
-    keys = list(client.scan_iter(match=f"{settings.redis_key_prefix}*"))
-    if keys:
-        client.delete(*keys)
-    client.close()
+    """Delete the test's queues, exchanges and Redis keys (on the real broker, whatever the settings)."""
+    remove_namespace(settings, broker_url=AMQP_URL)
 
 
 @pytest.fixture
 def settings() -> Iterator[AtelierSettings]:
-    _require_services()
+    require_services()
     settings = isolated_settings()
     yield settings
     remove(settings)
@@ -106,11 +81,8 @@ def producer(settings: AtelierSettings) -> Iterator[Producer]:
 
 
 def depth(queue: Queue) -> int:
-    with Connection(AMQP_URL) as connection:
-        try:
-            return int(connection.default_channel.queue_declare(queue=queue.name, passive=True).message_count)
-        except Exception:  # not declared yet: nothing was ever published
-            return 0
+    """Messages ready in ``queue`` on the real broker."""
+    return queue_depth(BASE, queue.name)
 
 
 def drain(queue: Queue) -> list[Any]:
@@ -344,7 +316,7 @@ def test_watch_follows_the_job_to_its_end(producer: Producer) -> None:
 
 
 def test_unreachable_broker_raises_publish_error_in_time_and_leaves_the_record_failed() -> None:
-    _require_services()
+    require_services()
     with socket.socket() as probe:  # a port nothing listens on
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
@@ -457,7 +429,7 @@ def test_publish_error_is_typed(settings: AtelierSettings) -> None:
 
 
 def test_filesystem_broker_round_trip(tmp_path: Path) -> None:
-    _require_services()
+    require_services()
     settings = isolated_settings(broker_url=SecretStr("filesystem://"), broker_data_dir=tmp_path / "broker")
     try:
         with Producer(settings) as producer:
