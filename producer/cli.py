@@ -25,10 +25,12 @@ from rich.text import Text
 from producer.client import Producer
 from producer.contracts.jobs import JobEvent, JobRecord, JobState
 from producer.contracts.v1 import ListingImageRequest, TryOnRequest, parse_request
+from producer.dlq_cli import app as dlq_app
 from producer.jobs_store import JobNotFound, StoreError, WatchTimeout, cancel_refusal
 from producer.publish import PublishError
 
 app = typer.Typer(name="atelier", help="Submit and follow Atelier image jobs.", no_args_is_help=True)
+app.add_typer(dlq_app, name="dlq")
 out = Console()
 err = Console(stderr=True)
 

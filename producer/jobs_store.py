@@ -11,6 +11,11 @@ One hash per job, ``{prefix}job:{job_id}``, expiring after ``job_record_ttl_s``:
 Idempotency keys are ``{prefix}idem:{requester}/{key}`` -> job id, expiring after
 ``idempotency_ttl_s``; ``/`` cannot occur in an identifier, so requesters never collide.
 Every change is announced on ``{prefix}changes:{job_id}`` so :meth:`JobStore.watch` wakes at once.
+
+Running jobs are indexed in the sorted set ``{prefix}running`` (job id scored by when it last
+entered ``running``, epoch seconds), kept by the same Lua script as the state, so the stuck-job
+sweeper (``worker/sweeper.py``) reads the oldest ones without scanning keys. A worker holds
+``{prefix}lease:{job_id}`` (with a TTL) while it runs the job: no lease, no live worker.
 """
 
 from __future__ import annotations
@@ -76,9 +81,9 @@ _ALLOWED_LUA = ", ".join(
 
 _MUTATE = (
     """
--- KEYS[1] job hash
+-- KEYS[1] job hash, KEYS[2] index of running jobs, KEYS[3] the job's lease
 -- ARGV: expected version, new state, new record, mode ('transition' | 'update'),
---       states the job must be in (space separated, '' = any), change channel
+--       states the job must be in (space separated, '' = any), change channel, job id, now (epoch s)
 -- returns 1 written, 0 refused by the state machine, -1 no such job, -2 version moved on
 local allowed = {"""
     + _ALLOWED_LUA
@@ -95,6 +100,12 @@ if ARGV[5] ~= '' and not string.find(' ' .. ARGV[5] .. ' ', ' ' .. state .. ' ',
   return 0
 end
 redis.call('HSET', KEYS[1], 'state', ARGV[2], 'record', ARGV[3])
+if ARGV[2] == 'running' then
+  if ARGV[4] == 'transition' then redis.call('ZADD', KEYS[2], ARGV[8], ARGV[7]) end
+else
+  redis.call('ZREM', KEYS[2], ARGV[7])
+  redis.call('DEL', KEYS[3])
+end
 local version = redis.call('HINCRBY', KEYS[1], 'version', 1)
 redis.call('PUBLISH', ARGV[6], version)
 return 1
@@ -108,7 +119,7 @@ return redis.call('HSETNX', KEYS[1], ARGV[1], ARGV[2])
 """
 
 _RELEASE_IDEMPOTENCY = """
--- KEYS[1] idempotency key; ARGV[1] job id: delete the key only while it still names that job
+-- KEYS[1] idempotency key (or lease); ARGV[1] job id (or holder): delete it only while it names that
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
 """
@@ -204,6 +215,12 @@ class JobStore:
     def changes_channel(self, job_id: str) -> str:
         return f"{self.prefix}changes:{job_id}"
 
+    def running_key(self) -> str:
+        return f"{self.prefix}running"
+
+    def lease_key(self, job_id: str) -> str:
+        return f"{self.prefix}lease:{job_id}"
+
     # --- create and read ---
 
     def create(
@@ -268,6 +285,7 @@ class JobStore:
         to_state: JobState | str,
         *,
         only_from: Collection[JobState] | None = None,
+        only_if: Callable[[JobRecord], bool] | None = None,
         **fields: Any,
     ) -> bool:
         """Move a job to ``to_state`` and set ``fields``; ``False`` when the state machine refuses.
@@ -278,7 +296,8 @@ class JobStore:
         ``started_at`` on the first one; entering a terminal state sets ``finished_at``. Fields
         are validated as :class:`JobRecord` fields (``error=JobError(...)``, ``results=[...]``).
         ``only_from`` narrows the allowed source states (``only_from=[QUEUED]``: fail a job
-        only if no worker started it).
+        only if no worker started it). ``only_if`` is checked on the record as it is when written
+        (compare-and-set), e.g. "still the attempt I looked at".
         """
         to_state = JobState(to_state)
         unknown = set(fields) - MUTABLE_FIELDS
@@ -289,6 +308,8 @@ class JobStore:
             if to_state not in ALLOWED_TRANSITIONS.get(record.state, frozenset()):
                 return None
             if only_from is not None and record.state not in only_from:
+                return None
+            if only_if is not None and not only_if(record):
                 return None
             now = utcnow()
             data = record.model_dump()
@@ -339,6 +360,39 @@ class JobStore:
         with _redis_errors():
             claimed = self._claim(keys=[self.job_key(job_id)], args=[field, utcnow().isoformat()])
         return int(claimed) == 1
+
+    # --- running jobs: the index and the workers' leases ---
+
+    def take_lease(
+        self, job_id: str, ttl_s: float, *, holder: str = "worker", only_new: bool = False
+    ) -> bool:
+        """Hold ``job_id``'s lease for ``ttl_s`` seconds (a worker running it, or the sweeper that
+        re-queued it); ``only_new``: only if nobody holds it. ``True`` when taken."""
+        with _redis_errors():
+            taken = self.redis.set(self.lease_key(job_id), holder, px=max(1, int(ttl_s * 1000)), nx=only_new)
+        return bool(taken)
+
+    def lease_holder(self, job_id: str) -> str | None:
+        """Who holds ``job_id``'s lease now, or ``None`` (expired, or never taken)."""
+        with _redis_errors():
+            holder = self.redis.get(self.lease_key(job_id))
+        return None if holder is None else str(holder)
+
+    def release_lease(self, job_id: str, *, holder: str) -> bool:
+        """Give ``job_id``'s lease back, only while ``holder`` still holds it."""
+        with _redis_errors():
+            return bool(self._release(keys=[self.lease_key(job_id)], args=[holder]))
+
+    def running_since_before(self, cutoff: datetime, *, limit: int = 100) -> list[str]:
+        """Ids of jobs that entered ``running`` before ``cutoff`` (oldest first, at most ``limit``)."""
+        with _redis_errors():
+            ids = self.redis.zrangebyscore(self.running_key(), "-inf", cutoff.timestamp(), start=0, num=limit)
+        return [str(job_id) for job_id in ids]
+
+    def forget_running(self, job_id: str) -> None:
+        """Drop ``job_id`` from the running index (its record expired, or is no longer running)."""
+        with _redis_errors():
+            self.redis.zrem(self.running_key(), job_id)
 
     def request_cancel(self, job_id: str) -> JobRecord:
         """Cancel a queued job now; any other state comes back unchanged.
@@ -411,9 +465,12 @@ class JobStore:
                 mode,
                 " ".join(s.value for s in allowed),
                 self.changes_channel(job_id),
+                job_id,
+                repr(time.time()),
             ]
+            keys = [key, self.running_key(), self.lease_key(job_id)]
             with _redis_errors():
-                outcome = int(self._mutate_script(keys=[key], args=args))
+                outcome = int(self._mutate_script(keys=keys, args=args))
             if outcome == 1:
                 return updated
             if outcome in (0, -1):

@@ -15,6 +15,7 @@ published once its file is written.
 
 from __future__ import annotations
 
+import json
 import logging
 import socket
 import threading
@@ -72,6 +73,16 @@ class BrokerUnavailable(PublishError):
 
 class PublishNotConfirmed(PublishError):
     """The broker nacked the message, returned it as unroutable, or did not confirm in time."""
+
+
+class MessageTooLarge(PublishError):
+    """The message is over ``max_message_bytes``: never sent (a worker would dead-letter it)."""
+
+
+def message_size(kwargs: dict[str, Any]) -> int:
+    """Bytes of the JSON body Celery sends for ``kwargs`` (protocol 2: ``[args, kwargs, embed]``)."""
+    embed = {"callbacks": None, "errbacks": None, "chain": None, "chord": None}
+    return len(json.dumps([[], kwargs, embed]).encode())
 
 
 class Publisher:
@@ -141,9 +152,15 @@ class Publisher:
         connection.release()
         self._declared = True
 
-    def publish(self, task_name: str, job_id: str, request_json: dict[str, Any]) -> None:
-        """Send ``task_name(job_id=..., request=...)`` with ``task_id=job_id``; confirmed or raises."""
-        self.send(task_name, {"job_id": job_id, "request": request_json}, task_id=job_id, job_id=job_id)
+    def publish(self, task_name: str, job_id: str, request_json: dict[str, Any], *, retries: int = 0) -> None:
+        """Send ``task_name(job_id=..., request=...)`` with ``task_id=job_id``; confirmed or raises.
+
+        ``retries`` > 0 marks the message as a retry of a job already ``running`` (the stuck-job
+        sweeper's re-queue): the worker then runs it again as another attempt instead of dropping
+        it as a duplicate.
+        """
+        kwargs = {"job_id": job_id, "request": request_json}
+        self.send(task_name, kwargs, task_id=job_id, job_id=job_id, retries=retries)
 
     def publish_callback(self, job_id: str, event: str) -> None:
         """Queue the delivery of one callback event (``CALLBACK_TASK``); confirmed or raises."""
@@ -154,9 +171,20 @@ class Publisher:
             job_id=job_id,
         )
 
-    def send(self, task_name: str, kwargs: dict[str, Any], *, task_id: str, job_id: str) -> None:
+    def send(
+        self, task_name: str, kwargs: dict[str, Any], *, task_id: str, job_id: str, retries: int = 0
+    ) -> None:
         """Send ``task_name(**kwargs)`` to its queue as ``task_id``; confirmed or raises."""
         queue = self.topology.queue_for(task_name)
+        size = message_size(kwargs)
+        if size > self.settings.max_message_bytes:
+            raise MessageTooLarge(
+                f"the {task_name} message would be {size} bytes, over the "
+                f"{self.settings.max_message_bytes}-byte limit (max_message_bytes)",
+                task_name=task_name,
+                job_id=job_id,
+                delivered_maybe=False,
+            )
         with self._lock:
             if not self._declared:
                 try:
@@ -183,6 +211,7 @@ class Publisher:
                         task_id=task_id,
                         queue=queue,
                         producer=producer,
+                        retries=retries,
                         retry=False,
                         mandatory=self._confirms,
                         confirm_timeout=self.settings.publish_confirm_timeout_s,

@@ -60,6 +60,12 @@ class AtelierSettings(BaseSettings):
     delivery_limit: int = Field(
         default=5, ge=1, description="deliveries of one message before the quorum queue dead-letters it"
     )
+    max_message_bytes: int = Field(
+        default=256 * 1024,
+        ge=1024,
+        description="largest task message body: the producer refuses a bigger one before publishing, "
+        "a worker dead-letters it unread",
+    )
 
     def environment(self) -> dict[str, str]:
         """These settings as ``ATELIER_*`` variables (secrets revealed), for a child process.

@@ -21,6 +21,7 @@ Each pool process builds its own clients (``worker.context``) in ``worker_proces
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from typing import Any
 
 from amqp.exceptions import AMQPError
@@ -36,8 +37,8 @@ from producer.topology import (
     celery_config,
     declare,
 )
-from worker import context
-from worker.errors import CALLBACK_ENQUEUE_FAILED, RetryableError
+from worker import context, pipeline
+from worker.errors import CALLBACK_ENQUEUE_FAILED, PermanentError, RetryableError
 from worker.settings import WorkerSettings
 
 log = logging.getLogger(__name__)
@@ -56,6 +57,8 @@ def worker_config(settings: WorkerSettings) -> dict[str, Any]:
         # a job running while the broker connection drops will be redelivered: stop it
         "worker_cancel_long_running_tasks_on_connection_loss": True,
         "broker_connection_retry_on_startup": True,
+        # every message passes worker.gate first: a poison message is dead-lettered with a reason
+        "worker_consumer": "worker.gate:GatedConsumer",
     }
 
 
@@ -81,6 +84,13 @@ def enqueue_callback(job_id: str, event: JobEventType) -> None:
 
 
 context.configure(settings, notify=enqueue_callback)
+
+
+def fail_refused_job(job_id: str, code: str, detail: str, request: Mapping[str, Any] | None) -> None:
+    """End ``job_id`` ``failed`` because ``worker.gate`` refused its message (``code``: why);
+    its ``job.failed`` callback is queued if the request's callback part is readable."""
+    callback = pipeline.callback_of(request or {})
+    pipeline.fail(job_id, callback, context.current(), PermanentError(code, detail))
 
 
 @signals.worker_init.connect

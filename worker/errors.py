@@ -41,6 +41,8 @@ INVALID_REQUEST = "invalid_request"
 JOB_TIME_LIMIT = "job_time_limit"
 #: the job's message was redelivered more often than ``job_retry_attempts`` allows
 ATTEMPTS_EXHAUSTED = "attempts_exhausted"
+#: the job stayed ``running`` past its lease with no live worker, and its attempts are used up
+JOB_STUCK = "job_stuck"
 #: the broker refused a callback message (retryable)
 CALLBACK_ENQUEUE_FAILED = "callback_enqueue_failed"
 #: the status store (Redis) did not answer (retryable)

@@ -5,6 +5,8 @@ notify. ``worker/tasks.py`` calls them; the unit tests call them with fakes.
   not queued is dropped, except a redelivery or retry of a running job, which counts another
   attempt; a canceled or finished job gets its final callback queued again (the callback task
   sends each event once) and the message is dropped.
+- **Lease**: starting an attempt takes the job's lease for the hard time limit plus
+  ``sweep_grace_s``; a ``running`` job without one has no live worker (``worker/sweeper.py``).
 - **Seeds**: the request's seed, else one derived from the job id, so a redelivered job makes
   the same images; variant ``i`` uses ``seed + i``. All variants go to Triton in one call.
 - **Store**: one object per variant at ``{kind}/{job_id}/{variant}.{ext}``, so a redelivery
@@ -158,7 +160,7 @@ def load(job_id: str, request: Mapping[str, Any], model: type[R], ctx: WorkerCon
     except ValidationError as error:
         fields = ", ".join(".".join(str(p) for p in e["loc"]) for e in error.errors())
         failure = PermanentError(INVALID_REQUEST, f"the request does not validate ({fields})")
-        fail(job_id, _callback_of(request), ctx, failure)
+        fail(job_id, callback_of(request), ctx, failure)
         return None
 
 
@@ -166,6 +168,7 @@ def start(job_id: str, req: Request, ctx: WorkerContext, *, redelivered: bool) -
     """Move the job to ``running`` for this attempt; ``False``: drop the message."""
     store = ctx.store
     if store.transition(job_id, JobState.RUNNING, only_from=[JobState.QUEUED]):
+        take_lease(job_id, ctx)
         notify(ctx, job_id, req.callback, JobEventType.STARTED)
         _log(logging.INFO, job_id, "started", attempt=1)
         return True
@@ -187,10 +190,19 @@ def start(job_id: str, req: Request, ctx: WorkerContext, *, redelivered: bool) -
             fail(job_id, req.callback, ctx, failure)
             return False
         if store.transition(job_id, JobState.RUNNING, only_from=[JobState.RUNNING]):
+            take_lease(job_id, ctx)
             _log(logging.INFO, job_id, "runs again", attempt=record.attempts + 1)
             return True
     _log(logging.INFO, job_id, f"is {record.state.value} elsewhere: duplicate message dropped")
     return False
+
+
+def take_lease(job_id: str, ctx: WorkerContext, *, wait_s: float = 0.0) -> None:
+    """Hold the job's lease for as long as this attempt may live (``wait_s``, a retry's
+    countdown, plus the hard time limit and the sweeper's grace): until it expires,
+    ``worker/sweeper.py`` leaves the running job alone."""
+    settings = ctx.settings
+    ctx.store.take_lease(job_id, wait_s + settings.task_time_limit_s + settings.sweep_grace_s)
 
 
 def job_seed(seed: int | None, job_id: str) -> int:
@@ -357,6 +369,7 @@ def failures(job_id: str, req: Request, ctx: WorkerContext) -> Iterator[None]:
                     attempts, settings.job_retry_backoff_base_s, settings.job_retry_backoff_max_s
                 )
                 _log(logging.WARNING, job_id, f"will retry in {delay:.1f} s: {failure}", attempt=attempts)
+                take_lease(job_id, ctx, wait_s=delay)  # the retry is not stuck while it waits
                 raise RetryLater(failure, delay) from error
             failure = RetryableError(failure.code, f"{failure.message} (gave up after {attempts} attempts)")
         fail(job_id, req.callback, ctx, failure)
@@ -371,7 +384,7 @@ def backoff_delay(
     return ceiling / 2 + rand() * ceiling / 2
 
 
-def _callback_of(request: Mapping[str, Any]) -> CallbackSpec | None:
+def callback_of(request: Mapping[str, Any]) -> CallbackSpec | None:
     """The callback part of a request that does not validate as a whole, if that part does."""
     try:
         return CallbackSpec.model_validate(request.get("callback"))

@@ -72,6 +72,16 @@ class WorkerSettings(AtelierSettings):
         description="a task still running after this has its process killed (Celery hard limit)",
     )
 
+    # --- Stuck jobs (sweeper.py) ---
+    sweep_grace_s: float = Field(
+        default=60.0,
+        gt=0,
+        description="a worker's lease on a job lasts task_time_limit_s plus this; a job running longer "
+        "without a lease has no live worker and the sweeper retries or fails it",
+    )
+    sweep_interval_s: float = Field(default=60.0, gt=0, description="pause between two sweeps")
+    sweep_batch_size: int = Field(default=100, ge=1, description="stuck-job candidates read per sweep")
+
     # --- Triton (inference.py) ---
     triton_grpc_url: str = Field(default="127.0.0.1:8001", description="Triton gRPC endpoint, host:port")
     triton_timeout_s: float = Field(default=30.0, gt=0, description="client deadline for one infer call")

@@ -15,6 +15,7 @@ message is rejected back to its queue instead of acknowledged, so the job is nev
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -28,6 +29,11 @@ from worker.app import app, topology
 from worker.app import settings as app_settings
 from worker.context import WorkerContext
 
+#: tests only: a job whose ``listing_id`` equals this variable's value kills its pool process on
+#: every delivery (the fault suite's "crashes its worker every time"); never set in production
+CRASH_HOOK_VARIABLE = "ATELIER_TEST_CRASH_LISTING_ID"
+#: exit status of a pool process the crash hook kills
+CRASH_EXIT_CODE = 70
 #: ``run_listing`` or ``run_tryon``
 JobRunner = Callable[..., None]
 
@@ -67,6 +73,9 @@ def deliver_callback(self: Task, job_id: str, event: str, payload: dict[str, Any
 
 def _run_job(task: Task, run: JobRunner, job_id: str, request: Mapping[str, Any]) -> None:
     queue = topology.queue_for(task.name).name
+    crash_on = os.environ.get(CRASH_HOOK_VARIABLE)
+    if crash_on and request.get("listing_id") == crash_on:
+        os._exit(CRASH_EXIT_CODE)  # test hook: the pool process dies as if killed mid-job
     try:
         run(job_id, request, _context(), redelivered=_redelivered(task))
     except pipeline.RetryLater as later:

@@ -47,6 +47,7 @@ class MemoryJobStore(JobStore):
         self.records: dict[str, JobRecord] = {}
         self.requests: dict[str, dict[str, Any]] = {}
         self.claims: set[tuple[str, str]] = set()
+        self.leases: dict[str, float] = {}
 
     def create(
         self,
@@ -64,6 +65,14 @@ class MemoryJobStore(JobStore):
 
     def get_request(self, job_id: str) -> dict[str, Any] | None:
         return self.requests.get(job_id)
+
+    def take_lease(
+        self, job_id: str, ttl_s: float, *, holder: str = "worker", only_new: bool = False
+    ) -> bool:
+        if only_new and job_id in self.leases:
+            return False
+        self.leases[job_id] = ttl_s
+        return True
 
     def claim_event(self, job_id: str, event: JobEventType | str) -> bool:
         key = (job_id, JobEventType(event).value)
@@ -424,6 +433,19 @@ def test_retryable_error_retries_with_backoff_then_fails_with_the_reason_after_t
     assert record.error.code == "inference_unavailable" and record.error.retryable
     assert "gave up after 3 attempts" in record.error.message
     assert h.events(job_id) == ["job.started", "job.failed"]
+
+
+def test_each_attempt_holds_the_lease_past_the_hard_limit_and_a_retry_holds_it_through_its_countdown() -> (
+    None
+):
+    h = Harness(triton=FakeTriton(RetryableError("inference_unavailable", "down")))
+    job_id, request = h.submit(listing())
+    lease_s = h.settings.task_time_limit_s + h.settings.sweep_grace_s
+    with pytest.raises(RetryLater) as later:
+        run_listing(job_id, request, h.ctx)
+    assert h.store.leases[job_id] == pytest.approx(later.value.countdown + lease_s)
+    run_listing(job_id, request, h.ctx, redelivered=True)
+    assert h.store.leases[job_id] == lease_s
 
 
 def test_storage_outage_is_retried_like_any_retryable_error() -> None:

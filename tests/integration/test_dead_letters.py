@@ -1,0 +1,249 @@
+"""Poison messages, a job that kills its worker every time, and the dead-letter tools, on real
+RabbitMQ, Redis, Triton and S3 with one real worker process.
+
+One worker per module consumes the listing, try-on and callback queues of a private namespace,
+with ``delivery_limit`` 2, a 4 KiB ``max_message_bytes`` and the crash hook
+(``worker.tasks.CRASH_HOOK_VARIABLE``) armed for listing id ``crash-me``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from kombu import Connection
+from kombu import Producer as KombuProducer
+from typer.testing import CliRunner
+
+from embedded.s3 import S3Server
+from embedded.triton import TritonServer
+from embedded.workers import CeleryWorker
+from producer.cli import app as cli_app
+from producer.client import Producer
+from producer.contracts.jobs import JobRecord, JobState
+from producer.dead_letters import DeadLetter, DeadLetterQueue, dead_letter_headers
+from producer.topology import LISTING_TASK
+from tests.integration.services import BASE, namespace, remove_namespace, require_services
+from worker.settings import WorkerSettings, new_webhook_secret
+from worker.tasks import CRASH_HOOK_VARIABLE
+
+pytestmark = [pytest.mark.triton, pytest.mark.slow]
+
+S3_ACCESS, S3_SECRET = "atelier-dlq", "atelier-dlq-secret-0123456789"
+CRASH_LISTING_ID = "crash-me"
+MAX_BYTES = 4096
+EMBED = {"callbacks": None, "errbacks": None, "chain": None, "chord": None}
+TIMEOUT_S = 90.0
+
+
+@dataclass
+class Rig:
+    settings: WorkerSettings
+    producer: Producer
+    dlq: DeadLetterQueue
+    worker: CeleryWorker
+    logs: Path
+
+    def listing(self, listing_id: str = "SKU-DLQ-1") -> dict[str, Any]:
+        return {
+            "kind": "listing",
+            "requester": "shop-dlq",
+            "listing_id": listing_id,
+            "attributes": {"category": "t_shirt", "colour": "red"},
+            "variants": 1,
+            "seed": 5,
+            "output": {"format": "png", "size": 64},
+        }
+
+    def publish_raw(
+        self,
+        body: bytes,
+        *,
+        headers: dict[str, Any] | None = None,
+        content_type: str = "application/json",
+        exchange: str | None = None,
+        routing_key: str | None = None,
+    ) -> str:
+        """Publish ``body`` as is (confirmed); returns its message id."""
+        message_id = uuid.uuid4().hex
+        with Connection(BASE.broker_url.get_secret_value(), transport_options={"confirm_publish": True}) as c:
+            KombuProducer(c.default_channel).publish(
+                body,
+                exchange=exchange if exchange is not None else self.settings.exchange,
+                routing_key=routing_key or self.settings.listing_queue,
+                headers=headers or {},
+                content_type=content_type,
+                content_encoding="utf-8",
+                message_id=message_id,
+                delivery_mode=2,
+                retry=False,
+            )
+        return message_id
+
+    def wait_until(self, what: str, check: Callable[[], bool], timeout_s: float = TIMEOUT_S) -> None:
+        deadline = time.monotonic() + timeout_s
+        while not check():
+            if time.monotonic() > deadline:
+                pytest.fail(f"{what} not within {timeout_s:.0f} s; worker log:\n{self.worker.log_tail()}")
+            time.sleep(0.3)
+
+    def wait_letters(self, count: int) -> dict[str, DeadLetter]:
+        letters: list[DeadLetter] = []
+
+        def enough() -> bool:
+            letters[:] = self.dlq.list()
+            return len(letters) >= count
+
+        self.wait_until(f"{count} dead letters", enough)
+        return {letter.message_id: letter for letter in letters}
+
+    def wait_job(self, job_id: str) -> JobRecord:
+        self.wait_until(f"job {job_id} ended", lambda: self.producer.status(job_id).state.terminal)
+        return self.producer.status(job_id)
+
+    def parked_job(self, request: dict[str, Any]) -> tuple[str, bytes, dict[str, Any]]:
+        """A queued job whose message sits in a queue no worker reads: (job id, body, headers)."""
+        parking = self.settings.model_copy(update={"listing_queue": f"{self.settings.exchange}.parking"})
+        with Producer(parking) as producer:
+            job_id = producer.submit(request)
+        with Connection(BASE.broker_url.get_secret_value()) as c:
+            message = c.default_channel.basic_get(queue=parking.listing_queue, no_ack=True)
+            c.default_channel.queue_delete(parking.listing_queue)
+        assert message is not None
+        body = message.body.encode() if isinstance(message.body, str) else bytes(message.body)
+        return job_id, body, dict(message.properties["application_headers"])
+
+
+def task_body(kwargs: Any) -> bytes:
+    return json.dumps([[], kwargs, EMBED]).encode()
+
+
+@pytest.fixture(scope="module")
+def rig(triton: TritonServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rig]:
+    require_services()
+    state = tmp_path_factory.mktemp("dead-letters")
+    with contextlib.ExitStack() as stack:
+        s3 = stack.enter_context(
+            S3Server(access_key=S3_ACCESS, secret_key=S3_SECRET, data_dir=state / "s3", state_dir=state)
+        )
+        values: dict[str, Any] = {
+            **namespace("dlq"),
+            "broker_url": BASE.broker_url,
+            "redis_url": BASE.redis_url,
+            "triton_grpc_url": triton.grpc_url,
+            "triton_timeout_s": 60,
+            "s3_endpoint": s3.endpoint,
+            "s3_access_key": S3_ACCESS,
+            "s3_secret_key": S3_SECRET,
+            "s3_bucket": "atelier-dlq",
+            "callback_secret": new_webhook_secret(),
+            "delivery_limit": 2,
+            "job_retry_attempts": 10,
+            "max_message_bytes": MAX_BYTES,
+        }
+        settings = WorkerSettings(_env_file=None, **values)  # type: ignore[call-arg]
+        stack.callback(remove_namespace, settings)
+        producer = stack.enter_context(Producer(settings))
+        worker = CeleryWorker(
+            settings=settings,
+            queues=[settings.listing_queue, settings.tryon_queue, settings.callback_queue],
+            name=f"dlq-{settings.exchange}",
+            log_path=state / "worker.log",
+            env={"OMP_NUM_THREADS": "1", CRASH_HOOK_VARIABLE: CRASH_LISTING_ID},
+        ).launch()
+        stack.callback(worker.stop)
+        worker.wait_ready()
+        yield Rig(settings, producer, DeadLetterQueue(settings), worker, state)
+
+
+def test_poison_messages_are_dead_lettered_with_a_reason_and_a_good_job_after_them_succeeds(rig: Rig) -> None:
+    rig.dlq.purge()
+    job_id, body, headers = rig.parked_job(rig.listing("SKU-DLQ-SCHEMA"))
+    kwargs = json.loads(body)[1]
+    wrong_version = {**kwargs, "request": {**kwargs["request"], "schema_version": "2"}}
+    task = {"task": LISTING_TASK, "id": uuid.uuid4().hex}
+    sent = {
+        "not_json": rig.publish_raw(b"\x00{not json", headers=task),
+        "invalid_request": rig.publish_raw(task_body(wrong_version), headers=headers),
+        "invalid_arguments": rig.publish_raw(task_body({"job_id": uuid.uuid4().hex}), headers=task),
+        "message_too_large": rig.publish_raw(b"x" * (MAX_BYTES + 1), headers=task),
+        "unknown_task": rig.publish_raw(task_body({}), headers={"task": "atelier.no.such.task", "id": "n1"}),
+        "not_a_task_message": rig.publish_raw(b"hello", content_type="text/plain"),
+    }
+    good = rig.producer.submit(rig.listing("SKU-DLQ-GOOD"))
+
+    assert rig.wait_job(good).state is JobState.SUCCEEDED
+    letters = rig.wait_letters(len(sent))
+    assert {code: letters[mid].reason.split(":")[0] for code, mid in sent.items()} == {c: c for c in sent}
+    for letter in letters.values():
+        assert letter.queue == rig.settings.listing_queue and letter.death_count == 1
+        assert letter.first_death_at is not None
+    assert "schema_version" in letters[sent["invalid_request"]].reason
+    assert letters[sent["invalid_request"]].job_id == job_id
+    refused = rig.producer.status(job_id)
+    assert refused.state is JobState.FAILED and refused.error is not None
+    assert (refused.error.code, refused.error.retryable) == ("invalid_request", False)
+    assert "schema_version" in refused.error.message
+    assert rig.worker.is_alive()
+
+
+def test_a_job_that_kills_its_worker_every_time_is_dead_lettered_after_the_delivery_limit(rig: Rig) -> None:
+    rig.dlq.purge()
+    job_id = rig.producer.submit(rig.listing(CRASH_LISTING_ID))
+
+    (letter,) = rig.wait_letters(1).values()
+    assert (letter.job_id, letter.task, letter.queue) == (job_id, LISTING_TASK, rig.settings.listing_queue)
+    assert letter.reason.startswith("delivery_limit")
+    assert letter.first_death_at is not None
+    received = f"{LISTING_TASK}[{job_id}] received"
+    assert rig.worker.log_text().count(received) == rig.settings.delivery_limit + 1
+    time.sleep(2.0)
+    assert rig.worker.log_text().count(received) == rig.settings.delivery_limit + 1  # not looping
+    assert rig.dlq.list() == [letter]
+    # the process died before the job started: the record stays queued until a replay
+    assert rig.producer.status(job_id).state is JobState.QUEUED
+    good = rig.producer.submit(rig.listing("SKU-DLQ-AFTER-CRASH"))
+    assert rig.wait_job(good).state is JobState.SUCCEEDED
+
+
+def test_dlq_list_replay_and_purge_from_the_cli(rig: Rig) -> None:
+    rig.dlq.purge()
+    env = rig.settings.environment()
+    runner = CliRunner()
+    job_id, body, headers = rig.parked_job(rig.listing("SKU-DLQ-REPLAY"))
+    parked = dead_letter_headers(
+        headers, reason="operator_test: parked", queue=rig.settings.listing_queue, job_id=job_id
+    )
+    replay_id = rig.publish_raw(
+        body,
+        headers=parked,
+        exchange=rig.settings.dead_letter_exchange,
+        routing_key=rig.settings.listing_queue,
+    )
+    refused = rig.publish_raw(task_body({}), headers={"task": "atelier.no.such.task", "id": "n2"})
+    rig.wait_letters(2)
+
+    time.sleep(0.5)  # the broker returns the messages the last listing held a moment after it closed
+    listed = runner.invoke(cli_app, ["dlq", "list", "--json"], env=env)
+    assert listed.exit_code == 0, listed.output
+    assert replay_id in listed.output and "operator_test: parked" in listed.output
+    assert refused in listed.output and "unknown_task" in listed.output
+
+    time.sleep(0.5)
+    replayed = runner.invoke(cli_app, ["dlq", "replay", replay_id], env=env)
+    assert replayed.exit_code == 0, replayed.output
+    assert rig.wait_job(job_id).state is JobState.SUCCEEDED
+    assert set(rig.wait_letters(1)) == {refused}
+
+    assert runner.invoke(cli_app, ["dlq", "replay"], env=env).exit_code == 2
+    time.sleep(0.5)
+    purged = runner.invoke(cli_app, ["dlq", "purge", "--yes"], env=env)
+    assert purged.exit_code == 0 and "1 dead letters purged" in purged.output
+    assert rig.dlq.list() == []

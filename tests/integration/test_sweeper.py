@@ -1,0 +1,215 @@
+"""The stuck-job sweeper on real Redis and RabbitMQ: a ``running`` job whose lease expired is
+published again while attempts remain, else failed with ``job_stuck``; live and racing jobs are
+left alone."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Iterator
+from datetime import datetime, timedelta
+from typing import Any
+
+import pytest
+from kombu import Connection
+
+from producer.client import record_for
+from producer.contracts.examples import LISTING_EXAMPLE
+from producer.contracts.jobs import JobEventType, JobState
+from producer.contracts.v1 import ListingImageRequest
+from producer.jobs_store import JobStore, utcnow
+from producer.publish import Publisher
+from producer.topology import CALLBACK_TASK, LISTING_TASK, build_topology, callback_kwargs
+from tests.integration.services import AMQP_URL, namespace, remove_namespace, require_services
+from worker import pipeline
+from worker.context import WorkerContext
+from worker.errors import JOB_STUCK
+from worker.settings import WorkerSettings
+from worker.sweeper import SWEEPER, Outcome, Sweeper
+
+REQUEST = ListingImageRequest.model_validate({**LISTING_EXAMPLE, "idempotency_key": None})
+BODY = REQUEST.model_dump(mode="json")
+
+
+@pytest.fixture
+def settings() -> Iterator[WorkerSettings]:
+    require_services()
+    values: dict[str, Any] = {
+        **namespace("sweep"),
+        "publish_confirm_timeout_s": 2.0,
+        "broker_connect_timeout_s": 1.0,
+        "task_soft_time_limit_s": 1.0,
+        "task_time_limit_s": 2.0,
+        "sweep_grace_s": 1.0,
+        "job_retry_attempts": 3,
+    }
+    settings = WorkerSettings(_env_file=None, **values)  # type: ignore[call-arg]
+    yield settings
+    remove_namespace(settings, broker_url=AMQP_URL)
+
+
+@pytest.fixture
+def store(settings: WorkerSettings) -> Iterator[JobStore]:
+    store = JobStore(settings)
+    yield store
+    store.close()
+
+
+@pytest.fixture
+def publisher(settings: WorkerSettings) -> Iterator[Publisher]:
+    with Publisher(settings) as publisher:
+        publisher.declare()  # the queues exist even when nothing is published to them
+        yield publisher
+
+
+def later(settings: WorkerSettings) -> datetime:
+    """A clock past every lease taken now: each running job is a candidate."""
+    return utcnow() + timedelta(seconds=settings.task_time_limit_s + settings.sweep_grace_s + 1)
+
+
+def sweeper(settings: WorkerSettings, store: JobStore, publisher: Publisher) -> Sweeper:
+    return Sweeper(settings, store=store, publisher=publisher, clock=lambda: later(settings))
+
+
+def running_job(store: JobStore, *, attempts: int, lease_s: float | None = 0.05) -> str:
+    """A job that entered ``running`` for its ``attempts``-th attempt; its lease (if any) lasts
+    ``lease_s`` (expired by the time this returns when short)."""
+    job_id = uuid.uuid4().hex
+    store.create(record_for(REQUEST, job_id), request=BODY)
+    assert store.transition(job_id, JobState.RUNNING, attempts=attempts)
+    if lease_s is not None:
+        store.take_lease(job_id, lease_s)
+        if lease_s < 1:
+            time.sleep(lease_s + 0.1)
+    return job_id
+
+
+def drain(settings: WorkerSettings, queue_name: str) -> list[tuple[dict[str, Any], Any]]:
+    topology = build_topology(settings)
+    queue = next(q for q in topology.all_queues if q.name == queue_name)
+    messages = []
+    with Connection(AMQP_URL) as connection:
+        bound = queue.bind(connection.default_channel)
+        while (message := bound.get(no_ack=True)) is not None:
+            messages.append((message.headers, message.decode()))
+    return messages
+
+
+def worker_context(settings: WorkerSettings, store: JobStore) -> WorkerContext:
+    """Enough of a worker to run ``pipeline.start`` (it touches only the store and notify)."""
+    return WorkerContext(
+        settings=settings,
+        store=store,
+        inference=None,  # type: ignore[arg-type]
+        images=None,  # type: ignore[arg-type]
+        callbacks=None,  # type: ignore[arg-type]
+        notify=lambda job_id, event: None,
+    )
+
+
+def test_the_running_index_follows_the_state_and_a_final_state_drops_the_lease(
+    settings: WorkerSettings, store: JobStore
+) -> None:
+    job_id = running_job(store, attempts=1, lease_s=60)
+    assert store.running_since_before(later(store.settings)) == [job_id]  # type: ignore[arg-type]
+    assert store.lease_holder(job_id) == "worker"
+    assert store.transition(job_id, JobState.SUCCEEDED)
+    assert store.running_since_before(later(store.settings)) == []  # type: ignore[arg-type]
+    assert store.lease_holder(job_id) is None
+
+
+def test_a_stuck_job_with_attempts_left_is_published_again_and_its_worker_runs_it(
+    settings: WorkerSettings, store: JobStore, publisher: Publisher
+) -> None:
+    job_id = running_job(store, attempts=1)
+
+    report = sweeper(settings, store, publisher).sweep()
+
+    assert report.outcomes == {job_id: Outcome.REQUEUED}
+    [(headers, body)] = drain(settings, settings.listing_queue)
+    assert (headers["id"], headers["task"], headers["retries"]) == (job_id, LISTING_TASK, 1)
+    assert body[1] == {"job_id": job_id, "request": BODY}
+    assert store.lease_holder(job_id) == SWEEPER  # the next sweep leaves the waiting message be
+    assert sweeper(settings, store, publisher).sweep().outcomes == {job_id: Outcome.ALIVE}
+    assert drain(settings, settings.listing_queue) == []
+
+    # the worker takes the retried message as another attempt of the running job
+    ctx = worker_context(settings, store)
+    assert pipeline.start(job_id, REQUEST, ctx, redelivered=bool(headers["retries"]))
+    record = store.require(job_id)
+    assert (record.state, record.attempts) == (JobState.RUNNING, 2)
+    assert store.lease_holder(job_id) == "worker"
+
+
+def test_a_stuck_job_out_of_attempts_fails_with_job_stuck_and_its_callback_is_queued(
+    settings: WorkerSettings, store: JobStore, publisher: Publisher
+) -> None:
+    job_id = running_job(store, attempts=settings.job_retry_attempts, lease_s=None)
+
+    report = sweeper(settings, store, publisher).sweep()
+
+    assert report.outcomes == {job_id: Outcome.FAILED}
+    record = store.require(job_id)
+    assert record.state is JobState.FAILED and record.error is not None
+    assert (record.error.code, record.error.retryable) == (JOB_STUCK, True)
+    assert drain(settings, settings.listing_queue) == []
+    [(headers, body)] = drain(settings, settings.callback_queue)
+    assert headers["task"] == CALLBACK_TASK
+    assert body[1] == callback_kwargs(job_id, JobEventType.FAILED.value)
+    assert store.running_since_before(later(settings)) == []
+
+
+def test_a_job_with_a_live_lease_or_a_recent_start_is_left_alone(
+    settings: WorkerSettings, store: JobStore, publisher: Publisher
+) -> None:
+    leased = running_job(store, attempts=settings.job_retry_attempts, lease_s=60)
+    assert sweeper(settings, store, publisher).sweep().outcomes == {leased: Outcome.ALIVE}
+
+    recent = running_job(store, attempts=settings.job_retry_attempts, lease_s=None)
+    on_time = Sweeper(settings, store=store, publisher=publisher)  # the real clock: nothing is old yet
+    assert on_time.sweep().outcomes == {}
+
+    assert [store.require(j).state for j in (leased, recent)] == [JobState.RUNNING] * 2
+    assert drain(settings, settings.listing_queue) == [] and drain(settings, settings.callback_queue) == []
+
+
+class RacingStore(JobStore):
+    """A store in which ``race`` happens to the job right after the sweeper found no lease."""
+
+    race: Any = None
+
+    def lease_holder(self, job_id: str) -> str | None:
+        holder = super().lease_holder(job_id)
+        if self.race is not None:
+            self.race(job_id)
+        return holder
+
+
+@pytest.mark.parametrize("attempts", [1, 3], ids=["attempts-left", "attempts-used"])
+def test_a_job_that_finishes_while_being_swept_is_not_touched(
+    settings: WorkerSettings, publisher: Publisher, attempts: int
+) -> None:
+    store = RacingStore(settings)
+    job_id = running_job(store, attempts=attempts, lease_s=None)
+    store.race = lambda job_id: store.transition(job_id, JobState.SUCCEEDED)
+
+    assert sweeper(settings, store, publisher).sweep().outcomes == {job_id: Outcome.CHANGED}
+
+    assert store.require(job_id).state is JobState.SUCCEEDED and store.require(job_id).error is None
+    assert drain(settings, settings.listing_queue) == [] and drain(settings, settings.callback_queue) == []
+    store.close()
+
+
+def test_a_job_that_starts_another_attempt_while_being_swept_is_not_failed(
+    settings: WorkerSettings, publisher: Publisher
+) -> None:
+    store = RacingStore(settings)
+    job_id = running_job(store, attempts=settings.job_retry_attempts, lease_s=None)
+    store.race = lambda job_id: store.transition(job_id, JobState.RUNNING, only_from=[JobState.RUNNING])
+
+    assert sweeper(settings, store, publisher).sweep().outcomes == {job_id: Outcome.CHANGED}
+
+    record = store.require(job_id)
+    assert (record.state, record.attempts, record.error) == (JobState.RUNNING, 4, None)
+    assert drain(settings, settings.callback_queue) == []
+    store.close()
