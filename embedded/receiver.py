@@ -43,7 +43,8 @@ class CallbackReceiver(Server):
 
     Parameters (keyword-only): ``secrets`` (requester -> secret or secrets, newest first),
     ``default_secret`` (for requesters not in ``secrets``), ``answer`` (the status code to send
-    for a verified POST, given what arrived; default 204).
+    for a verified POST, given what arrived; default 204), ``port`` (default 0: a free one; a
+    fixed port lets a stopped receiver come back at the same URL, as the fault suite does).
     """
 
     def __init__(
@@ -52,7 +53,9 @@ class CallbackReceiver(Server):
         secrets: Mapping[str, str | Sequence[str]] | None = None,
         default_secret: str | None = None,
         answer: Callable[[Received], int] | None = None,
+        port: int = 0,
     ) -> None:
+        self.port = port
         self.secrets = dict(secrets or {})
         self.default_secret = default_secret
         self.answer = answer or (lambda received: 204)
@@ -121,7 +124,7 @@ class CallbackReceiver(Server):
             def log_message(self, *args: Any) -> None:  # quiet: the demo prints its own summary
                 pass
 
-        self._server = ThreadingHTTPServer((HOST, 0), Handler)
+        self._server = ThreadingHTTPServer((HOST, self.port), Handler)
         self._thread = threading.Thread(
             target=self._server.serve_forever, name="callback-receiver", daemon=True
         )

@@ -33,7 +33,7 @@ from kombu import Connection
 from kombu import Producer as KombuProducer
 
 from producer.settings import AtelierSettings
-from producer.topology import TASK_FOR_KIND, build_topology, declare
+from producer.topology import TASK_FOR_KIND, broker_ssl, build_topology, declare
 
 #: why a worker dead-lettered the message: ``<code>: <explanation>``
 REASON_HEADER = "x-atelier-dead-letter-reason"
@@ -169,7 +169,9 @@ class DeadLetterQueue:
         url = self.settings.broker_url.get_secret_value()
         options = {"confirm_publish": True}
         timeout = self.settings.broker_connect_timeout_s
-        with Connection(url, transport_options=options, connect_timeout=timeout) as conn:
+        with Connection(
+            url, transport_options=options, connect_timeout=timeout, ssl=broker_ssl(self.settings)
+        ) as conn:
             conn.ensure_connection(max_retries=1)
             declare(conn, self.settings)
             channel = conn.channel()

@@ -15,12 +15,21 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
 class AtelierSettings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="ATELIER_", env_file=".env", extra="ignore")
+    # a refused value may be a secret (a broker URL carries its password): errors never echo input
+    model_config = SettingsConfigDict(
+        env_prefix="ATELIER_", env_file=".env", extra="ignore", hide_input_in_errors=True
+    )
 
     broker_url: SecretStr = Field(
         default=SecretStr("amqp://guest:guest@127.0.0.1:5672//"),
         description="RabbitMQ (amqp://, amqps:// for TLS) or kombu's filesystem:// for the embedded default",
     )
+    broker_ca_cert: Path | None = Field(
+        default=None,
+        description="PEM CA bundle that signed the broker's certificate (amqps://; default: system)",
+    )
+    broker_client_cert: Path | None = Field(default=None, description="PEM client certificate for mutual TLS")
+    broker_client_key: Path | None = Field(default=None, description="PEM client key for mutual TLS")
     redis_url: SecretStr = Field(
         default=SecretStr("redis://127.0.0.1:6379/0"), description="job status store"
     )

@@ -21,6 +21,8 @@ first publish) or let the worker declare on start; both are idempotent.
 
 from __future__ import annotations
 
+import ssl
+import urllib.parse
 from dataclasses import dataclass
 from typing import Any
 
@@ -149,6 +151,23 @@ def broker_transport_options(settings: AtelierSettings) -> dict[str, Any]:
     return {"confirm_publish": True}
 
 
+def broker_ssl(settings: AtelierSettings) -> dict[str, Any] | bool:
+    """kombu's ``ssl`` for the broker: ``False`` unless ``broker_url`` is ``amqps://``; then the
+    server's certificate and host name are always checked (``broker_ca_cert``, default: the system
+    store), and ``broker_client_cert`` / ``broker_client_key`` are presented for mutual TLS."""
+    url = urllib.parse.urlsplit(settings.broker_url.get_secret_value())
+    if url.scheme != "amqps":
+        return False
+    options: dict[str, Any] = {"cert_reqs": ssl.CERT_REQUIRED, "server_hostname": url.hostname}
+    if settings.broker_ca_cert is not None:
+        options["ca_certs"] = str(settings.broker_ca_cert)
+    if settings.broker_client_cert is not None:
+        options["certfile"] = str(settings.broker_client_cert)
+    if settings.broker_client_key is not None:
+        options["keyfile"] = str(settings.broker_client_key)
+    return options
+
+
 def celery_config(settings: AtelierSettings) -> dict[str, Any]:
     """The Celery settings producer and worker share; the worker adds its own on top."""
     topology = build_topology(settings)
@@ -156,6 +175,7 @@ def celery_config(settings: AtelierSettings) -> dict[str, Any]:
         "broker_url": settings.broker_url.get_secret_value(),
         "broker_transport_options": broker_transport_options(settings),
         "broker_connection_timeout": settings.broker_connect_timeout_s,
+        "broker_use_ssl": broker_ssl(settings),
         "task_queues": topology.task_queues,
         "task_routes": topology.task_routes,
         "task_default_exchange": settings.exchange,

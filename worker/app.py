@@ -39,6 +39,7 @@ from producer.topology import (
 )
 from worker import context, pipeline
 from worker.errors import CALLBACK_ENQUEUE_FAILED, PermanentError, RetryableError
+from worker.logs import use_key_value_format
 from worker.settings import WorkerSettings
 
 log = logging.getLogger(__name__)
@@ -91,6 +92,14 @@ def fail_refused_job(job_id: str, code: str, detail: str, request: Mapping[str, 
     its ``job.failed`` callback is queued if the request's callback part is readable."""
     callback = pipeline.callback_of(request or {})
     pipeline.fail(job_id, callback, context.current(), PermanentError(code, detail))
+
+
+@signals.after_setup_logger.connect
+@signals.after_setup_task_logger.connect
+def structured_logs(logger: logging.Logger, **_: Any) -> None:
+    """Every worker log line as ``key=value`` fields (job id, model, version, attempt), see
+    ``worker.logs``."""
+    use_key_value_format(logger)
 
 
 @signals.worker_init.connect

@@ -15,6 +15,7 @@ message is rejected back to its queue instead of acknowledged, so the job is nev
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -34,23 +35,25 @@ from worker.context import WorkerContext
 CRASH_HOOK_VARIABLE = "ATELIER_TEST_CRASH_LISTING_ID"
 #: exit status of a pool process the crash hook kills
 CRASH_EXIT_CODE = 70
+#: the shortest retry delay: native delayed delivery counts whole seconds and refuses 0
+MIN_COUNTDOWN_S = 1
 #: ``run_listing`` or ``run_tryon``
 JobRunner = Callable[..., None]
 
 
-@app.task(name=LISTING_TASK, bind=True)
+@app.task(name=LISTING_TASK, bind=True, max_retries=None)
 def generate_listing(self: Task, job_id: str, request: dict[str, Any]) -> None:
     """Product images for a listing (``worker.pipeline.run_listing``)."""
     _run_job(self, pipeline.run_listing, job_id, request)
 
 
-@app.task(name=TRYON_TASK, bind=True)
+@app.task(name=TRYON_TASK, bind=True, max_retries=None)
 def generate_tryon(self: Task, job_id: str, request: dict[str, Any]) -> None:
     """A try-on image (``worker.pipeline.run_tryon``)."""
     _run_job(self, pipeline.run_tryon, job_id, request)
 
 
-@app.task(name=CALLBACK_TASK, bind=True)
+@app.task(name=CALLBACK_TASK, bind=True, max_retries=None)
 def deliver_callback(self: Task, job_id: str, event: str, payload: dict[str, Any] | None = None) -> None:
     """One signed delivery of ``event`` (``worker.notifications.deliver_callback``); retried on
     the configured schedule until delivered, refused or out of attempts."""
@@ -84,10 +87,21 @@ def _run_job(task: Task, run: JobRunner, job_id: str, request: Mapping[str, Any]
         _retry(task, _store_backoff(task), exc=error, queue=queue)
 
 
+def delayed_countdown(seconds: float) -> int:
+    """``seconds`` as a countdown RabbitMQ's native delayed delivery accepts: whole seconds, at
+    least 1, never sooner than asked. Celery truncates to ``int`` and kombu refuses 0, so a
+    compressed schedule's 0.5 s would make every retry fail to publish."""
+    return max(MIN_COUNTDOWN_S, math.ceil(seconds))
+
+
 def _retry(task: Task, countdown: float, *, queue: str, **options: Any) -> None:
-    """Publish the retry (same task id, ``retries + 1``) and acknowledge this message."""
+    """Publish the retry (same task id, ``retries + 1``) and acknowledge this message.
+
+    The tasks set no Celery retry limit (``max_retries=None``; Celery's default of 3 would
+    refuse the 4th callback retry): the budgets are ours, ``job_retry_attempts`` and
+    ``callback_retry_schedule_s``."""
     try:
-        raise task.retry(countdown=countdown, max_retries=None, queue=queue, **options)
+        raise task.retry(countdown=delayed_countdown(countdown), queue=queue, **options)
     except Retry:
         raise
     except Exception as error:  # the retry was not published: let the broker redeliver this one

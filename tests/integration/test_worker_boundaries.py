@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -90,6 +91,19 @@ def test_presigned_link_fetches_the_bytes_over_http_and_the_bucket_is_private(st
     assert response.headers["content-type"] == "image/webp"
     anonymous = httpx.get(f"http://{store.settings.s3_endpoint}/{store.bucket}/{key}")
     assert anonymous.status_code == 403
+
+
+def test_a_presigned_link_stops_working_after_its_expiry(store: ImageStore) -> None:
+    # below the settings' 60 s floor, to see the end of a link within the test
+    short = ImageStore(store.settings.model_copy(update={"presign_expiry_s": 2}))
+    key = image_key("listing", JOB, 4, "png")
+    image = short.put_image(key, b"short-lived", "image/png", {"job_id": JOB}, variant=4)
+    assert (image.url_expires_at - datetime.now(UTC)).total_seconds() <= 2
+    assert httpx.get(image.url).content == b"short-lived"
+    time.sleep((image.url_expires_at - datetime.now(UTC)).total_seconds() + 1.5)
+    assert httpx.get(image.url).status_code == 403
+    assert httpx.get(f"http://{store.settings.s3_endpoint}/{store.bucket}/{key}").status_code == 403
+    assert httpx.get(store.presigned_url(key)[0]).content == b"short-lived"  # a fresh link works
 
 
 def test_a_stored_listing_image_is_read_back_as_a_garment(store: ImageStore) -> None:

@@ -1,0 +1,1 @@
+"""Benchmarks and fault suites that write their results to files."""

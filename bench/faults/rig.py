@@ -1,0 +1,240 @@
+"""The real services one fault scenario runs on, and how it reads back what happened.
+
+A :class:`Rig` owns a SeaweedFS S3 server, a callback receiver (on a fixed port, so it can be
+stopped and come back at the same URL), a private exchange, queues and Redis key prefix on the
+shared RabbitMQ and Redis, and the Celery worker processes, started as an operator starts them
+(``embedded/workers.py``). Triton is passed in: it takes longest to start and no scenario here
+touches it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import time
+import uuid
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import redis
+from kombu import Connection
+
+from embedded.process import free_port
+from embedded.receiver import CallbackReceiver, Received
+from embedded.s3 import S3Server
+from embedded.workers import CeleryWorker
+from producer.client import Producer
+from producer.contracts.jobs import JobRecord
+from producer.settings import AtelierSettings
+from producer.topology import build_topology
+from serving_contract.palette import PALETTE
+from serving_contract.taxonomy import CATEGORIES
+from worker.encoding import EXTENSIONS
+from worker.settings import WorkerSettings, new_webhook_secret
+from worker.storage import ImageStore
+
+#: the S3 credentials of the rig's private SeaweedFS server
+S3_ACCESS, S3_SECRET = "atelier-faults", "atelier-faults-secret-0123456789"
+#: every event a job can send
+ALL_EVENTS = ["job.queued", "job.started", "job.succeeded", "job.failed"]
+
+
+def namespace(tag: str) -> dict[str, Any]:
+    """Settings values for a private exchange, queues and Redis key prefix (``atelier-<tag>-<hex>``)."""
+    name = f"atelier-{tag}-{uuid.uuid4().hex[:10]}"
+    return {
+        "exchange": name,
+        "listing_queue": f"{name}.listing",
+        "tryon_queue": f"{name}.tryon",
+        "callback_queue": f"{name}.callbacks",
+        "dead_letter_exchange": f"{name}.dlx",
+        "dead_letter_queue": f"{name}.dead_letter",
+        "redis_key_prefix": f"{name}:",
+    }
+
+
+def remove_namespace(settings: AtelierSettings) -> None:
+    """Delete a namespace's queues, exchanges and Redis keys."""
+    topology = build_topology(settings)
+    with Connection(settings.broker_url.get_secret_value()) as connection:
+        channel = connection.default_channel
+        for queue in topology.all_queues:
+            queue.bind(channel).delete()
+        for exchange in (topology.exchange, topology.dead_letter_exchange):
+            exchange.bind(channel).delete()
+    client = redis.Redis.from_url(settings.redis_url.get_secret_value())
+    keys = list(client.scan_iter(match=f"{settings.redis_key_prefix}*"))
+    if keys:
+        client.delete(*keys)
+    client.close()
+
+
+def pool_children(pid: int) -> list[int]:
+    """The child processes of ``pid`` (a prefork worker's pool processes)."""
+    children: list[int] = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        with contextlib.suppress(OSError):
+            stat = (entry / "stat").read_text()
+            if int(stat.rpartition(")")[2].split()[1]) == pid:
+                children.append(int(entry.name))
+    return children
+
+
+@dataclass
+class Rig:
+    """Services, settings and workers for one scenario run; a context manager.
+
+    Parameters (keyword-only): ``tag`` (names the namespace), ``workdir`` (logs, S3 data),
+    ``triton_grpc_url``, ``answer`` (the receiver's status code per POST), ``overrides``
+    (more worker settings, e.g. a compressed callback retry schedule).
+    """
+
+    tag: str
+    workdir: Path
+    triton_grpc_url: str
+    answer: Callable[[Received], int] | None = None
+    overrides: dict[str, Any] = field(default_factory=dict)
+    secret: str = field(default_factory=new_webhook_secret)
+
+    def __post_init__(self) -> None:
+        self._stack = contextlib.ExitStack()
+        self._incarnations: dict[str, int] = {}
+        self.workers: dict[str, CeleryWorker] = {}
+
+    def __enter__(self) -> Rig:
+        try:
+            self._start()
+        except BaseException:
+            self._stack.close()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for worker in self.workers.values():
+            worker.stop()
+        self._stack.close()
+
+    def _start(self) -> None:
+        base = AtelierSettings()
+        s3 = self._stack.enter_context(
+            S3Server(
+                access_key=S3_ACCESS,
+                secret_key=S3_SECRET,
+                data_dir=self.workdir / "s3",
+                state_dir=self.workdir,
+                log_path=self.workdir / "s3.log",
+            )
+        )
+        self.receiver = CallbackReceiver(default_secret=self.secret, answer=self.answer, port=free_port())
+        self._stack.enter_context(self.receiver)
+        values: dict[str, Any] = {
+            **namespace(self.tag),
+            "broker_url": base.broker_url,
+            "redis_url": base.redis_url,
+            "triton_grpc_url": self.triton_grpc_url,
+            "triton_timeout_s": 60,
+            "s3_endpoint": s3.endpoint,
+            "s3_access_key": S3_ACCESS,
+            "s3_secret_key": S3_SECRET,
+            "s3_bucket": f"atelier-{self.tag}",
+            "callback_secret": self.secret,
+            "callback_allow_http": True,
+            "callback_allowed_hosts": ["127.0.0.1"],
+            "job_retry_backoff_base_s": 0.5,
+            **self.overrides,
+        }
+        self.settings = WorkerSettings(_env_file=None, **values)  # type: ignore[call-arg]
+        self._stack.callback(remove_namespace, self.settings)
+        self.producer = self._stack.enter_context(Producer(self.settings, watch_poll_interval_s=0.2))
+        self.images = ImageStore(self.settings)
+
+    # --- workers ---
+    def start_workers(self, roles: dict[str, int]) -> None:
+        """Start one worker per role (``listing``, ``callbacks``) with its concurrency; wait for all."""
+        for role, concurrency in roles.items():
+            self.workers[role] = self._launch(role, concurrency)
+        for worker in self.workers.values():
+            worker.wait_ready()
+
+    def _launch(self, role: str, concurrency: int) -> CeleryWorker:
+        queue = {"listing": self.settings.listing_queue, "callbacks": self.settings.callback_queue}[role]
+        n = self._incarnations[role] = self._incarnations.get(role, 0) + 1
+        return CeleryWorker(
+            settings=self.settings,
+            queues=[queue],
+            name=f"{role}{n}-{self.settings.exchange}",
+            log_path=self.workdir / f"worker-{role}-{n}.log",
+            concurrency=concurrency,
+            env={"OMP_NUM_THREADS": "1"},
+        ).launch()
+
+    def kill_pool_child(self, role: str) -> bool:
+        """SIGKILL the pool processes of ``role``'s worker (the parent replaces them)."""
+        pid = self.workers[role].pid
+        children = pool_children(pid) if pid is not None else []
+        for child in children:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(child, signal.SIGKILL)
+        return bool(children)
+
+    def kill_worker_group(self, role: str) -> None:
+        """SIGKILL ``role``'s worker and its pool (its process group), then start a new one."""
+        worker = self.workers[role]
+        if worker.pid is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(worker.pid, signal.SIGKILL)
+        worker.stop()  # reaps the dead process
+        concurrency = worker.concurrency
+        self.workers[role] = self._launch(role, concurrency).wait_ready()
+
+    # --- jobs ---
+    def listing(self, i: int, requester: str, events: list[str] | None = None) -> dict[str, Any]:
+        """A small listing request (1-2 variants of 64 px) whose callbacks go to ``requester``."""
+        return {
+            "kind": "listing",
+            "requester": requester,
+            "listing_id": f"SKU-FAULT-{i}",
+            "attributes": {
+                "category": CATEGORIES[i % len(CATEGORIES)].slug,
+                "colour": PALETTE[i % len(PALETTE)].name,
+            },
+            "variants": 1 + i % 2,
+            "seed": 5000 + i,
+            "output": {"format": "png", "size": 64},
+            "callback": {"url": self.receiver.url_for(requester), "events": events or ALL_EVENTS},
+        }
+
+    def records(self, job_ids: Iterable[str]) -> dict[str, JobRecord]:
+        return {job_id: self.producer.status(job_id) for job_id in job_ids}
+
+    def wait_terminal(self, job_ids: Iterable[str], timeout_s: float) -> dict[str, JobRecord]:
+        """Every job's record once all have ended, or at ``timeout_s`` (some may not have)."""
+        pending = set(job_ids)
+        records: dict[str, JobRecord] = {}
+        deadline = time.monotonic() + timeout_s
+        while pending and time.monotonic() < deadline:
+            for job_id in list(pending):
+                record = self.producer.status(job_id)
+                records[job_id] = record
+                if record.state.terminal:
+                    pending.discard(job_id)
+            if pending:
+                time.sleep(0.25)
+        return records
+
+    def object_sets(self, request: dict[str, Any], record: JobRecord) -> int:
+        """How many sets of result objects the job has in S3: 1 when exactly its keys are there."""
+        kind = request["kind"]
+        ext = EXTENSIONS[request["output"]["format"]]
+        keys = [f"{kind}/{record.job_id}/{v}.{ext}" for v in range(request.get("variants", 1))]
+        stored = self.images.list_keys(f"{kind}/{record.job_id}/")
+        if not stored:
+            return 0
+        if stored == keys and [image.key for image in record.results] == keys:
+            return 1
+        return 2  # anything else: extra or mismatched objects

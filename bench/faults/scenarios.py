@@ -1,0 +1,306 @@
+"""The fault scenarios: each runs jobs on real services while injecting one kind of fault.
+
+A scenario is a function ``(workdir, triton_grpc_url, size) -> ScenarioResult``; ``SCENARIOS``
+names them for the runner. ``size`` is ``short`` (CI: about a minute each) or ``long``.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from bench.faults.checks import ScenarioResult, count_outcomes
+from bench.faults.rig import Rig
+from embedded.receiver import Received
+from producer.contracts.jobs import JobRecord, JobState
+
+#: how long a scenario waits for its jobs to end before counting the rest as lost
+JOB_DEADLINE_S = 600.0
+#: how long it waits for every callback to reach a final outcome once the jobs have ended
+CALLBACK_DEADLINE_S = 90.0
+#: the events a succeeded job sends
+SUCCEEDED_EVENTS = {"job.queued", "job.started", "job.succeeded"}
+
+Scenario = Callable[[Path, str, str], ScenarioResult]
+
+
+def _finished_at(record: JobRecord) -> float | None:
+    return record.finished_at.timestamp() if record.finished_at else None
+
+
+def _recovery(fault_ends: list[float], done: list[float]) -> float | None:
+    """Worst time from a fault's end to the next piece of work done after it."""
+    gaps = [min((t for t in done if t >= end), default=None) for end in fault_ends]
+    known = [gap - end for gap, end in zip(gaps, fault_ends, strict=True) if gap is not None]
+    return round(max(known), 2) if known else None
+
+
+def _wait_running(rig: Rig, job_ids: list[str], timeout_s: float) -> str | None:
+    """A job that is ``running`` now (mid-job), or ``None`` if all have ended or time ran out."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        records = rig.records(job_ids)
+        if all(r.state.terminal for r in records.values()):
+            return None
+        running = [j for j, r in records.items() if r.state is JobState.RUNNING]
+        if running:
+            return running[0]
+        time.sleep(0.05)
+    return None
+
+
+# --- 1. workers killed with SIGKILL mid-job ---
+#: size -> (jobs, kills); kills alternate pool process / whole worker process group
+KILL_SIZES = {"short": (40, 4), "long": (300, 16)}
+
+
+def worker_sigkill(workdir: Path, triton_grpc_url: str, size: str) -> ScenarioResult:
+    """SIGKILL the listing worker mid-job, repeatedly: its pool process (the parent forks a new
+    one) or its whole process group (then a new worker is started). Every job must end
+    ``succeeded`` with one set of objects and each event under one ``webhook-id``."""
+    jobs, kills = KILL_SIZES[size]
+    result = ScenarioResult("worker_sigkill", size, jobs, 0)
+    started = time.monotonic()
+    overrides = {"job_retry_attempts": kills + 2, "delivery_limit": kills + 4}
+    with Rig(tag="fault-kill", workdir=workdir, triton_grpc_url=triton_grpc_url, overrides=overrides) as rig:
+        rig.start_workers({"listing": 1, "callbacks": 2})
+        requests = {}
+        for i in range(jobs):
+            request = rig.listing(i, "shop-kill")
+            requests[rig.producer.submit(request)] = request
+        job_ids = list(requests)
+        fault_ends: list[float] = []
+        victims: set[str] = set()
+        faults: Counter[str] = Counter()
+        for n in range(kills):
+            victim = _wait_running(rig, job_ids, timeout_s=60)
+            if victim is None:
+                break
+            if n % 2 == 0:
+                if not rig.kill_pool_child("listing"):
+                    continue
+                faults["SIGKILL pool process"] += 1
+            else:
+                rig.kill_worker_group("listing")
+                faults["SIGKILL worker process group + restart"] += 1
+            fault_ends.append(time.time())
+            if rig.producer.status(victim).state is JobState.RUNNING:  # the kill caught it mid-run
+                victims.add(victim)
+            _wait_done_after(rig, job_ids, fault_ends[-1], count=max(2, jobs // (kills + 1) // 2))
+        records = rig.wait_terminal(job_ids, JOB_DEADLINE_S)
+        outcomes = _wait_callbacks(rig, records, lambda job_id: SUCCEEDED_EVENTS)
+        object_sets = {j: rig.object_sets(requests[j], r) for j, r in records.items() if r.state.terminal}
+        grouped = count_outcomes(result, records, object_sets, rig.receiver.received)
+
+        result.faults = dict(faults)
+        result.faults_injected = sum(faults.values())
+        done = [t for r in records.values() if (t := _finished_at(r)) is not None]
+        result.time_to_recover_s = _recovery(fault_ends, done)
+        redelivered = {j for j, r in records.items() if r.attempts > 1}
+        result.figures["jobs run more than once (redelivered)"] = len(redelivered)
+        result.figures["faults that caught a job mid-run"] = len(victims)
+        result.figures["killed mid-job and later succeeded"] = sum(
+            records[v].state is JobState.SUCCEEDED for v in victims
+        )
+        result.checks = {
+            "every job succeeded": result.succeeded == jobs,
+            "every job killed mid-run was run again": bool(victims) and victims <= redelivered,
+            "exactly one set of result objects per job": all(n == 1 for n in object_sets.values()),
+            "every event received, each under one webhook-id": {
+                key: len({i.headers["webhook-id"] for i in items}) for key, items in grouped.items()
+            }
+            == {(j, e): 1 for j in job_ids for e in SUCCEEDED_EVENTS},
+            "every callback recorded delivered": all(
+                o == dict.fromkeys(SUCCEEDED_EVENTS, "delivered") for o in outcomes.values()
+            ),
+        }
+    result.wall_s = round(time.monotonic() - started, 1)
+    return result
+
+
+def _wait_done_after(
+    rig: Rig, job_ids: list[str], since: float, *, count: int, timeout_s: float = 90
+) -> None:
+    """Wait until ``count`` jobs finished after ``since`` (or all ended): the pipeline flows again."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        records = rig.records(job_ids).values()
+        after = sum((_finished_at(r) or 0) > since for r in records)
+        if after >= count or all(r.state.terminal for r in records):
+            return
+        time.sleep(0.1)
+
+
+def _wait_callbacks(
+    rig: Rig, records: dict[str, JobRecord], events: Callable[[str], set[str]]
+) -> dict[str, dict[str, str]]:
+    """Each job's recorded callback outcomes, once every event in ``events(job_id)`` has a final one."""
+
+    def settled(outcomes: dict[str, dict[str, str]]) -> bool:
+        return all(
+            set(outcomes[j]) >= events(j) and not any(o.startswith("retrying") for o in outcomes[j].values())
+            for j in outcomes
+        )
+
+    deadline = time.monotonic() + CALLBACK_DEADLINE_S
+    while True:
+        outcomes = {j: rig.producer.status(j).callbacks for j in records}
+        if settled(outcomes) or time.monotonic() > deadline:
+            return outcomes
+        time.sleep(0.25)
+
+
+# --- 5. the callback receiver down, answering 500, slowly, or 410 ---
+#: size -> (jobs, receiver outages, seconds per outage)
+RECEIVER_SIZES = {"short": (40, 1, 8.0), "long": (300, 3, 15.0)}
+#: compressed Standard Webhooks schedule (ATELIER_CALLBACK_RETRY_SCHEDULE_S): covers an outage
+RETRY_SCHEDULE_S = [1.0, 1.0, 2.0, *([2.0] * 12)]
+#: the receiver's deadline per attempt, and how long a "slow" answer takes
+CALLBACK_TIMEOUT_S, SLOW_ANSWER_S = 1.0, 2.0
+#: requester -> how its endpoint misbehaves
+BEHAVIOURS = ("shop-ok", "shop-500", "shop-slow", "shop-gone")
+
+
+class FaultyEndpoint:
+    """The receiver's answers: ``shop-500`` answers 500 twice per event, ``shop-slow`` answers
+    its first POST of each event after ``SLOW_ANSWER_S`` (past the sender's deadline),
+    ``shop-gone`` answers 410, ``shop-ok`` 204. Keeps (time, webhook-id, status) of each answer."""
+
+    def __init__(self) -> None:
+        self.posts: Counter[str] = Counter()
+        self.answers: list[tuple[float, str, str, int]] = []
+        self.slow = 0
+        self.lock = threading.Lock()
+
+    def __call__(self, received: Received) -> int:
+        webhook_id = received.headers["webhook-id"]
+        with self.lock:
+            self.posts[webhook_id] += 1
+            n = self.posts[webhook_id]
+        status = 204
+        if received.requester == "shop-500" and n <= 2:
+            status = 500
+        elif received.requester == "shop-slow" and n == 1:
+            with self.lock:
+                self.slow += 1
+            time.sleep(SLOW_ANSWER_S)
+        elif received.requester == "shop-gone":
+            status = 410
+        with self.lock:
+            self.answers.append((time.time(), received.requester, webhook_id, status))
+        return status
+
+
+def callback_receiver_faults(workdir: Path, triton_grpc_url: str, size: str) -> ScenarioResult:
+    """Callbacks to a receiver that is down, answers 500, answers slowly or answers 410, on a
+    compressed retry schedule. Jobs must still succeed while the receiver is down (the callback
+    worker, not the inference worker, waits); 410 stops the job's callbacks; every event's final
+    outcome is recorded on its job."""
+    jobs, outages, outage_s = RECEIVER_SIZES[size]
+    result = ScenarioResult("callback_receiver_faults", size, jobs, 0)
+    started = time.monotonic()
+    endpoint = FaultyEndpoint()
+    overrides: dict[str, Any] = {
+        "callback_retry_schedule_s": RETRY_SCHEDULE_S,
+        "callback_timeout_s": CALLBACK_TIMEOUT_S,
+    }
+    with Rig(
+        tag="fault-hook",
+        workdir=workdir,
+        triton_grpc_url=triton_grpc_url,
+        answer=endpoint,
+        overrides=overrides,
+    ) as rig:
+        rig.start_workers({"listing": 1, "callbacks": 2})
+        requests = {}
+        for i in range(jobs):
+            request = rig.listing(i, BEHAVIOURS[i % len(BEHAVIOURS)])
+            requests[rig.producer.submit(request)] = request
+        job_ids = list(requests)
+        windows: list[tuple[float, float]] = []
+        gap_s = 0.0
+        for _ in range(outages):
+            time.sleep(gap_s)
+            down_at = time.time()
+            rig.receiver.stop()
+            time.sleep(outage_s)
+            rig.receiver.start()
+            windows.append((down_at, time.time()))
+            gap_s = outage_s
+        records = rig.wait_terminal(job_ids, JOB_DEADLINE_S)
+
+        def expected(job_id: str) -> set[str]:
+            return SUCCEEDED_EVENTS if records[job_id].state is JobState.SUCCEEDED else set()
+
+        outcomes = _wait_callbacks(rig, records, expected)
+        object_sets = {j: rig.object_sets(requests[j], r) for j, r in records.items() if r.state.terminal}
+        grouped = count_outcomes(result, records, object_sets, rig.receiver.received)
+
+        answers = Counter(status for *_, status in endpoint.answers)
+        result.faults = {
+            "receiver down": len(windows),
+            "HTTP 500 answers": answers[500],
+            "slow answers (past the deadline)": endpoint.slow,
+            "HTTP 410 answers": answers[410],
+        }
+        result.faults_injected = sum(result.faults.values())
+        finished = [t for r in records.values() if (t := _finished_at(r)) is not None]
+        during_outage = sum(any(a <= t <= b for a, b in windows) for t in finished)
+        # recovery: from the receiver's return until every event due while it was down was delivered
+        delivered_at = {wid: t for t, _, wid, status in endpoint.answers if status < 300}
+        due = {
+            items[0].headers["webhook-id"]: items[0].event.timestamp.timestamp()
+            for items in grouped.values()
+            if items[0].event is not None
+        }
+        recover = [
+            delivered_at[wid] - up
+            for _, up in windows
+            for wid, at in due.items()
+            if wid in delivered_at and at < up and delivered_at[wid] >= up
+        ]
+        result.time_to_recover_s = round(max(recover), 2) if recover else None
+        running_s = [
+            (r.finished_at - r.started_at).total_seconds()
+            for r in records.values()
+            if r.finished_at and r.started_at
+        ]
+        result.figures["jobs finished while the receiver was down"] = during_outage
+        result.figures["longest job run (s)"] = round(max(running_s, default=0.0), 2)
+        result.figures["receiver answers"] = dict(sorted(answers.items()))
+
+        gone = [j for j in job_ids if requests[j]["requester"] == "shop-gone"]
+        delivering = [j for j in job_ids if j not in gone]
+        result.checks = {
+            "every job succeeded": result.succeeded == jobs,
+            "jobs kept finishing while the receiver was down": during_outage > 0,
+            "no job ran longer than the slow answer (callbacks never block inference)": max(
+                running_s, default=0.0
+            )
+            < SLOW_ANSWER_S,
+            "500 and slow answers were retried and then delivered": all(
+                outcomes[j] == dict.fromkeys(SUCCEEDED_EVENTS, "delivered") for j in delivering
+            ),
+            "410 stopped the job's callbacks: no event re-sent after a 410": all(
+                len(items) == 1 for (j, _), items in grouped.items() if j in gone
+            ),
+            "410 recorded on the job, later events not sent": all(
+                set(outcomes[j]) == SUCCEEDED_EVENTS
+                and any(o.startswith("gone") for o in outcomes[j].values())
+                and all(o.startswith("gone") or "410" in o for o in outcomes[j].values())
+                for j in gone
+            ),
+        }
+    result.wall_s = round(time.monotonic() - started, 1)
+    return result
+
+
+#: scenario name -> function, in the order the runner runs them
+SCENARIOS: dict[str, Scenario] = {
+    "worker_sigkill": worker_sigkill,
+    "callback_receiver_faults": callback_receiver_faults,
+}

@@ -1,0 +1,38 @@
+"""The short fault suite (``python -m bench.faults --short``) as CI runs it: jobs on real
+services with workers SIGKILLed mid-job and a callback receiver that is down, failing, slow
+or gone. No job may be lost or duplicated; the scenario's own checks must all hold."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from bench.faults.scenarios import callback_receiver_faults, worker_sigkill
+from embedded.triton import TritonServer
+from tests.integration.services import require_services
+
+pytestmark = [pytest.mark.triton, pytest.mark.slow]
+
+
+def test_workers_sigkilled_mid_job_lose_and_duplicate_no_job(triton: TritonServer, tmp_path: Path) -> None:
+    require_services()
+    result = worker_sigkill(tmp_path, triton.grpc_url, "short")
+
+    assert (result.lost, result.duplicated) == (0, 0), result.as_dict()
+    assert result.faults_injected >= 2 and result.succeeded == result.jobs, result.as_dict()
+    assert all(result.checks.values()), result.checks
+
+
+def test_callbacks_to_a_down_failing_slow_or_gone_receiver_retry_stop_on_410_and_are_recorded(
+    triton: TritonServer, tmp_path: Path
+) -> None:
+    require_services()
+    result = callback_receiver_faults(tmp_path, triton.grpc_url, "short")
+
+    assert (result.lost, result.duplicated) == (0, 0), result.as_dict()
+    assert result.succeeded == result.jobs, result.as_dict()
+    assert result.faults["HTTP 410 answers"] > 0 and result.faults["HTTP 500 answers"] > 0
+    assert result.checks["410 stopped the job's callbacks: no event re-sent after a 410"]
+    assert result.checks["410 recorded on the job, later events not sent"]
+    assert all(result.checks.values()), result.checks

@@ -1,0 +1,57 @@
+"""Settings and worker log lines never show a secret: reprs, validation errors, log format."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+from pydantic import ValidationError
+
+from producer.settings import AtelierSettings
+from worker.logs import KeyValueFormatter
+from worker.settings import WorkerSettings, new_webhook_secret
+
+BROKER_PASSWORD = "broker-pass-8f1c2d"
+S3_SECRET = "s3-secret-5b7e9a"
+
+
+def test_settings_repr_and_str_mask_every_secret() -> None:
+    callback = new_webhook_secret()
+    settings = WorkerSettings(  # type: ignore[call-arg]
+        _env_file=None,
+        broker_url=f"amqp://atelier:{BROKER_PASSWORD}@rabbit:5672//",
+        s3_secret_key=S3_SECRET,
+        callback_secret=callback,
+        callback_secrets={"shop-a": [new_webhook_secret()]},
+    )
+    for text in (repr(settings), str(settings), repr(settings.model_dump())):
+        assert BROKER_PASSWORD not in text and S3_SECRET not in text and callback not in text
+
+
+def test_a_refused_producer_setting_does_not_echo_its_value() -> None:
+    with pytest.raises(ValidationError) as refused:
+        AtelierSettings(_env_file=None, broker_url=f"amqp://u:{BROKER_PASSWORD}@h//", redis_timeout_s="x")  # type: ignore[call-arg]
+    assert "redis_timeout_s" in str(refused.value)
+    with pytest.raises(ValidationError) as secret_refused:
+        AtelierSettings(_env_file=None, broker_url=[BROKER_PASSWORD])  # type: ignore[call-arg]
+    assert "broker_url" in str(secret_refused.value) and BROKER_PASSWORD not in str(secret_refused.value)
+
+
+def test_a_malformed_callback_secret_is_refused_without_echoing_it() -> None:
+    with pytest.raises(ValidationError) as refused:
+        WorkerSettings(_env_file=None, callback_secret=f"whsec_{S3_SECRET}!")  # type: ignore[call-arg]
+    assert "callback_secret" in str(refused.value) and S3_SECRET not in str(refused.value)
+
+
+def test_worker_log_lines_carry_the_job_fields_as_key_values() -> None:
+    record = logging.LogRecord(
+        "worker.pipeline", logging.INFO, __file__, 1, "job %s %s", ("j1", "started"), None
+    )
+    record.job_id, record.model, record.version, record.attempt = "j1", "product_cgan", "1", 2
+    record.reason = "two words"
+    line = KeyValueFormatter().format(record)
+    assert line.split(" ", 1)[0].startswith("ts=") and line.endswith(" msg=job j1 started")
+    assert (
+        " level=INFO logger=worker.pipeline job_id=j1 model=product_cgan version=1 attempt=2"
+        ' reason="two words" msg=' in line
+    )
