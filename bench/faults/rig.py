@@ -3,8 +3,8 @@
 A :class:`Rig` owns a SeaweedFS S3 server, a callback receiver (on a fixed port, so it can be
 stopped and come back at the same URL), a private exchange, queues and Redis key prefix on the
 shared RabbitMQ and Redis, and the Celery worker processes, started as an operator starts them
-(``embedded/workers.py``). Triton is passed in: it takes longest to start and no scenario here
-touches it.
+(``embedded/workers.py``). Triton is passed in: it takes longest to start; the one scenario that
+kills it starts its own. ``s3`` is kept so a scenario can stop and restart it (same ports and data).
 """
 
 from __future__ import annotations
@@ -130,6 +130,7 @@ class Rig:
                 log_path=self.workdir / "s3.log",
             )
         )
+        self.s3 = s3
         self.receiver = CallbackReceiver(default_secret=self.secret, answer=self.answer, port=free_port())
         self._stack.enter_context(self.receiver)
         values: dict[str, Any] = {
@@ -161,7 +162,14 @@ class Rig:
         for worker in self.workers.values():
             worker.wait_ready()
 
-    def _launch(self, role: str, concurrency: int) -> CeleryWorker:
+    def restart_worker(self, role: str, env: dict[str, str] | None = None) -> None:
+        """Stop ``role``'s worker (warm shutdown) and start a new one, with ``env`` on top of its settings
+        (e.g. ``ATELIER_JOB_RETRY_ATTEMPTS``); wait until it is ready."""
+        worker = self.workers[role]
+        worker.stop()
+        self.workers[role] = self._launch(role, worker.concurrency, env).wait_ready()
+
+    def _launch(self, role: str, concurrency: int, env: dict[str, str] | None = None) -> CeleryWorker:
         queue = {"listing": self.settings.listing_queue, "callbacks": self.settings.callback_queue}[role]
         n = self._incarnations[role] = self._incarnations.get(role, 0) + 1
         return CeleryWorker(
@@ -170,7 +178,7 @@ class Rig:
             name=f"{role}{n}-{self.settings.exchange}",
             log_path=self.workdir / f"worker-{role}-{n}.log",
             concurrency=concurrency,
-            env={"OMP_NUM_THREADS": "1"},
+            env={"OMP_NUM_THREADS": "1", **(env or {})},
         ).launch()
 
     def kill_pool_child(self, role: str) -> bool:

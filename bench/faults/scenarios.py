@@ -6,6 +6,9 @@ names them for the runner. ``size`` is ``short`` (CI: about a minute each) or ``
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
 import threading
 import time
 from collections import Counter
@@ -16,6 +19,7 @@ from typing import Any
 from bench.faults.checks import ScenarioResult, count_outcomes
 from bench.faults.rig import Rig
 from embedded.receiver import Received
+from embedded.triton import DEFAULT_REPOSITORY, TritonServer
 from producer.contracts.jobs import JobRecord, JobState
 
 #: how long a scenario waits for its jobs to end before counting the rest as lost
@@ -299,8 +303,186 @@ def callback_receiver_faults(workdir: Path, triton_grpc_url: str, size: str) -> 
     return result
 
 
+# --- 2. and 3. Triton killed and restarted; the S3 server stopped and restarted ---
+#: size -> (jobs, outages, seconds each server stays down before it is started again)
+RESTART_SIZES = {"short": (24, 1, 3.0), "long": (200, 3, 10.0)}
+#: size -> jobs run by a small-budget worker while Triton stays down past its budget
+BUDGET_JOBS = {"short": 4, "long": 12}
+#: a retry budget that outlasts each outage: capped exponential backoff with jitter, compressed
+PATIENT = {
+    "job_retry_attempts": 30,
+    "delivery_limit": 40,
+    "job_retry_backoff_base_s": 0.5,
+    "job_retry_backoff_max_s": 2.0,
+    "inference_retry_attempts": 2,
+    "inference_backoff_base_s": 0.2,
+    "inference_backoff_max_s": 1.0,
+}
+#: the small budget (environment of the second worker): two attempts, then the job fails
+SMALL_BUDGET_ENV = {"ATELIER_JOB_RETRY_ATTEMPTS": "2"}
+#: the events a failed job sends
+FAILED_EVENTS = {"job.queued", "job.started", "job.failed"}
+
+
+def _kill_triton(triton: TritonServer) -> None:
+    """SIGKILL Triton and its backend stubs (its process group), then reap it."""
+    if triton.pid is not None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(triton.pid, signal.SIGKILL)
+    triton.stop()
+
+
+def _restart_run(
+    rig: Rig,
+    requests: dict[str, dict[str, Any]],
+    outages: int,
+    down_s: float,
+    down: Callable[[], object],
+    up: Callable[[], object],
+) -> tuple[dict[str, JobRecord], list[float]]:
+    """Take the server down ``outages`` times while jobs flow (after some finished), for ``down_s``
+    plus its start; returns the records once all ended and each outage's end."""
+    job_ids = list(requests)
+    fault_ends: list[float] = []
+    since = 0.0
+    for _ in range(outages):
+        _wait_done_after(rig, job_ids, since, count=max(2, len(job_ids) // (outages + 1) // 2))
+        down()
+        time.sleep(down_s)
+        up()
+        since = time.time()
+        fault_ends.append(since)
+    return rig.wait_terminal(job_ids, JOB_DEADLINE_S), fault_ends
+
+
+def _restart_result(
+    result: ScenarioResult,
+    rig: Rig,
+    requests: dict[str, dict[str, Any]],
+    records: dict[str, JobRecord],
+    fault_ends: list[float],
+) -> dict[tuple[str, str], list[Received]]:
+    """Count outcomes, figures and the checks every restart scenario shares."""
+    events = {
+        j: FAILED_EVENTS if r.state is JobState.FAILED else SUCCEEDED_EVENTS for j, r in records.items()
+    }
+    outcomes = _wait_callbacks(rig, records, lambda job_id: events[job_id])
+    object_sets = {
+        j: rig.object_sets(requests[j], r) for j, r in records.items() if r.state is JobState.SUCCEEDED
+    }
+    grouped = count_outcomes(result, records, object_sets, rig.receiver.received)
+    done = [t for r in records.values() if (t := _finished_at(r)) is not None]
+    result.time_to_recover_s = _recovery(fault_ends, done)
+    retried = {j for j, r in records.items() if r.attempts > 1}
+    result.figures["jobs retried (more than one attempt)"] = len(retried)
+    result.figures["most attempts of one job"] = max((r.attempts for r in records.values()), default=0)
+    result.checks.update(
+        {
+            "jobs waited and retried across the outage": bool(retried),
+            "exactly one set of result objects per succeeded job": all(n == 1 for n in object_sets.values()),
+            "every event received, each under one webhook-id": {
+                key: len({i.headers["webhook-id"] for i in items}) for key, items in grouped.items()
+            }
+            == {(j, e): 1 for j in records for e in events[j]},
+            "every callback recorded delivered": all(
+                o == dict.fromkeys(events[j], "delivered") for j, o in outcomes.items()
+            ),
+        }
+    )
+    return grouped
+
+
+def triton_restart(workdir: Path, triton_grpc_url: str, size: str) -> ScenarioResult:
+    """SIGKILL Triton while jobs run and start it again on the same ports: the jobs wait and retry
+    (capped exponential backoff with jitter) and succeed. Then a worker with a small budget
+    (``ATELIER_JOB_RETRY_ATTEMPTS=2``) runs jobs while Triton stays down past that budget: they end
+    ``failed`` with the reason, and their ``job.failed`` callback carries it. Starts its own Triton
+    (``triton_grpc_url`` is not used: the shared one must stay up)."""
+    jobs, outages, down_s = RESTART_SIZES[size]
+    budget_jobs = BUDGET_JOBS[size]
+    result = ScenarioResult("triton_restart", size, jobs + budget_jobs, 0)
+    started = time.monotonic()
+    triton = TritonServer(DEFAULT_REPOSITORY, log_path=workdir / "tritonserver.log")
+    with (
+        triton,
+        Rig(tag="fault-triton", workdir=workdir, triton_grpc_url=triton.grpc_url, overrides=PATIENT) as rig,
+    ):
+        rig.start_workers({"listing": 1, "callbacks": 2})
+        requests = {}
+        for i in range(jobs):
+            request = rig.listing(i, "shop-triton")
+            requests[rig.producer.submit(request)] = request
+        records, fault_ends = _restart_run(
+            rig, requests, outages, down_s, down=lambda: _kill_triton(triton), up=triton.start
+        )
+        # second phase: Triton down for longer than a small-budget worker's retries
+        rig.restart_worker("listing", env=SMALL_BUDGET_ENV)
+        _kill_triton(triton)
+        budget = {}
+        for i in range(jobs, jobs + budget_jobs):
+            request = rig.listing(i, "shop-budget")
+            budget[rig.producer.submit(request)] = request
+        budget_records = rig.wait_terminal(budget, JOB_DEADLINE_S)
+        triton.start()
+        requests |= budget
+        records |= budget_records
+        grouped = _restart_result(result, rig, requests, records, fault_ends)
+
+        result.faults = {"Triton SIGKILL + restart": outages, "Triton down past a small retry budget": 1}
+        result.faults_injected = sum(result.faults.values())
+        reasons = {r.error.code if r.error else None for r in budget_records.values()}
+        result.figures["reason the budget-exhausted jobs failed"] = sorted(str(r) for r in reasons)
+        failed_events = [grouped.get((j, "job.failed"), []) for j in budget]
+        result.checks.update(
+            {
+                "every job run while Triton came back succeeded": all(
+                    records[j].state is JobState.SUCCEEDED for j in requests if j not in budget
+                ),
+                "budget-exhausted jobs failed after their 2 attempts, with the reason": all(
+                    r.state is JobState.FAILED
+                    and r.error is not None
+                    and r.error.code.startswith("inference_")
+                    and r.attempts == 2
+                    for r in budget_records.values()
+                ),
+                "their job.failed callback carries the reason": all(
+                    items
+                    and items[0].event is not None
+                    and items[0].event.data.get("error", {}).get("code") == records[j].error.code  # type: ignore[union-attr]
+                    for j, items in zip(budget, failed_events, strict=True)
+                ),
+            }
+        )
+    result.wall_s = round(time.monotonic() - started, 1)
+    return result
+
+
+def s3_restart(workdir: Path, triton_grpc_url: str, size: str) -> ScenarioResult:
+    """Stop the S3 server (SeaweedFS) while jobs run and start it again with the same data folder
+    and ports: jobs retry on ``storage_unavailable`` (capped exponential backoff with jitter) and
+    succeed, each with exactly one set of result objects."""
+    jobs, outages, down_s = RESTART_SIZES[size]
+    result = ScenarioResult("s3_restart", size, jobs, 0)
+    started = time.monotonic()
+    with Rig(tag="fault-s3", workdir=workdir, triton_grpc_url=triton_grpc_url, overrides=PATIENT) as rig:
+        rig.start_workers({"listing": 1, "callbacks": 2})
+        requests = {}
+        for i in range(jobs):
+            request = rig.listing(i, "shop-s3")
+            requests[rig.producer.submit(request)] = request
+        records, fault_ends = _restart_run(rig, requests, outages, down_s, down=rig.s3.stop, up=rig.s3.start)
+        _restart_result(result, rig, requests, records, fault_ends)
+        result.faults = {"S3 server stopped + restarted": outages}
+        result.faults_injected = outages
+        result.checks["every job succeeded"] = result.succeeded == jobs
+    result.wall_s = round(time.monotonic() - started, 1)
+    return result
+
+
 #: scenario name -> function, in the order the runner runs them
 SCENARIOS: dict[str, Scenario] = {
     "worker_sigkill": worker_sigkill,
+    "triton_restart": triton_restart,
+    "s3_restart": s3_restart,
     "callback_receiver_faults": callback_receiver_faults,
 }

@@ -1,6 +1,7 @@
 """The short fault suite (``python -m bench.faults --short``) as CI runs it: jobs on real
-services with workers SIGKILLed mid-job and a callback receiver that is down, failing, slow
-or gone. No job may be lost or duplicated; the scenario's own checks must all hold."""
+services with workers SIGKILLed mid-job, Triton SIGKILLed and restarted, the S3 server stopped
+and restarted, and a callback receiver that is down, failing, slow or gone. No job may be lost
+or duplicated; the scenario's own checks must all hold."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.faults.scenarios import callback_receiver_faults, worker_sigkill
+from bench.faults.scenarios import callback_receiver_faults, s3_restart, triton_restart, worker_sigkill
 from embedded.triton import TritonServer
 from tests.integration.services import require_services
 
@@ -35,4 +36,29 @@ def test_callbacks_to_a_down_failing_slow_or_gone_receiver_retry_stop_on_410_and
     assert result.faults["HTTP 410 answers"] > 0 and result.faults["HTTP 500 answers"] > 0
     assert result.checks["410 stopped the job's callbacks: no event re-sent after a 410"]
     assert result.checks["410 recorded on the job, later events not sent"]
+    assert all(result.checks.values()), result.checks
+
+
+def test_triton_killed_and_restarted_jobs_retry_and_succeed_or_fail_with_reason_when_budget_runs_out(
+    triton: TritonServer, tmp_path: Path
+) -> None:
+    require_services()
+    result = triton_restart(tmp_path, triton.grpc_url, "short")
+
+    assert (result.lost, result.duplicated) == (0, 0), result.as_dict()
+    assert result.figures["jobs retried (more than one attempt)"] > 0, result.as_dict()
+    assert result.failed == 4 and result.succeeded == result.jobs - 4, result.as_dict()
+    assert result.checks["budget-exhausted jobs failed after their 2 attempts, with the reason"]
+    assert result.checks["their job.failed callback carries the reason"]
+    assert all(result.checks.values()), result.checks
+
+
+def test_s3_server_restarted_jobs_retry_and_succeed_with_one_set_of_objects(
+    triton: TritonServer, tmp_path: Path
+) -> None:
+    require_services()
+    result = s3_restart(tmp_path, triton.grpc_url, "short")
+
+    assert (result.lost, result.duplicated) == (0, 0), result.as_dict()
+    assert result.succeeded == result.jobs, result.as_dict()
     assert all(result.checks.values()), result.checks
