@@ -88,6 +88,24 @@ def remove_namespace(settings: AtelierSettings, *, broker_url: str | None = None
     client.close()
 
 
+def worker_values(
+    tag: str, *, triton_grpc_url: str, s3: Any, s3_secret_key: str, broker_url: Any = None, **overrides: Any
+) -> dict[str, Any]:
+    """Worker settings for a test rig: a private namespace, the real services, the rig's S3."""
+    return {
+        **namespace(tag),
+        "broker_url": BASE.broker_url if broker_url is None else broker_url,
+        "redis_url": BASE.redis_url,
+        "triton_grpc_url": triton_grpc_url,
+        "triton_timeout_s": 60,
+        "s3_endpoint": s3.endpoint,
+        "s3_access_key": s3.access_key,
+        "s3_secret_key": s3_secret_key,
+        "s3_bucket": f"atelier-{tag}",
+        **overrides,
+    }
+
+
 def queue_depth(settings: AtelierSettings, queue_name: str) -> int:
     """Messages ready in ``queue_name`` (0 if it was never declared)."""
     with Connection(settings.broker_url.get_secret_value()) as connection:

@@ -30,7 +30,7 @@ from producer.client import Producer
 from producer.contracts.jobs import JobRecord, JobState
 from producer.dead_letters import DeadLetter, DeadLetterQueue, dead_letter_headers
 from producer.topology import LISTING_TASK
-from tests.integration.services import BASE, namespace, remove_namespace, require_services
+from tests.integration.services import BASE, remove_namespace, require_services, worker_values
 from worker.settings import WorkerSettings, new_webhook_secret
 from worker.tasks import CRASH_HOOK_VARIABLE
 
@@ -133,21 +133,16 @@ def rig(triton: TritonServer, tmp_path_factory: pytest.TempPathFactory) -> Itera
         s3 = stack.enter_context(
             S3Server(access_key=S3_ACCESS, secret_key=S3_SECRET, data_dir=state / "s3", state_dir=state)
         )
-        values: dict[str, Any] = {
-            **namespace("dlq"),
-            "broker_url": BASE.broker_url,
-            "redis_url": BASE.redis_url,
-            "triton_grpc_url": triton.grpc_url,
-            "triton_timeout_s": 60,
-            "s3_endpoint": s3.endpoint,
-            "s3_access_key": S3_ACCESS,
-            "s3_secret_key": S3_SECRET,
-            "s3_bucket": "atelier-dlq",
-            "callback_secret": new_webhook_secret(),
-            "delivery_limit": 2,
-            "job_retry_attempts": 10,
-            "max_message_bytes": MAX_BYTES,
-        }
+        values: dict[str, Any] = worker_values(
+            "dlq",
+            triton_grpc_url=triton.grpc_url,
+            s3=s3,
+            s3_secret_key=S3_SECRET,
+            callback_secret=new_webhook_secret(),
+            delivery_limit=2,
+            job_retry_attempts=10,
+            max_message_bytes=MAX_BYTES,
+        )
         settings = WorkerSettings(_env_file=None, **values)  # type: ignore[call-arg]
         stack.callback(remove_namespace, settings)
         producer = stack.enter_context(Producer(settings))

@@ -34,7 +34,13 @@ from producer.jobs_store import JobNotFound
 from producer.webhook_verify import verify
 from serving_contract.palette import PALETTE
 from serving_contract.taxonomy import CATEGORIES
-from tests.integration.services import BASE, namespace, queue_depth, remove_namespace, require_services
+from tests.integration.services import (
+    namespace,
+    queue_depth,
+    remove_namespace,
+    require_services,
+    worker_values,
+)
 from worker.callbacks import message_id
 from worker.encoding import EXTENSIONS, decode
 from worker.settings import WorkerSettings, new_webhook_secret
@@ -176,24 +182,19 @@ def pipeline(triton: TritonServer, tmp_path_factory: pytest.TempPathFactory) -> 
                 secrets={"shop-a": SHOP_A_SECRET}, default_secret=GLOBAL_SECRET, answer=FlakyAnswer()
             )
         )
-        values: dict[str, Any] = {
-            **namespace("e2e"),
-            "broker_url": BASE.broker_url,
-            "redis_url": BASE.redis_url,
-            "triton_grpc_url": triton.grpc_url,
-            "triton_timeout_s": 60,
-            "s3_endpoint": s3.endpoint,
-            "s3_access_key": S3_ACCESS,
-            "s3_secret_key": S3_SECRET,
-            "s3_bucket": "atelier-e2e",
-            "presign_expiry_s": 3600,
-            "callback_secret": GLOBAL_SECRET,
-            "callback_secrets": {"shop-a": [SHOP_A_SECRET]},
-            "callback_allow_http": True,
-            "callback_allowed_hosts": ["127.0.0.1"],
-            "callback_retry_schedule_s": [1.0, 2.0, 4.0],
-            "job_retry_backoff_base_s": 0.5,
-        }
+        values: dict[str, Any] = worker_values(
+            "e2e",
+            triton_grpc_url=triton.grpc_url,
+            s3=s3,
+            s3_secret_key=S3_SECRET,
+            presign_expiry_s=3600,
+            callback_secret=GLOBAL_SECRET,
+            callback_secrets={"shop-a": [SHOP_A_SECRET]},
+            callback_allow_http=True,
+            callback_allowed_hosts=["127.0.0.1"],
+            callback_retry_schedule_s=[1.0, 2.0, 4.0],
+            job_retry_backoff_base_s=0.5,
+        )
         settings = WorkerSettings(_env_file=None, **values)  # type: ignore[call-arg]
         stack.callback(remove_namespace, settings)
         run = Pipeline(

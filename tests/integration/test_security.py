@@ -31,7 +31,7 @@ from embedded.triton import TritonServer
 from embedded.workers import CeleryWorker
 from producer.client import Producer
 from producer.contracts.jobs import JobEventType, JobRecord, JobState
-from tests.integration.services import BASE, namespace, remove_namespace, require_services
+from tests.integration.services import BASE, remove_namespace, require_services, worker_values
 from worker.settings import WorkerSettings, new_webhook_secret
 
 pytestmark = [pytest.mark.triton, pytest.mark.slow]
@@ -109,23 +109,19 @@ def test_secrets_never_appear_in_logs_records_or_callback_bodies(
         receiver = stack.enter_context(
             CallbackReceiver(default_secret=CALLBACK_SECRET, answer=FirstPostFails())
         )
-        values: dict[str, Any] = {
-            **namespace("sec"),
-            "broker_url": broker_url,
-            "redis_url": BASE.redis_url,
-            "triton_grpc_url": triton.grpc_url,
-            "triton_timeout_s": 60,
-            "s3_endpoint": s3.endpoint,
-            "s3_access_key": S3_ACCESS,
-            "s3_secret_key": S3_SECRET,
-            "s3_bucket": "atelier-sec",
-            "callback_secret": CALLBACK_SECRET,
-            "callback_allow_http": True,
-            "callback_allowed_hosts": ["127.0.0.1"],
-            "callback_retry_schedule_s": [0.5, 1.0],
-            "job_retry_attempts": 2,
-            "job_retry_backoff_base_s": 0.2,
-        }
+        values: dict[str, Any] = worker_values(
+            "sec",
+            triton_grpc_url=triton.grpc_url,
+            s3=s3,
+            s3_secret_key=S3_SECRET,
+            broker_url=broker_url,
+            callback_secret=CALLBACK_SECRET,
+            callback_allow_http=True,
+            callback_allowed_hosts=["127.0.0.1"],
+            callback_retry_schedule_s=[0.5, 1.0],
+            job_retry_attempts=2,
+            job_retry_backoff_base_s=0.2,
+        )
         settings = WorkerSettings(_env_file=None, **values)  # type: ignore[call-arg]
         stack.callback(remove_namespace, settings, broker_url=BASE.broker_url.get_secret_value())
         producer = stack.enter_context(Producer(settings, watch_poll_interval_s=0.2))
