@@ -34,12 +34,12 @@ from typing import Annotated, Any
 
 import httpx
 import typer
-from kombu import Connection
 from PIL import Image, ImageDraw, ImageFont
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from embedded.namespace import delete_topology
 from embedded.receiver import CallbackReceiver, Received
 from embedded.redis import RedisServer
 from embedded.s3 import S3Server
@@ -47,7 +47,6 @@ from embedded.triton import DEFAULT_REPOSITORY, TritonServer
 from embedded.workers import CeleryWorker
 from producer.client import Producer
 from producer.contracts.jobs import JobEventType, JobRecord, JobState
-from producer.topology import build_topology
 from worker.settings import WorkerSettings, new_webhook_secret
 
 _ROOT = Path(__file__).resolve().parent.parent
@@ -218,7 +217,7 @@ def running_services(console: Console) -> Iterator[Services]:
         )
         settings = demo_settings(redis=redis, s3=s3, s3_secret=s3_secret, triton=triton)
         if not settings.broker_url.get_secret_value().startswith("filesystem"):
-            stack.callback(delete_queues, settings)
+            stack.callback(delete_topology, settings)
         receiver = stack.enter_context(
             CallbackReceiver(
                 secrets={SHOP: [s.get_secret_value() for s in settings.callback_secrets[SHOP]]},
@@ -245,17 +244,6 @@ def running_services(console: Console) -> Iterator[Services]:
         broker = "RabbitMQ" if "amqp" in settings.broker_url.get_secret_value() else "filesystem://"
         console.print(f"[green]started[/] 3 Celery workers on {broker} in {time.monotonic() - started:.0f} s")
         yield services
-
-
-def delete_queues(settings: WorkerSettings) -> None:
-    """Remove this run's queues and exchanges from RabbitMQ."""
-    topology = build_topology(settings)
-    with Connection(settings.broker_url.get_secret_value(), connect_timeout=5) as connection:
-        channel = connection.default_channel
-        for queue in topology.all_queues:
-            queue.bind(channel).delete()
-        for exchange in (topology.exchange, topology.dead_letter_exchange):
-            exchange.bind(channel).delete()
 
 
 def run_jobs(producer: Producer, jobs: list[Job], console: Console, timeout_s: float) -> None:

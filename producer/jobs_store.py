@@ -54,10 +54,10 @@ MUTABLE_FIELDS = frozenset(JobRecord.model_fields) - {
 _CAS_ATTEMPTS = 20
 
 _CREATE = """
--- KEYS[1] job hash, KEYS[2] idempotency key (optional)
--- ARGV: job id, record, request, job ttl, idempotency ttl, job key prefix, change channel
-if #KEYS == 2 then
-  local existing = redis.call('GET', KEYS[2])
+-- KEYS[1] job hash, KEYS[2] index of queued jobs, KEYS[3] idempotency key (optional)
+-- ARGV: job id, record, request, job ttl, idempotency ttl, job key prefix, change channel, now (epoch s)
+if #KEYS == 3 then
+  local existing = redis.call('GET', KEYS[3])
   if existing and redis.call('EXISTS', ARGV[6] .. existing) == 1 then
     return {existing, 0}
   end
@@ -67,8 +67,9 @@ if redis.call('EXISTS', KEYS[1]) == 1 then
 end
 redis.call('HSET', KEYS[1], 'state', 'queued', 'version', 1, 'record', ARGV[2], 'request', ARGV[3])
 redis.call('EXPIRE', KEYS[1], ARGV[4])
-if #KEYS == 2 then
-  redis.call('SET', KEYS[2], ARGV[1], 'EX', ARGV[5])
+redis.call('ZADD', KEYS[2], ARGV[8], ARGV[1])
+if #KEYS == 3 then
+  redis.call('SET', KEYS[3], ARGV[1], 'EX', ARGV[5])
 end
 redis.call('PUBLISH', ARGV[7], 1)
 return {ARGV[1], 1}
@@ -81,7 +82,7 @@ _ALLOWED_LUA = ", ".join(
 
 _MUTATE = (
     """
--- KEYS[1] job hash, KEYS[2] index of running jobs, KEYS[3] the job's lease
+-- KEYS[1] job hash, KEYS[2] index of running jobs, KEYS[3] the job's lease, KEYS[4] index of queued jobs
 -- ARGV: expected version, new state, new record, mode ('transition' | 'update'),
 --       states the job must be in (space separated, '' = any), change channel, job id, now (epoch s)
 -- returns 1 written, 0 refused by the state machine, -1 no such job, -2 version moved on
@@ -100,6 +101,7 @@ if ARGV[5] ~= '' and not string.find(' ' .. ARGV[5] .. ' ', ' ' .. state .. ' ',
   return 0
 end
 redis.call('HSET', KEYS[1], 'state', ARGV[2], 'record', ARGV[3])
+if ARGV[2] ~= 'queued' then redis.call('ZREM', KEYS[4], ARGV[7]) end
 if ARGV[2] == 'running' then
   if ARGV[4] == 'transition' then redis.call('ZADD', KEYS[2], ARGV[8], ARGV[7]) end
 else
@@ -218,6 +220,9 @@ class JobStore:
     def running_key(self) -> str:
         return f"{self.prefix}running"
 
+    def queued_key(self) -> str:
+        return f"{self.prefix}queued"
+
     def lease_key(self, job_id: str) -> str:
         return f"{self.prefix}lease:{job_id}"
 
@@ -237,7 +242,7 @@ class JobStore:
         """
         if record.state is not JobState.QUEUED:
             raise ValueError(f"a new job starts queued, not {record.state}")
-        keys = [self.job_key(record.job_id)]
+        keys = [self.job_key(record.job_id), self.queued_key()]
         if idempotency_key is not None:
             keys.append(self.idempotency_key(record.requester, idempotency_key))
             record = record.model_copy(update={"idempotency_key": idempotency_key})
@@ -249,6 +254,7 @@ class JobStore:
             self.settings.idempotency_ttl_s,
             self.job_key(""),
             self.changes_channel(record.job_id),
+            repr(time.time()),
         ]
         with _redis_errors():
             job_id, created = self._create(keys=keys, args=args)
@@ -394,6 +400,36 @@ class JobStore:
         with _redis_errors():
             self.redis.zrem(self.running_key(), job_id)
 
+    # --- queued jobs: the index the sweeper reads for jobs whose message went missing ---
+
+    def queued_since_before(self, cutoff: datetime, *, limit: int = 100) -> list[str]:
+        """Ids of jobs queued (or re-queued by the sweeper) before ``cutoff``, oldest first."""
+        with _redis_errors():
+            ids = self.redis.zrangebyscore(self.queued_key(), "-inf", cutoff.timestamp(), start=0, num=limit)
+        return [str(job_id) for job_id in ids]
+
+    def forget_queued(self, job_id: str) -> None:
+        """Drop ``job_id`` from the queued index (its record expired, or it left ``queued``)."""
+        with _redis_errors():
+            self.redis.zrem(self.queued_key(), job_id)
+
+    def count_requeue(self, job_id: str) -> int:
+        """Note that the sweeper published ``job_id`` again and restart its wait in the queued
+        index; returns how many times that has happened (0 when the job is gone)."""
+        with _redis_errors():
+            if not self.redis.exists(self.job_key(job_id)):
+                return 0
+            pipe = self.redis.pipeline()
+            pipe.hincrby(self.job_key(job_id), "requeued", 1)
+            pipe.zadd(self.queued_key(), {job_id: time.time()}, xx=True)
+            count, _ = pipe.execute()
+        return int(count)
+
+    def requeue_count(self, job_id: str) -> int:
+        """How many times the sweeper published ``job_id`` again."""
+        with _redis_errors():
+            return int(self.redis.hget(self.job_key(job_id), "requeued") or 0)
+
     def request_cancel(self, job_id: str) -> JobRecord:
         """Cancel a queued job now; any other state comes back unchanged.
 
@@ -468,7 +504,7 @@ class JobStore:
                 job_id,
                 repr(time.time()),
             ]
-            keys = [key, self.running_key(), self.lease_key(job_id)]
+            keys = [key, self.running_key(), self.lease_key(job_id), self.queued_key()]
             with _redis_errors():
                 outcome = int(self._mutate_script(keys=keys, args=args))
             if outcome == 1:

@@ -1,4 +1,5 @@
-"""The stuck-job sweeper: a job left ``running`` with no live worker is retried or failed.
+"""The stuck-job sweeper: a job left ``running`` with no live worker, or ``queued`` with no
+message, is retried or failed.
 
 A worker that starts an attempt takes the job's lease (``JobStore.take_lease``) for the hard
 time limit plus ``sweep_grace_s``; Celery kills a task at the hard limit, so once the lease has
@@ -16,6 +17,13 @@ is gone:
   is given back and the next sweep tries again.
 - **attempts used up**: ``running -> failed`` with ``JobError(code="job_stuck")`` and the
   ``job.failed`` callback queued, if the request subscribed to it.
+
+A job can also stay ``queued`` with no message to run it: its worker crashed on every delivery
+until the queue's delivery limit dead-lettered the message, or the producer died between
+storing the record and publishing. The store keeps an index of queued jobs (``{prefix}queued``);
+a job still queued ``queued_timeout_s`` after it was queued is published again (if its first
+message is still waiting in a long backlog, the worker that gets the second finds the job no
+longer queued and drops it), up to ``queued_requeues`` times, and then fails with ``job_stuck``.
 
 Every change is a compare-and-set on the record: a job that finishes or starts another attempt
 meanwhile is left as it is. Run it with ``python -m worker.sweeper`` (every ``sweep_interval_s``)
@@ -102,11 +110,15 @@ class Sweeper:
         return self.settings.task_time_limit_s + self.settings.sweep_grace_s
 
     def sweep(self) -> SweepReport:
-        """One pass over the jobs that entered ``running`` more than a lease ago."""
+        """One pass over the jobs that entered ``running`` more than a lease ago, then over those
+        queued more than ``queued_timeout_s`` ago."""
         report = SweepReport()
-        cutoff = self.clock() - timedelta(seconds=self.lease_s)
-        for job_id in self.store.running_since_before(cutoff, limit=self.settings.sweep_batch_size):
+        now, batch = self.clock(), self.settings.sweep_batch_size
+        for job_id in self.store.running_since_before(now - timedelta(seconds=self.lease_s), limit=batch):
             report.outcomes[job_id] = self.sweep_job(job_id)
+        stale = now - timedelta(seconds=self.settings.queued_timeout_s)
+        for job_id in self.store.queued_since_before(stale, limit=batch):
+            report.outcomes[job_id] = self.sweep_queued(job_id)
         return report
 
     def sweep_job(self, job_id: str) -> Outcome:
@@ -121,6 +133,37 @@ class Sweeper:
         if record.attempts < self.settings.job_retry_attempts:
             return self._requeue(record)
         return self._fail(record)
+
+    def sweep_queued(self, job_id: str) -> Outcome:
+        """Publish ``job_id`` again if it is still queued and has re-queues left, else fail it."""
+        store = self.store
+        record = store.get(job_id)
+        if record is None or record.state is not JobState.QUEUED:
+            store.forget_queued(job_id)
+            return Outcome.GONE
+        if store.requeue_count(job_id) < self.settings.queued_requeues:
+            request = store.get_request(job_id)
+            if request is None:
+                return Outcome.CHANGED
+            try:
+                self.publisher.publish(TASK_FOR_KIND[record.kind], job_id, request)
+            except PublishError as error:
+                _log(logging.ERROR, job_id, f"stale in queued, and publishing it again failed: {error}")
+                return Outcome.ERROR
+            store.count_requeue(job_id)
+            _log(
+                logging.WARNING,
+                job_id,
+                f"queued for over {self.settings.queued_timeout_s:g} s: published again",
+            )
+            return Outcome.REQUEUED
+        failure = RetryableError(
+            JOB_STUCK,
+            f"the job stayed queued with no worker starting it (over {self.settings.queued_timeout_s:g} s, "
+            f"published again {store.requeue_count(job_id)} times): its message was dead-lettered or "
+            "never published; see `atelier dlq list`, or submit it again",
+        )
+        return self._fail_job(job_id, failure, only_from=JobState.QUEUED, only_if=None)
 
     def _requeue(self, record: JobRecord) -> Outcome:
         job_id, store = record.job_id, self.store
@@ -141,22 +184,36 @@ class Sweeper:
         return Outcome.REQUEUED
 
     def _fail(self, record: JobRecord) -> Outcome:
-        job_id = record.job_id
         failure = RetryableError(
             JOB_STUCK,
             f"the job stayed running with no live worker (over {self.lease_s:g} s) "
             f"after {record.attempts} attempts",
         )
-        failed = self.store.transition(
-            job_id,
-            JobState.FAILED,
-            only_from=[JobState.RUNNING],
+        return self._fail_job(
+            record.job_id,
+            failure,
+            only_from=JobState.RUNNING,
             only_if=_same_attempt(record),
-            error=failure.to_job_error(),
+            attempts=record.attempts,
+        )
+
+    def _fail_job(
+        self,
+        job_id: str,
+        failure: RetryableError,
+        *,
+        only_from: JobState,
+        only_if: Callable[[JobRecord], bool] | None,
+        attempts: int = 0,
+    ) -> Outcome:
+        """``only_from -> failed`` with ``failure`` (if ``only_if`` still holds), then the
+        ``job.failed`` callback if the request subscribed to it."""
+        failed = self.store.transition(
+            job_id, JobState.FAILED, only_from=[only_from], only_if=only_if, error=failure.to_job_error()
         )
         if not failed:
             return Outcome.CHANGED
-        _log(logging.WARNING, job_id, f"failed: {failure}", attempt=record.attempts)
+        _log(logging.WARNING, job_id, f"failed: {failure}", attempt=attempts)
         if self._subscribed(job_id, JobEventType.FAILED):
             try:
                 self.publisher.publish_callback(job_id, JobEventType.FAILED.value)

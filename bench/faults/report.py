@@ -1,7 +1,8 @@
 """``RELIABILITY.md`` and ``bench/faults/results.json``, generated from scenario results.
 
-The JSON keeps one entry per scenario; a run of some scenarios replaces only theirs, and the
-Markdown is always rewritten from the whole JSON, never edited by hand.
+The JSON keeps one entry per scenario and size (``worker_sigkill (short)``); a run of some
+scenarios replaces only theirs, and the Markdown is always rewritten from the whole JSON, never
+edited by hand: a summary table of every entry, then each entry's checks and figures.
 """
 
 from __future__ import annotations
@@ -52,7 +53,7 @@ def save(
     data: dict[str, Any] = json.loads(json_path.read_text()) if json_path.exists() else {"scenarios": {}}
     stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     for result in results:
-        data["scenarios"][result.scenario] = {
+        data["scenarios"][entry_name(result.scenario, result.size)] = {
             **result.as_dict(),
             "command": command,
             "machine": machine(),
@@ -60,6 +61,10 @@ def save(
         }
     json_path.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
     md_path.write_text(render(data))
+
+
+def entry_name(scenario: str, size: str) -> str:
+    return f"{scenario} ({size})"
 
 
 def _cell(value: Any) -> str:
@@ -78,31 +83,34 @@ def render(data: dict[str, Any]) -> str:
         "work flowed again (a job finished, or the events due during an outage were delivered).",
         "",
     ]
-    for name, row in data["scenarios"].items():
-        verdict = "passed" if row["passed"] else "FAILED"
+    keys = (
+        "jobs",
+        "faults_injected",
+        "succeeded",
+        "failed",
+        "lost",
+        "duplicated",
+        "time_to_recover_s",
+        "wall_s",
+    )
+    entries = sorted(data["scenarios"].items(), key=lambda item: (item[1]["size"] != "short", item[0]))
+    lines += [
+        "| scenario | " + " | ".join(COLUMNS) + " | verdict |",
+        "|---|" + "---:|" * len(COLUMNS) + "---|",
+        *(
+            f"| [{name}](#{_anchor(f'{name}: {_verdict(row)}')}) | "
+            + " | ".join(_cell(row[key]) for key in keys)
+            + f" | {_verdict(row)} |"
+            for name, row in entries
+        ),
+        "",
+    ]
+    for name, row in entries:
         lines += [
-            f"## {name} ({row['size']}): {verdict}",
+            f"## {name}: {_verdict(row)}",
             "",
             f"Command: `{row['command']}`  ",
             f"Machine: {row['machine']}, {row['ran_at']}",
-            "",
-            "| " + " | ".join(COLUMNS) + " |",
-            "|" + "---:|" * len(COLUMNS),
-            "| "
-            + " | ".join(
-                _cell(row[key])
-                for key in (
-                    "jobs",
-                    "faults_injected",
-                    "succeeded",
-                    "failed",
-                    "lost",
-                    "duplicated",
-                    "time_to_recover_s",
-                    "wall_s",
-                )
-            )
-            + " |",
             "",
             "Faults: " + ", ".join(f"{kind} × {n}" for kind, n in row["faults"].items()) + ".",
             "",
@@ -111,3 +119,12 @@ def render(data: dict[str, Any]) -> str:
         lines += [f"- {figure}: {value}" for figure, value in row["figures"].items()]
         lines.append("")
     return "\n".join(lines)
+
+
+def _verdict(row: dict[str, Any]) -> str:
+    return "passed" if row["passed"] else "FAILED"
+
+
+def _anchor(heading: str) -> str:
+    """The anchor GitHub gives ``heading``: lower case, spaces to dashes, punctuation dropped."""
+    return "".join(c for c in heading.lower().replace(" ", "-") if c.isalnum() or c in "-_")

@@ -1,10 +1,11 @@
 """The real services one fault scenario runs on, and how it reads back what happened.
 
 A :class:`Rig` owns a SeaweedFS S3 server, a callback receiver (on a fixed port, so it can be
-stopped and come back at the same URL), a private exchange, queues and Redis key prefix on the
-shared RabbitMQ and Redis, and the Celery worker processes, started as an operator starts them
-(``embedded/workers.py``). Triton is passed in: it takes longest to start; the one scenario that
-kills it starts its own. ``s3`` is kept so a scenario can stop and restart it (same ports and data).
+stopped and come back at the same URL), a private namespace (``embedded.namespace``) on the
+shared RabbitMQ and Redis (or on the broker a scenario names in ``overrides``), and the Celery
+worker processes, started as an operator starts them (``embedded/workers.py``). Triton is passed
+in: it takes longest to start; the one scenario that kills it starts its own. ``s3`` is kept so
+a scenario can stop and restart it (same ports and data).
 """
 
 from __future__ import annotations
@@ -13,23 +14,18 @@ import contextlib
 import os
 import signal
 import time
-import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import redis
-from kombu import Connection
-
+from embedded.namespace import remove_namespace, worker_values
 from embedded.process import free_port
 from embedded.receiver import CallbackReceiver, Received
 from embedded.s3 import S3Server
 from embedded.workers import CeleryWorker
 from producer.client import Producer
 from producer.contracts.jobs import JobRecord
-from producer.settings import AtelierSettings
-from producer.topology import build_topology
 from serving_contract.palette import PALETTE
 from serving_contract.taxonomy import CATEGORIES
 from worker.encoding import EXTENSIONS
@@ -40,36 +36,6 @@ from worker.storage import ImageStore
 S3_ACCESS, S3_SECRET = "atelier-faults", "atelier-faults-secret-0123456789"
 #: every event a job can send
 ALL_EVENTS = ["job.queued", "job.started", "job.succeeded", "job.failed"]
-
-
-def namespace(tag: str) -> dict[str, Any]:
-    """Settings values for a private exchange, queues and Redis key prefix (``atelier-<tag>-<hex>``)."""
-    name = f"atelier-{tag}-{uuid.uuid4().hex[:10]}"
-    return {
-        "exchange": name,
-        "listing_queue": f"{name}.listing",
-        "tryon_queue": f"{name}.tryon",
-        "callback_queue": f"{name}.callbacks",
-        "dead_letter_exchange": f"{name}.dlx",
-        "dead_letter_queue": f"{name}.dead_letter",
-        "redis_key_prefix": f"{name}:",
-    }
-
-
-def remove_namespace(settings: AtelierSettings) -> None:
-    """Delete a namespace's queues, exchanges and Redis keys."""
-    topology = build_topology(settings)
-    with Connection(settings.broker_url.get_secret_value()) as connection:
-        channel = connection.default_channel
-        for queue in topology.all_queues:
-            queue.bind(channel).delete()
-        for exchange in (topology.exchange, topology.dead_letter_exchange):
-            exchange.bind(channel).delete()
-    client = redis.Redis.from_url(settings.redis_url.get_secret_value())
-    keys = list(client.scan_iter(match=f"{settings.redis_key_prefix}*"))
-    if keys:
-        client.delete(*keys)
-    client.close()
 
 
 def pool_children(pid: int) -> list[int]:
@@ -120,7 +86,6 @@ class Rig:
         self._stack.close()
 
     def _start(self) -> None:
-        base = AtelierSettings()
         s3 = self._stack.enter_context(
             S3Server(
                 access_key=S3_ACCESS,
@@ -133,22 +98,16 @@ class Rig:
         self.s3 = s3
         self.receiver = CallbackReceiver(default_secret=self.secret, answer=self.answer, port=free_port())
         self._stack.enter_context(self.receiver)
-        values: dict[str, Any] = {
-            **namespace(self.tag),
-            "broker_url": base.broker_url,
-            "redis_url": base.redis_url,
-            "triton_grpc_url": self.triton_grpc_url,
-            "triton_timeout_s": 60,
-            "s3_endpoint": s3.endpoint,
-            "s3_access_key": S3_ACCESS,
-            "s3_secret_key": S3_SECRET,
-            "s3_bucket": f"atelier-{self.tag}",
-            "callback_secret": self.secret,
-            "callback_allow_http": True,
-            "callback_allowed_hosts": ["127.0.0.1"],
-            "job_retry_backoff_base_s": 0.5,
-            **self.overrides,
-        }
+        values = worker_values(
+            self.tag,
+            triton_grpc_url=self.triton_grpc_url,
+            s3=s3,
+            s3_secret_key=S3_SECRET,
+            callback_secret=self.secret,
+            callback_allow_http=True,
+            callback_allowed_hosts=["127.0.0.1"],
+            **{"job_retry_backoff_base_s": 0.5, **self.overrides},
+        )
         self.settings = WorkerSettings(_env_file=None, **values)  # type: ignore[call-arg]
         self._stack.callback(remove_namespace, self.settings)
         self.producer = self._stack.enter_context(Producer(self.settings, watch_poll_interval_s=0.2))

@@ -18,9 +18,12 @@ from typing import Any
 
 from bench.faults.checks import ScenarioResult, count_outcomes
 from bench.faults.rig import Rig
+from embedded.rabbitmq import RabbitMQServer
 from embedded.receiver import Received
 from embedded.triton import DEFAULT_REPOSITORY, TritonServer
+from producer.client import PUBLISH_FAILED
 from producer.contracts.jobs import JobRecord, JobState
+from producer.publish import PublishError
 
 #: how long a scenario waits for its jobs to end before counting the rest as lost
 JOB_DEADLINE_S = 600.0
@@ -479,10 +482,172 @@ def s3_restart(workdir: Path, triton_grpc_url: str, size: str) -> ScenarioResult
     return result
 
 
+# --- 4. RabbitMQ restarted ---
+#: size -> (jobs at least, restarts, seconds the broker stays down before it is started again)
+BROKER_SIZES = {"short": (40, 2, 3.0), "long": (300, 4, 10.0)}
+#: seconds between two submits of the producer thread (it keeps submitting through the outages)
+SUBMIT_INTERVAL_S = 0.2
+
+
+class Submitter(threading.Thread):
+    """Submits listing jobs every ``SUBMIT_INTERVAL_S`` until stopped (and at least ``jobs``),
+    keeping each call's outcome: a job id that was confirmed, or the ``PublishError`` it raised,
+    and how long the call took."""
+
+    def __init__(self, rig: Rig, jobs: int) -> None:
+        super().__init__(name="submitter", daemon=True)
+        self.rig, self.jobs = rig, jobs
+        self.confirmed: dict[str, dict[str, Any]] = {}
+        self.raised: dict[str, dict[str, Any]] = {}
+        self.other_errors: list[str] = []
+        self.reasons: Counter[str] = Counter()
+        self.call_s: list[float] = []
+        self.confirmed_at: list[float] = []
+        self.stopping = threading.Event()
+
+    def run(self) -> None:
+        i = 0
+        while i < self.jobs or not self.stopping.is_set():
+            request = self.rig.listing(i, "shop-broker")
+            began = time.monotonic()
+            try:
+                self.confirmed[self.rig.producer.submit(request)] = request
+                self.confirmed_at.append(time.time())
+            except PublishError as error:
+                self.raised[error.job_id] = request
+                self.reasons[f"{type(error).__name__}: {str(error)[:80]}"] += 1
+            except Exception as error:  # anything else breaks "confirmed or raises PublishError"
+                self.other_errors.append(repr(error))
+            self.call_s.append(time.monotonic() - began)
+            i += 1
+            time.sleep(SUBMIT_INTERVAL_S)
+
+
+def _wait_flowing(rig: Rig, submitter: Submitter, since: float, *, count: int, timeout_s: float = 90) -> None:
+    """Wait until ``count`` confirmed jobs finished after ``since``: jobs flow again."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        records = rig.records(list(submitter.confirmed)).values()
+        if sum((_finished_at(r) or 0) > since for r in records) >= count:
+            return
+        time.sleep(0.1)
+
+
+def _kill_broker(broker: RabbitMQServer) -> None:
+    """SIGKILL the node (its process group), then reap it."""
+    if broker.pid is not None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(broker.pid, signal.SIGKILL)
+    broker.stop()
+
+
+def rabbitmq_restart(workdir: Path, triton_grpc_url: str, size: str) -> ScenarioResult:
+    """Restart the broker while a producer keeps submitting and workers run jobs: SIGKILL the
+    node, then (next time) stop it cleanly, each time starting it again on the same ports and
+    data. Every submit must return a confirmed job id or raise ``PublishError`` (and that job is
+    recorded ``failed: publish_failed``); the same worker processes reconnect by themselves;
+    every confirmed job succeeds once, with each event under one ``webhook-id``. Runs on a
+    private RabbitMQ node (``embedded/rabbitmq.py``): the shared one must stay up."""
+    jobs, restarts, down_s = BROKER_SIZES[size]
+    result = ScenarioResult("rabbitmq_restart", size, jobs, 0)
+    started = time.monotonic()
+    broker = RabbitMQServer(state_dir=workdir, log_path=workdir / "rabbitmq.log")
+    with (
+        broker,
+        Rig(
+            tag="fault-broker",
+            workdir=workdir,
+            triton_grpc_url=triton_grpc_url,
+            overrides={**PATIENT, "broker_url": broker.url},  # evaluated once the broker is up
+        ) as rig,
+    ):
+        rig.start_workers({"listing": 1, "callbacks": 2})
+        pids = {role: worker.pid for role, worker in rig.workers.items()}
+        submitter = Submitter(rig, jobs)
+        submitter.start()
+        faults: Counter[str] = Counter()
+        fault_ends: list[float] = []
+        since = 0.0
+        for n in range(restarts):
+            _wait_flowing(rig, submitter, since, count=3)
+            if n % 2 == 0:
+                _kill_broker(broker)
+                faults["RabbitMQ SIGKILL + restart"] += 1
+            else:
+                broker.stop()
+                faults["RabbitMQ clean stop + restart"] += 1
+            time.sleep(down_s)
+            broker.start()
+            since = time.time()
+            fault_ends.append(since)
+        _wait_flowing(rig, submitter, since, count=3)
+        submitter.stopping.set()
+        submitter.join(timeout=JOB_DEADLINE_S)
+        requests = submitter.confirmed | submitter.raised
+        result.jobs = len(requests)
+        records = rig.wait_terminal(requests, JOB_DEADLINE_S)
+        confirmed = {j: records[j] for j in submitter.confirmed}
+        events = {j: SUCCEEDED_EVENTS for j in confirmed}
+        outcomes = _wait_callbacks(rig, confirmed, lambda job_id: events[job_id])
+        object_sets = {j: rig.object_sets(requests[j], r) for j, r in records.items() if r.state.terminal}
+        grouped = count_outcomes(result, records, object_sets, rig.receiver.received)
+
+        result.faults = dict(faults)
+        result.faults_injected = sum(faults.values())
+        done = [t for r in confirmed.values() if (t := _finished_at(r)) is not None]
+        result.time_to_recover_s = _recovery(fault_ends, done)
+        limit_s = rig.producer.publisher.max_publish_time_s
+        result.figures["submits confirmed"] = len(submitter.confirmed)
+        result.figures["submits that raised PublishError"] = len(submitter.raised)
+        result.figures["why submits raised"] = dict(submitter.reasons.most_common(3))
+        result.figures["longest submit call (s)"] = round(max(submitter.call_s, default=0.0), 2)
+        result.figures["jobs retried (more than one attempt)"] = sum(
+            r.attempts > 1 for r in confirmed.values()
+        )
+        raised_failed = [
+            records[j].state is JobState.FAILED
+            and records[j].error is not None
+            and records[j].error.code == PUBLISH_FAILED  # type: ignore[union-attr]
+            for j in submitter.raised
+        ]
+        result.checks = {
+            "every submit was confirmed or raised PublishError": not submitter.other_errors,
+            f"every submit returned within the publish limit ({limit_s:g} s)": max(submitter.call_s)
+            <= limit_s,
+            "the outages reached the producer (some submits raised)": bool(submitter.raised),
+            "the producer published again after each restart, by itself": all(
+                any(t > end for t in submitter.confirmed_at) for end in fault_ends
+            ),
+            "every submit that raised is recorded failed: publish_failed": all(raised_failed),
+            "nothing ran for a submit that raised": all(object_sets.get(j, 0) == 0 for j in submitter.raised),
+            "every confirmed job succeeded": all(r.state is JobState.SUCCEEDED for r in confirmed.values()),
+            "the same worker processes reconnected by themselves": all(
+                rig.workers[role].pid == pid and rig.workers[role].is_alive() for role, pid in pids.items()
+            ),
+            "exactly one set of result objects per confirmed job": all(
+                object_sets[j] == 1 for j in confirmed if j in object_sets
+            ),
+            "every event received, each under one webhook-id": {
+                key: len({i.headers["webhook-id"] for i in items})
+                for key, items in grouped.items()
+                if key[0] in confirmed
+            }
+            == {(j, e): 1 for j in confirmed for e in SUCCEEDED_EVENTS},
+            "every callback recorded delivered": all(
+                o == dict.fromkeys(SUCCEEDED_EVENTS, "delivered") for o in outcomes.values()
+            ),
+        }
+        if submitter.other_errors:
+            result.figures["other errors from submit"] = sorted(set(submitter.other_errors))[:5]
+    result.wall_s = round(time.monotonic() - started, 1)
+    return result
+
+
 #: scenario name -> function, in the order the runner runs them
 SCENARIOS: dict[str, Scenario] = {
     "worker_sigkill": worker_sigkill,
     "triton_restart": triton_restart,
     "s3_restart": s3_restart,
+    "rabbitmq_restart": rabbitmq_restart,
     "callback_receiver_faults": callback_receiver_faults,
 }

@@ -202,7 +202,8 @@ def test_a_job_that_kills_its_worker_every_time_is_dead_lettered_after_the_deliv
     time.sleep(2.0)
     assert rig.worker.log_text().count(received) == rig.settings.delivery_limit + 1  # not looping
     assert rig.dlq.list() == [letter]
-    # the process died before the job started: the record stays queued until a replay
+    # the process died before the job started: the record stays queued until a replay, or until
+    # the sweeper finds it stale (tests/integration/test_sweeper.py)
     assert rig.producer.status(job_id).state is JobState.QUEUED
     good = rig.producer.submit(rig.listing("SKU-DLQ-AFTER-CRASH"))
     assert rig.wait_job(good).state is JobState.SUCCEEDED

@@ -1,7 +1,8 @@
 """The short fault suite (``python -m bench.faults --short``) as CI runs it: jobs on real
 services with workers SIGKILLed mid-job, Triton SIGKILLed and restarted, the S3 server stopped
-and restarted, and a callback receiver that is down, failing, slow or gone. No job may be lost
-or duplicated; the scenario's own checks must all hold."""
+and restarted, a private RabbitMQ node killed and restarted while a producer keeps submitting,
+and a callback receiver that is down, failing, slow or gone. No job may be lost or duplicated;
+the scenario's own checks must all hold."""
 
 from __future__ import annotations
 
@@ -9,7 +10,13 @@ from pathlib import Path
 
 import pytest
 
-from bench.faults.scenarios import callback_receiver_faults, s3_restart, triton_restart, worker_sigkill
+from bench.faults.scenarios import (
+    callback_receiver_faults,
+    rabbitmq_restart,
+    s3_restart,
+    triton_restart,
+    worker_sigkill,
+)
 from embedded.triton import TritonServer
 from tests.integration.services import require_services
 
@@ -61,4 +68,17 @@ def test_s3_server_restarted_jobs_retry_and_succeed_with_one_set_of_objects(
 
     assert (result.lost, result.duplicated) == (0, 0), result.as_dict()
     assert result.succeeded == result.jobs, result.as_dict()
+    assert all(result.checks.values()), result.checks
+
+
+def test_rabbitmq_restarted_every_publish_is_confirmed_or_raises_and_workers_reconnect(
+    triton: TritonServer, tmp_path: Path
+) -> None:
+    require_services()
+    result = rabbitmq_restart(tmp_path, triton.grpc_url, "short")
+
+    assert (result.lost, result.duplicated) == (0, 0), result.as_dict()
+    assert result.figures["submits confirmed"] > 0 and result.figures["submits that raised PublishError"] > 0
+    assert result.checks["the same worker processes reconnected by themselves"]
+    assert result.checks["every submit that raised is recorded failed: publish_failed"]
     assert all(result.checks.values()), result.checks

@@ -213,3 +213,83 @@ def test_a_job_that_starts_another_attempt_while_being_swept_is_not_failed(
     assert (record.state, record.attempts, record.error) == (JobState.RUNNING, 4, None)
     assert drain(settings, settings.callback_queue) == []
     store.close()
+
+
+# --- jobs left queued with no message (dead-lettered before they started, or never published) ---
+
+
+class Clock:
+    """A settable clock for the sweeper, starting at the real time."""
+
+    def __init__(self) -> None:
+        self.now = utcnow()
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def wait(self, seconds: float) -> None:
+        self.now = utcnow() + timedelta(seconds=seconds)
+
+
+def queued_job(store: JobStore) -> str:
+    job_id = uuid.uuid4().hex
+    store.create(record_for(REQUEST, job_id), request=BODY)
+    return job_id
+
+
+def test_a_stale_queued_job_is_published_again_once_then_failed_with_job_stuck_and_its_callback(
+    settings: WorkerSettings, store: JobStore, publisher: Publisher
+) -> None:
+    clock = Clock()
+    sweeper = Sweeper(settings, store=store, publisher=publisher, clock=clock)
+    job_id = queued_job(store)
+    assert sweeper.sweep().outcomes == {}  # queued just now
+
+    clock.wait(settings.queued_timeout_s + 1)
+    assert sweeper.sweep().outcomes == {job_id: Outcome.REQUEUED}
+    [(headers, body)] = drain(settings, settings.listing_queue)
+    assert (headers["id"], headers["task"], headers["retries"]) == (job_id, LISTING_TASK, 0)
+    assert body[1] == {"job_id": job_id, "request": BODY}
+    assert store.requeue_count(job_id) == 1
+
+    clock.wait(1)  # the re-queue restarted the wait
+    assert sweeper.sweep().outcomes == {}
+    clock.wait(settings.queued_timeout_s + 1)
+    assert sweeper.sweep().outcomes == {job_id: Outcome.FAILED}
+    record = store.require(job_id)
+    assert record.state is JobState.FAILED and record.error is not None
+    assert (record.error.code, record.error.retryable) == (JOB_STUCK, True)
+    assert "stayed queued" in record.error.message
+    assert drain(settings, settings.listing_queue) == []
+    [(headers, body)] = drain(settings, settings.callback_queue)
+    assert body[1] == callback_kwargs(job_id, JobEventType.FAILED.value)
+    assert store.queued_since_before(later(settings) + timedelta(days=1)) == []
+
+
+def test_a_queued_job_leaves_the_queued_index_when_it_starts_or_is_canceled_and_a_duplicate_is_dropped(
+    settings: WorkerSettings, store: JobStore
+) -> None:
+    far = utcnow() + timedelta(days=1)
+    started, canceled = queued_job(store), queued_job(store)
+    assert sorted(store.queued_since_before(far)) == sorted([started, canceled])
+
+    ctx = worker_context(settings, store)
+    assert pipeline.start(started, REQUEST, ctx, redelivered=False)
+    assert store.request_cancel(canceled).state is JobState.CANCELED
+    assert store.queued_since_before(far) == []
+    # the sweeper's second message for a job whose first one was only slow is dropped
+    assert not pipeline.start(started, REQUEST, ctx, redelivered=False)
+    assert store.require(started).attempts == 1
+
+
+def test_a_queued_timeout_of_zero_requeues_fails_at_once(
+    settings: WorkerSettings, store: JobStore, publisher: Publisher
+) -> None:
+    strict = settings.model_copy(update={"queued_requeues": 0})
+    clock = Clock()
+    job_id = queued_job(store)
+    clock.wait(settings.queued_timeout_s + 1)
+    assert Sweeper(strict, store=store, publisher=publisher, clock=clock).sweep().outcomes == {
+        job_id: Outcome.FAILED
+    }
+    assert drain(settings, settings.listing_queue) == []

@@ -1,0 +1,97 @@
+"""A private namespace on shared RabbitMQ and Redis: its own exchange, queues and key prefix.
+
+Integration tests, the fault suite and the benchmarks each run real workers on the machine's
+RabbitMQ and Redis; a namespace keeps their queues and job records apart, and
+:func:`remove_namespace` leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any, Protocol
+
+import redis
+from kombu import Connection
+
+from producer.settings import AtelierSettings
+from producer.topology import build_topology
+
+
+class S3Endpoint(Protocol):
+    """What worker settings need of an S3 server (``embedded.s3.S3Server`` is one)."""
+
+    access_key: str
+
+    @property
+    def endpoint(self) -> str: ...
+
+
+def namespace(tag: str) -> dict[str, Any]:
+    """Settings values for a private exchange, queues and Redis key prefix (``atelier-<tag>-<hex>``).
+
+    The names never end in a real queue's name, so a worker's delayed-delivery bindings
+    (``#.atelier.listing``) never match them.
+    """
+    name = f"atelier-{tag}-{uuid.uuid4().hex[:10]}"
+    return {
+        "exchange": name,
+        "listing_queue": f"{name}.listing",
+        "tryon_queue": f"{name}.tryon",
+        "callback_queue": f"{name}.callbacks",
+        "dead_letter_exchange": f"{name}.dlx",
+        "dead_letter_queue": f"{name}.dead_letter",
+        "redis_key_prefix": f"{name}:",
+    }
+
+
+def worker_values(
+    tag: str,
+    *,
+    triton_grpc_url: str,
+    s3: S3Endpoint,
+    s3_secret_key: str,
+    broker_url: Any = None,
+    **overrides: Any,
+) -> dict[str, Any]:
+    """Worker settings for a rig: a private namespace, the shared broker and Redis (from
+    ``ATELIER_*``, unless ``broker_url`` names another), the given Triton and S3 server."""
+    base = AtelierSettings()
+    return {
+        **namespace(tag),
+        "broker_url": base.broker_url if broker_url is None else broker_url,
+        "redis_url": base.redis_url,
+        "triton_grpc_url": triton_grpc_url,
+        "triton_timeout_s": 60,
+        "s3_endpoint": s3.endpoint,
+        "s3_access_key": s3.access_key,
+        "s3_secret_key": s3_secret_key,
+        "s3_bucket": f"atelier-{tag}",
+        **overrides,
+    }
+
+
+def delete_topology(settings: AtelierSettings, *, broker_url: str | None = None) -> None:
+    """Delete the namespace's queues and exchanges on ``broker_url`` (default: the settings')."""
+    topology = build_topology(settings)
+    with Connection(broker_url or settings.broker_url.get_secret_value(), connect_timeout=5) as connection:
+        channel = connection.default_channel
+        for queue in topology.all_queues:
+            queue.bind(channel).delete()
+        for exchange in (topology.exchange, topology.dead_letter_exchange):
+            exchange.bind(channel).delete()
+
+
+def remove_namespace(settings: AtelierSettings, *, broker_url: str | None = None) -> None:
+    """Delete a namespace's queues, exchanges and Redis keys.
+
+    ``broker_url`` (default: the settings') is where the queues are deleted: settings pointed at
+    a proxy or another broker for a test still leave their queues on the real one.
+    """
+    delete_topology(settings, broker_url=broker_url)
+    client = redis.Redis.from_url(settings.redis_url.get_secret_value())
+    try:
+        keys = list(client.scan_iter(match=f"{settings.redis_key_prefix}*"))
+        if keys:
+            client.delete(*keys)
+    finally:
+        client.close()
