@@ -13,8 +13,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+from bench.faults.catalog import SCENARIOS
 from bench.faults.report import save
-from bench.faults.scenarios import SCENARIOS
 from embedded.triton import DEFAULT_REPOSITORY, TritonServer
 
 

@@ -35,7 +35,7 @@ from worker.storage import ImageStore
 #: the S3 credentials of the rig's private SeaweedFS server
 S3_ACCESS, S3_SECRET = "atelier-faults", "atelier-faults-secret-0123456789"
 #: every event a job can send
-ALL_EVENTS = ["job.queued", "job.started", "job.succeeded", "job.failed"]
+ALL_EVENTS = ["job.queued", "job.started", "job.succeeded", "job.failed", "job.canceled"]
 
 
 def pool_children(pid: int) -> list[int]:
@@ -114,10 +114,11 @@ class Rig:
         self.images = ImageStore(self.settings)
 
     # --- workers ---
-    def start_workers(self, roles: dict[str, int]) -> None:
-        """Start one worker per role (``listing``, ``callbacks``) with its concurrency; wait for all."""
+    def start_workers(self, roles: dict[str, int], env: dict[str, str] | None = None) -> None:
+        """Start one worker per role (``listing``, ``callbacks``) with its concurrency and ``env``
+        on top of its settings; wait for all."""
         for role, concurrency in roles.items():
-            self.workers[role] = self._launch(role, concurrency)
+            self.workers[role] = self._launch(role, concurrency, env)
         for worker in self.workers.values():
             worker.wait_ready()
 

@@ -1,7 +1,9 @@
 """The fault scenarios: each runs jobs on real services while injecting one kind of fault.
 
-A scenario is a function ``(workdir, triton_grpc_url, size) -> ScenarioResult``; ``SCENARIOS``
-names them for the runner. ``size`` is ``short`` (CI: about a minute each) or ``long``.
+A scenario is a function ``(workdir, triton_grpc_url, size) -> ScenarioResult``;
+``bench/faults/catalog.py`` names them for the runner. This module holds the scenarios about
+processes and servers failing (1 to 5); ``queue_scenarios.py`` those about messages (6 to 8).
+``size`` is ``short`` (CI: about a minute each) or ``long``.
 """
 
 from __future__ import annotations
@@ -641,13 +643,3 @@ def rabbitmq_restart(workdir: Path, triton_grpc_url: str, size: str) -> Scenario
             result.figures["other errors from submit"] = sorted(set(submitter.other_errors))[:5]
     result.wall_s = round(time.monotonic() - started, 1)
     return result
-
-
-#: scenario name -> function, in the order the runner runs them
-SCENARIOS: dict[str, Scenario] = {
-    "worker_sigkill": worker_sigkill,
-    "triton_restart": triton_restart,
-    "s3_restart": s3_restart,
-    "rabbitmq_restart": rabbitmq_restart,
-    "callback_receiver_faults": callback_receiver_faults,
-}

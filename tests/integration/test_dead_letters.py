@@ -9,19 +9,16 @@ with ``delivery_limit`` 2, a 4 KiB ``max_message_bytes`` and the crash hook
 from __future__ import annotations
 
 import contextlib
-import json
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
-from kombu import Connection
-from kombu import Producer as KombuProducer
 from typer.testing import CliRunner
 
+from bench.faults.poison import parked_job, poison_messages, publish_raw, task_body
 from embedded.s3 import S3Server
 from embedded.triton import TritonServer
 from embedded.workers import CeleryWorker
@@ -30,7 +27,7 @@ from producer.client import Producer
 from producer.contracts.jobs import JobRecord, JobState
 from producer.dead_letters import DeadLetter, DeadLetterQueue, dead_letter_headers
 from producer.topology import LISTING_TASK
-from tests.integration.services import BASE, remove_namespace, require_services, worker_values
+from tests.integration.services import remove_namespace, require_services, worker_values
 from worker.settings import WorkerSettings, new_webhook_secret
 from worker.tasks import CRASH_HOOK_VARIABLE
 
@@ -39,7 +36,6 @@ pytestmark = [pytest.mark.triton, pytest.mark.slow]
 S3_ACCESS, S3_SECRET = "atelier-dlq", "atelier-dlq-secret-0123456789"
 CRASH_LISTING_ID = "crash-me"
 MAX_BYTES = 4096
-EMBED = {"callbacks": None, "errbacks": None, "chain": None, "chord": None}
 TIMEOUT_S = 90.0
 
 
@@ -62,30 +58,8 @@ class Rig:
             "output": {"format": "png", "size": 64},
         }
 
-    def publish_raw(
-        self,
-        body: bytes,
-        *,
-        headers: dict[str, Any] | None = None,
-        content_type: str = "application/json",
-        exchange: str | None = None,
-        routing_key: str | None = None,
-    ) -> str:
-        """Publish ``body`` as is (confirmed); returns its message id."""
-        message_id = uuid.uuid4().hex
-        with Connection(BASE.broker_url.get_secret_value(), transport_options={"confirm_publish": True}) as c:
-            KombuProducer(c.default_channel).publish(
-                body,
-                exchange=exchange if exchange is not None else self.settings.exchange,
-                routing_key=routing_key or self.settings.listing_queue,
-                headers=headers or {},
-                content_type=content_type,
-                content_encoding="utf-8",
-                message_id=message_id,
-                delivery_mode=2,
-                retry=False,
-            )
-        return message_id
+    def publish_raw(self, body: bytes, **options: Any) -> str:
+        return publish_raw(self.settings, body, **options)
 
     def wait_until(self, what: str, check: Callable[[], bool], timeout_s: float = TIMEOUT_S) -> None:
         deadline = time.monotonic() + timeout_s
@@ -109,20 +83,8 @@ class Rig:
         return self.producer.status(job_id)
 
     def parked_job(self, request: dict[str, Any]) -> tuple[str, bytes, dict[str, Any]]:
-        """A queued job whose message sits in a queue no worker reads: (job id, body, headers)."""
-        parking = self.settings.model_copy(update={"listing_queue": f"{self.settings.exchange}.parking"})
-        with Producer(parking) as producer:
-            job_id = producer.submit(request)
-        with Connection(BASE.broker_url.get_secret_value()) as c:
-            message = c.default_channel.basic_get(queue=parking.listing_queue, no_ack=True)
-            c.default_channel.queue_delete(parking.listing_queue)
-        assert message is not None
-        body = message.body.encode() if isinstance(message.body, str) else bytes(message.body)
-        return job_id, body, dict(message.properties["application_headers"])
-
-
-def task_body(kwargs: Any) -> bytes:
-    return json.dumps([[], kwargs, EMBED]).encode()
+        """A queued job whose message sits in no queue: (job id, body, headers)."""
+        return parked_job(self.settings, request)
 
 
 @pytest.fixture(scope="module")
@@ -160,18 +122,7 @@ def rig(triton: TritonServer, tmp_path_factory: pytest.TempPathFactory) -> Itera
 
 def test_poison_messages_are_dead_lettered_with_a_reason_and_a_good_job_after_them_succeeds(rig: Rig) -> None:
     rig.dlq.purge()
-    job_id, body, headers = rig.parked_job(rig.listing("SKU-DLQ-SCHEMA"))
-    kwargs = json.loads(body)[1]
-    wrong_version = {**kwargs, "request": {**kwargs["request"], "schema_version": "2"}}
-    task = {"task": LISTING_TASK, "id": uuid.uuid4().hex}
-    sent = {
-        "not_json": rig.publish_raw(b"\x00{not json", headers=task),
-        "invalid_request": rig.publish_raw(task_body(wrong_version), headers=headers),
-        "invalid_arguments": rig.publish_raw(task_body({"job_id": uuid.uuid4().hex}), headers=task),
-        "message_too_large": rig.publish_raw(b"x" * (MAX_BYTES + 1), headers=task),
-        "unknown_task": rig.publish_raw(task_body({}), headers={"task": "atelier.no.such.task", "id": "n1"}),
-        "not_a_task_message": rig.publish_raw(b"hello", content_type="text/plain"),
-    }
+    sent, job_id = poison_messages(rig.settings, rig.listing("SKU-DLQ-SCHEMA"), max_bytes=MAX_BYTES)
     good = rig.producer.submit(rig.listing("SKU-DLQ-GOOD"))
 
     assert rig.wait_job(good).state is JobState.SUCCEEDED

@@ -1,7 +1,8 @@
 """The short fault suite (``python -m bench.faults --short``) as CI runs it: jobs on real
 services with workers SIGKILLed mid-job, Triton SIGKILLed and restarted, the S3 server stopped
 and restarted, a private RabbitMQ node killed and restarted while a producer keeps submitting,
-and a callback receiver that is down, failing, slow or gone. No job may be lost or duplicated;
+a callback receiver that is down, failing, slow or gone, poison messages, a job that crashes
+its worker on every delivery, and cancels racing the start. No job may be lost or duplicated;
 the scenario's own checks must all hold."""
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from bench.faults.queue_scenarios import cancel_race, crash_loop, poison_messages
 from bench.faults.scenarios import (
     callback_receiver_faults,
     rabbitmq_restart,
@@ -81,4 +83,37 @@ def test_rabbitmq_restarted_every_publish_is_confirmed_or_raises_and_workers_rec
     assert result.figures["submits confirmed"] > 0 and result.figures["submits that raised PublishError"] > 0
     assert result.checks["the same worker processes reconnected by themselves"]
     assert result.checks["every submit that raised is recorded failed: publish_failed"]
+    assert all(result.checks.values()), result.checks
+
+
+def test_poison_messages_are_dead_lettered_with_a_reason_and_the_worker_keeps_serving(
+    triton: TritonServer, tmp_path: Path
+) -> None:
+    require_services()
+    result = poison_messages(tmp_path, triton.grpc_url, "short")
+
+    assert (result.lost, result.duplicated) == (0, 0), result.as_dict()
+    assert result.faults_injected == 12 and result.figures["dead letters"] == 12, result.as_dict()
+    assert all(result.checks.values()), result.checks
+
+
+def test_a_job_crashing_its_worker_every_time_is_dead_lettered_then_failed_by_the_sweeper(
+    triton: TritonServer, tmp_path: Path
+) -> None:
+    require_services()
+    result = crash_loop(tmp_path, triton.grpc_url, "short")
+
+    assert (result.lost, result.duplicated) == (0, 0), result.as_dict()
+    assert (result.succeeded, result.failed) == (8, 2), result.as_dict()
+    assert all(result.checks.values()), result.checks
+
+
+def test_cancels_racing_the_start_end_each_job_canceled_or_succeeded_never_both(
+    triton: TritonServer, tmp_path: Path
+) -> None:
+    require_services()
+    result = cancel_race(tmp_path, triton.grpc_url, "short")
+
+    assert (result.lost, result.duplicated) == (0, 0), result.as_dict()
+    assert result.checks["both outcomes happened (the race was real)"], result.figures
     assert all(result.checks.values()), result.checks

@@ -231,7 +231,9 @@ def test_record_callback_works_in_terminal_states(store: JobStore) -> None:
 
 def test_claim_event_succeeds_once_per_event(store: JobStore) -> None:
     job_id = created(store)
+    assert not store.event_claimed(job_id, JobEventType.STARTED)
     assert store.claim_event(job_id, JobEventType.STARTED)
+    assert store.event_claimed(job_id, "job.started")
     assert not store.claim_event(job_id, "job.started")
     assert store.claim_event(job_id, JobEventType.SUCCEEDED)
     assert not store.claim_event(uuid.uuid4().hex, JobEventType.STARTED)

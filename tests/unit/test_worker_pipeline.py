@@ -81,6 +81,9 @@ class MemoryJobStore(JobStore):
         self.claims.add(key)
         return True
 
+    def event_claimed(self, job_id: str, event: JobEventType | str) -> bool:
+        return (job_id, JobEventType(event).value) in self.claims
+
     def _mutate(
         self,
         job_id: str,
@@ -244,11 +247,17 @@ class Harness:
             notify=lambda job_id, event: self.notified.append((job_id, event)),
         )
 
-    def submit(self, request: dict[str, Any], job_id: str | None = None) -> tuple[str, dict[str, Any]]:
+    def submit(
+        self, request: dict[str, Any], job_id: str | None = None, *, queued_sent: bool = True
+    ) -> tuple[str, dict[str, Any]]:
+        """Store the job as the producer does; ``queued_sent``: its ``job.queued`` callback was
+        queued and claimed by a callback worker, as when the producer's publish went through."""
         parsed = parse_request(request)
         record = record_for(parsed, job_id or uuid.uuid4().hex)
         body = parsed.model_dump(mode="json")
         self.store.create(record, request=body)
+        if queued_sent:
+            self.store.claim_event(record.job_id, JobEventType.QUEUED)
         return record.job_id, body
 
     def events(self, job_id: str) -> list[str]:
@@ -646,3 +655,15 @@ def test_untyped_exceptions_are_typed_for_the_retry_policy() -> None:
     assert as_worker_error(StoreUnavailable("redis down")).retryable
     assert as_worker_error(SoftTimeLimitExceeded()).code == "job_time_limit"
     assert not as_worker_error(KeyError("x")).retryable
+
+
+def test_a_job_queued_callback_the_producer_lost_is_queued_again_when_the_job_starts() -> None:
+    h = Harness()
+    lost, body = h.submit(listing(), queued_sent=False)  # the broker died between the two publishes
+    sent, sent_body = h.submit(listing())
+
+    run_listing(lost, body, h.ctx)
+    run_listing(sent, sent_body, h.ctx)
+
+    assert h.events(lost) == ["job.queued", "job.started", "job.succeeded"]
+    assert h.events(sent) == ["job.started", "job.succeeded"]
