@@ -97,6 +97,9 @@ class CeleryWorker(ChildServer):
 
     def environment(self) -> dict[str, str]:
         env = {**super().environment(), **self.settings.environment(), **self.extra_env}
+        asked = "metrics_port" in self.settings.model_fields_set or "ATELIER_METRICS_PORT" in self.extra_env
+        if not asked:  # several workers share this machine: none binds the default metrics port
+            env["ATELIER_METRICS_PORT"] = "0"
         env["PYTHONPATH"] = search_path(str(ROOT), os.environ.get("PYTHONPATH"))
         return env
 

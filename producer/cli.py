@@ -27,10 +27,12 @@ from producer.contracts.jobs import JobEvent, JobRecord, JobState
 from producer.contracts.v1 import ListingImageRequest, TryOnRequest, parse_request
 from producer.dlq_cli import app as dlq_app
 from producer.jobs_store import JobNotFound, StoreError, WatchTimeout, cancel_refusal
+from producer.ops_cli import app as ops_app
 from producer.publish import PublishError
 
 app = typer.Typer(name="atelier", help="Submit and follow Atelier image jobs.", no_args_is_help=True)
 app.add_typer(dlq_app, name="dlq")
+app.add_typer(ops_app, name="ops")
 out = Console()
 err = Console(stderr=True)
 

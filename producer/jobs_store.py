@@ -367,6 +367,11 @@ class JobStore:
             claimed = self._claim(keys=[self.job_key(job_id)], args=[field, utcnow().isoformat()])
         return int(claimed) == 1
 
+    def event_claimed(self, job_id: str, event: JobEventType | str) -> bool:
+        """Whether a callback task has claimed ``event`` of ``job_id`` (it is being sent, or was)."""
+        with _redis_errors():
+            return bool(self.redis.hexists(self.job_key(job_id), f"event:{JobEventType(event).value}"))
+
     # --- running jobs: the index and the workers' leases ---
 
     def take_lease(

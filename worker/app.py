@@ -16,6 +16,8 @@ hard time limits. Quorum queues need global QoS off, which Celery does for them:
 At start the worker declares the whole topology, dead-letter side included (Celery declares
 only the queues it consumes, and a message dead-lettered to an undeclared exchange is lost).
 Each pool process builds its own clients (``worker.context``) in ``worker_process_init``.
+The main process serves ``/metrics``, ``/healthz`` and ``/readyz`` on ``metrics_port``
+(``worker.endpoints``; every pool process's samples, see ``worker.metrics``).
 """
 
 from __future__ import annotations
@@ -37,8 +39,9 @@ from producer.topology import (
     celery_config,
     declare,
 )
-from worker import context, pipeline
+from worker import context, endpoints, metrics, pipeline
 from worker.errors import CALLBACK_ENQUEUE_FAILED, PermanentError, RetryableError
+from worker.health import Liveness, Readiness, worker_probes
 from worker.logs import use_key_value_format
 from worker.settings import WorkerSettings
 
@@ -85,6 +88,10 @@ def enqueue_callback(job_id: str, event: JobEventType) -> None:
 
 
 context.configure(settings, notify=enqueue_callback)
+metrics.observe_celery_tasks(lambda task_name: topology.queue_for(task_name).name)
+#: the main process's consumer, once connected (``/healthz``)
+liveness = Liveness()
+_endpoints: endpoints.Endpoints | None = None
 
 
 def fail_refused_job(job_id: str, code: str, detail: str, request: Mapping[str, Any] | None) -> None:
@@ -122,3 +129,31 @@ def open_clients(**_: Any) -> None:
 @signals.worker_process_shutdown.connect
 def close_clients(**_: Any) -> None:
     context.close()
+    metrics.process_exited()
+
+
+@signals.worker_init.connect
+def serve_metrics_and_probes(sender: Any = None, **_: Any) -> None:
+    """Main process, before the pool forks: every process's samples go to one folder, and
+    ``/metrics``, ``/healthz`` and ``/readyz`` are served on ``metrics_port`` (0: neither)."""
+    global _endpoints
+    if not settings.metrics_port:
+        return
+    metrics.use_multiprocess_dir(settings.metrics_dir)
+    queues = list(sender.app.amqp.queues.consume_from or {}) if sender is not None else []
+    readiness = Readiness(worker_probes(settings, liveness, queues), cache_s=settings.readiness_cache_s)
+    _endpoints = endpoints.serve(
+        host=settings.metrics_host, port=settings.metrics_port, liveness=liveness, readiness=readiness
+    )
+
+
+@signals.worker_ready.connect
+def consumer_connected(sender: Any = None, **_: Any) -> None:
+    liveness.consumer = sender
+
+
+@signals.worker_shutdown.connect
+def stop_serving(**_: Any) -> None:
+    if _endpoints is not None:
+        _endpoints.stop()
+    metrics.close_multiprocess_dir()

@@ -35,6 +35,7 @@ import httpx
 from standardwebhooks.webhooks import Webhook
 
 from producer.contracts.jobs import JobEvent, JobEventType
+from worker import metrics
 from worker.errors import PermanentError, RetryableError
 from worker.per_process import PerProcessClient
 from worker.settings import WorkerSettings
@@ -256,6 +257,7 @@ class CallbackSender(PerProcessClient[httpx.Client]):
         """``next_delay`` with the configured ``callback_retry_schedule_s``."""
         return next_delay(attempt, self.settings.callback_retry_schedule_s, retry_after_s)
 
+    @metrics.callback_delivery
     def deliver(
         self, url: str, event: JobEvent, *, requester: str, msg_id: str | None = None
     ) -> DeliveryOutcome:

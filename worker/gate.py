@@ -37,6 +37,7 @@ from pydantic import BaseModel, ValidationError
 from producer.contracts.v1 import ListingImageRequest, TryOnRequest
 from producer.dead_letters import dead_letter_headers, new_message_id
 from producer.topology import CALLBACK_TASK, LISTING_TASK, TRYON_TASK
+from worker import metrics
 
 log = logging.getLogger(__name__)
 
@@ -154,6 +155,7 @@ class GatedConsumer(Consumer):
         queue = str((message.delivery_info or {}).get("routing_key") or "")
         extra = {"job_id": poison.job_id, "reason": poison.code, "queue": queue}
         log.error("message refused and dead-lettered: %s", poison.reason, extra=extra)
+        metrics.dead_lettered(poison.code, queue)
         if poison.job_id:
             try:
                 fail_refused_job(poison.job_id, poison.code, poison.detail, poison.request)

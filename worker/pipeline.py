@@ -46,6 +46,7 @@ from serving_contract.palette import colour_by_name
 from serving_contract.sizing import size_by_label
 from serving_contract.taxonomy import category_by_slug
 from serving_contract.tensors import PRODUCT_IMAGE_SIZE
+from worker import metrics
 from worker.context import WorkerContext
 from worker.encoding import decode, encode
 from worker.errors import (
@@ -113,12 +114,13 @@ def run_listing(
         seed = job_seed(req.seed, job_id)
         seeds = variant_seeds(seed, req.variants)
         attributes = req.attributes
-        generated = ctx.inference.generate_products(
-            [attributes.category_index] * len(seeds),
-            [attributes.colour_index] * len(seeds),
-            seeds,
-            version=req.model_version,
-        )
+        with metrics.stage(JobKind.LISTING, "inference"):
+            generated = ctx.inference.generate_products(
+                [attributes.category_index] * len(seeds),
+                [attributes.colour_index] * len(seeds),
+                seeds,
+                version=req.model_version,
+            )
         metadata = listing_metadata(job_id, req, generated)
         stored = store_images(ctx, JobKind.LISTING, job_id, generated.images, seeds, req.output, metadata)
         succeed(job_id, req, ctx, generated, seed, stored)
@@ -137,14 +139,15 @@ def run_tryon(
         seeds = variant_seeds(seed, TRYON_VARIANTS)
         garment = load_garment(req, seed, ctx)
         n = len(seeds)
-        generated = ctx.inference.generate_tryon(
-            [list(req.measurements.metric().values())] * n,
-            [size_by_label(req.size).index] * n,
-            [garment.category] * n,
-            np.stack([garment.image] * n),
-            seeds,
-            version=req.model_version,
-        )
+        with metrics.stage(JobKind.TRYON, "inference"):
+            generated = ctx.inference.generate_tryon(
+                [list(req.measurements.metric().values())] * n,
+                [size_by_label(req.size).index] * n,
+                [garment.category] * n,
+                np.stack([garment.image] * n),
+                seeds,
+                version=req.model_version,
+            )
         metadata = tryon_metadata(job_id, req, generated, garment)
         stored = store_images(ctx, JobKind.TRYON, job_id, generated.images, seeds, req.output, metadata)
         succeed(job_id, req, ctx, generated, seed, stored)
@@ -169,6 +172,12 @@ def start(job_id: str, req: Request, ctx: WorkerContext, *, redelivered: bool) -
     store = ctx.store
     if store.transition(job_id, JobState.RUNNING, only_from=[JobState.QUEUED]):
         take_lease(job_id, ctx)
+        metrics.job_started(req.kind)
+        if subscribed(req.callback, JobEventType.QUEUED) and not store.event_claimed(
+            job_id, JobEventType.QUEUED
+        ):
+            # the producer queues job.queued right after its publish; a broker lost in between lost it
+            notify(ctx, job_id, req.callback, JobEventType.QUEUED)
         notify(ctx, job_id, req.callback, JobEventType.STARTED)
         _log(logging.INFO, job_id, "started", attempt=1)
         return True
@@ -277,10 +286,12 @@ def store_images(
     bucket = ctx.bucket()
     stored = []
     for variant, (image, seed) in enumerate(zip(images, seeds, strict=True)):
-        data, content_type = encode(image, output.format, output.size)
+        with metrics.stage(kind, "encode"):
+            data, content_type = encode(image, output.format, output.size)
         key = image_key(kind, job_id, variant, output.format)
         details = {**metadata, "variant": variant, "seed": seed}
-        stored.append(bucket.put_image(key, data, content_type, details, variant=variant))
+        with metrics.stage(kind, "upload"):
+            stored.append(bucket.put_image(key, data, content_type, details, variant=variant))
     return stored
 
 
@@ -333,6 +344,7 @@ def succeed(
         _log(logging.WARNING, job_id, "left running while it ran: results not recorded")
         return
     _log(logging.INFO, job_id, f"succeeded: {len(stored)} images", model=generated.model)
+    metrics.job_finished(ctx.store, job_id)
     notify(ctx, job_id, req.callback, JobEventType.SUCCEEDED)
 
 
@@ -340,6 +352,7 @@ def fail(job_id: str, callback: CallbackSpec | None, ctx: WorkerContext, failure
     """End the job ``failed`` with ``failure`` as its error; notify."""
     if ctx.store.transition(job_id, JobState.FAILED, error=failure.to_job_error()):
         _log(logging.WARNING, job_id, f"failed: {failure}")
+        metrics.job_finished(ctx.store, job_id)
         notify(ctx, job_id, callback, JobEventType.FAILED)
     else:
         _log(logging.WARNING, job_id, f"not failed with {failure.code}: it had already ended")
@@ -347,8 +360,12 @@ def fail(job_id: str, callback: CallbackSpec | None, ctx: WorkerContext, failure
 
 def notify(ctx: WorkerContext, job_id: str, callback: CallbackSpec | None, event: JobEventType) -> None:
     """Queue the ``event`` callback if the request subscribed to it."""
-    if callback is not None and event in callback.events:
+    if subscribed(callback, event):
         ctx.notify(job_id, event)
+
+
+def subscribed(callback: CallbackSpec | None, event: JobEventType) -> bool:
+    return callback is not None and event in callback.events
 
 
 @contextmanager
@@ -370,6 +387,7 @@ def failures(job_id: str, req: Request, ctx: WorkerContext) -> Iterator[None]:
                 )
                 _log(logging.WARNING, job_id, f"will retry in {delay:.1f} s: {failure}", attempt=attempts)
                 take_lease(job_id, ctx, wait_s=delay)  # the retry is not stuck while it waits
+                metrics.job_retried(req.kind, failure.code)
                 raise RetryLater(failure, delay) from error
             failure = RetryableError(failure.code, f"{failure.message} (gave up after {attempts} attempts)")
         fail(job_id, req.callback, ctx, failure)

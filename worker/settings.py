@@ -81,6 +81,17 @@ class WorkerSettings(AtelierSettings):
     )
     sweep_interval_s: float = Field(default=60.0, gt=0, description="pause between two sweeps")
     sweep_batch_size: int = Field(default=100, ge=1, description="stuck-job candidates read per sweep")
+    queued_timeout_s: float = Field(
+        default=3600.0,
+        gt=0,
+        description="a job still queued this long may have lost its message (dead-lettered before it "
+        "started, or never published): the sweeper publishes it again (a duplicate is dropped), and "
+        "fails it with job_stuck once queued_requeues such waits have passed; keep it above the longest "
+        "queue wait you expect",
+    )
+    queued_requeues: int = Field(
+        default=1, ge=0, description="times the sweeper publishes a stale queued job again before failing it"
+    )
 
     # --- Triton (inference.py) ---
     triton_grpc_url: str = Field(default="127.0.0.1:8001", description="Triton gRPC endpoint, host:port")
@@ -103,6 +114,37 @@ class WorkerSettings(AtelierSettings):
     )
     tryon_model_version: str = Field(
         default="", description="tryon_cvae version used when a request pins none; empty: Triton's latest"
+    )
+    default_version_cache_s: float = Field(
+        default=5.0,
+        ge=0,
+        description="how long a worker process keeps the default versions set with `atelier ops "
+        "set-default-version` (Redis) before reading them again; they override the two settings above",
+    )
+    triton_http_url: str = Field(
+        default="",
+        description="Triton HTTP endpoint, host:port, for health checks (/readyz, atelier ops health); "
+        "empty: the host of triton_grpc_url, port 8000",
+    )
+
+    # --- Metrics and probes (metrics.py, health.py, endpoints.py) ---
+    metrics_port: int = Field(
+        default=9808,
+        ge=0,
+        le=65535,
+        description="port of the worker's /metrics, /healthz and /readyz (main process); 0: none",
+    )
+    metrics_host: str = Field(default="0.0.0.0", description="address the metrics port listens on")
+    metrics_dir: Path | None = Field(
+        default=None,
+        description="folder where the prefork pool processes write their samples (emptied at start, "
+        "private to one worker); default: PROMETHEUS_MULTIPROC_DIR, else a temporary folder",
+    )
+    health_timeout_s: float = Field(
+        default=2.0, gt=0, description="deadline of each readiness check (Triton, S3, Redis, broker)"
+    )
+    readiness_cache_s: float = Field(
+        default=5.0, ge=0, description="how long /readyz answers from its last checks before checking again"
     )
 
     # --- S3 (storage.py) ---

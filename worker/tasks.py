@@ -25,7 +25,7 @@ from celery.exceptions import Reject, Retry
 
 from producer.jobs_store import StoreUnavailable
 from producer.topology import CALLBACK_TASK, LISTING_TASK, TRYON_TASK, callback_kwargs
-from worker import context, notifications, pipeline
+from worker import context, model_versions, notifications, pipeline
 from worker.app import app, topology
 from worker.app import settings as app_settings
 from worker.context import WorkerContext
@@ -80,7 +80,9 @@ def _run_job(task: Task, run: JobRunner, job_id: str, request: Mapping[str, Any]
     if crash_on and request.get("listing_id") == crash_on:
         os._exit(CRASH_EXIT_CODE)  # test hook: the pool process dies as if killed mid-job
     try:
-        run(job_id, request, _context(), redelivered=_redelivered(task))
+        ctx = _context()
+        request = model_versions.with_default_version(task.name, request, ctx)
+        run(job_id, request, ctx, redelivered=_redelivered(task))
     except pipeline.RetryLater as later:
         _retry(task, later.countdown, exc=later.error, queue=queue)
     except StoreUnavailable as error:  # no record to count attempts in: back off and try again

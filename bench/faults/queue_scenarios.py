@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import contextlib
 import random
+import statistics
 import threading
 import time
 import uuid
 from collections import Counter
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from unittest import mock
@@ -237,23 +239,26 @@ def crash_loop(workdir: Path, triton_grpc_url: str, size: str) -> ScenarioResult
 
 
 # --- 8. cancel racing the worker's start ---
-#: size -> jobs, each canceled 0 to 20 ms after its submit began
+#: size -> jobs, each canceled between 0 and twice the measured submit-to-start time
 RACE_SIZES = {"short": 40, "long": 200}
-RACE_WINDOW_S = 0.02
+#: jobs run uncanceled first, to measure how long a submit takes to reach ``running``
+RACE_CALIBRATION_JOBS = 3
 
 
 def cancel_race(workdir: Path, triton_grpc_url: str, size: str) -> ScenarioResult:
-    """Cancel each job 0 to 20 ms after its submit began, while the submit publishes and an idle
-    worker picks the message up: each job ends either ``canceled`` (never ran: no attempt, no
-    objects, events queued + canceled) or ``succeeded`` (the cancel was refused: queued +
-    started + succeeded), never both, and both outcomes happen."""
+    """Cancel each job at a moment spread over twice the time a submit takes to reach
+    ``running`` on this machine (measured first on uncanceled jobs), while the submit publishes
+    and an idle worker picks the message up: each job ends either ``canceled`` (never ran: no
+    attempt, no objects, events queued + canceled) or ``succeeded`` (the cancel was refused:
+    queued + started + succeeded), never both, and both outcomes happen."""
     jobs = RACE_SIZES[size]
     result = ScenarioResult("cancel_race", size, jobs, 0)
     started = time.monotonic()
-    delays_s = [i * RACE_WINDOW_S / jobs for i in range(jobs)]
-    random.Random(8).shuffle(delays_s)
     with Rig(tag="fault-race", workdir=workdir, triton_grpc_url=triton_grpc_url) as rig:
         rig.start_workers({"listing": 1, "callbacks": 1})
+        window_s = 2 * _submit_to_start_s(rig)
+        delays_s = [i * window_s / jobs for i in range(jobs)]
+        random.Random(8).shuffle(delays_s)
         next_ids: list[str] = []
         answers: dict[str, JobState] = {}
         requests: dict[str, dict[str, Any]] = {}
@@ -291,7 +296,7 @@ def cancel_race(workdir: Path, triton_grpc_url: str, size: str) -> ScenarioResul
         grouped = count_outcomes(result, records, object_sets, rig.receiver.received)
 
         ended = Counter(r.state.value for r in records.values())
-        result.faults = {"cancel 0-20 ms into the submit": jobs}
+        result.faults = {f"cancel 0-{window_s * 1000:.0f} ms into the submit": jobs}
         result.faults_injected = jobs
         result.figures["ended"] = dict(ended)
         result.checks = {
@@ -318,3 +323,15 @@ def cancel_race(workdir: Path, triton_grpc_url: str, size: str) -> ScenarioResul
         }
     result.wall_s = round(time.monotonic() - started, 1)
     return result
+
+
+def _submit_to_start_s(rig: Rig) -> float:
+    """Median seconds from a submit call to its job entering ``running`` (uncanceled jobs)."""
+    spans = []
+    for i in range(RACE_CALIBRATION_JOBS):
+        began = datetime.now(UTC)
+        job_id = rig.producer.submit({**rig.listing(39_000 + i, "shop-race"), "variants": 1})
+        record = rig.wait_terminal([job_id], JOB_DEADLINE_S)[job_id]
+        if record.started_at is not None:
+            spans.append((record.started_at - began).total_seconds())
+    return statistics.median(spans) if spans else 0.05

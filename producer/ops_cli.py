@@ -1,0 +1,162 @@
+"""``atelier ops``: queues, workers, models, default model versions and a health check.
+
+Added to ``atelier`` in ``producer.cli``. The work is in ``producer.operations`` (broker),
+``worker.health`` and ``worker.model_versions`` (Triton, S3, Redis). The producer never imports
+the worker when it loads (the worker's extra brings the Triton and S3 clients): the commands
+that need it import it when they run.
+Settings come from ``ATELIER_*``, as the workers' do. Exit codes: 0 success, 1 a service is down
+or a command failed, 2 invalid input.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from producer.operations import queue_stats, worker_stats
+from producer.settings import AtelierSettings
+
+if TYPE_CHECKING:
+    from worker.settings import WorkerSettings
+
+app = typer.Typer(
+    name="ops", help="Operate a deployment: queues, workers, models, health.", no_args_is_help=True
+)
+out = Console()
+err = Console(stderr=True)
+
+EXIT_FAILED, EXIT_INVALID = 1, 2
+
+AsJson = Annotated[bool, typer.Option("--json", help="JSON instead of a table")]
+
+
+def _worker_settings() -> WorkerSettings:
+    from worker.settings import WorkerSettings
+
+    return WorkerSettings()
+
+
+@app.command()
+def queues(as_json: AsJson = False) -> None:
+    """Messages ready and consumers of each queue, dead-letter queue included."""
+    stats = queue_stats(AtelierSettings())
+    if as_json:
+        out.print_json(json.dumps([{**vars(s), "exists": s.exists} for s in stats]))
+        return
+    table = Table("queue", "name", "ready", "consumers")
+    for s in stats:
+        missing = "[red]not declared[/red]"
+        table.add_row(s.role, s.name, missing if not s.exists else str(s.messages), str(s.consumers or 0))
+    out.print(table)
+
+
+@app.command()
+def workers(
+    as_json: AsJson = False,
+    every: Annotated[bool, typer.Option("--all", help="every worker on the broker, not only ours")] = False,
+    timeout: Annotated[float, typer.Option(help="seconds to wait for answers", min=0.1)] = 1.0,
+) -> None:
+    """Each worker that answers: its queues, running tasks and concurrency."""
+    stats = worker_stats(AtelierSettings(), timeout_s=timeout, every=every)
+    if as_json:
+        out.print_json(json.dumps([vars(w) for w in stats]))
+        return
+    table = Table("worker", "queues", "pool", "concurrency")
+    table.add_column("active", overflow="fold")
+    for w in stats:
+        concurrency = "-" if w.concurrency is None else str(w.concurrency)
+        table.add_row(w.name, ", ".join(w.queues), w.pool, concurrency, "\n".join(w.active) or "-")
+    out.print(table)
+    out.print(f"{len(stats)} workers answered")
+
+
+@app.command()
+def models(as_json: AsJson = False) -> None:
+    """Triton's models and versions with their state, and the default version of each."""
+    from worker.errors import WorkerError
+    from worker.model_versions import default_versions, repository_index
+
+    settings = _worker_settings()
+    try:
+        rows = repository_index(settings)
+    except WorkerError as error:
+        err.print(f"Triton at {settings.triton_grpc_url}: {error.code}: {error.message}")
+        raise typer.Exit(EXIT_FAILED) from None
+    defaults = default_versions(settings)
+    if as_json:
+        out.print_json(json.dumps({"models": [vars(r) for r in rows], "defaults": defaults}))
+        return
+    table = Table("model", "version", "state", "default", "reason")
+    for r in rows:
+        default = defaults.get(r.name)
+        mark = "yes" if default is not None and str(default) == r.version else ""
+        table.add_row(r.name, r.version, r.state, mark, r.reason)
+    out.print(table)
+
+
+@app.command("default-version")
+def default_version() -> None:
+    """The default version of each model (when a request pins none)."""
+    from worker.model_versions import default_versions
+
+    for model, version in default_versions(_worker_settings()).items():
+        shown = str(version) if version is not None else "not set (ATELIER_*_MODEL_VERSION, else latest)"
+        out.print(f"{model}: {shown}")
+
+
+@app.command("set-default-version")
+def set_default_version(
+    model: Annotated[str, typer.Argument(help="product_cgan or tryon_cvae")],
+    version: Annotated[str, typer.Argument(help="a version Triton has loaded and READY")],
+) -> None:
+    """Make VERSION the default of MODEL for requests that pin none (workers see it within
+    default_version_cache_s)."""
+    from worker.errors import WorkerError
+    from worker.model_versions import VersionRefused
+    from worker.model_versions import set_default_version as set_default
+
+    try:
+        number = set_default(_worker_settings(), model, version)
+    except VersionRefused as error:
+        err.print(str(error))
+        raise typer.Exit(EXIT_INVALID) from None
+    except WorkerError as error:
+        err.print(f"Triton: {error.code}: {error.message}")
+        raise typer.Exit(EXIT_FAILED) from None
+    out.print(f"{model}: default version {number}")
+
+
+@app.command("clear-default-version")
+def clear_default_version(model: Annotated[str, typer.Argument(help="product_cgan or tryon_cvae")]) -> None:
+    """Remove MODEL's default: requests that pin none run at the worker setting, else the latest."""
+    from worker.model_versions import VersionRefused
+    from worker.model_versions import clear_default_version as clear
+
+    try:
+        removed = clear(_worker_settings(), model)
+    except VersionRefused as error:
+        err.print(str(error))
+        raise typer.Exit(EXIT_INVALID) from None
+    out.print(f"{model}: default " + ("cleared" if removed else "was not set"))
+
+
+@app.command()
+def health(as_json: AsJson = False) -> None:
+    """Check the broker, Redis, Triton (HTTP, as /readyz does) and S3; exit 1 if any is down."""
+    from worker.health import run_checks, service_probes
+
+    report = run_checks(service_probes(_worker_settings()))
+    if as_json:
+        out.print_json(json.dumps(report.as_json()))
+    else:
+        table = Table("service", "status", "seconds", "detail")
+        for check in report.checks:
+            status = "[green]up[/green]" if check.ok else "[red]down[/red]"
+            table.add_row(check.name, status, f"{check.seconds:.2f}", check.detail)
+        out.print(table)
+    if not report.ok:
+        raise typer.Exit(EXIT_FAILED)
