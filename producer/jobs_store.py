@@ -171,11 +171,22 @@ def cancel_refusal(record: JobRecord) -> str | None:
 
 
 @contextmanager
-def _redis_errors() -> Iterator[None]:
+def redis_errors() -> Iterator[None]:
+    """Turn Redis failures into :class:`StoreUnavailable` (retryable)."""
     try:
         yield
     except RedisError as error:
         raise StoreUnavailable(f"status store: {error!r}") from error
+
+
+def redis_client(settings: AtelierSettings) -> redis.Redis:
+    """A client of the status store (``redis_url``) that decodes replies, with its timeouts."""
+    return redis.Redis.from_url(
+        settings.redis_url.get_secret_value(),
+        decode_responses=True,
+        socket_timeout=settings.redis_timeout_s,
+        socket_connect_timeout=settings.redis_timeout_s,
+    )
 
 
 class JobStore:
@@ -193,13 +204,7 @@ class JobStore:
     def __init__(self, settings: AtelierSettings, *, client: redis.Redis | None = None) -> None:
         self.settings = settings
         self.prefix = settings.redis_key_prefix
-        if client is None:
-            client = redis.Redis.from_url(
-                settings.redis_url.get_secret_value(),
-                decode_responses=True,
-                socket_timeout=settings.redis_timeout_s,
-                socket_connect_timeout=settings.redis_timeout_s,
-            )
+        client = client if client is not None else redis_client(settings)
         self.redis = client
         self._create = client.register_script(_CREATE)
         self._mutate_script = client.register_script(_MUTATE)
@@ -256,12 +261,12 @@ class JobStore:
             self.changes_channel(record.job_id),
             repr(time.time()),
         ]
-        with _redis_errors():
+        with redis_errors():
             job_id, created = self._create(keys=keys, args=args)
         return str(job_id), bool(created)
 
     def get(self, job_id: str) -> JobRecord | None:
-        with _redis_errors():
+        with redis_errors():
             raw = self.redis.hget(self.job_key(job_id), "record")
         return None if raw is None else JobRecord.model_validate_json(raw)
 
@@ -274,12 +279,12 @@ class JobStore:
 
     def get_request(self, job_id: str) -> dict[str, Any] | None:
         """The request as submitted (JSON mode), for the worker and for replays."""
-        with _redis_errors():
+        with redis_errors():
             raw = self.redis.hget(self.job_key(job_id), "request")
         return None if raw is None else json.loads(raw)
 
     def find_by_idempotency_key(self, requester: str, key: str) -> str | None:
-        with _redis_errors():
+        with redis_errors():
             job_id = self.redis.get(self.idempotency_key(requester, key))
         return None if job_id is None else str(job_id)
 
@@ -363,13 +368,13 @@ class JobStore:
         notify again. ``False`` as well for an unknown job.
         """
         field = f"event:{JobEventType(event).value}"
-        with _redis_errors():
+        with redis_errors():
             claimed = self._claim(keys=[self.job_key(job_id)], args=[field, utcnow().isoformat()])
         return int(claimed) == 1
 
     def event_claimed(self, job_id: str, event: JobEventType | str) -> bool:
         """Whether a callback task has claimed ``event`` of ``job_id`` (it is being sent, or was)."""
-        with _redis_errors():
+        with redis_errors():
             return bool(self.redis.hexists(self.job_key(job_id), f"event:{JobEventType(event).value}"))
 
     # --- running jobs: the index and the workers' leases ---
@@ -379,49 +384,49 @@ class JobStore:
     ) -> bool:
         """Hold ``job_id``'s lease for ``ttl_s`` seconds (a worker running it, or the sweeper that
         re-queued it); ``only_new``: only if nobody holds it. ``True`` when taken."""
-        with _redis_errors():
+        with redis_errors():
             taken = self.redis.set(self.lease_key(job_id), holder, px=max(1, int(ttl_s * 1000)), nx=only_new)
         return bool(taken)
 
     def lease_holder(self, job_id: str) -> str | None:
         """Who holds ``job_id``'s lease now, or ``None`` (expired, or never taken)."""
-        with _redis_errors():
+        with redis_errors():
             holder = self.redis.get(self.lease_key(job_id))
         return None if holder is None else str(holder)
 
     def release_lease(self, job_id: str, *, holder: str) -> bool:
         """Give ``job_id``'s lease back, only while ``holder`` still holds it."""
-        with _redis_errors():
+        with redis_errors():
             return bool(self._release(keys=[self.lease_key(job_id)], args=[holder]))
 
     def running_since_before(self, cutoff: datetime, *, limit: int = 100) -> list[str]:
         """Ids of jobs that entered ``running`` before ``cutoff`` (oldest first, at most ``limit``)."""
-        with _redis_errors():
+        with redis_errors():
             ids = self.redis.zrangebyscore(self.running_key(), "-inf", cutoff.timestamp(), start=0, num=limit)
         return [str(job_id) for job_id in ids]
 
     def forget_running(self, job_id: str) -> None:
         """Drop ``job_id`` from the running index (its record expired, or is no longer running)."""
-        with _redis_errors():
+        with redis_errors():
             self.redis.zrem(self.running_key(), job_id)
 
     # --- queued jobs: the index the sweeper reads for jobs whose message went missing ---
 
     def queued_since_before(self, cutoff: datetime, *, limit: int = 100) -> list[str]:
         """Ids of jobs queued (or re-queued by the sweeper) before ``cutoff``, oldest first."""
-        with _redis_errors():
+        with redis_errors():
             ids = self.redis.zrangebyscore(self.queued_key(), "-inf", cutoff.timestamp(), start=0, num=limit)
         return [str(job_id) for job_id in ids]
 
     def forget_queued(self, job_id: str) -> None:
         """Drop ``job_id`` from the queued index (its record expired, or it left ``queued``)."""
-        with _redis_errors():
+        with redis_errors():
             self.redis.zrem(self.queued_key(), job_id)
 
     def count_requeue(self, job_id: str) -> int:
         """Note that the sweeper published ``job_id`` again and restart its wait in the queued
         index; returns how many times that has happened (0 when the job is gone)."""
-        with _redis_errors():
+        with redis_errors():
             if not self.redis.exists(self.job_key(job_id)):
                 return 0
             pipe = self.redis.pipeline()
@@ -432,7 +437,7 @@ class JobStore:
 
     def requeue_count(self, job_id: str) -> int:
         """How many times the sweeper published ``job_id`` again."""
-        with _redis_errors():
+        with redis_errors():
             return int(self.redis.hget(self.job_key(job_id), "requeued") or 0)
 
     def request_cancel(self, job_id: str) -> JobRecord:
@@ -450,7 +455,7 @@ class JobStore:
     def release_idempotency_key(self, requester: str, key: str, job_id: str) -> bool:
         """Forget ``key`` if it still names ``job_id`` (a job whose publish failed), so a retry
         with the same key submits again instead of returning the failed job."""
-        with _redis_errors():
+        with redis_errors():
             return bool(self._release(keys=[self.idempotency_key(requester, key)], args=[job_id]))
 
     def watch(self, job_id: str, *, timeout: float, poll_interval: float = 1.0) -> Iterator[JobRecord]:
@@ -460,7 +465,7 @@ class JobStore:
         missed. Raises :class:`JobNotFound`, or :class:`WatchTimeout` after ``timeout`` seconds.
         """
         deadline = time.monotonic() + timeout
-        with _redis_errors():
+        with redis_errors():
             pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
             pubsub.subscribe(self.changes_channel(job_id))
         try:
@@ -476,7 +481,7 @@ class JobStore:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     raise WatchTimeout(record, timeout)
-                with _redis_errors():
+                with redis_errors():
                     pubsub.get_message(timeout=min(remaining, poll_interval))
         finally:
             pubsub.close()
@@ -492,7 +497,7 @@ class JobStore:
         """Read, apply ``change``, write back if nobody wrote in between (else retry)."""
         key = self.job_key(job_id)
         for _ in range(_CAS_ATTEMPTS):
-            with _redis_errors():
+            with redis_errors():
                 version, raw = self.redis.hmget(key, ["version", "record"])
             if raw is None:
                 return None
@@ -510,7 +515,7 @@ class JobStore:
                 repr(time.time()),
             ]
             keys = [key, self.running_key(), self.lease_key(job_id), self.queued_key()]
-            with _redis_errors():
+            with redis_errors():
                 outcome = int(self._mutate_script(keys=keys, args=args))
             if outcome == 1:
                 return updated

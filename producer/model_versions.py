@@ -9,13 +9,9 @@ Versions are Triton's: whole numbers of at least 1 (a request's ``model_version`
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
-
 import redis
-from redis.exceptions import RedisError
 
-from producer.jobs_store import StoreUnavailable
+from producer.jobs_store import redis_client, redis_errors
 from producer.settings import AtelierSettings
 
 
@@ -25,14 +21,6 @@ def parse_version(value: str | int) -> int:
     if not text.isdigit() or int(text) < 1:
         raise ValueError(f"a model version is a whole number of at least 1, not {value!r}")
     return int(text)
-
-
-@contextmanager
-def _redis_errors() -> Iterator[None]:
-    try:
-        yield
-    except RedisError as error:
-        raise StoreUnavailable(f"status store: {error!r}") from error
 
 
 class DefaultVersions:
@@ -46,29 +34,24 @@ class DefaultVersions:
     def __init__(self, settings: AtelierSettings, *, client: redis.Redis | None = None) -> None:
         self.prefix = settings.redis_key_prefix
         self._owned = client is None
-        self.redis = client or redis.Redis.from_url(
-            settings.redis_url.get_secret_value(),
-            decode_responses=True,
-            socket_timeout=settings.redis_timeout_s,
-            socket_connect_timeout=settings.redis_timeout_s,
-        )
+        self.redis = client or redis_client(settings)
 
     def key(self, model: str) -> str:
         return f"{self.prefix}default_version:{model}"
 
     def get(self, model: str) -> int | None:
         """``model``'s default version, or ``None`` when none is set."""
-        with _redis_errors():
+        with redis_errors():
             value = self.redis.get(self.key(model))
         return None if value is None else parse_version(str(value))
 
     def set(self, model: str, version: int) -> None:
-        with _redis_errors():
+        with redis_errors():
             self.redis.set(self.key(model), str(parse_version(version)))
 
     def clear(self, model: str) -> bool:
         """Remove ``model``'s default; ``True`` if one was set."""
-        with _redis_errors():
+        with redis_errors():
             return bool(self.redis.delete(self.key(model)))
 
     def close(self) -> None:

@@ -193,7 +193,7 @@ def crash_loop(workdir: Path, triton_grpc_url: str, size: str) -> ScenarioResult
         outcomes = _wait_callbacks(rig, records, lambda job_id: events[job_id])
         object_sets = {j: rig.object_sets(requests[j], r) for j, r in records.items() if r.state.terminal}
         count_outcomes(result, records, object_sets, rig.receiver.received)
-        letters = _wait_letters(rig, 2 * crashing, timeout_s=30.0)
+        letters = _wait_letters(rig, 2 * crashing)
 
         result.faults = {"worker process killed by the job it runs": sum(deliveries.values())}
         result.faults_injected = sum(deliveries.values())

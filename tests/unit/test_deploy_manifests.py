@@ -7,6 +7,10 @@
 - Every ``ATELIER_*`` name anywhere in ``deploy/`` is a settings field, every queue a worker
   consumes or KEDA watches is a work queue of ``producer.topology``, and each work queue has its
   own compose service, Deployment and ScaledObject; ports match Triton's and the worker's.
+- ``deploy/prometheus/alerts.yml`` matches ``deploy/schemas/prometheus-rules.json``, queries only
+  metrics that exist (the worker's, ``nv_*``, ``rabbitmq_*``, ``up``) and label values the code
+  produces, and links every alert to its ``###`` section of OPERATIONS.md; the Triton image
+  rewrites the instance kinds to ``KIND_GPU`` with ``training/export.py``'s regex.
 
 Each consistency check is a function returning the problems it found, so the tests can show it
 finds them in a deliberately broken copy as well as none in the real files.
@@ -14,9 +18,12 @@ finds them in a deliberately broken copy as well as none in the real files.
 
 from __future__ import annotations
 
+import ast
 import copy
 import json
 import re
+import shutil
+import subprocess
 from collections.abc import Mapping
 from functools import cache
 from importlib import resources
@@ -456,7 +463,8 @@ def test_triton_serves_and_is_probed_on_its_standard_ports() -> None:
     compose_file = compose()
     compose_triton = compose_file["services"]["triton"]
     assert tritonserver_ports(compose_triton["command"]) == TRITON_PORTS
-    assert compose_triton["volumes"] == ["../triton_models:/models:ro"]
+    # the models baked into the image (KIND_GPU), never the working tree's KIND_CPU configs
+    assert not any(":/models" in volume for volume in compose_triton.get("volumes", []))
     (device,) = compose_triton["deploy"]["resources"]["reservations"]["devices"]
     assert device["capabilities"] == ["gpu"]
     for name in worker_services(compose_file).values():
@@ -467,7 +475,8 @@ def test_triton_serves_and_is_probed_on_its_standard_ports() -> None:
 def test_prometheus_scrapes_compose_services_on_their_metrics_ports() -> None:
     config = load_yaml(DEPLOY / "prometheus" / "prometheus.yml")[0]
     targets = {
-        job["job_name"]: {t for static in job["static_configs"] for t in static["targets"]}
+        job["job_name"]: {t for static in job.get("static_configs", []) for t in static["targets"]}
+        | {f"{name}:{dns['port']}" for dns in job.get("dns_sd_configs", []) for name in dns["names"]}
         for job in config["scrape_configs"]
     }
     compose_file = compose()
@@ -541,3 +550,298 @@ def test_a_dashboard_query_on_a_metric_the_worker_lacks_is_reported() -> None:
     board = dashboard()
     board["panels"][0]["targets"][0]["expr"] = "sum(rate(atelier_jobs_total[5m]))"
     assert dashboard_metric_problems(board) == ["atelier_jobs_total is not a worker metric"]
+
+
+# ---------------------------------------------------------------------------------- alerts
+
+REPOSITORY = DEPLOY.parent
+ALERTS = DEPLOY / "prometheus" / "alerts.yml"
+OPERATIONS = REPOSITORY / "OPERATIONS.md"
+#: what an alert may query besides the worker's metrics: Triton's, rabbitmq_prometheus's, and `up`
+EXTERNAL_METRIC_PREFIXES = ("nv_", "rabbitmq_")
+EXTERNAL_METRICS = frozenset({"up"})
+SEVERITIES = frozenset({"critical", "warning", "info"})
+REQUIRED_ANNOTATIONS = ("summary", "description", "runbook_url")
+#: PromQL's keywords, aggregation operators and functions: every other word of an expression,
+#: outside strings, label matchers, ranges and label lists, is a metric name
+PROMQL_WORDS = frozenset(
+    {
+        *("and", "or", "unless", "by", "without", "on", "ignoring", "group_left", "group_right"),
+        *("bool", "offset", "sum", "avg", "min", "max", "count", "stddev", "stdvar", "topk"),
+        *("bottomk", "quantile", "count_values", "group", "rate", "irate", "increase", "delta"),
+        *("idelta", "deriv", "predict_linear", "resets", "changes", "histogram_quantile", "absent"),
+        *("absent_over_time", "avg_over_time", "min_over_time", "max_over_time", "sum_over_time"),
+        *("count_over_time", "quantile_over_time", "last_over_time", "present_over_time"),
+        *("label_replace", "label_join", "vector", "scalar", "time", "timestamp", "abs", "ceil"),
+        *("floor", "round", "clamp", "clamp_min", "clamp_max", "sort", "sort_desc"),
+    }
+)
+MATCHER = re.compile(r'\b([a-zA-Z_][a-zA-Z0-9_]*)\s*(=~|!~|!=|=)\s*"((?:[^"\\]|\\.)*)"')
+
+
+def alert_rules(rule_file: Document) -> list[Document]:
+    return [rule for group in rule_file["groups"] for rule in group["rules"] if "alert" in rule]
+
+
+def rule_file() -> Document:
+    """A fresh copy of deploy/prometheus/alerts.yml, so a test may break its own copy."""
+    (document,) = load_yaml(ALERTS)
+    return document
+
+
+@cache
+def rules_schema() -> Document:
+    return dict(json.loads((DEPLOY / "schemas" / "prometheus-rules.json").read_text()))
+
+
+def promql_metric_names(expr: str) -> set[str]:
+    """The metric names ``expr`` selects (a small lexer, not a parser: enough for our rules)."""
+    text = MATCHER.sub("", expr)
+    text = re.sub(r'"(?:[^"\\]|\\.)*"', "", text)  # other strings (label_replace's arguments)
+    text = re.sub(r"\{[^}]*\}|\[[^\]]*\]", "", text)  # emptied matchers, ranges
+    text = re.sub(r"\b(?:by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)", "", text)
+    text = re.sub(r"\b\d+(?:\.\d+)?(?:e[+-]?\d+)?[a-z]*\b", "", text)  # numbers, durations
+    return set(re.findall(r"[a-zA-Z_:][a-zA-Z0-9_:]*", text)) - PROMQL_WORDS
+
+
+def known_label_values() -> dict[str, set[str]]:
+    """The values an alert may match for the labels the code defines (job: prometheus.yml's)."""
+    from producer.contracts.jobs import JobKind
+    from worker import errors
+    from worker.callbacks import CALLBACK_SECRET_MISSING, DeliveryStatus
+
+    config = load_yaml(DEPLOY / "prometheus" / "prometheus.yml")[0]
+    queues = set(work_queues()) | {dead_letter_queue()}
+    codes = {v for k, v in vars(errors).items() if k.isupper() and isinstance(v, str)}
+    return {
+        "job": {job["job_name"] for job in config["scrape_configs"]},
+        "queue": queues,
+        "queue_name": queues,
+        "kind": {str(kind) for kind in JobKind},
+        "stage": set(worker_metrics.STAGES),
+        "code": codes | {CALLBACK_SECRET_MISSING},
+        "outcome": {str(status) for status in DeliveryStatus} | {"error"},
+    }
+
+
+def matcher_problems(alert: str, expr: str, known: Mapping[str, set[str]]) -> list[str]:
+    """Label matchers on code-defined labels that match a value the code never produces."""
+    problems = []
+    for label, op, raw in MATCHER.findall(expr):
+        if label not in known:
+            continue
+        value = raw.replace("\\\\", "\\")
+        if op in ("=", "!="):
+            if value not in known[label]:
+                problems.append(f'{alert}: {label}{op}"{raw}" is not a known {label}')
+            continue
+        # a regex: every alternative of its top-level group must select a known value
+        alternatives = re.fullmatch(r"(.*)\(([^()]*)\)(.*)", value)
+        parts = (
+            [alternatives[1] + a + alternatives[3] for a in alternatives[2].split("|")]
+            if alternatives
+            else value.split("|")
+        )
+        for part in parts:
+            if not any(re.fullmatch(part, candidate) for candidate in known[label]):
+                problems.append(f'{alert}: {label}{op}"{raw}": {part} matches no known {label}')
+    return problems
+
+
+def github_anchor(heading: str) -> str:
+    """The id GitHub gives a Markdown heading: lower case, punctuation dropped, spaces to ``-``."""
+    return re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+
+
+def runbook_anchors(markdown: str) -> set[str]:
+    return {github_anchor(m) for m in re.findall(r"^###\s+(.+?)\s*$", markdown, flags=re.MULTILINE)}
+
+
+def alert_problems(document: Document, operations: str) -> list[str]:
+    """Everything wrong with a rule file: its structure (deploy/schemas/prometheus-rules.json),
+    then per alert the metrics and label values it queries, ``for``, severity, annotations and
+    its runbook section (``OPERATIONS.md#<alert name in lower case>``, an ``###`` heading)."""
+    validator = jsonschema.Draft202012Validator(rules_schema())
+    problems = [f"schema: {error.json_path}: {error.message}" for error in validator.iter_errors(document)]
+    if problems:
+        return problems
+    samples, known, anchors = worker_metric_samples(), known_label_values(), runbook_anchors(operations)
+    names = [rule["alert"] for rule in alert_rules(document)]
+    problems += [f"{name}: defined twice" for name in sorted({n for n in names if names.count(n) > 1})]
+    for rule in alert_rules(document):
+        name = rule["alert"]
+        for metric in sorted(promql_metric_names(rule["expr"])):
+            if not (
+                metric in samples or metric in EXTERNAL_METRICS or metric.startswith(EXTERNAL_METRIC_PREFIXES)
+            ):
+                problems.append(f"{name}: {metric} is neither a worker metric nor nv_*, rabbitmq_* or up")
+        problems += matcher_problems(name, rule["expr"], known)
+        if "for" not in rule:
+            problems.append(f"{name}: no `for`")
+        if rule.get("labels", {}).get("severity") not in SEVERITIES:
+            problems.append(f"{name}: severity label not one of {sorted(SEVERITIES)}")
+        annotations = rule.get("annotations", {})
+        problems += [
+            f"{name}: no {key} annotation" for key in REQUIRED_ANNOTATIONS if not annotations.get(key)
+        ]
+        page, _, anchor = annotations.get("runbook_url", "").partition("#")
+        if page != "OPERATIONS.md" or anchor != name.lower():
+            problems.append(f"{name}: runbook_url is not OPERATIONS.md#{name.lower()}")
+        elif anchor not in anchors:
+            problems.append(f"{name}: OPERATIONS.md has no ### heading for #{anchor}")
+    return problems
+
+
+def test_alert_rules_are_valid_and_query_only_metrics_that_exist() -> None:
+    assert alert_problems(rule_file(), OPERATIONS.read_text()) == []
+
+
+def test_alerts_cover_queues_dead_letters_failures_callbacks_triton_gpu_and_workers() -> None:
+    exprs = " ".join(rule["expr"] for rule in alert_rules(rule_file()))
+    for needed in (
+        "rabbitmq_queue_messages_ready",
+        'stage="queue_wait"',
+        f'queue="{dead_letter_queue()}"',
+        "atelier_dead_letters_total",
+        "atelier_job_failures_total",
+        "atelier_callback_deliveries_total",
+        'up{job="triton"}',
+        "nv_inference_request_failure",
+        'stage="inference"',
+        "nv_gpu_utilization",
+        'up{job="atelier-workers"}',
+    ):
+        assert needed in exprs
+
+
+def test_a_broken_alert_rule_file_is_rejected() -> None:
+    operations = OPERATIONS.read_text()
+    misspelt = rule_file()
+    rule = misspelt["groups"][0]["rules"][0]
+    rule["fore"] = rule.pop("for")
+    assert any("fore" in problem for problem in alert_problems(misspelt, operations))
+
+    broken = rule_file()
+    first, second, third = alert_rules(broken)[:3]
+    first["expr"] = "sum(rate(atelier_jobs_failed_total[5m])) > 0"
+    del second["labels"]["severity"]
+    third["annotations"]["runbook_url"] = "OPERATIONS.md#no-such-section"
+    trigger = alert_rules(broken)[3]
+    trigger["expr"] = trigger["expr"].replace("tryon", "try-on")
+    problems = alert_problems(broken, operations)
+    assert (
+        f"{first['alert']}: atelier_jobs_failed_total is neither a worker metric nor nv_*, rabbitmq_* or up"
+        in problems
+    )
+    assert f"{second['alert']}: severity label not one of {sorted(SEVERITIES)}" in problems
+    assert f"{third['alert']}: runbook_url is not OPERATIONS.md#{third['alert'].lower()}" in problems
+    assert any(p.startswith(f"{trigger['alert']}: queue=~") and "try-on" in p for p in problems)
+
+    missing_section = alert_problems(rule_file(), operations.replace("### AtelierTritonDown", "### Triton"))
+    assert missing_section == ["AtelierTritonDown: OPERATIONS.md has no ### heading for #ateliertritondown"]
+
+
+def test_prometheus_loads_the_alerts_in_compose_and_kubernetes_gets_the_same_rules() -> None:
+    config = load_yaml(DEPLOY / "prometheus" / "prometheus.yml")[0]
+    assert config["rule_files"] == [ALERTS.name]
+    volumes = compose()["services"]["prometheus"]["volumes"]
+    assert f"./prometheus/{ALERTS.name}:/etc/prometheus/{ALERTS.name}:ro" in volumes
+
+    (config_map,) = load_yaml(K8S / "prometheus-rules.yaml")
+    validate_manifest(config_map)
+    assert config_map["data"] == {ALERTS.name: ALERTS.read_text()}, (
+        "k8s/prometheus-rules.yaml differs from prometheus/alerts.yml: regenerate it (see its header)"
+    )
+
+
+# ---------------------------------------------------------------------------------- triton on the GPU
+
+DOCKERFILE_SED = re.compile(
+    r"sed\s+-i\s+-E\s+'s/(?P<pattern>[^/]+)/(?P<replacement>[^/]+)/'\s+(?P<files>\S+)"
+)
+
+
+def export_instance_rewrite() -> tuple[str, str]:
+    """training/export.py's ``_INSTANCE_KIND`` pattern and the text ``gpu_repository`` puts in its
+    place, read from the source (importing it would import torch)."""
+    tree = ast.parse((REPOSITORY / "training" / "export.py").read_text())
+    (pattern,) = (
+        node.value.args[0].value
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Assign)
+        and any(isinstance(target, ast.Name) and target.id == "_INSTANCE_KIND" for target in node.targets)
+        and isinstance(node.value, ast.Call)
+        and isinstance(node.value.args[0], ast.Constant)
+    )
+    (replacement,) = (
+        node.args[0].value
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Attribute)
+        and node.func.attr == "sub"
+        and isinstance(node.func.value, ast.Name)
+        and node.func.value.id == "_INSTANCE_KIND"
+        and isinstance(node.args[0], ast.Constant)
+    )
+    return str(pattern), str(replacement)
+
+
+def dockerfile_gpu_problems(dockerfile: str) -> list[str]:
+    """Why the Triton image would not serve the copied models on the GPU the way
+    ``training.export.gpu_repository`` rewrites them, if it would not."""
+    copy_line = dockerfile.find("COPY triton_models/ /models/")
+    match = DOCKERFILE_SED.search(dockerfile)
+    if copy_line < 0:
+        return ["the Dockerfile does not COPY triton_models/ to /models/"]
+    if match is None:
+        return ["the Dockerfile does not rewrite the instance kinds with sed -i -E 's/.../.../'"]
+    problems = []
+    pattern, replacement = export_instance_rewrite()
+    if match["pattern"] != pattern:
+        problems.append(f"sed pattern {match['pattern']!r} is not training/export.py's {pattern!r}")
+    if match["replacement"] != replacement or "KIND_GPU" not in replacement:
+        problems.append(f"sed writes {match['replacement']!r}, gpu_repository() {replacement!r}")
+    if match["files"] != "/models/*/config.pbtxt":
+        problems.append(f"sed rewrites {match['files']}, not every /models/*/config.pbtxt")
+    if match.start() < copy_line:
+        problems.append("the rewrite runs before the models are copied")
+    return problems
+
+
+def test_triton_image_rewrites_instance_kinds_to_gpu_as_export_does() -> None:
+    assert dockerfile_gpu_problems((DEPLOY / "triton" / "Dockerfile").read_text()) == []
+
+
+def test_a_triton_image_left_on_the_cpu_is_reported() -> None:
+    dockerfile = (DEPLOY / "triton" / "Dockerfile").read_text()
+    pattern, _ = export_instance_rewrite()
+    assert dockerfile_gpu_problems(dockerfile.replace(pattern, r"kind: KIND_CPU")) == [
+        f"sed pattern 'kind: KIND_CPU' is not training/export.py's {pattern!r}"
+    ]
+    without = "\n".join(line for line in dockerfile.splitlines() if "sed -i" not in line)
+    assert dockerfile_gpu_problems(without) == [
+        "the Dockerfile does not rewrite the instance kinds with sed -i -E 's/.../.../'"
+    ]
+
+
+@pytest.mark.skipif(shutil.which("sed") is None, reason="needs GNU sed")
+def test_the_dockerfile_sed_turns_every_committed_config_to_gpu_like_export(tmp_path: Path) -> None:
+    """The image's command itself on copies of the committed configs: every instance group ends on
+    KIND_GPU, and each file reads exactly as ``gpu_repository`` (its regex in Python) makes it."""
+    match = DOCKERFILE_SED.search((DEPLOY / "triton" / "Dockerfile").read_text())
+    assert match is not None
+    pattern, replacement = export_instance_rewrite()
+    configs = sorted((REPOSITORY / "triton_models").glob("*/config.pbtxt"))
+    assert configs
+    copies = []
+    for config in configs:
+        copy_path = tmp_path / config.parent.name / config.name
+        copy_path.parent.mkdir()
+        copy_path.write_text(config.read_text())
+        copies.append(copy_path)
+    expression = f"s/{match['pattern']}/{match['replacement']}/"
+    subprocess.run(["sed", "-i", "-E", expression, *map(str, copies)], check=True)
+    for config, copy_path in zip(configs, copies, strict=True):
+        rewritten = copy_path.read_text()
+        assert "KIND_CPU" not in rewritten and "kind: KIND_GPU" in rewritten, config
+        assert rewritten == re.sub(pattern, replacement, config.read_text())
