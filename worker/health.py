@@ -36,6 +36,7 @@ from minio import Minio
 
 from producer.topology import broker_ssl
 from serving_contract.tensors import PRODUCT_GENERATOR, TRYON_GENERATOR
+from worker import metrics
 from worker.settings import WorkerSettings
 
 #: Triton's default HTTP port, used when ``triton_http_url`` is empty
@@ -252,6 +253,7 @@ class Readiness:
             now = self._clock()
             if self._last is None or now - self._last_at >= self.cache_s:
                 self._last, self._last_at = run_checks(self.probes), now
+                metrics.dependencies_checked((check.name, check.ok) for check in self._last.checks)
             return self._last
 
 

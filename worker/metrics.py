@@ -23,7 +23,7 @@ import re
 import shutil
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from enum import Enum
 from pathlib import Path
@@ -115,6 +115,12 @@ CALLBACK_SECONDS = Histogram(
     ["outcome"],
     buckets=CALLBACK_BUCKETS,
 )
+DEPENDENCY_UP = Gauge(
+    "atelier_worker_dependency_up",
+    "1 when the service answered the worker's last readiness check (/readyz), else 0.",
+    ["check"],
+    multiprocess_mode="livemostrecent",
+)
 
 P = ParamSpec("P")
 
@@ -165,6 +171,12 @@ def job_finished(store: _Records, job_id: str) -> None:
     if record.finished_at is not None:
         total = (record.finished_at - record.created_at).total_seconds()
         JOB_STAGE_SECONDS.labels(kind=kind, stage="total").observe(max(0.0, total))
+
+
+def dependencies_checked(results: Iterable[tuple[str, bool]]) -> None:
+    """Record a readiness round: each check's name and whether its service answered."""
+    for check, ok in results:
+        DEPENDENCY_UP.labels(check=check).set(1 if ok else 0)
 
 
 def dead_lettered(reason: str, queue: str) -> None:

@@ -271,6 +271,9 @@ def test_readiness_is_checked_once_per_cache_period_and_reports_each_service() -
     now[0] = 5.0
     readiness.report()
     assert calls == ["triton", "triton"]
+    # each round is on /metrics too, for the alert that a worker is not ready
+    assert sample("atelier_worker_dependency_up", check="triton") == 0.0
+    assert sample("atelier_worker_dependency_up", check="redis") == 1.0
 
 
 @pytest.fixture()
