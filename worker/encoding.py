@@ -30,9 +30,13 @@ CONTENT_TYPES: dict[str, str] = {"png": "image/png", "webp": "image/webp", "jpeg
 #: file extension per format (object keys end with it)
 EXTENSIONS: dict[str, str] = {"png": "png", "webp": "webp", "jpeg": "jpg"}
 
+#: zlib's ``Z_RLE`` strategy: on upscaled model output it made PNGs within 1% of the default
+#: strategy's size at a third of the CPU (2.9 vs 8.7 ms per 256 px image; bench/perf, BENCHMARKS.md)
+Z_RLE = 3
+
 #: fixed encoder parameters per format (Pillow ``save`` keywords)
 ENCODER_OPTIONS: dict[str, dict[str, Any]] = {
-    "png": {"optimize": False, "compress_level": 6},
+    "png": {"optimize": False, "compress_level": 6, "compress_type": Z_RLE},
     "webp": {"quality": 90, "method": 4, "lossless": False, "exact": False},
     "jpeg": {"quality": 90, "optimize": False, "progressive": False, "subsampling": "4:4:4"},
 }

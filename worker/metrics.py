@@ -115,6 +115,12 @@ CALLBACK_SECONDS = Histogram(
     ["outcome"],
     buckets=CALLBACK_BUCKETS,
 )
+SWEEP_OUTCOMES = Counter(
+    "atelier_sweeper_outcomes",
+    "What the stuck-job sweeper did with each candidate (requeued, failed, alive, changed, gone, "
+    "error), by the state the job was stuck in (running, queued).",
+    ["state", "outcome"],
+)
 DEPENDENCY_UP = Gauge(
     "atelier_worker_dependency_up",
     "1 when the service answered the worker's last readiness check (/readyz), else 0.",
@@ -171,6 +177,11 @@ def job_finished(store: _Records, job_id: str) -> None:
     if record.finished_at is not None:
         total = (record.finished_at - record.created_at).total_seconds()
         JOB_STAGE_SECONDS.labels(kind=kind, stage="total").observe(max(0.0, total))
+
+
+def swept(state: str, outcome: str) -> None:
+    """Count one sweeper decision about a job stuck in ``state``."""
+    SWEEP_OUTCOMES.labels(state=state, outcome=outcome).inc()
 
 
 def dependencies_checked(results: Iterable[tuple[str, bool]]) -> None:

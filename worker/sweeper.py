@@ -26,8 +26,8 @@ message is still waiting in a long backlog, the worker that gets the second find
 longer queued and drops it), up to ``queued_requeues`` times, and then fails with ``job_stuck``.
 
 Every change is a compare-and-set on the record: a job that finishes or starts another attempt
-meanwhile is left as it is. Run it with ``python -m worker.sweeper`` (every ``sweep_interval_s``)
-or ``--once`` (from cron).
+meanwhile is left as it is. Run it with ``python -m worker.sweeper`` (every ``sweep_interval_s``; it serves
+``/metrics`` with ``atelier_sweeper_outcomes_total`` on ``metrics_port``) or ``--once`` (from cron).
 """
 
 from __future__ import annotations
@@ -40,6 +40,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
 
+import prometheus_client
 from pydantic import ValidationError
 
 from producer.contracts.jobs import JobEventType, JobRecord, JobState
@@ -47,6 +48,7 @@ from producer.contracts.v1 import parse_request
 from producer.jobs_store import JobStore, StoreError, utcnow
 from producer.publish import Publisher, PublishError
 from producer.topology import TASK_FOR_KIND
+from worker import metrics
 from worker.errors import JOB_STUCK, RetryableError
 from worker.settings import WorkerSettings
 
@@ -115,10 +117,12 @@ class Sweeper:
         report = SweepReport()
         now, batch = self.clock(), self.settings.sweep_batch_size
         for job_id in self.store.running_since_before(now - timedelta(seconds=self.lease_s), limit=batch):
-            report.outcomes[job_id] = self.sweep_job(job_id)
+            report.outcomes[job_id] = outcome = self.sweep_job(job_id)
+            metrics.swept(JobState.RUNNING.value, outcome.value)
         stale = now - timedelta(seconds=self.settings.queued_timeout_s)
         for job_id in self.store.queued_since_before(stale, limit=batch):
-            report.outcomes[job_id] = self.sweep_queued(job_id)
+            report.outcomes[job_id] = outcome = self.sweep_queued(job_id)
+            metrics.swept(JobState.QUEUED.value, outcome.value)
         return report
 
     def sweep_job(self, job_id: str) -> Outcome:
@@ -264,7 +268,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--once", action="store_true", help="sweep once and exit (for cron)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    sweeper = Sweeper(WorkerSettings())
+    settings = WorkerSettings()
+    if settings.metrics_port and not args.once:
+        # one process: its own registry, no multiprocess folder
+        prometheus_client.start_http_server(settings.metrics_port, addr=settings.metrics_host)
+        log.info("serving /metrics on %s:%s", settings.metrics_host, settings.metrics_port)
+    sweeper = Sweeper(settings)
     try:
         sweeper.run(once=args.once)
     except KeyboardInterrupt:

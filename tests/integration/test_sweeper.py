@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 from kombu import Connection
+from prometheus_client import REGISTRY
 
 from producer.client import record_for
 from producer.contracts.examples import LISTING_EXAMPLE
@@ -231,6 +232,10 @@ class Clock:
         self.now = utcnow() + timedelta(seconds=seconds)
 
 
+def swept(state: str, outcome: str) -> float:
+    return REGISTRY.get_sample_value("atelier_sweeper_outcomes_total", {"state": state, "outcome": outcome}) or 0.0
+
+
 def queued_job(store: JobStore) -> str:
     job_id = uuid.uuid4().hex
     store.create(record_for(REQUEST, job_id), request=BODY)
@@ -246,7 +251,9 @@ def test_a_stale_queued_job_is_published_again_once_then_failed_with_job_stuck_a
     assert sweeper.sweep().outcomes == {}  # queued just now
 
     clock.wait(settings.queued_timeout_s + 1)
+    requeued_before = swept("queued", "requeued")
     assert sweeper.sweep().outcomes == {job_id: Outcome.REQUEUED}
+    assert swept("queued", "requeued") == requeued_before + 1  # on the sweeper's /metrics
     [(headers, body)] = drain(settings, settings.listing_queue)
     assert (headers["id"], headers["task"], headers["retries"]) == (job_id, LISTING_TASK, 0)
     assert body[1] == {"job_id": job_id, "request": BODY}

@@ -606,9 +606,10 @@ def promql_metric_names(expr: str) -> set[str]:
 
 def known_label_values() -> dict[str, set[str]]:
     """The values an alert may match for the labels the code defines (job: prometheus.yml's)."""
-    from producer.contracts.jobs import JobKind
+    from producer.contracts.jobs import JobKind, JobState
     from worker import errors
     from worker.callbacks import CALLBACK_SECRET_MISSING, DeliveryStatus
+    from worker.sweeper import Outcome as SweepOutcome
 
     config = load_yaml(DEPLOY / "prometheus" / "prometheus.yml")[0]
     queues = set(work_queues()) | {dead_letter_queue()}
@@ -620,7 +621,8 @@ def known_label_values() -> dict[str, set[str]]:
         "kind": {str(kind) for kind in JobKind},
         "stage": set(worker_metrics.STAGES),
         "code": codes | {CALLBACK_SECRET_MISSING},
-        "outcome": {str(status) for status in DeliveryStatus} | {"error"},
+        "outcome": {str(status) for status in DeliveryStatus} | {"error"} | {str(o) for o in SweepOutcome},
+        "state": {str(state) for state in JobState},
     }
 
 
