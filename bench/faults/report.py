@@ -81,6 +81,8 @@ def render(data: dict[str, Any]) -> str:
         "terminal state. **duplicated**: more than one set of result objects, or an event received",
         "under more than one `webhook-id`. **time to recover**: worst time from a fault's end until",
         "work flowed again (a job finished, or the events due during an outage were delivered).",
+        "**failed** counts jobs a scenario fails on purpose (a retry budget run out, the job of a",
+        "poison message, a submit refused while the broker was down); its checks say which.",
         "",
     ]
     keys = (
