@@ -16,8 +16,9 @@ them; a callback worker signs and sends them (``worker/tasks.py``).
 from __future__ import annotations
 
 import logging
+import time
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any, NamedTuple
 
 from producer.contracts.jobs import JobError, JobEventType, JobKind, JobRecord, JobState
@@ -81,7 +82,7 @@ class Producer:
     environment):
 
     - ``store``: the :class:`JobStore`; default one on ``settings.redis_url``.
-    - ``publisher``: the :class:`Publisher`; default one on ``settings.broker_url``.
+    - ``watch_poll_interval_s``: how often :meth:`watch` re-reads a record when no change
     - ``watch_poll_interval_s``: how often :meth:`watch` re-reads a record when no change
       notice arrives (default 1.0).
     """
@@ -158,6 +159,21 @@ class Producer:
         """Yield the record now and on every change until it is terminal; raises
         :class:`producer.jobs_store.WatchTimeout` after ``timeout`` seconds."""
         return self.store.watch(job_id, timeout=timeout, poll_interval=self.watch_poll_interval_s)
+
+    def wait_all(self, job_ids: Iterable[str], timeout_s: float) -> dict[str, JobRecord]:
+        """Every job's latest record once all have ended, or at ``timeout_s`` (some may not have:
+        check ``state.terminal``); polls every ``watch_poll_interval_s``."""
+        pending = set(job_ids)
+        records: dict[str, JobRecord] = {}
+        deadline = time.monotonic() + timeout_s
+        while pending and time.monotonic() < deadline:
+            for job_id in list(pending):
+                records[job_id] = record = self.status(job_id)
+                if record.state.terminal:
+                    pending.discard(job_id)
+            if pending:
+                time.sleep(self.watch_poll_interval_s)
+        return records
 
     def close(self) -> None:
         self.publisher.close()

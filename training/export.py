@@ -50,8 +50,10 @@ TORCHSCRIPT_DEPRECATION = r"`torch\.jit\.\w+` is deprecated"
 
 #: the backends pad each forward's batch with zero rows to a multiple of this: on the CPU, MKL's
 #: GEMM takes another kernel for the last ``N % 4`` rows of a batch under 12, which changed an
-#: item's pixels by one level depending on the batch it was served in; padded, it does not
-BATCH_MULTIPLE = 8
+#: item's pixels by one level depending on the batch it was served in; padded, it does not.
+#: 4 is the smallest multiple that leaves no such rows (tests/unit/test_bench_batch_multiple.py);
+#: 8 doubled the work of a 4-variant listing job and of every try-on call (BENCHMARKS.md)
+BATCH_MULTIPLE = 4
 
 InstanceKind = Literal["KIND_CPU", "KIND_GPU"]
 M = TypeVar("M", bound=nn.Module)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from producer.contracts.jobs import JobEventType
@@ -25,11 +26,19 @@ log = logging.getLogger(__name__)
 
 #: queues the delivery of one callback event: ``notify(job_id, event)``
 Notify = Callable[[str, JobEventType], None]
+#: a job's images are put to S3 this many at a time (a job has at most 8): a put mostly waits on
+#: S3, about 40% of a listing job's time when sequential (docs/benchmarks/README.md)
+UPLOAD_CONCURRENCY = 4
+
+
+def upload_threads() -> ThreadPoolExecutor:
+    return ThreadPoolExecutor(UPLOAD_CONCURRENCY, thread_name_prefix="atelier-upload")
 
 
 @dataclass
 class WorkerContext:
-    """Everything a job talks to. ``bucket()`` is the image store, its bucket made sure of once."""
+    """Everything a job talks to. ``bucket()`` is the image store, its bucket made sure of once;
+    ``uploads`` the threads that put a job's images while the next one is encoded."""
 
     settings: WorkerSettings
     store: JobStore
@@ -37,6 +46,7 @@ class WorkerContext:
     images: ImageStore
     callbacks: CallbackSender
     notify: Notify
+    uploads: ThreadPoolExecutor = field(default_factory=upload_threads, repr=False)
     _bucket_ready: bool = field(default=False, repr=False)
 
     @classmethod
@@ -62,6 +72,7 @@ class WorkerContext:
         return self.images
 
     def close(self) -> None:
+        self.uploads.shutdown(wait=True)
         self.inference.close()
         self.callbacks.close()
         self.store.close()

@@ -26,6 +26,7 @@ import json
 import logging
 import random
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import Future
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -62,7 +63,7 @@ from worker.errors import (
     as_worker_error,
 )
 from worker.inference import Generated
-from worker.storage import image_key
+from worker.storage import ImageStore, image_key
 
 log = logging.getLogger(__name__)
 
@@ -282,17 +283,32 @@ def store_images(
     output: OutputSpec,
     metadata: Mapping[str, Any],
 ) -> list[StoredImage]:
-    """Encode each variant and write it at its deterministic key, with its seed in the metadata."""
+    """Encode each variant and write it at its deterministic key, with its seed in the metadata.
+
+    The puts run on the process's upload threads (``ctx.uploads``) while the next variant is
+    encoded; the first failed put raises its typed error here, like a sequential one."""
     bucket = ctx.bucket()
-    stored = []
+    uploads: list[Future[StoredImage]] = []
     for variant, (image, seed) in enumerate(zip(images, seeds, strict=True)):
         with metrics.stage(kind, "encode"):
             data, content_type = encode(image, output.format, output.size)
         key = image_key(kind, job_id, variant, output.format)
         details = {**metadata, "variant": variant, "seed": seed}
-        with metrics.stage(kind, "upload"):
-            stored.append(bucket.put_image(key, data, content_type, details, variant=variant))
-    return stored
+        uploads.append(ctx.uploads.submit(_put, bucket, kind, key, data, content_type, details, variant))
+    return [upload.result() for upload in uploads]
+
+
+def _put(
+    bucket: ImageStore,
+    kind: JobKind,
+    key: str,
+    data: bytes,
+    content_type: str,
+    details: dict[str, Any],
+    variant: int,
+) -> StoredImage:
+    with metrics.stage(kind, "upload"):
+        return bucket.put_image(key, data, content_type, details, variant=variant)
 
 
 def listing_metadata(job_id: str, req: ListingImageRequest, generated: Generated) -> dict[str, Any]:

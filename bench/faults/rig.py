@@ -13,7 +13,6 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -182,18 +181,7 @@ class Rig:
 
     def wait_terminal(self, job_ids: Iterable[str], timeout_s: float) -> dict[str, JobRecord]:
         """Every job's record once all have ended, or at ``timeout_s`` (some may not have)."""
-        pending = set(job_ids)
-        records: dict[str, JobRecord] = {}
-        deadline = time.monotonic() + timeout_s
-        while pending and time.monotonic() < deadline:
-            for job_id in list(pending):
-                record = self.producer.status(job_id)
-                records[job_id] = record
-                if record.state.terminal:
-                    pending.discard(job_id)
-            if pending:
-                time.sleep(0.25)
-        return records
+        return self.producer.wait_all(job_ids, timeout_s)
 
     def object_sets(self, request: dict[str, Any], record: JobRecord) -> int:
         """How many sets of result objects the job has in S3: 1 when exactly its keys are there."""

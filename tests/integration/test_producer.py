@@ -562,3 +562,17 @@ def test_cli_watch_exits_when_the_job_ends(cli_env: AtelierSettings, producer: P
     other = producer.submit_listing({**LISTING_EXAMPLE, "idempotency_key": None})
     timed_out = CliRunner().invoke(app, ["watch", other, "--timeout", "0.3"])
     assert timed_out.exit_code == 3
+
+
+def test_wait_all_returns_once_every_job_ended_or_at_the_timeout(producer: Producer) -> None:
+    # no worker runs in this module: the jobs stay queued until canceled
+    ids = [producer.submit_listing({**LISTING_EXAMPLE, "idempotency_key": None}) for _ in range(2)]
+    waiting = producer.wait_all(ids, timeout_s=0.3)
+    assert [waiting[j].state for j in ids] == [JobState.QUEUED] * 2
+
+    for job_id in ids:
+        producer.cancel(job_id)
+    started = time.monotonic()
+    ended = producer.wait_all(ids, timeout_s=30)
+    assert [ended[j].state for j in ids] == [JobState.CANCELED] * 2
+    assert time.monotonic() - started < 5

@@ -233,7 +233,10 @@ class Clock:
 
 
 def swept(state: str, outcome: str) -> float:
-    return REGISTRY.get_sample_value("atelier_sweeper_outcomes_total", {"state": state, "outcome": outcome}) or 0.0
+    return (
+        REGISTRY.get_sample_value("atelier_sweeper_outcomes_total", {"state": state, "outcome": outcome})
+        or 0.0
+    )
 
 
 def queued_job(store: JobStore) -> str:

@@ -1,0 +1,110 @@
+"""Benchmark 4, interactive latency under backfill: try-on jobs at a steady rate, first on an idle
+system, then while a listing backlog (2,000 jobs by default) is queued and draining.
+
+Latency is from the moment the try-on is handed to the producer to its record's ``finished_at``
+(``succeeded``) and to its ``job.succeeded`` callback arriving at the receiver; both clocks are
+this machine's. The figures are p50/p95/p99 of each phase and the ratio of the backlog p95 to the
+idle p95; the listing queue's depth when the last try-on is published says the backlog lasted.
+
+Worker layout, as deployed (``docs/pipeline.md``): one worker per queue. Try-on has its own
+queue and pool, so no listing message is ever ahead of a try-on; the listing pool takes one
+process (the backlog may queue for hours; more processes only take CPU from the interactive
+path on two cores) and runs at ``nice 19`` (the single-host form of giving the interactive pool
+guaranteed CPU); callbacks have their own pool. RabbitMQ priorities are not used: the work
+queues are quorum queues, which support priorities only from RabbitMQ 4.0 and then as two
+levels (this machine runs 3.10); separate queues give the same isolation on any version.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from typing import Any
+
+from bench.perf.rig import TRITON_APP, Environment, PipelineRig, percentile
+from bench.perf.sizes import Size
+
+#: CPU niceness of the listing (backfill) pool: on shared cores it yields to the try-on pool
+LISTING_NICE = int(os.environ.get("ATELIER_BENCH_LISTING_NICE", "19"))
+
+
+def _tryons(rig: PipelineRig, size: Size, offset: int) -> tuple[list[str], dict[str, float], list[int]]:
+    """Submit ``size.tryon_jobs`` try-ons at ``size.tryon_rate_hz``; returns ids, submit times and
+    the listing queue's depth at each submit."""
+    interval = 1.0 / size.tryon_rate_hz
+    ids: list[str] = []
+    submitted: dict[str, float] = {}
+    depths: list[int] = []
+    start = time.perf_counter()
+    for k in range(size.tryon_jobs):
+        delay = start + k * interval - time.perf_counter()
+        if delay > 0:
+            time.sleep(delay)
+        at = time.time()
+        job_id = rig.producer.submit(rig.tryon(offset + k))
+        ids.append(job_id)
+        submitted[job_id] = at
+        depths.append(rig.queue_depth(rig.settings.listing_queue))
+    return ids, submitted, depths
+
+
+def _latencies(rig: PipelineRig, ids: list[str], submitted: dict[str, float]) -> dict[str, Any]:
+    records = rig.wait_terminal(ids, timeout_s=120)
+    rig.env.receiver.wait_for(lambda _: len(rig.callbacks_at(ids)) >= len(ids), timeout_s=30)
+    callbacks = rig.callbacks_at(ids)
+    to_succeeded = [
+        1000 * (r.finished_at.timestamp() - submitted[j])
+        for j, r in records.items()
+        if r.state.value == "succeeded" and r.finished_at
+    ]
+    to_callback = [1000 * (at - submitted[j]) for j, at in callbacks.items()]
+
+    def summary(values: list[float]) -> dict[str, float]:
+        return {f"p{q}": round(percentile(values, q), 1) for q in (50, 95, 99)}
+
+    return {
+        "jobs": len(ids),
+        "succeeded": len(to_succeeded),
+        "to_succeeded_ms": summary(to_succeeded),
+        "to_callback_ms": summary(to_callback),
+    }
+
+
+def run(env: Environment, size: Size) -> dict[str, Any]:
+    layout = {"tryon": (1, TRITON_APP), "listing": (1, TRITON_APP), "callbacks": (1, TRITON_APP)}
+    with PipelineRig(env, "backlog") as rig:
+        rig.start_workers(layout, nice={"listing": LISTING_NICE})
+        # one try-on first, not counted: the first call of each process pays for its warm-up
+        warm = rig.producer.submit(rig.tryon(10_000))
+        rig.wait_terminal([warm], timeout_s=60)
+
+        idle = _latencies(rig, *_tryons(rig, size, 0)[:2])
+
+        t0 = time.perf_counter()
+        backlog_ids: list[str] = []
+        publisher = threading.Thread(
+            target=lambda: backlog_ids.extend(
+                rig.submit_all(rig.listing(i) for i in range(size.backlog_jobs))
+            )
+        )
+        publisher.start()
+        publisher.join()
+        publish_s = time.perf_counter() - t0
+        ids, submitted, depths = _tryons(rig, size, 1000)
+        busy = _latencies(rig, ids, submitted)
+        busy["backlog_jobs"] = size.backlog_jobs
+        busy["backlog_publish_s"] = round(publish_s, 1)
+        busy["listing_queue_depth_at_first_tryon"] = depths[0] if depths else 0
+        busy["listing_queue_depth_at_last_tryon"] = depths[-1] if depths else 0
+    ratio = busy["to_succeeded_ms"]["p95"] / max(idle["to_succeeded_ms"]["p95"], 1e-6)
+    callback_ratio = busy["to_callback_ms"]["p95"] / max(idle["to_callback_ms"]["p95"], 1e-6)
+    return {
+        "layout": {role: processes for role, (processes, _) in layout.items()},
+        "listing_nice": LISTING_NICE,
+        "rate_hz": size.tryon_rate_hz,
+        "idle": idle,
+        "backlog": busy,
+        "p95_ratio_succeeded": round(ratio, 2),
+        "p95_ratio_callback": round(callback_ratio, 2),
+    }

@@ -1,0 +1,452 @@
+"""``BENCHMARKS.md``, ``bench/perf/results.json`` and the plots in ``docs/benchmarks/``.
+
+The JSON keeps the latest result of each benchmark (a run of some benchmarks replaces only
+theirs) and, under ``baseline``, the figures recorded before the performance changes, which the
+Markdown shows beside the current ones. The Markdown and the plots are always rebuilt from the
+whole JSON, never edited by hand. The targets are ratios within one run.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from bench.faults.report import machine
+
+#: the repository root
+ROOT = Path(__file__).resolve().parents[2]
+MARKDOWN, JSON = ROOT / "BENCHMARKS.md", ROOT / "bench" / "perf" / "results.json"
+PLOTS = ROOT / "docs" / "benchmarks"
+
+#: the largest batch the pipeline's listing jobs give Triton (4 variants, two jobs merged)
+PIPELINE_BATCH = 8
+#: the issue's targets
+PIPELINE_TARGET, INPROCESS_TARGET, RSS_TARGET_MB, BACKLOG_TARGET = 0.8, 1.0, 150.0, 1.5
+
+
+def save(
+    results: dict[str, Any],
+    *,
+    command: str,
+    size: str,
+    gpu: bool,
+    as_baseline: bool = False,
+    json_path: Path = JSON,
+    md_path: Path = MARKDOWN,
+    plots: Path | None = PLOTS,
+) -> dict[str, Any]:
+    """Merge ``results`` (benchmark name -> result) into the JSON; rewrite the Markdown and plots."""
+    data: dict[str, Any] = json.loads(json_path.read_text()) if json_path.exists() else {}
+    data.setdefault("benchmarks", {})
+    stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    section = data.setdefault("baseline", {}) if as_baseline else data["benchmarks"]
+    for name, result in results.items():
+        section[name] = {
+            **result,
+            "command": command,
+            "size": size,
+            "gpu": gpu,
+            "machine": machine(),
+            "ran_at": stamp,
+        }
+    data["targets"] = targets(data["benchmarks"])
+    if data.get("baseline"):
+        data["baseline_targets"] = targets(data["baseline"])
+    json_path.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+    if plots is not None:
+        plot(data["benchmarks"], plots)
+    md_path.write_text(render(data))
+    return data
+
+
+# --- targets ---
+
+
+def ceiling_of(bench: dict[str, Any]) -> dict[str, float] | None:
+    """The listing job's ceiling: the slower of Triton's raw product_cgan best and the raw result path."""
+    if "ceiling" not in bench or "result_path" not in bench:
+        return None
+    product = bench["ceiling"]["models"]["product_cgan"]
+    triton = product["best"]["images_per_s"]
+    result_path = bench["result_path"]["best"]["images_per_s"]
+    # what the pipeline sends: 4 variants per job, merged by the batcher up to 2 jobs on 2 cores
+    small = [p["images_per_s"] for p in product.get("points", []) if p["batch"] <= PIPELINE_BATCH]
+    triton_small = max(small) if small else triton
+    return {
+        "triton": triton,
+        "result_path": result_path,
+        "ceiling": min(triton, result_path),
+        "triton_at_pipeline_batch": triton_small,
+        # both halves on the same cores, no orchestration at all: their CPU adds up per image
+        "shared_cores_bound": round(1 / (1 / result_path + 1 / triton_small), 1),
+    }
+
+
+def targets(bench: dict[str, Any]) -> dict[str, Any]:
+    """Each target's figure, goal and verdict (targets whose benchmarks did not run are left out)."""
+    out: dict[str, Any] = {}
+    ceiling = ceiling_of(bench)
+    if ceiling and "pipeline" in bench:
+        best = bench["pipeline"]["best"]["images_per_s"]
+        ratio = best / ceiling["ceiling"]
+        out["pipeline_vs_ceiling"] = {
+            "ratio": round(ratio, 2),
+            "goal": PIPELINE_TARGET,
+            "met": ratio >= PIPELINE_TARGET,
+        }
+    if "pipeline" in bench and "inprocess" in bench:
+        alt = {p["processes"]: p for p in bench["inprocess"]["points"]}
+        ratios = {
+            str(p["processes"]): round(p["images_per_s"] / alt[p["processes"]]["images_per_s"], 2)
+            for p in bench["pipeline"]["points"]
+            if p["processes"] in alt and alt[p["processes"]]["images_per_s"]
+        }
+        rss = max(p["worker_rss_mb"] for p in bench["pipeline"]["points"])
+        alt_rss = min(p["worker_rss_mb"] for p in bench["inprocess"]["points"])
+        out["pipeline_vs_inprocess"] = {
+            "ratio_by_processes": ratios,
+            "goal": INPROCESS_TARGET,
+            "met": bool(ratios) and min(ratios.values()) >= INPROCESS_TARGET,
+        }
+        out["worker_rss"] = {
+            "triton_worker_mb": rss,
+            "inprocess_worker_mb": alt_rss,
+            "goal_mb": RSS_TARGET_MB,
+            "met": rss <= RSS_TARGET_MB and rss < alt_rss,
+        }
+    if "backlog" in bench:
+        ratio = bench["backlog"]["p95_ratio_succeeded"]
+        out["tryon_p95_under_backlog"] = {
+            "ratio": ratio,
+            "goal": BACKLOG_TARGET,
+            "met": ratio <= BACKLOG_TARGET,
+        }
+    return out
+
+
+# --- plots ---
+
+
+def plot(bench: dict[str, Any], folder: Path) -> list[Path]:
+    """One PNG per benchmark that ran; returns the paths written."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    folder.mkdir(parents=True, exist_ok=True)
+    written = []
+
+    def save(fig: Any, name: str) -> None:
+        path = folder / name
+        fig.tight_layout()
+        fig.savefig(path, dpi=90)
+        plt.close(fig)
+        written.append(path)
+
+    if "ceiling" in bench:
+        models = bench["ceiling"]["models"]
+        fig, axes = plt.subplots(1, len(models), figsize=(5 * len(models), 3.5))
+        for ax, (name, model) in zip(axes, models.items(), strict=True):
+            for c in sorted({p["concurrency"] for p in model["points"]}):
+                pts = [p for p in model["points"] if p["concurrency"] == c]
+                ax.plot(
+                    [p["batch"] for p in pts],
+                    [p["images_per_s"] for p in pts],
+                    marker="o",
+                    label=f"concurrency {c}",
+                )
+            ax.set(title=f"{name}: raw Triton", xlabel="batch size", ylabel="images/s", xscale="log")
+            ax.legend()
+        save(fig, "ceiling.png")
+    ceiling = ceiling_of(bench)
+    if ceiling and "pipeline" in bench:
+        labels = [
+            "Triton raw\n(product_cgan)",
+            "result path raw\n(encode + put)",
+            "ceiling",
+            "shared-cores\nbound",
+        ]
+        values = [
+            ceiling["triton"],
+            ceiling["result_path"],
+            ceiling["ceiling"],
+            ceiling["shared_cores_bound"],
+        ]
+        for key, title in (("pipeline", "pipeline"), ("inprocess", "in-process")):
+            for p in bench.get(key, {}).get("points", []):
+                labels.append(f"{title}\n{p['processes']} proc")
+                values.append(p["images_per_s"])
+        fig, ax = plt.subplots(figsize=(max(6, 1.3 * len(labels)), 3.5))
+        ax.bar(labels, values, color=["#888", "#888", "#444", "#777"] + ["#2a7"] * (len(labels) - 4))
+        ax.set_yscale("log")
+        ax.set(ylabel="images/s", title="listing images per second (one run)")
+        ax.tick_params(axis="x", labelsize=8)
+        save(fig, "pipeline.png")
+    if "backlog" in bench:
+        b = bench["backlog"]
+        fig, ax = plt.subplots(figsize=(6, 3.5))
+        qs = ["p50", "p95", "p99"]
+        for k, (phase, colour) in enumerate((("idle", "#2a7"), ("backlog", "#c53"))):
+            xs = [i + 0.2 * (2 * k - 1) for i in range(3)]
+            ax.bar(xs, [b[phase]["to_succeeded_ms"][q] for q in qs], width=0.38, color=colour, label=phase)
+        ax.set_xticks(range(3), qs)
+        ax.set(
+            ylabel="ms, publish -> succeeded",
+            title=f"try-on latency, {b['backlog']['backlog_jobs']} listing jobs queued",
+        )
+        ax.legend()
+        save(fig, "backlog.png")
+    if "scaling" in bench:
+        s = bench["scaling"]
+        fig, (ax, ax2) = plt.subplots(1, 2, figsize=(10, 3.5))
+        for batching in (True, False):
+            pts = [p for p in s["points"] if p["dynamic_batching"] is batching]
+            ax.plot(
+                [p["processes"] for p in pts],
+                [p["images_per_s"] for p in pts],
+                marker="o",
+                label=f"dynamic batching {'on' if batching else 'off'}",
+            )
+        ax.set(xlabel="listing worker processes", ylabel="images/s", title="pipeline throughput")
+        ax.set_xticks(sorted({p["processes"] for p in s["points"]}))
+        ax.legend()
+        stages = s["stages"]["ms_per_image"]
+        ax2.barh(list(stages), list(stages.values()), color="#47a")
+        ax2.set(xlabel="CPU ms per image", title="worker CPU outside Triton")
+        ax2.tick_params(axis="y", labelsize=8)
+        save(fig, "scaling.png")
+    return written
+
+
+# --- the Markdown ---
+
+
+def _table(header: list[str], rows: list[list[Any]]) -> list[str]:
+    """A Markdown table and the blank line after it."""
+    body = ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return ["| " + " | ".join(header) + " |", "|" + "---|" * len(header), *body, ""]
+
+
+def _verdict(target: dict[str, Any]) -> str:
+    return "met" if target["met"] else "**missed**"
+
+
+def render(data: dict[str, Any]) -> str:
+    bench, goals = data["benchmarks"], data.get("targets", {})
+    any_run: dict[str, Any] = next(iter(bench.values()), {})
+    lines = [
+        "# Benchmarks",
+        "",
+        "Generated by `python -m bench.perf` from `bench/perf/results.json`; do not edit by hand.",
+        "Method, layout and how to read the figures: [docs/benchmarks/README.md](docs/benchmarks/README.md).",
+        "",
+        f"Command: `{any_run.get('command', '?')}` (size `{any_run.get('size', '?')}`"
+        f"{', GPU' if any_run.get('gpu') else ', CPU only'})  ",
+        f"Machine: {any_run.get('machine', '?')}, {any_run.get('ran_at', '?')}. The machine is shared:",
+        "only ratios measured in the same run are compared.",
+        "",
+    ]
+    others = sorted(
+        {
+            f"`{r['command']}` ({name})"
+            for name, r in bench.items()
+            if r.get("command") != any_run.get("command")
+        }
+    )
+    if others:
+        lines += ["Benchmarks from other runs: " + ", ".join(others) + ".", ""]
+    lines += ["## Targets", ""]
+    rows = []
+    if "pipeline_vs_ceiling" in goals:
+        t = goals["pipeline_vs_ceiling"]
+        rows.append(
+            ["end-to-end listing throughput / ceiling", f"{t['ratio']}x", f">= {t['goal']}x", _verdict(t)]
+        )
+    if "pipeline_vs_inprocess" in goals:
+        t = goals["pipeline_vs_inprocess"]
+        shown = ", ".join(f"{r}x at {p} proc" for p, r in t["ratio_by_processes"].items())
+        rows.append(["pipeline / in-process alternative", shown, f">= {t['goal']}x", _verdict(t)])
+    if "worker_rss" in goals:
+        t = goals["worker_rss"]
+        rows.append(
+            [
+                "worker RSS (Triton worker vs in-process)",
+                f"{t['triton_worker_mb']} MB vs {t['inprocess_worker_mb']} MB",
+                f"<= {t['goal_mb']:g} MB and lower",
+                _verdict(t),
+            ]
+        )
+    if "tryon_p95_under_backlog" in goals:
+        t = goals["tryon_p95_under_backlog"]
+        rows.append(
+            ["try-on p95 under backlog / idle p95", f"{t['ratio']}x", f"<= {t['goal']}x", _verdict(t)]
+        )
+    lines += _table(["target", "measured", "goal", "verdict"], rows)
+
+    if data.get("baseline"):
+        lines += ["## Before and after the performance changes", "", *_before_after(data)]
+
+    if "ceiling" in bench:
+        lines += ["## 1. Ceiling: raw Triton", "", "![ceiling](docs/benchmarks/ceiling.png)", ""]
+        rows = []
+        for name, model in bench["ceiling"]["models"].items():
+            for p in model["points"]:
+                best = " (best)" if p == model["best"] else ""
+                rows.append(
+                    [name, p["batch"], p["concurrency"], f"{p['images_per_s']}{best}", p["latency_p50_ms"]]
+                )
+        lines += _table(["model", "batch", "concurrency", "images/s", "p50 ms"], rows)
+    if "result_path" in bench:
+        r = bench["result_path"]
+        lines += ["## The result path alone (encode + put, no broker, no status)", ""]
+        lines += [
+            f"{r['format']} {r.get('pixels', 256)} px: encode alone {r['encode_ms_per_image']} ms CPU "
+            "per image, "
+            f"{r['bytes_per_image']} bytes per image.",
+            "",
+        ]
+        lines += _table(
+            ["processes", "images", "images/s", "CPU ms/image"],
+            [[p["processes"], p["images"], p["images_per_s"], p["cpu_ms_per_image"]] for p in r["points"]],
+        )
+    if "pipeline" in bench or "inprocess" in bench:
+        lines += ["## 2-3. Pipeline at saturation, and the in-process alternative", ""]
+        ceiling = ceiling_of(bench)
+        if ceiling:
+            lines += [
+                f"Ceiling = min(Triton {ceiling['triton']}, result path {ceiling['result_path']}) = "
+                f"**{ceiling['ceiling']} images/s**. Not a target, for reading it: the pipeline gives "
+                f"Triton batches of at most {PIPELINE_BATCH} (4 variants a job), where Triton's best was "
+                f"{ceiling['triton_at_pipeline_batch']} images/s; with both halves sharing the same cores "
+                f"and no orchestration at all, their CPU adds up per image: "
+                f"1 / (1/{ceiling['result_path']} + 1/{ceiling['triton_at_pipeline_batch']}) = "
+                f"**{ceiling['shared_cores_bound']} images/s**.",
+                "",
+                "![pipeline](docs/benchmarks/pipeline.png)",
+                "",
+            ]
+        rows = []
+        for key, title in (("pipeline", "Triton pipeline"), ("inprocess", "in-process torch")):
+            for p in bench.get(key, {}).get("points", []):
+                cpu = p["cpu_ms_per_image"]
+                rows.append(
+                    [
+                        title,
+                        p["processes"],
+                        p["images_per_s"],
+                        p["images_stored_per_s"],
+                        p["window_s"],
+                        p["worker_rss_mb"],
+                        cpu["listing"],
+                        cpu["callbacks"],
+                        cpu["triton"],
+                        cpu["s3"],
+                    ]
+                )
+        lines += _table(
+            [
+                "variant",
+                "processes",
+                "images/s (to callback)",
+                "images/s (stored)",
+                "window s",
+                "worker RSS MB",
+                "CPU ms/img: worker",
+                "callbacks",
+                "Triton",
+                "S3",
+            ],
+            rows,
+        )
+    if "backlog" in bench:
+        b = bench["backlog"]
+        lines += [
+            "## 4. Try-on latency under a listing backlog",
+            "",
+            "![backlog](docs/benchmarks/backlog.png)",
+            "",
+        ]
+        lines += [
+            f"Layout (processes per queue): {b['layout']}; try-ons at {b['rate_hz']}/s. "
+            f"{b['backlog']['backlog_jobs']} listing jobs published in "
+            f"{b['backlog']['backlog_publish_s']} s; "
+            f"listing queue depth {b['backlog']['listing_queue_depth_at_first_tryon']} at the first try-on, "
+            f"{b['backlog']['listing_queue_depth_at_last_tryon']} at the last.",
+            "",
+        ]
+        rows = []
+        for phase in ("idle", "backlog"):
+            for what in ("to_succeeded_ms", "to_callback_ms"):
+                v = b[phase][what]
+                rows.append(
+                    [
+                        phase,
+                        what.removesuffix("_ms").replace("_", " "),
+                        b[phase]["jobs"],
+                        v["p50"],
+                        v["p95"],
+                        v["p99"],
+                    ]
+                )
+        lines += _table(["phase", "publish ->", "jobs", "p50 ms", "p95 ms", "p99 ms"], rows)
+    if "scaling" in bench:
+        s = bench["scaling"]
+        lines += [
+            "## 5. Scaling, dynamic batching, and the worker's CPU per image",
+            "",
+            "![scaling](docs/benchmarks/scaling.png)",
+            "",
+        ]
+        lines += _table(
+            ["dynamic batching", "processes", "images/s", "worker RSS MB", "CPU ms/img: worker", "Triton"],
+            [
+                [
+                    "on" if p["dynamic_batching"] else "off",
+                    p["processes"],
+                    p["images_per_s"],
+                    p["worker_rss_mb"],
+                    p["cpu_ms_per_image"]["listing"],
+                    p["cpu_ms_per_image"]["triton"],
+                ]
+                for p in s["points"]
+            ],
+        )
+        st = s["stages"]
+        lines += [
+            f"Stage by stage ({st['jobs']} jobs, {st['images']} images, in one process, `time.thread_time`):",
+            "",
+        ]
+        ordered = sorted(st["ms_per_image"].items(), key=lambda item: -item[1])
+        lines += _table(["stage", "CPU ms per image"], [[k, v] for k, v in ordered])
+    return "\n".join(lines)
+
+
+def _before_after(data: dict[str, Any]) -> list[str]:
+    before, after = data["baseline"], data["benchmarks"]
+    rows: list[list[Any]] = []
+
+    def add(label: str, pick: Any) -> None:
+        try:
+            b, a = pick(before), pick(after)
+        except (KeyError, IndexError, TypeError, StopIteration):
+            return
+        rows.append([label, b, a])
+
+    add("pipeline images/s (best)", lambda d: d["pipeline"]["best"]["images_per_s"])
+    add("result path images/s (best)", lambda d: d["result_path"]["best"]["images_per_s"])
+    add("encode CPU ms/image", lambda d: d["result_path"]["encode_ms_per_image"])
+    add("bytes/image", lambda d: d["result_path"]["bytes_per_image"])
+    add("pipeline / ceiling", lambda d: targets(d)["pipeline_vs_ceiling"]["ratio"])
+    add("pipeline / in-process", lambda d: targets(d)["pipeline_vs_inprocess"]["ratio_by_processes"])
+    add("worker CPU ms/image", lambda d: d["pipeline"]["best"]["cpu_ms_per_image"]["listing"])
+    add("try-on p95 ratio under backlog", lambda d: d["backlog"]["p95_ratio_succeeded"])
+    first = before[next(iter(before))] if before else {}
+    return [
+        f"Baseline recorded {first.get('ran_at', '?')} by `{first.get('command', '?')}` (size "
+        f"`{first.get('size', '?')}`), same machine, with the code before the changes.",
+        "",
+        *_table(["figure", "before", "after"], rows),
+    ]

@@ -1,0 +1,60 @@
+"""The performance benchmarks (``python -m bench.perf``) at their tiny size, end to end on the real
+services: each runs and its results have the expected fields with sane, non-zero values. No
+timing is asserted (the machine is shared; the figures are for BENCHMARKS.md, not for CI)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from bench.perf import report
+from bench.perf.__main__ import main
+from tests.integration.services import require_services
+
+pytestmark = [pytest.mark.triton, pytest.mark.slow]
+
+
+def test_every_benchmark_runs_tiny_and_reports_positive_figures(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    require_services()
+    json_path, md_path = tmp_path / "results.json", tmp_path / "BENCHMARKS.md"
+    plots = tmp_path / "plots"
+    # the committed BENCHMARKS.md, results.json and plots stay as they are
+    monkeypatch.setattr(
+        "bench.perf.__main__.save",
+        lambda results, **kw: report.save(results, json_path=json_path, md_path=md_path, plots=plots, **kw),
+    )
+
+    assert main(["--tiny", "--workdir", str(tmp_path / "work")]) == 0
+
+    data = json.loads(json_path.read_text())
+    bench = data["benchmarks"]
+    assert set(bench) == {"ceiling", "result_path", "pipeline", "inprocess", "backlog", "scaling"}
+    for model in ("product_cgan", "tryon_cvae"):
+        assert bench["ceiling"]["models"][model]["best"]["images_per_s"] > 0
+    assert bench["result_path"]["best"]["images_per_s"] > 0
+    assert bench["result_path"]["encode_ms_per_image"] > 0
+    for key in ("pipeline", "inprocess"):
+        for point in bench[key]["points"]:
+            assert point["succeeded"] == point["jobs"] and point["callbacks_received"] == point["jobs"]
+            assert point["images_per_s"] > 0 and point["worker_rss_mb"] > 0
+    assert bench["pipeline"]["best"]["cpu_ms_per_image"]["triton"] > 0
+    backlog = bench["backlog"]
+    for phase in ("idle", "backlog"):
+        assert backlog[phase]["succeeded"] == backlog[phase]["jobs"] > 0
+        assert 0 < backlog[phase]["to_succeeded_ms"]["p50"] <= backlog[phase]["to_callback_ms"]["p99"]
+    scaling = bench["scaling"]
+    assert {p["dynamic_batching"] for p in scaling["points"]} == {True, False}
+    assert all(p["images_per_s"] > 0 for p in scaling["points"])
+    assert scaling["stages"]["ms_per_image"]["encode (Pillow)"] > 0
+    assert set(data["targets"]) == {
+        "pipeline_vs_ceiling",
+        "pipeline_vs_inprocess",
+        "worker_rss",
+        "tryon_p95_under_backlog",
+    }
+    assert "## Targets" in md_path.read_text()
+    assert {p.name for p in plots.iterdir()} == {"ceiling.png", "pipeline.png", "backlog.png", "scaling.png"}
