@@ -160,8 +160,17 @@ class Rig:
         self.workers[role] = self._launch(role, concurrency).wait_ready()
 
     # --- jobs ---
-    def listing(self, i: int, requester: str, events: list[str] | None = None) -> dict[str, Any]:
-        """A small listing request (1-2 variants of 64 px) whose callbacks go to ``requester``."""
+    def listing(
+        self,
+        i: int,
+        requester: str,
+        events: list[str] | None = None,
+        *,
+        variants: int | None = None,
+        size: int = 64,
+    ) -> dict[str, Any]:
+        """A listing request (default: small, 1-2 variants of 64 px) whose callbacks go to
+        ``requester``."""
         return {
             "kind": "listing",
             "requester": requester,
@@ -170,9 +179,9 @@ class Rig:
                 "category": CATEGORIES[i % len(CATEGORIES)].slug,
                 "colour": PALETTE[i % len(PALETTE)].name,
             },
-            "variants": 1 + i % 2,
+            "variants": variants or 1 + i % 2,
             "seed": 5000 + i,
-            "output": {"format": "png", "size": 64},
+            "output": {"format": "png", "size": size},
             "callback": {"url": self.receiver.url_for(requester), "events": events or ALL_EVENTS},
         }
 

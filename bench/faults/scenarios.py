@@ -80,16 +80,18 @@ def worker_sigkill(workdir: Path, triton_grpc_url: str, size: str) -> ScenarioRe
         rig.start_workers({"listing": 1, "callbacks": 2})
         requests = {}
         for i in range(jobs):
-            request = rig.listing(i, "shop-kill")
+            # big jobs (8 variants of 512 px, a few hundred ms each): a kill lands mid-job
+            request = rig.listing(i, "shop-kill", variants=8, size=512)
             requests[rig.producer.submit(request)] = request
         job_ids = list(requests)
         fault_ends: list[float] = []
-        victims: set[str] = set()
+        running_at_kill: dict[str, float] = {}  # a job seen running just before a kill -> when
         faults: Counter[str] = Counter()
         for n in range(kills):
             victim = _wait_running(rig, job_ids, timeout_s=60)
             if victim is None:
                 break
+            running_at_kill[victim] = time.time()
             if n % 2 == 0:
                 if not rig.kill_pool_child("listing"):
                     continue
@@ -98,10 +100,10 @@ def worker_sigkill(workdir: Path, triton_grpc_url: str, size: str) -> ScenarioRe
                 rig.kill_worker_group("listing")
                 faults["SIGKILL worker process group + restart"] += 1
             fault_ends.append(time.time())
-            if rig.producer.status(victim).state is JobState.RUNNING:  # the kill caught it mid-run
-                victims.add(victim)
             _wait_done_after(rig, job_ids, fault_ends[-1], count=max(2, jobs // (kills + 1) // 2))
         records = rig.wait_terminal(job_ids, JOB_DEADLINE_S)
+        # caught mid-run: running just before the kill and not finished until after it
+        victims = {j for j, at in running_at_kill.items() if (_finished_at(records[j]) or float("inf")) > at}
         outcomes = _wait_callbacks(rig, records, lambda job_id: SUCCEEDED_EVENTS)
         object_sets = {j: rig.object_sets(requests[j], r) for j, r in records.items() if r.state.terminal}
         grouped = count_outcomes(result, records, object_sets, rig.receiver.received)
