@@ -7,9 +7,11 @@ real services, so a skip would hide that they did not run. ``scripts/services.sh
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 import redis
-from kombu import Connection
+from kombu import Connection, Queue
 
 from embedded.namespace import namespace, remove_namespace, worker_values
 from producer.settings import AtelierSettings
@@ -18,6 +20,7 @@ __all__ = [
     "AMQP_URL",
     "BASE",
     "REDIS_URL",
+    "drain",
     "namespace",
     "queue_depth",
     "remove_namespace",
@@ -67,6 +70,16 @@ def queue_depth(settings: AtelierSettings, queue_name: str) -> int:
             return int(connection.default_channel.queue_declare(queue=queue_name, passive=True).message_count)
         except Exception:  # not declared: nothing was ever published to it
             return 0
+
+
+def drain(queue: Queue) -> list[Any]:
+    """Every message in ``queue`` (removed from it): ``[(headers, body), ...]``."""
+    messages = []
+    with Connection(AMQP_URL) as connection:
+        bound = queue.bind(connection.default_channel)
+        while (message := bound.get(no_ack=True)) is not None:
+            messages.append((message.headers, message.decode()))
+    return messages
 
 
 def _public(url: str) -> str:

@@ -48,6 +48,7 @@ from producer.topology import (
 from tests.integration.services import (
     AMQP_URL,
     BASE,
+    drain,
     namespace,
     queue_depth,
     remove_namespace,
@@ -83,16 +84,6 @@ def producer(settings: AtelierSettings) -> Iterator[Producer]:
 def depth(queue: Queue) -> int:
     """Messages ready in ``queue`` on the real broker."""
     return queue_depth(BASE, queue.name)
-
-
-def drain(queue: Queue) -> list[Any]:
-    """Every message in ``queue`` (removed from it): ``[(headers, body), ...]``."""
-    messages = []
-    with Connection(AMQP_URL) as connection:
-        bound = queue.bind(connection.default_channel)
-        while (message := bound.get(no_ack=True)) is not None:
-            messages.append((message.headers, message.decode()))
-    return messages
 
 
 class FreezableProxy:

@@ -11,7 +11,6 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
-from kombu import Connection
 from prometheus_client import REGISTRY
 
 from producer.client import record_for
@@ -21,7 +20,7 @@ from producer.contracts.v1 import ListingImageRequest
 from producer.jobs_store import JobStore, utcnow
 from producer.publish import Publisher
 from producer.topology import CALLBACK_TASK, LISTING_TASK, build_topology, callback_kwargs
-from tests.integration.services import AMQP_URL, namespace, remove_namespace, require_services
+from tests.integration.services import AMQP_URL, drain, namespace, remove_namespace, require_services
 from worker import pipeline
 from worker.context import WorkerContext
 from worker.errors import JOB_STUCK
@@ -85,15 +84,9 @@ def running_job(store: JobStore, *, attempts: int, lease_s: float | None = 0.05)
     return job_id
 
 
-def drain(settings: WorkerSettings, queue_name: str) -> list[tuple[dict[str, Any], Any]]:
-    topology = build_topology(settings)
-    queue = next(q for q in topology.all_queues if q.name == queue_name)
-    messages = []
-    with Connection(AMQP_URL) as connection:
-        bound = queue.bind(connection.default_channel)
-        while (message := bound.get(no_ack=True)) is not None:
-            messages.append((message.headers, message.decode()))
-    return messages
+def drain_queue(settings: WorkerSettings, queue_name: str) -> list[tuple[dict[str, Any], Any]]:
+    """Every message in the namespace's queue ``queue_name``, removed from it."""
+    return drain(next(q for q in build_topology(settings).all_queues if q.name == queue_name))
 
 
 def worker_context(settings: WorkerSettings, store: JobStore) -> WorkerContext:
@@ -127,12 +120,12 @@ def test_a_stuck_job_with_attempts_left_is_published_again_and_its_worker_runs_i
     report = sweeper(settings, store, publisher).sweep()
 
     assert report.outcomes == {job_id: Outcome.REQUEUED}
-    [(headers, body)] = drain(settings, settings.listing_queue)
+    [(headers, body)] = drain_queue(settings, settings.listing_queue)
     assert (headers["id"], headers["task"], headers["retries"]) == (job_id, LISTING_TASK, 1)
     assert body[1] == {"job_id": job_id, "request": BODY}
     assert store.lease_holder(job_id) == SWEEPER  # the next sweep leaves the waiting message be
     assert sweeper(settings, store, publisher).sweep().outcomes == {job_id: Outcome.ALIVE}
-    assert drain(settings, settings.listing_queue) == []
+    assert drain_queue(settings, settings.listing_queue) == []
 
     # the worker takes the retried message as another attempt of the running job
     ctx = worker_context(settings, store)
@@ -153,8 +146,8 @@ def test_a_stuck_job_out_of_attempts_fails_with_job_stuck_and_its_callback_is_qu
     record = store.require(job_id)
     assert record.state is JobState.FAILED and record.error is not None
     assert (record.error.code, record.error.retryable) == (JOB_STUCK, True)
-    assert drain(settings, settings.listing_queue) == []
-    [(headers, body)] = drain(settings, settings.callback_queue)
+    assert drain_queue(settings, settings.listing_queue) == []
+    [(headers, body)] = drain_queue(settings, settings.callback_queue)
     assert headers["task"] == CALLBACK_TASK
     assert body[1] == callback_kwargs(job_id, JobEventType.FAILED.value)
     assert store.running_since_before(later(settings)) == []
@@ -171,7 +164,10 @@ def test_a_job_with_a_live_lease_or_a_recent_start_is_left_alone(
     assert on_time.sweep().outcomes == {}
 
     assert [store.require(j).state for j in (leased, recent)] == [JobState.RUNNING] * 2
-    assert drain(settings, settings.listing_queue) == [] and drain(settings, settings.callback_queue) == []
+    assert (
+        drain_queue(settings, settings.listing_queue) == []
+        and drain_queue(settings, settings.callback_queue) == []
+    )
 
 
 class RacingStore(JobStore):
@@ -197,7 +193,10 @@ def test_a_job_that_finishes_while_being_swept_is_not_touched(
     assert sweeper(settings, store, publisher).sweep().outcomes == {job_id: Outcome.CHANGED}
 
     assert store.require(job_id).state is JobState.SUCCEEDED and store.require(job_id).error is None
-    assert drain(settings, settings.listing_queue) == [] and drain(settings, settings.callback_queue) == []
+    assert (
+        drain_queue(settings, settings.listing_queue) == []
+        and drain_queue(settings, settings.callback_queue) == []
+    )
     store.close()
 
 
@@ -212,7 +211,7 @@ def test_a_job_that_starts_another_attempt_while_being_swept_is_not_failed(
 
     record = store.require(job_id)
     assert (record.state, record.attempts, record.error) == (JobState.RUNNING, 4, None)
-    assert drain(settings, settings.callback_queue) == []
+    assert drain_queue(settings, settings.callback_queue) == []
     store.close()
 
 
@@ -257,7 +256,7 @@ def test_a_stale_queued_job_is_published_again_once_then_failed_with_job_stuck_a
     requeued_before = swept("queued", "requeued")
     assert sweeper.sweep().outcomes == {job_id: Outcome.REQUEUED}
     assert swept("queued", "requeued") == requeued_before + 1  # on the sweeper's /metrics
-    [(headers, body)] = drain(settings, settings.listing_queue)
+    [(headers, body)] = drain_queue(settings, settings.listing_queue)
     assert (headers["id"], headers["task"], headers["retries"]) == (job_id, LISTING_TASK, 0)
     assert body[1] == {"job_id": job_id, "request": BODY}
     assert store.requeue_count(job_id) == 1
@@ -270,8 +269,8 @@ def test_a_stale_queued_job_is_published_again_once_then_failed_with_job_stuck_a
     assert record.state is JobState.FAILED and record.error is not None
     assert (record.error.code, record.error.retryable) == (JOB_STUCK, True)
     assert "stayed queued" in record.error.message
-    assert drain(settings, settings.listing_queue) == []
-    [(headers, body)] = drain(settings, settings.callback_queue)
+    assert drain_queue(settings, settings.listing_queue) == []
+    [(headers, body)] = drain_queue(settings, settings.callback_queue)
     assert body[1] == callback_kwargs(job_id, JobEventType.FAILED.value)
     assert store.queued_since_before(later(settings) + timedelta(days=1)) == []
 
@@ -302,4 +301,4 @@ def test_a_queued_timeout_of_zero_requeues_fails_at_once(
     assert Sweeper(strict, store=store, publisher=publisher, clock=clock).sweep().outcomes == {
         job_id: Outcome.FAILED
     }
-    assert drain(settings, settings.listing_queue) == []
+    assert drain_queue(settings, settings.listing_queue) == []
