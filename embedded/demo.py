@@ -39,6 +39,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from core.contracts.jobs import JobEventType, JobRecord, JobState
 from embedded.namespace import delete_topology
 from embedded.receiver import CallbackReceiver, Received
 from embedded.redis import RedisServer
@@ -46,7 +47,6 @@ from embedded.s3 import S3Server
 from embedded.triton import DEFAULT_REPOSITORY, TritonServer
 from embedded.workers import CeleryWorker
 from producer.client import Producer
-from producer.contracts.jobs import JobEventType, JobRecord, JobState
 from worker.settings import WorkerSettings, new_webhook_secret
 
 _ROOT = Path(__file__).resolve().parent.parent

@@ -13,8 +13,8 @@ from typing import Any, Protocol
 import redis
 from kombu import Connection
 
-from producer.settings import AtelierSettings
-from producer.topology import build_topology
+from core.settings import AtelierSettings
+from core.topology import build_topology
 
 
 class S3Endpoint(Protocol):

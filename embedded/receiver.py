@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from core.contracts.jobs import JobEvent
 from embedded.process import HOST, Server
-from producer.contracts.jobs import JobEvent
 from producer.webhook_verify import WebhookVerificationError, verify
 
 #: the path prefix each requester's callbacks are POSTed under

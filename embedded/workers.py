@@ -13,8 +13,8 @@ import sys
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
+from core.settings import AtelierSettings
 from embedded.process import ROOT, ChildServer, ServerStartError, search_path
-from producer.settings import AtelierSettings
 
 #: seconds to wait for ``ready.`` (imports and broker connection; slow on a busy machine)
 DEFAULT_READY_TIMEOUT_S = 90.0

@@ -1,6 +1,6 @@
 """``atelier``: submit jobs, follow them, cancel them, and export the request schemas.
 
-Settings come from ``ATELIER_*`` environment variables (``producer.settings``). Exit codes:
+Settings come from ``ATELIER_*`` environment variables (``core.settings``). Exit codes:
 0 success, 1 a job or broker failure (or a batch with any bad line), 2 invalid input,
 3 a watch that timed out.
 """
@@ -22,13 +22,13 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from rich.text import Text
 
+from core.contracts.jobs import JobEvent, JobRecord, JobState
+from core.contracts.v1 import ListingImageRequest, TryOnRequest, parse_request
+from core.jobs_store import JobNotFound, StoreError, WatchTimeout, cancel_refusal
+from core.publish import PublishError
+from ops.cli import app as ops_app
+from ops.dlq_cli import app as dlq_app
 from producer.client import Producer
-from producer.contracts.jobs import JobEvent, JobRecord, JobState
-from producer.contracts.v1 import ListingImageRequest, TryOnRequest, parse_request
-from producer.dlq_cli import app as dlq_app
-from producer.jobs_store import JobNotFound, StoreError, WatchTimeout, cancel_refusal
-from producer.ops_cli import app as ops_app
-from producer.publish import PublishError
 
 app = typer.Typer(name="atelier", help="Submit and follow Atelier image jobs.", no_args_is_help=True)
 app.add_typer(dlq_app, name="dlq")

@@ -21,17 +21,16 @@ import uuid
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any, NamedTuple
 
-from producer.contracts.jobs import JobError, JobEventType, JobKind, JobRecord, JobState
-from producer.contracts.v1 import ListingImageRequest, TryOnRequest, parse_request
-from producer.jobs_store import JobStore, utcnow
-from producer.publish import Publisher
-from producer.settings import AtelierSettings
-from producer.topology import TASK_FOR_KIND
+from core.contracts.jobs import JobError, JobEventType, JobKind, JobRecord, JobState
+from core.contracts.v1 import ListingImageRequest, TryOnRequest, parse_request
+from core.errors import ErrorCode
+from core.jobs_store import JobStore, utcnow
+from core.publish import Publisher
+from core.settings import AtelierSettings
+from core.topology import TASK_FOR_KIND
 
 log = logging.getLogger(__name__)
 
-#: the job record's error code when the broker did not confirm the job's message
-PUBLISH_FAILED = "publish_failed"
 
 Request = ListingImageRequest | TryOnRequest
 
@@ -141,13 +140,13 @@ class Producer:
         return Submission(job_id, True)
 
     def status(self, job_id: str) -> JobRecord:
-        """The job's record; raises :class:`producer.jobs_store.JobNotFound`."""
+        """The job's record; raises :class:`core.jobs_store.JobNotFound`."""
         return self.store.require(job_id)
 
     def cancel(self, job_id: str) -> JobRecord:
         """Cancel a queued job (it will never run); a running or finished job comes back unchanged.
 
-        ``producer.jobs_store.cancel_refusal(record)`` says why a job was not canceled.
+        ``core.jobs_store.cancel_refusal(record)`` says why a job was not canceled.
         """
         record = self.store.request_cancel(job_id)
         if record.state is JobState.CANCELED:
@@ -157,7 +156,7 @@ class Producer:
 
     def watch(self, job_id: str, timeout: float) -> Iterator[JobRecord]:
         """Yield the record now and on every change until it is terminal; raises
-        :class:`producer.jobs_store.WatchTimeout` after ``timeout`` seconds."""
+        :class:`core.jobs_store.WatchTimeout` after ``timeout`` seconds."""
         return self.store.watch(job_id, timeout=timeout, poll_interval=self.watch_poll_interval_s)
 
     def wait_all(self, job_ids: Iterable[str], timeout_s: float) -> dict[str, JobRecord]:
@@ -199,7 +198,7 @@ class Producer:
 
     def _mark_publish_failed(self, record: JobRecord, request: Request, error: Exception) -> bool:
         """``queued -> failed`` with ``publish_failed``; ``False`` if the job had moved on."""
-        failure = JobError(code=PUBLISH_FAILED, message=str(error), retryable=True)
+        failure = JobError(code=ErrorCode.PUBLISH_FAILED, message=str(error), retryable=True)
         try:
             marked = self.store.transition(
                 record.job_id, JobState.FAILED, only_from=(JobState.QUEUED,), error=failure

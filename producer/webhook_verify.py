@@ -25,7 +25,7 @@ from typing import Any
 from pydantic import ValidationError
 from standardwebhooks.webhooks import Webhook
 
-from producer.contracts.jobs import JobEvent
+from core.contracts.jobs import JobEvent
 
 #: default replay window: a timestamp further than this from now (either way) is refused
 DEFAULT_TOLERANCE_S = 300

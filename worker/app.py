@@ -8,7 +8,7 @@ never holds an inference worker (names from ``ATELIER_*_QUEUE``)::
     celery -A worker.app worker -Q atelier.callbacks --pool prefork -c 4 -n callbacks@%h
 
 Configuration is :func:`worker_config`: the part the producer shares
-(``producer.topology.celery_config``: quorum queues, routes, JSON, no result backend) plus late
+(``core.topology.celery_config``: quorum queues, routes, JSON, no result backend) plus late
 acks with reject-on-worker-lost (a job whose worker dies is redelivered, not lost), prefetch 1
 (a process holds one job at a time, so a long job never holds queued ones back) and the soft and
 hard time limits. Quorum queues need global QoS off, which Celery does for them: no ``--autoscale``.
@@ -30,8 +30,9 @@ from amqp.exceptions import AMQPError
 from celery import Celery, signals
 from kombu.exceptions import KombuError
 
-from producer.contracts.jobs import JobEventType
-from producer.topology import (
+from core.contracts.jobs import JobEventType
+from core.errors import ErrorCode, PermanentError, RetryableError
+from core.topology import (
     CALLBACK_TASK,
     build_topology,
     callback_kwargs,
@@ -40,7 +41,6 @@ from producer.topology import (
     declare,
 )
 from worker import context, endpoints, metrics, pipeline
-from worker.errors import CALLBACK_ENQUEUE_FAILED, PermanentError, RetryableError
 from worker.health import Liveness, Readiness, worker_probes
 from worker.logs import use_key_value_format
 from worker.settings import WorkerSettings
@@ -83,7 +83,7 @@ def enqueue_callback(job_id: str, event: JobEventType) -> None:
         )
     except (KombuError, AMQPError, OSError) as error:
         raise RetryableError(
-            CALLBACK_ENQUEUE_FAILED, f"{event.value} callback not queued: {error!r}"
+            ErrorCode.CALLBACK_ENQUEUE_FAILED, f"{event.value} callback not queued: {error!r}"
         ) from error
 
 
@@ -94,7 +94,7 @@ liveness = Liveness()
 _endpoints: endpoints.Endpoints | None = None
 
 
-def fail_refused_job(job_id: str, code: str, detail: str, request: Mapping[str, Any] | None) -> None:
+def fail_refused_job(job_id: str, code: ErrorCode, detail: str, request: Mapping[str, Any] | None) -> None:
     """End ``job_id`` ``failed`` because ``worker.gate`` refused its message (``code``: why);
     its ``job.failed`` callback is queued if the request's callback part is readable."""
     callback = pipeline.callback_of(request or {})

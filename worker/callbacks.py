@@ -34,20 +34,14 @@ from typing import Any
 import httpx
 from standardwebhooks.webhooks import Webhook
 
-from producer.contracts.jobs import JobEvent, JobEventType
+from core.contracts.jobs import JobEvent, JobEventType
+from core.errors import ErrorCode, PermanentError, RetryableError
 from worker import metrics
-from worker.errors import PermanentError, RetryableError
 from worker.per_process import PerProcessClient
 from worker.settings import WorkerSettings
 
 log = logging.getLogger(__name__)
 
-#: a refused callback URL (scheme, or an address outside the allow-list): permanent
-CALLBACK_URL_REFUSED = "callback_url_refused"
-#: the callback host does not resolve (may be transient)
-CALLBACK_UNRESOLVED = "callback_unresolved"
-#: no signing secret configured for the requester (operator configuration)
-CALLBACK_SECRET_MISSING = "callback_secret_missing"
 #: a callback body larger than this is a bug (someone put image bytes in it)
 MAX_BODY_BYTES = 64 * 1024
 #: statuses worth retrying besides 5xx: request timeout, too early, too many requests
@@ -84,7 +78,7 @@ class UnsafeCallbackUrl(PermanentError):
     """The callback URL breaks the scheme or address rules (``callback_url_refused``)."""
 
     def __init__(self, message: str) -> None:
-        super().__init__(CALLBACK_URL_REFUSED, message)
+        super().__init__(ErrorCode.CALLBACK_URL_REFUSED, message)
 
 
 def message_id(job_id: str, event_type: JobEventType | str) -> str:
@@ -180,9 +174,9 @@ def check_callback_url(url: str, settings: WorkerSettings, *, resolve: Resolver 
     try:
         addresses = list(resolve(host, port))
     except (OSError, UnicodeError) as error:
-        raise RetryableError(CALLBACK_UNRESOLVED, f"{host} does not resolve: {error}") from None
+        raise RetryableError(ErrorCode.CALLBACK_UNRESOLVED, f"{host} does not resolve: {error}") from None
     if not addresses:
-        raise RetryableError(CALLBACK_UNRESOLVED, f"{host} resolved to no address")
+        raise RetryableError(ErrorCode.CALLBACK_UNRESOLVED, f"{host} resolved to no address")
     if host in settings.callback_allowed_hosts:
         return addresses
     for address in addresses:
@@ -273,7 +267,7 @@ class CallbackSender(PerProcessClient[httpx.Client]):
         try:
             secrets = self.settings.signing_secrets(requester)
         except LookupError as error:
-            raise PermanentError(CALLBACK_SECRET_MISSING, str(error)) from None
+            raise PermanentError(ErrorCode.CALLBACK_SECRET_MISSING, str(error)) from None
         body = event_body(event)
         try:
             addresses = check_callback_url(url, self.settings, resolve=self._resolve)

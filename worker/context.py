@@ -15,8 +15,8 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-from producer.contracts.jobs import JobEventType
-from producer.jobs_store import JobStore
+from core.contracts.jobs import JobEventType
+from core.jobs_store import JobStore
 from worker.callbacks import CallbackSender
 from worker.inference import InferenceClient
 from worker.settings import WorkerSettings

@@ -19,8 +19,9 @@ from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from ops.checks import Report, run_checks
 from worker import metrics
-from worker.health import Liveness, Readiness, Report, run_checks
+from worker.health import Liveness, Readiness
 
 log = logging.getLogger(__name__)
 

@@ -5,7 +5,7 @@ Celery alone acks a body it cannot decode (the message is gone) and rejects an u
 (RabbitMQ dead-letters it, but says only ``rejected``). :class:`GatedConsumer` (the worker's
 ``worker_consumer``) runs :func:`inspect_message` on the raw bytes first. A message that fails
 is re-published to the dead-letter exchange with ``x-atelier-dead-letter-reason`` and friends
-(``producer.dead_letters``), then acked; if that publish is not confirmed the message is
+(``core.dead_letters``), then acked; if that publish is not confirmed the message is
 rejected without requeue, so RabbitMQ dead-letters it anyway. When the message names a job,
 the job ends ``failed`` with the same reason (and its ``job.failed`` callback is queued).
 
@@ -34,9 +34,10 @@ from celery.worker.consumer import Consumer
 from kombu import Producer
 from pydantic import BaseModel, ValidationError
 
-from producer.contracts.v1 import ListingImageRequest, TryOnRequest
-from producer.dead_letters import dead_letter_headers, new_message_id
-from producer.topology import CALLBACK_TASK, LISTING_TASK, TRYON_TASK
+from core.contracts.v1 import ListingImageRequest, TryOnRequest
+from core.dead_letters import dead_letter_headers, new_message_id
+from core.errors import ErrorCode
+from core.topology import CALLBACK_TASK, LISTING_TASK, TRYON_TASK
 from worker import metrics
 
 log = logging.getLogger(__name__)
@@ -57,14 +58,14 @@ MAX_REASON_CHARS = 500
 class Poison:
     """Why a message is refused: ``code`` (machine-readable), ``detail``, and its job if known."""
 
-    code: str
+    code: ErrorCode
     detail: str
     job_id: str | None = None
     request: Mapping[str, Any] | None = None
 
     @property
     def reason(self) -> str:
-        return f"{self.code}: {self.detail}"[:MAX_REASON_CHARS]
+        return f"{self.code.value}: {self.detail}"[:MAX_REASON_CHARS]
 
 
 def inspect_message(
@@ -79,35 +80,35 @@ def inspect_message(
     raw = body.encode("utf-8", "surrogateescape") if isinstance(body, str) else body
     headers = headers if isinstance(headers, Mapping) else {}
     if len(raw) > max_bytes:
-        return Poison("message_too_large", f"{len(raw)} bytes, over the {max_bytes}-byte limit")
+        return Poison(ErrorCode.MESSAGE_TOO_LARGE, f"{len(raw)} bytes, over the {max_bytes}-byte limit")
     task = headers.get("task")
     if not isinstance(task, str) or not task:
-        return Poison("not_a_task_message", "no task header (Celery message protocol 2)")
+        return Poison(ErrorCode.NOT_A_TASK_MESSAGE, "no task header (Celery message protocol 2)")
     header_id = headers.get("id") if isinstance(headers.get("id"), str) else None
     job_id = header_id if task in REQUEST_MODELS else None
     if task not in known_tasks:
-        return Poison("unknown_task", f"this worker has no task {task!r}", job_id)
+        return Poison(ErrorCode.UNKNOWN_TASK, f"this worker has no task {task!r}", job_id)
     if (content_type or "").split(";")[0].strip() != "application/json":
-        return Poison("unsupported_content_type", f"{content_type!r}, not application/json", job_id)
+        return Poison(ErrorCode.UNSUPPORTED_CONTENT_TYPE, f"{content_type!r}, not application/json", job_id)
     try:
         payload = json.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, ValueError) as error:
-        return Poison("not_json", f"the body is not UTF-8 JSON ({error})", job_id)
+        return Poison(ErrorCode.NOT_JSON, f"the body is not UTF-8 JSON ({error})", job_id)
     return _check_payload(task, payload, job_id)
 
 
 def _check_payload(task: str, payload: Any, job_id: str | None) -> Poison | None:
     if not (isinstance(payload, list) and len(payload) == 3 and isinstance(payload[1], dict)):
-        return Poison("invalid_arguments", "the body is not [args, kwargs, embed]", job_id)
+        return Poison(ErrorCode.INVALID_ARGUMENTS, "the body is not [args, kwargs, embed]", job_id)
     args, kwargs = payload[0], payload[1]
     if args:
-        return Poison("invalid_arguments", "positional arguments are not accepted", job_id)
+        return Poison(ErrorCode.INVALID_ARGUMENTS, "positional arguments are not accepted", job_id)
     if isinstance(kwargs.get("job_id"), str):
         job_id = kwargs["job_id"]
     for name, kind in REQUIRED_KWARGS.get(task, {}).items():
         if not isinstance(kwargs.get(name), kind):
             problem = "missing" if name not in kwargs else f"not a {kind.__name__}"
-            return Poison("invalid_arguments", f"keyword argument {name!r} is {problem}", job_id)
+            return Poison(ErrorCode.INVALID_ARGUMENTS, f"keyword argument {name!r} is {problem}", job_id)
     model = REQUEST_MODELS.get(task)
     if model is None:
         return None
@@ -118,7 +119,9 @@ def _check_payload(task: str, payload: Any, job_id: str | None) -> Poison | None
         problems = "; ".join(
             f"{'.'.join(str(p) for p in e['loc']) or 'request'}: {e['type']}" for e in error.errors()[:5]
         )
-        return Poison("invalid_request", f"the request does not validate ({problems})", job_id, request)
+        return Poison(
+            ErrorCode.INVALID_REQUEST, f"the request does not validate ({problems})", job_id, request
+        )
     return None
 
 

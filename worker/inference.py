@@ -26,6 +26,7 @@ from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_aft
 from tenacity import wait_random_exponential as full_jitter
 from tritonclient.utils import InferenceServerException
 
+from core.errors import AtelierError, ErrorCode, PermanentError, RetryableError
 from serving_contract.tensors import (
     CLIENT_DTYPES,
     PRODUCT_GENERATOR,
@@ -33,32 +34,22 @@ from serving_contract.tensors import (
     ModelSpec,
     empty_batch,
 )
-from worker.errors import (
-    INFERENCE_FAILED,
-    INFERENCE_REJECTED,
-    INFERENCE_TIMEOUT,
-    INFERENCE_UNAVAILABLE,
-    MODEL_NOT_FOUND,
-    PermanentError,
-    RetryableError,
-    WorkerError,
-)
 from worker.per_process import PerProcessClient
 from worker.settings import WorkerSettings
 
 log = logging.getLogger(__name__)
 
 #: gRPC status -> (error class, code); statuses not listed are permanent ``inference_rejected``
-STATUS_ERRORS: dict[str, tuple[type[WorkerError], str]] = {
-    "UNAVAILABLE": (RetryableError, INFERENCE_UNAVAILABLE),
-    "RESOURCE_EXHAUSTED": (RetryableError, INFERENCE_UNAVAILABLE),
-    "ABORTED": (RetryableError, INFERENCE_UNAVAILABLE),
-    "CANCELLED": (RetryableError, INFERENCE_UNAVAILABLE),
-    "DEADLINE_EXCEEDED": (RetryableError, INFERENCE_TIMEOUT),
-    "INTERNAL": (RetryableError, INFERENCE_FAILED),
-    "UNKNOWN": (RetryableError, INFERENCE_FAILED),
-    "NOT_FOUND": (PermanentError, MODEL_NOT_FOUND),
-    "INVALID_ARGUMENT": (PermanentError, INFERENCE_REJECTED),
+STATUS_ERRORS: dict[str, tuple[type[AtelierError], ErrorCode]] = {
+    "UNAVAILABLE": (RetryableError, ErrorCode.INFERENCE_UNAVAILABLE),
+    "RESOURCE_EXHAUSTED": (RetryableError, ErrorCode.INFERENCE_UNAVAILABLE),
+    "ABORTED": (RetryableError, ErrorCode.INFERENCE_UNAVAILABLE),
+    "CANCELLED": (RetryableError, ErrorCode.INFERENCE_UNAVAILABLE),
+    "DEADLINE_EXCEEDED": (RetryableError, ErrorCode.INFERENCE_TIMEOUT),
+    "INTERNAL": (RetryableError, ErrorCode.INFERENCE_FAILED),
+    "UNKNOWN": (RetryableError, ErrorCode.INFERENCE_FAILED),
+    "NOT_FOUND": (PermanentError, ErrorCode.MODEL_NOT_FOUND),
+    "INVALID_ARGUMENT": (PermanentError, ErrorCode.INFERENCE_REJECTED),
 }
 
 #: output tensor both models return
@@ -74,32 +65,32 @@ class Generated:
     version: str  #: the version that answered (resolved when the request asked for the latest)
 
 
-def classify(error: BaseException, *, model: str = "", version: str = "") -> WorkerError:
+def classify(error: BaseException, *, model: str = "", version: str = "") -> AtelierError:
     """The typed error for an exception raised by a Triton call.
 
     ``InferenceServerException`` carries the gRPC status as ``"StatusCode.NAME"``; a status-less
     one was raised by the client library itself (bad input on our side): permanent.
     """
     where = f"{model} (version {version or 'latest'})" if model else "triton"
-    if isinstance(error, WorkerError):
+    if isinstance(error, AtelierError):
         return error
     if isinstance(error, InferenceServerException):
         status = (error.status() or "").removeprefix("StatusCode.")
-        kind, code = STATUS_ERRORS.get(status, (PermanentError, INFERENCE_REJECTED))
+        kind, code = STATUS_ERRORS.get(status, (PermanentError, ErrorCode.INFERENCE_REJECTED))
         detail = error.message() or str(error)
         if status == "NOT_FOUND" or (status == "UNAVAILABLE" and "unknown model" in detail.lower()):
-            kind, code = PermanentError, MODEL_NOT_FOUND
+            kind, code = PermanentError, ErrorCode.MODEL_NOT_FOUND
         return kind(code, f"{where}: {status or 'client error'}: {detail}")
     code_of = getattr(error, "code", None)  # a raw grpc.RpcError
     if callable(code_of):
         status = getattr(code_of(), "name", str(code_of()))
-        kind, code = STATUS_ERRORS.get(status, (PermanentError, INFERENCE_REJECTED))
+        kind, code = STATUS_ERRORS.get(status, (PermanentError, ErrorCode.INFERENCE_REJECTED))
         return kind(code, f"{where}: {status}: {error}")
     if isinstance(error, TimeoutError):
-        return RetryableError(INFERENCE_TIMEOUT, f"{where}: {error}")
+        return RetryableError(ErrorCode.INFERENCE_TIMEOUT, f"{where}: {error}")
     if isinstance(error, OSError):  # ConnectionError and friends
-        return RetryableError(INFERENCE_UNAVAILABLE, f"{where}: {error}")
-    return PermanentError(INFERENCE_REJECTED, f"{where}: {type(error).__name__}: {error}")
+        return RetryableError(ErrorCode.INFERENCE_UNAVAILABLE, f"{where}: {error}")
+    return PermanentError(ErrorCode.INFERENCE_REJECTED, f"{where}: {type(error).__name__}: {error}")
 
 
 def chunks(n: int, size: int) -> list[slice]:
@@ -268,7 +259,9 @@ class InferenceClient(PerProcessClient[Any]):
         expected = (len(arrays["SEED"]), *spec.outputs[0].shape)
         if images is None or images.shape != expected or images.dtype != np.uint8:
             got = None if images is None else (images.shape, images.dtype)
-            raise PermanentError(INFERENCE_REJECTED, f"{spec.name} returned {got}, expected {expected} uint8")
+            raise PermanentError(
+                ErrorCode.INFERENCE_REJECTED, f"{spec.name} returned {got}, expected {expected} uint8"
+            )
         answered = str(result.get_response().model_version or version)
         return images, answered
 

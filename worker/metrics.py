@@ -43,7 +43,7 @@ from prometheus_client import (
     values,
 )
 
-from producer.contracts.jobs import JobRecord
+from core.contracts.jobs import JobRecord
 
 log = logging.getLogger(__name__)
 

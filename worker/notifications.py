@@ -26,11 +26,11 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from producer.contracts.jobs import EVENT_FOR_STATE, JobEvent, JobEventType, JobRecord
-from producer.contracts.v1 import ListingImageRequest, TryOnRequest, parse_request
+from core.contracts.jobs import EVENT_FOR_STATE, JobEvent, JobEventType, JobRecord
+from core.contracts.v1 import ListingImageRequest, TryOnRequest, parse_request
+from core.errors import PermanentError
 from worker.callbacks import DeliveryStatus
 from worker.context import WorkerContext
-from worker.errors import PermanentError
 
 log = logging.getLogger(__name__)
 

@@ -32,10 +32,11 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import numpy as np
+from billiard.exceptions import SoftTimeLimitExceeded
 from pydantic import ValidationError
 
-from producer.contracts.jobs import EVENT_FOR_STATE, JobEventType, JobKind, JobState, StoredImage
-from producer.contracts.v1 import (
+from core.contracts.jobs import EVENT_FOR_STATE, JobEventType, JobKind, JobState, StoredImage
+from core.contracts.v1 import (
     CallbackSpec,
     GarmentByAttributes,
     GarmentFromListing,
@@ -43,6 +44,7 @@ from producer.contracts.v1 import (
     OutputSpec,
     TryOnRequest,
 )
+from core.errors import AtelierError, ErrorCode, PermanentError, RetryableError, as_atelier_error
 from serving_contract.palette import colour_by_name
 from serving_contract.sizing import size_by_label
 from serving_contract.taxonomy import category_by_slug
@@ -50,18 +52,6 @@ from serving_contract.tensors import PRODUCT_IMAGE_SIZE
 from worker import metrics
 from worker.context import WorkerContext
 from worker.encoding import decode, encode
-from worker.errors import (
-    ATTEMPTS_EXHAUSTED,
-    GARMENT_NOT_FOUND,
-    GARMENT_NOT_READY,
-    GARMENT_NOT_WEARABLE,
-    INTERNAL_ERROR,
-    INVALID_REQUEST,
-    PermanentError,
-    RetryableError,
-    WorkerError,
-    as_worker_error,
-)
 from worker.inference import Generated
 from worker.storage import ImageStore, image_key
 
@@ -82,7 +72,7 @@ R = TypeVar("R", ListingImageRequest, TryOnRequest)
 class RetryLater(Exception):
     """Run this job's message again after ``countdown`` seconds (raised to the task)."""
 
-    def __init__(self, error: RetryableError, countdown: float) -> None:
+    def __init__(self, error: AtelierError, countdown: float) -> None:
         super().__init__(f"retry in {countdown:.1f} s: {error}")
         self.error = error
         self.countdown = countdown
@@ -163,7 +153,7 @@ def load(job_id: str, request: Mapping[str, Any], model: type[R], ctx: WorkerCon
         return model.model_validate(request)
     except ValidationError as error:
         fields = ", ".join(".".join(str(p) for p in e["loc"]) for e in error.errors())
-        failure = PermanentError(INVALID_REQUEST, f"the request does not validate ({fields})")
+        failure = PermanentError(ErrorCode.INVALID_REQUEST, f"the request does not validate ({fields})")
         fail(job_id, callback_of(request), ctx, failure)
         return None
 
@@ -195,7 +185,7 @@ def start(job_id: str, req: Request, ctx: WorkerContext, *, redelivered: bool) -
     if record.state is JobState.RUNNING and redelivered:
         if record.attempts >= ctx.settings.job_retry_attempts:
             failure = RetryableError(
-                ATTEMPTS_EXHAUSTED, f"the job's message came back after {record.attempts} attempts"
+                ErrorCode.ATTEMPTS_EXHAUSTED, f"the job's message came back after {record.attempts} attempts"
             )
             fail(job_id, req.callback, ctx, failure)
             return False
@@ -250,26 +240,27 @@ def garment_from_listing(garment: GarmentFromListing, ctx: WorkerContext) -> Gar
     listing = ctx.store.get(garment.job_id)
     stored = ctx.store.get_request(garment.job_id)
     if listing is None or stored is None or listing.kind is not JobKind.LISTING:
-        raise PermanentError(GARMENT_NOT_FOUND, f"there is no listing job {garment.job_id}")
+        raise PermanentError(ErrorCode.GARMENT_NOT_FOUND, f"there is no listing job {garment.job_id}")
     if not listing.state.terminal:
         raise RetryableError(
-            GARMENT_NOT_READY, f"listing job {garment.job_id} is still {listing.state.value}"
+            ErrorCode.GARMENT_NOT_READY, f"listing job {garment.job_id} is still {listing.state.value}"
         )
     if listing.state is not JobState.SUCCEEDED:
         raise PermanentError(
-            GARMENT_NOT_FOUND, f"listing job {garment.job_id} ended {listing.state.value}, without images"
+            ErrorCode.GARMENT_NOT_FOUND,
+            f"listing job {garment.job_id} ended {listing.state.value}, without images",
         )
     category = category_by_slug(ListingImageRequest.model_validate(stored).attributes.category)
     if not category.wearable:
         raise PermanentError(
-            GARMENT_NOT_WEARABLE,
+            ErrorCode.GARMENT_NOT_WEARABLE,
             f"listing job {garment.job_id} shows a {category.slug}, which cannot be worn",
         )
     data = ctx.bucket().get_listing_image(garment.job_id, garment.variant)
     try:
         image = decode(data, size=PRODUCT_IMAGE_SIZE)
     except ValueError as error:
-        raise PermanentError(GARMENT_NOT_FOUND, f"listing job {garment.job_id}: {error}") from None
+        raise PermanentError(ErrorCode.GARMENT_NOT_FOUND, f"listing job {garment.job_id}: {error}") from None
     metadata = {"source": "listing", "job_id": garment.job_id, "variant": garment.variant}
     return Garment(image, category.index, metadata)
 
@@ -364,7 +355,7 @@ def succeed(
     notify(ctx, job_id, req.callback, JobEventType.SUCCEEDED)
 
 
-def fail(job_id: str, callback: CallbackSpec | None, ctx: WorkerContext, failure: WorkerError) -> None:
+def fail(job_id: str, callback: CallbackSpec | None, ctx: WorkerContext, failure: AtelierError) -> None:
     """End the job ``failed`` with ``failure`` as its error; notify."""
     if ctx.store.transition(job_id, JobState.FAILED, error=failure.to_job_error()):
         _log(logging.WARNING, job_id, f"failed: {failure}")
@@ -390,13 +381,13 @@ def failures(job_id: str, req: Request, ctx: WorkerContext) -> Iterator[None]:
     try:
         yield
     except Exception as error:
-        failure = as_worker_error(error)
-        if failure.code == INTERNAL_ERROR:
+        failure = job_failure(error)
+        if failure.code is ErrorCode.INTERNAL_ERROR:
             log.exception("job %s: unexpected error", job_id, extra={"job_id": job_id})
         record = ctx.store.get(job_id)
         attempts = record.attempts if record is not None else 1
         settings = ctx.settings
-        if isinstance(failure, RetryableError):
+        if failure.retryable:
             if attempts < settings.job_retry_attempts:
                 delay = backoff_delay(
                     attempts, settings.job_retry_backoff_base_s, settings.job_retry_backoff_max_s
@@ -407,6 +398,14 @@ def failures(job_id: str, req: Request, ctx: WorkerContext) -> Iterator[None]:
                 raise RetryLater(failure, delay) from error
             failure = RetryableError(failure.code, f"{failure.message} (gave up after {attempts} attempts)")
         fail(job_id, req.callback, ctx, failure)
+
+
+def job_failure(error: BaseException) -> AtelierError:
+    """What ``error`` means for the job: Celery's soft time limit is ``job_time_limit``
+    (permanent: a retry would run as long); anything else as ``core.errors`` types it."""
+    if isinstance(error, SoftTimeLimitExceeded):
+        return PermanentError(ErrorCode.JOB_TIME_LIMIT, "the job ran past the task's soft time limit")
+    return as_atelier_error(error)
 
 
 def backoff_delay(

@@ -1,4 +1,5 @@
-"""What only workers need, on top of ``AtelierSettings``: Triton, S3, callbacks, TLS, retry budgets.
+"""What only workers need, on top of ``ServiceSettings`` (where Triton and S3 are): inference retries,
+callbacks, metrics, retry budgets.
 
 Every field reads ``ATELIER_<FIELD>`` (case-insensitive); lists and dicts are JSON, e.g.
 ``ATELIER_CALLBACK_SECRETS='{"shop-eu": ["whsec_new...", "whsec_old..."]}'`` or
@@ -17,7 +18,7 @@ from typing import Any
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import SettingsConfigDict
 
-from producer.settings import AtelierSettings
+from core.settings import ServiceSettings
 
 #: the Standard Webhooks example schedule: delays before retries 1..9 (the first try is immediate)
 STANDARD_WEBHOOKS_SCHEDULE_S = (5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0, 50400.0, 72000.0, 86400.0)
@@ -48,7 +49,7 @@ def new_webhook_secret(num_bytes: int = 32) -> str:
     return WEBHOOK_SECRET_PREFIX + base64.b64encode(random_secrets.token_bytes(num_bytes)).decode()
 
 
-class WorkerSettings(AtelierSettings):
+class WorkerSettings(ServiceSettings):
     # a refused value may be a secret: validation errors name the field and rule, never the input
     model_config = SettingsConfigDict(hide_input_in_errors=True)
 
@@ -94,14 +95,6 @@ class WorkerSettings(AtelierSettings):
     )
 
     # --- Triton (inference.py) ---
-    triton_grpc_url: str = Field(default="127.0.0.1:8001", description="Triton gRPC endpoint, host:port")
-    triton_timeout_s: float = Field(default=30.0, gt=0, description="client deadline for one infer call")
-    triton_ssl: bool = Field(default=False, description="gRPC over TLS")
-    triton_root_certificates: Path | None = Field(
-        default=None, description="PEM CA bundle that signed Triton's certificate (TLS; default: system)"
-    )
-    triton_private_key: Path | None = Field(default=None, description="PEM client key for mutual TLS")
-    triton_certificate_chain: Path | None = Field(default=None, description="PEM client chain for mutual TLS")
     inference_retry_attempts: int = Field(
         default=6, ge=1, description="tries per batch while Triton is unavailable or times out (1: no retry)"
     )
@@ -121,11 +114,6 @@ class WorkerSettings(AtelierSettings):
         description="how long a worker process keeps the default versions set with `atelier ops "
         "set-default-version` (Redis) before reading them again; they override the two settings above",
     )
-    triton_http_url: str = Field(
-        default="",
-        description="Triton HTTP endpoint, host:port, for health checks (/readyz, atelier ops health); "
-        "empty: the host of triton_grpc_url, port 8000",
-    )
 
     # --- Metrics and probes (metrics.py, health.py, endpoints.py) ---
     metrics_port: int = Field(
@@ -140,33 +128,8 @@ class WorkerSettings(AtelierSettings):
         description="folder where the prefork pool processes write their samples (emptied at start, "
         "private to one worker); default: PROMETHEUS_MULTIPROC_DIR, else a temporary folder",
     )
-    health_timeout_s: float = Field(
-        default=2.0, gt=0, description="deadline of each readiness check (Triton, S3, Redis, broker)"
-    )
     readiness_cache_s: float = Field(
         default=5.0, ge=0, description="how long /readyz answers from its last checks before checking again"
-    )
-
-    # --- S3 (storage.py) ---
-    s3_endpoint: str = Field(default="127.0.0.1:9000", description="S3 host:port, no scheme")
-    s3_access_key: str = Field(default="atelier", description="S3 access key id")
-    s3_secret_key: SecretStr = Field(default=SecretStr(""), description="S3 secret key (required)")
-    s3_bucket: str = Field(default="atelier-images", description="private bucket for every image")
-    s3_secure: bool = Field(default=False, description="HTTPS to S3")
-    s3_ca_cert: Path | None = Field(default=None, description="PEM CA bundle for S3's certificate (HTTPS)")
-    s3_region: str = Field(
-        default="us-east-1", description="region requests and presigned links are signed for"
-    )
-    s3_public_endpoint: str = Field(
-        default="",
-        description=(
-            "[https://]host[:port] that presigned links name, when requesters reach S3 by another "
-            "address; empty: s3_endpoint"
-        ),
-    )
-    s3_timeout_s: float = Field(default=10.0, gt=0, description="connect and read timeout per S3 request")
-    presign_expiry_s: int = Field(
-        default=24 * 3600, ge=60, le=7 * 24 * 3600, description="lifetime of presigned GET links (max 7 days)"
     )
 
     # --- Callbacks (callbacks.py) ---

@@ -22,16 +22,9 @@ import urllib3
 from minio import Minio
 from minio.error import InvalidResponseError, S3Error, ServerError
 
-from producer.contracts.jobs import JobKind, StoredImage
+from core.contracts.jobs import JobKind, StoredImage
+from core.errors import ErrorCode, PermanentError, RetryableError
 from worker.encoding import Format, extension
-from worker.errors import (
-    GARMENT_NOT_FOUND,
-    OBJECT_NOT_FOUND,
-    STORAGE_REJECTED,
-    STORAGE_UNAVAILABLE,
-    PermanentError,
-    RetryableError,
-)
 from worker.settings import WorkerSettings
 
 #: S3 error codes worth retrying (the store is busy or restarting)
@@ -94,12 +87,14 @@ def storage_errors(what: str) -> Iterator[None]:
     except S3Error as error:
         message = f"{what}: {error.code}: {error.message}"
         if error.code in MISSING_S3_CODES:
-            raise PermanentError(OBJECT_NOT_FOUND, message) from error
+            raise PermanentError(ErrorCode.OBJECT_NOT_FOUND, message) from error
         if error.code in RETRYABLE_S3_CODES:
-            raise RetryableError(STORAGE_UNAVAILABLE, message) from error
-        raise PermanentError(STORAGE_REJECTED, message) from error
+            raise RetryableError(ErrorCode.STORAGE_UNAVAILABLE, message) from error
+        raise PermanentError(ErrorCode.STORAGE_REJECTED, message) from error
     except (ServerError, InvalidResponseError, urllib3.exceptions.HTTPError, OSError) as error:
-        raise RetryableError(STORAGE_UNAVAILABLE, f"{what}: {type(error).__name__}: {error}") from error
+        raise RetryableError(
+            ErrorCode.STORAGE_UNAVAILABLE, f"{what}: {type(error).__name__}: {error}"
+        ) from error
 
 
 class ImageStore:
@@ -223,9 +218,9 @@ class ImageStore:
         keys = self.list_keys(prefix)
         if not keys:
             raise PermanentError(
-                GARMENT_NOT_FOUND, f"listing job {job_id} has no image for variant {variant}"
+                ErrorCode.GARMENT_NOT_FOUND, f"listing job {job_id} has no image for variant {variant}"
             )
         try:
             return self.get_bytes(keys[0])
         except PermanentError as error:
-            raise PermanentError(GARMENT_NOT_FOUND, error.message) from error
+            raise PermanentError(ErrorCode.GARMENT_NOT_FOUND, error.message) from error

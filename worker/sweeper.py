@@ -43,13 +43,13 @@ from enum import StrEnum
 import prometheus_client
 from pydantic import ValidationError
 
-from producer.contracts.jobs import JobEventType, JobRecord, JobState
-from producer.contracts.v1 import parse_request
-from producer.jobs_store import JobStore, StoreError, utcnow
-from producer.publish import Publisher, PublishError
-from producer.topology import TASK_FOR_KIND
+from core.contracts.jobs import JobEventType, JobRecord, JobState
+from core.contracts.v1 import parse_request
+from core.errors import ErrorCode, RetryableError
+from core.jobs_store import JobStore, StoreError, utcnow
+from core.publish import Publisher, PublishError
+from core.topology import TASK_FOR_KIND
 from worker import metrics
-from worker.errors import JOB_STUCK, RetryableError
 from worker.settings import WorkerSettings
 
 log = logging.getLogger(__name__)
@@ -87,7 +87,7 @@ class Sweeper:
     - ``store``: the status store; default one built from ``settings``.
     - ``publisher``: sends the retried job and the ``job.failed`` callback; default one built
       from ``settings``.
-    - ``clock``: the current time (UTC); default :func:`producer.jobs_store.utcnow`.
+    - ``clock``: the current time (UTC); default :func:`core.jobs_store.utcnow`.
 
     Reads from settings: ``task_time_limit_s`` + ``sweep_grace_s`` (the lease),
     ``job_retry_attempts``, ``sweep_batch_size`` and ``sweep_interval_s``.
@@ -162,7 +162,7 @@ class Sweeper:
             )
             return Outcome.REQUEUED
         failure = RetryableError(
-            JOB_STUCK,
+            ErrorCode.JOB_STUCK,
             f"the job stayed queued with no worker starting it (over {self.settings.queued_timeout_s:g} s, "
             f"published again {store.requeue_count(job_id)} times): its message was dead-lettered or "
             "never published; see `atelier dlq list`, or submit it again",
@@ -189,7 +189,7 @@ class Sweeper:
 
     def _fail(self, record: JobRecord) -> Outcome:
         failure = RetryableError(
-            JOB_STUCK,
+            ErrorCode.JOB_STUCK,
             f"the job stayed running with no live worker (over {self.lease_s:g} s) "
             f"after {record.attempts} attempts",
         )

@@ -1,7 +1,7 @@
 """The Celery tasks: thin wrappers that hand each message to ``worker.pipeline`` or
 ``worker.notifications`` and turn their answer into a Celery retry.
 
-Names come from ``producer.topology`` (the producer sends by name, never importing this).
+Names come from ``core.topology`` (the producer sends by name, never importing this).
 Message keyword arguments:
 
 - ``LISTING_TASK``, ``TRYON_TASK``: ``job_id``, ``request`` (the request as JSON); task id = job id.
@@ -23,8 +23,8 @@ from typing import Any
 from celery import Task
 from celery.exceptions import Reject, Retry
 
-from producer.jobs_store import StoreUnavailable
-from producer.topology import CALLBACK_TASK, LISTING_TASK, TRYON_TASK, callback_kwargs
+from core.jobs_store import StoreUnavailable
+from core.topology import CALLBACK_TASK, LISTING_TASK, TRYON_TASK, callback_kwargs
 from worker import context, model_versions, notifications, pipeline
 from worker.app import app, topology
 from worker.app import settings as app_settings

@@ -12,8 +12,8 @@ from collections import defaultdict
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from core.contracts.jobs import JobRecord, JobState
 from embedded.receiver import Received
-from producer.contracts.jobs import JobRecord, JobState
 
 
 @dataclass

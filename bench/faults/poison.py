@@ -12,9 +12,9 @@ from typing import Any
 from kombu import Connection
 from kombu import Producer as KombuProducer
 
+from core.settings import AtelierSettings
+from core.topology import LISTING_TASK
 from producer.client import Producer
-from producer.settings import AtelierSettings
-from producer.topology import LISTING_TASK
 
 #: Celery's protocol-2 "embed" part of a task body
 EMBED = {"callbacks": None, "errbacks": None, "chain": None, "chord": None}

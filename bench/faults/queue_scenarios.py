@@ -28,11 +28,11 @@ from bench.faults.scenarios import (
     _finished_at,
     _wait_callbacks,
 )
+from core.contracts.jobs import JobState
+from core.dead_letters import DeadLetter, DeadLetterQueue
+from core.errors import ErrorCode
+from core.jobs_store import JobNotFound
 from producer.client import Producer
-from producer.contracts.jobs import JobState
-from producer.dead_letters import DeadLetter, DeadLetterQueue
-from producer.jobs_store import JobNotFound
-from worker.errors import JOB_STUCK
 from worker.sweeper import Outcome, Sweeper
 from worker.tasks import CRASH_HOOK_VARIABLE
 
@@ -227,7 +227,7 @@ def crash_loop(workdir: Path, triton_grpc_url: str, size: str) -> ScenarioResult
             and all(
                 records[j].state is JobState.FAILED
                 and records[j].error is not None
-                and records[j].error.code == JOB_STUCK  # type: ignore[union-attr]
+                and records[j].error.code == ErrorCode.JOB_STUCK  # type: ignore[union-attr]
                 for j in crash_ids
             ),
             "their job.failed callback was delivered": all(

@@ -18,13 +18,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from core.contracts.jobs import JobRecord
 from embedded.namespace import remove_namespace, worker_values
 from embedded.process import free_port
 from embedded.receiver import CallbackReceiver, Received
 from embedded.s3 import S3Server
 from embedded.workers import CeleryWorker
 from producer.client import Producer
-from producer.contracts.jobs import JobRecord
 from serving_contract.palette import PALETTE
 from serving_contract.taxonomy import CATEGORIES
 from worker.encoding import EXTENSIONS

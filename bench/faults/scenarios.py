@@ -20,12 +20,12 @@ from typing import Any
 
 from bench.faults.checks import ScenarioResult, count_outcomes
 from bench.faults.rig import Rig
+from core.contracts.jobs import JobRecord, JobState
+from core.errors import ErrorCode
+from core.publish import PublishError
 from embedded.rabbitmq import RabbitMQServer
 from embedded.receiver import Received
 from embedded.triton import DEFAULT_REPOSITORY, TritonServer
-from producer.client import PUBLISH_FAILED
-from producer.contracts.jobs import JobRecord, JobState
-from producer.publish import PublishError
 
 #: how long a scenario waits for its jobs to end before counting the rest as lost
 JOB_DEADLINE_S = 600.0
@@ -614,7 +614,7 @@ def rabbitmq_restart(workdir: Path, triton_grpc_url: str, size: str) -> Scenario
         raised_failed = [
             records[j].state is JobState.FAILED
             and records[j].error is not None
-            and records[j].error.code == PUBLISH_FAILED  # type: ignore[union-attr]
+            and records[j].error.code == ErrorCode.PUBLISH_FAILED  # type: ignore[union-attr]
             for j in submitter.raised
         ]
         result.checks = {

@@ -19,7 +19,7 @@ from typing import Any
 
 from bench.perf.rig import TRITON_APP, Environment, PipelineRig, process_stats
 from bench.perf.sizes import Size
-from producer.contracts.jobs import JobState
+from core.contracts.jobs import JobState
 
 #: callback worker processes in every pipeline run (cheap HTTP work, its own queue)
 CALLBACK_PROCESSES = 1

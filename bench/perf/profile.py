@@ -17,7 +17,7 @@ from pyinstrument import Profiler
 
 from bench.perf.report import PLOTS
 from bench.perf.rig import Environment, PipelineRig
-from producer.contracts.jobs import JobEventType
+from core.contracts.jobs import JobEventType
 from worker import notifications, pipeline
 from worker.context import WorkerContext
 

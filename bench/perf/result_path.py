@@ -17,7 +17,7 @@ import numpy as np
 from bench.perf.ceiling import batch_inputs
 from bench.perf.rig import Environment
 from bench.perf.sizes import Size
-from producer.contracts.jobs import JobKind
+from core.contracts.jobs import JobKind
 from serving_contract.tensors import PRODUCT_GENERATOR
 from worker.encoding import Format
 from worker.settings import WorkerSettings

@@ -26,6 +26,7 @@ from typing import Any
 import psutil
 from kombu import Connection
 
+from core.contracts.jobs import JobRecord
 from embedded.namespace import remove_namespace, worker_values
 from embedded.process import free_port
 from embedded.receiver import CallbackReceiver
@@ -33,7 +34,6 @@ from embedded.s3 import S3Server
 from embedded.triton import DEFAULT_REPOSITORY, TritonServer
 from embedded.workers import CeleryWorker
 from producer.client import Producer
-from producer.contracts.jobs import JobRecord
 from serving_contract.palette import PALETTE
 from serving_contract.taxonomy import CATEGORIES, wearable_categories
 from worker.settings import WorkerSettings, new_webhook_secret

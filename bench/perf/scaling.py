@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 from bench.perf.pipeline import run_jobs
 from bench.perf.rig import Environment, PipelineRig
 from bench.perf.sizes import Size
-from producer.contracts.jobs import JobEventType
+from core.contracts.jobs import JobEventType
 from worker import notifications, pipeline
 from worker.context import WorkerContext
 

@@ -13,8 +13,8 @@ import pytest
 import redis
 from kombu import Connection, Queue
 
+from core.settings import AtelierSettings
 from embedded.namespace import namespace, remove_namespace, worker_values
-from producer.settings import AtelierSettings
 
 __all__ = [
     "AMQP_URL",

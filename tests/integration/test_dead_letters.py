@@ -19,14 +19,14 @@ import pytest
 from typer.testing import CliRunner
 
 from bench.faults.poison import parked_job, poison_messages, publish_raw, task_body
+from core.contracts.jobs import JobRecord, JobState
+from core.dead_letters import DeadLetter, DeadLetterQueue, dead_letter_headers
+from core.topology import LISTING_TASK
 from embedded.s3 import S3Server
 from embedded.triton import TritonServer
 from embedded.workers import CeleryWorker
 from producer.cli import app as cli_app
 from producer.client import Producer
-from producer.contracts.jobs import JobRecord, JobState
-from producer.dead_letters import DeadLetter, DeadLetterQueue, dead_letter_headers
-from producer.topology import LISTING_TASK
 from tests.integration.services import remove_namespace, require_services, worker_values
 from worker.settings import WorkerSettings, new_webhook_secret
 from worker.tasks import CRASH_HOOK_VARIABLE

@@ -11,9 +11,9 @@ from datetime import UTC, datetime
 import pytest
 import redis
 
-from producer.contracts.jobs import JobError, JobEventType, JobKind, JobRecord, JobState, StoredImage
-from producer.jobs_store import JobNotFound, JobStore, WatchTimeout, cancel_refusal
-from producer.settings import AtelierSettings
+from core.contracts.jobs import JobError, JobEventType, JobKind, JobRecord, JobState, StoredImage
+from core.jobs_store import JobNotFound, JobStore, WatchTimeout, cancel_refusal
+from core.settings import AtelierSettings
 
 QUEUED, RUNNING, SUCCEEDED, FAILED, CANCELED = (
     JobState.QUEUED,

@@ -23,6 +23,9 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from typer.testing import CliRunner
 
+from core.contracts.jobs import JobRecord, JobState
+from core.model_versions import DefaultVersions
+from core.topology import CALLBACK_TASK, LISTING_TASK
 from embedded.process import free_port
 from embedded.receiver import CallbackReceiver
 from embedded.s3 import S3Server
@@ -30,9 +33,6 @@ from embedded.triton import TritonServer
 from embedded.workers import CeleryWorker
 from producer.cli import app as cli
 from producer.client import Producer
-from producer.contracts.jobs import JobRecord, JobState
-from producer.model_versions import DefaultVersions
-from producer.topology import CALLBACK_TASK, LISTING_TASK
 from tests.integration.services import remove_namespace, require_services, worker_values
 from worker.settings import WorkerSettings, new_webhook_secret
 

@@ -22,12 +22,12 @@ from typing import Any
 
 import pytest
 
+from core.contracts.jobs import JobEventType, JobRecord, JobState
 from embedded.receiver import CallbackReceiver, Received
 from embedded.s3 import S3Server
 from embedded.triton import TritonServer
 from embedded.workers import CeleryWorker
 from producer.client import Producer
-from producer.contracts.jobs import JobEventType, JobRecord, JobState
 from producer.webhook_verify import verify
 from serving_contract.palette import PALETTE
 from serving_contract.taxonomy import CATEGORIES

@@ -24,26 +24,27 @@ from kombu import Connection, Queue
 from pydantic import SecretStr, ValidationError
 from typer.testing import CliRunner
 
+from core.contracts import JobState, ListingImageRequest, TryOnRequest
+from core.errors import ErrorCode
+from core.jobs_store import JobStore, cancel_refusal
+from core.publish import BrokerUnavailable, Publisher, PublishError, PublishNotConfirmed
+from core.settings import AtelierSettings
+from core.topology import (
+    CALLBACK_TASK,
+    LISTING_TASK,
+    TRYON_TASK,
+    broker_transport_options,
+    build_topology,
+)
 from producer.cli import app
-from producer.client import PUBLISH_FAILED, Producer
-from producer.contracts import JobState, ListingImageRequest, TryOnRequest
-from producer.contracts.examples import (
+from producer.client import Producer
+from tests.examples import (
     LISTING_EXAMPLE,
     LISTING_RULES,
     TRYON_EXAMPLE,
     TRYON_RULES,
     RuleCase,
     apply_patch,
-)
-from producer.jobs_store import JobStore, cancel_refusal
-from producer.publish import BrokerUnavailable, Publisher, PublishError, PublishNotConfirmed
-from producer.settings import AtelierSettings
-from producer.topology import (
-    CALLBACK_TASK,
-    LISTING_TASK,
-    TRYON_TASK,
-    broker_transport_options,
-    build_topology,
 )
 from tests.integration.services import (
     AMQP_URL,
@@ -322,7 +323,11 @@ def test_unreachable_broker_raises_publish_error_in_time_and_leaves_the_record_f
             assert not caught.value.delivered_maybe
             record = producer.status(caught.value.job_id)
             assert record.state is JobState.FAILED
-            assert record.error is not None and record.error.code == PUBLISH_FAILED and record.error.retryable
+            assert (
+                record.error is not None
+                and record.error.code == ErrorCode.PUBLISH_FAILED
+                and record.error.retryable
+            )
             # the idempotency key was released: a retry is a new submission, not the failed job
             assert (
                 producer.store.find_by_idempotency_key("shop-eu", LISTING_EXAMPLE["idempotency_key"]) is None
@@ -344,7 +349,9 @@ def test_broker_that_stops_answering_raises_within_the_confirm_timeout(
         assert settings.publish_confirm_timeout_s <= elapsed < producer.publisher.max_publish_time_s
         assert caught.value.delivered_maybe
         failed = producer.status(caught.value.job_id)
-        assert failed.state is JobState.FAILED and failed.error and failed.error.code == PUBLISH_FAILED
+        assert (
+            failed.state is JobState.FAILED and failed.error and failed.error.code == ErrorCode.PUBLISH_FAILED
+        )
         assert producer.status(first).state is JobState.QUEUED
 
 

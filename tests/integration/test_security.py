@@ -25,12 +25,12 @@ from typing import Any
 
 import pytest
 
+from core.contracts.jobs import JobEventType, JobRecord, JobState
 from embedded.receiver import CallbackReceiver, Received
 from embedded.s3 import S3Server
 from embedded.triton import TritonServer
 from embedded.workers import CeleryWorker
 from producer.client import Producer
-from producer.contracts.jobs import JobEventType, JobRecord, JobState
 from tests.integration.services import BASE, remove_namespace, require_services, worker_values
 from worker.settings import WorkerSettings, new_webhook_secret
 

@@ -13,17 +13,17 @@ from typing import Any
 import pytest
 from prometheus_client import REGISTRY
 
+from core.contracts.jobs import JobEventType, JobState
+from core.contracts.v1 import ListingImageRequest
+from core.errors import ErrorCode
+from core.jobs_store import JobStore, utcnow
+from core.publish import Publisher
+from core.topology import CALLBACK_TASK, LISTING_TASK, build_topology, callback_kwargs
 from producer.client import record_for
-from producer.contracts.examples import LISTING_EXAMPLE
-from producer.contracts.jobs import JobEventType, JobState
-from producer.contracts.v1 import ListingImageRequest
-from producer.jobs_store import JobStore, utcnow
-from producer.publish import Publisher
-from producer.topology import CALLBACK_TASK, LISTING_TASK, build_topology, callback_kwargs
+from tests.examples import LISTING_EXAMPLE
 from tests.integration.services import AMQP_URL, drain, namespace, remove_namespace, require_services
 from worker import pipeline
 from worker.context import WorkerContext
-from worker.errors import JOB_STUCK
 from worker.settings import WorkerSettings
 from worker.sweeper import SWEEPER, Outcome, Sweeper
 
@@ -145,7 +145,7 @@ def test_a_stuck_job_out_of_attempts_fails_with_job_stuck_and_its_callback_is_qu
     assert report.outcomes == {job_id: Outcome.FAILED}
     record = store.require(job_id)
     assert record.state is JobState.FAILED and record.error is not None
-    assert (record.error.code, record.error.retryable) == (JOB_STUCK, True)
+    assert (record.error.code, record.error.retryable) == (ErrorCode.JOB_STUCK, True)
     assert drain_queue(settings, settings.listing_queue) == []
     [(headers, body)] = drain_queue(settings, settings.callback_queue)
     assert headers["task"] == CALLBACK_TASK
@@ -267,7 +267,7 @@ def test_a_stale_queued_job_is_published_again_once_then_failed_with_job_stuck_a
     assert sweeper.sweep().outcomes == {job_id: Outcome.FAILED}
     record = store.require(job_id)
     assert record.state is JobState.FAILED and record.error is not None
-    assert (record.error.code, record.error.retryable) == (JOB_STUCK, True)
+    assert (record.error.code, record.error.retryable) == (ErrorCode.JOB_STUCK, True)
     assert "stayed queued" in record.error.message
     assert drain_queue(settings, settings.listing_queue) == []
     [(headers, body)] = drain_queue(settings, settings.callback_queue)

@@ -14,14 +14,14 @@ import httpx
 import numpy as np
 import pytest
 
+from core.contracts.jobs import JobEvent, JobEventType
+from core.errors import PermanentError, RetryableError
 from embedded.process import free_port
 from embedded.s3 import S3Server, weed_binary
 from embedded.triton import TritonServer
-from producer.contracts.jobs import JobEvent, JobEventType
 from producer.webhook_verify import verify
 from worker.callbacks import CallbackSender, DeliveryStatus, message_id
 from worker.encoding import decode, encode
-from worker.errors import PermanentError, RetryableError
 from worker.inference import InferenceClient
 from worker.settings import WorkerSettings, new_webhook_secret
 from worker.storage import ImageStore, image_key

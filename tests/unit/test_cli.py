@@ -7,8 +7,8 @@ from pathlib import Path
 
 from typer.testing import CliRunner
 
+from core.contracts import ListingImageRequest, parse_request
 from producer.cli import SCHEMA_MODELS, app, csv_row_to_request, describe_errors
-from producer.contracts import ListingImageRequest, parse_request
 
 REPO = Path(__file__).parents[2]
 

@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import BaseModel, ValidationError
 
-from producer.contracts import (
+from core.contracts import (
     BodyMeasurements,
     JobEvent,
     JobRecord,
@@ -18,7 +18,9 @@ from producer.contracts import (
     TryOnRequest,
     parse_request,
 )
-from producer.contracts.examples import (
+from serving_contract.palette import PALETTE
+from serving_contract.sizing import MEASUREMENTS
+from tests.examples import (
     LISTING_EXAMPLE,
     LISTING_RULES,
     TRYON_EXAMPLE,
@@ -26,8 +28,6 @@ from producer.contracts.examples import (
     RuleCase,
     apply_patch,
 )
-from serving_contract.palette import PALETTE
-from serving_contract.sizing import MEASUREMENTS
 
 
 def _refusal(model: type[BaseModel], data: dict[str, Any]) -> ValidationError:

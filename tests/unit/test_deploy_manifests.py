@@ -5,7 +5,7 @@
   the schemas in ``deploy/schemas``; ``deploy/compose.yaml`` against the Compose Specification
   schema that ``check-jsonschema`` bundles. No network, no cluster, no Docker.
 - Every ``ATELIER_*`` name anywhere in ``deploy/`` is a settings field, every queue a worker
-  consumes or KEDA watches is a work queue of ``producer.topology``, and each work queue has its
+  consumes or KEDA watches is a work queue of ``core.topology``, and each work queue has its
   own compose service, Deployment and ScaledObject; ports match Triton's and the worker's.
 - ``deploy/prometheus/alerts.yml`` matches ``deploy/schemas/prometheus-rules.json``, queries only
   metrics that exist (the worker's, ``nv_*``, ``rabbitmq_*``, ``up``) and label values the code
@@ -36,8 +36,9 @@ import pytest
 import yaml
 from prometheus_client.metrics import MetricWrapperBase
 
-from producer.settings import AtelierSettings
-from producer.topology import build_topology
+from core.errors import ErrorCode
+from core.settings import AtelierSettings
+from core.topology import build_topology
 from worker import metrics as worker_metrics
 from worker.settings import WorkerSettings
 
@@ -105,7 +106,7 @@ def config_values(documents: list[Document]) -> dict[str, str]:
 
 @cache
 def work_queues() -> frozenset[str]:
-    """The queues workers consume, as ``producer.topology`` declares them (default settings)."""
+    """The queues workers consume, as ``core.topology`` declares them (default settings)."""
     topology = build_topology(AtelierSettings.model_construct())
     return frozenset(queue.name for queue in topology.task_queues)
 
@@ -324,7 +325,7 @@ def queue_problems(compose_file: Document, documents: list[Document]) -> list[st
                 )
     referenced = set(deployments) | set(services) | set(scaled_targets)
     for queue in sorted(referenced - work_queues()):
-        problems.append(f"{queue} is not a work queue of producer.topology")
+        problems.append(f"{queue} is not a work queue of core.topology")
     for queue in sorted(work_queues()):
         if queue not in deployments:
             problems.append(f"no Deployment consumes {queue}")
@@ -352,7 +353,7 @@ def test_a_misnamed_or_missing_pool_is_reported() -> None:
     broken_compose = compose()
     del broken_compose["services"]["worker-callbacks"]
     problems = queue_problems(broken_compose, documents)
-    assert "atelier.try-on is not a work queue of producer.topology" in problems
+    assert "atelier.try-on is not a work queue of core.topology" in problems
     assert "atelier.tryon has 0 ScaledObjects, not 1" in problems
     assert "no compose service consumes atelier.callbacks" in problems
 
@@ -606,21 +607,20 @@ def promql_metric_names(expr: str) -> set[str]:
 
 def known_label_values() -> dict[str, set[str]]:
     """The values an alert may match for the labels the code defines (job: prometheus.yml's)."""
-    from producer.contracts.jobs import JobKind, JobState
-    from worker import errors
-    from worker.callbacks import CALLBACK_SECRET_MISSING, DeliveryStatus
+    from core.contracts.jobs import JobKind, JobState
+    from worker.callbacks import DeliveryStatus
     from worker.sweeper import Outcome as SweepOutcome
 
     config = load_yaml(DEPLOY / "prometheus" / "prometheus.yml")[0]
     queues = set(work_queues()) | {dead_letter_queue()}
-    codes = {v for k, v in vars(errors).items() if k.isupper() and isinstance(v, str)}
+    codes = {str(code) for code in ErrorCode}
     return {
         "job": {job["job_name"] for job in config["scrape_configs"]},
         "queue": queues,
         "queue_name": queues,
         "kind": {str(kind) for kind in JobKind},
         "stage": set(worker_metrics.STAGES),
-        "code": codes | {CALLBACK_SECRET_MISSING},
+        "code": codes,
         "outcome": {str(status) for status in DeliveryStatus} | {"error"} | {str(o) for o in SweepOutcome},
         "state": {str(state) for state in JobState},
     }

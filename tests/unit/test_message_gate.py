@@ -10,11 +10,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from producer.contracts.examples import LISTING_EXAMPLE as VALID_LISTING
-from producer.dead_letters import REASON_HEADER, dead_letter_headers, describe, replay_headers
-from producer.publish import MessageTooLarge, Publisher, message_size
-from producer.settings import AtelierSettings
-from producer.topology import CALLBACK_TASK, LISTING_TASK, TRYON_TASK
+from core.dead_letters import REASON_HEADER, dead_letter_headers, describe, replay_headers
+from core.publish import MessageTooLarge, Publisher, message_size
+from core.settings import AtelierSettings
+from core.topology import CALLBACK_TASK, LISTING_TASK, TRYON_TASK
+from tests.examples import LISTING_EXAMPLE as VALID_LISTING
 from worker.gate import inspect_message
 
 KNOWN = {LISTING_TASK, TRYON_TASK, CALLBACK_TASK}

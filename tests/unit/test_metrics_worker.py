@@ -19,11 +19,12 @@ from typing import Any
 import pytest
 from prometheus_client import REGISTRY
 
-from producer.contracts.jobs import JobError, JobKind, JobRecord, JobState
+from core.contracts.jobs import JobError, JobKind, JobRecord, JobState
+from ops.checks import triton_http_base
 from worker import metrics
 from worker.callbacks import DeliveryOutcome, DeliveryStatus
 from worker.endpoints import Endpoints
-from worker.health import Liveness, Readiness, triton_http_base, worker_probes
+from worker.health import Liveness, Readiness, worker_probes
 from worker.settings import WorkerSettings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -71,12 +72,12 @@ def test_stage_observes_the_block_s_time_whether_it_returns_or_raises() -> None:
 def test_a_finished_job_counts_its_state_and_code_and_observes_queue_wait_and_total() -> None:
     labels = {"kind": "listing"}
     failed_before = sample("atelier_jobs_finished_total", **labels, state="failed")
-    code_before = sample("atelier_job_failures_total", **labels, code="model_not_found")
+    code_before = sample("atelier_job_failures_total", **labels, code="model_version_not_found")
     wait_before = sample("atelier_job_stage_seconds_sum", **labels, stage="queue_wait")
     total_before = sample("atelier_job_stage_seconds_sum", **labels, stage="total")
-    metrics.job_finished(Records(record(JobState.FAILED, error="model_not_found")), "j1")
+    metrics.job_finished(Records(record(JobState.FAILED, error="model_version_not_found")), "j1")
     assert sample("atelier_jobs_finished_total", **labels, state="failed") == failed_before + 1
-    assert sample("atelier_job_failures_total", **labels, code="model_not_found") == code_before + 1
+    assert sample("atelier_job_failures_total", **labels, code="model_version_not_found") == code_before + 1
     assert sample("atelier_job_stage_seconds_sum", **labels, stage="queue_wait") == wait_before + 3
     assert sample("atelier_job_stage_seconds_sum", **labels, stage="total") == total_before + 10
 

@@ -9,20 +9,17 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-import worker.model_versions as model_versions
+import ops.model_versions as model_versions
+import worker.model_versions as worker_versions
+from core.errors import VersionRefused
+from core.jobs_store import StoreUnavailable
+from core.model_versions import DefaultVersions, parse_version
+from core.topology import CALLBACK_TASK, LISTING_TASK, TRYON_TASK
+from ops.broker import QueueStats, WorkerStats
+from ops.checks import Check, Report
+from ops.model_versions import ModelState, set_default_version
 from producer.cli import app
-from producer.jobs_store import StoreUnavailable
-from producer.model_versions import DefaultVersions, parse_version
-from producer.operations import QueueStats, WorkerStats
-from producer.topology import CALLBACK_TASK, LISTING_TASK, TRYON_TASK
-from worker.health import Check, Report
-from worker.model_versions import (
-    DefaultVersionCache,
-    ModelState,
-    VersionRefused,
-    set_default_version,
-    with_default_version,
-)
+from worker.model_versions import DefaultVersionCache, with_default_version
 from worker.settings import WorkerSettings
 
 runner = CliRunner()
@@ -40,7 +37,7 @@ def test_ops_queues_lists_every_queue_and_marks_a_missing_one(monkeypatch: pytes
         QueueStats("listing", "atelier.listing", 7, 1),
         QueueStats("dead_letter", "atelier.dead_letter", None, None),
     ]
-    monkeypatch.setattr("producer.ops_cli.queue_stats", lambda s: stats)
+    monkeypatch.setattr("ops.cli.queue_stats", lambda s: stats)
     result = runner.invoke(app, ["ops", "queues"])
     assert result.exit_code == 0 and "atelier.listing" in result.stdout and "not declared" in result.stdout
     rows = json.loads(runner.invoke(app, ["ops", "queues", "--json"]).stdout)
@@ -61,7 +58,7 @@ def test_ops_workers_passes_timeout_and_all(monkeypatch: pytest.MonkeyPatch) -> 
         seen.update(timeout_s=timeout_s, every=every)
         return [WorkerStats("listing@h", ["atelier.listing"], ["atelier.listing.generate[j1]"], 2, "prefork")]
 
-    monkeypatch.setattr("producer.ops_cli.worker_stats", fake)
+    monkeypatch.setattr("ops.cli.worker_stats", fake)
     result = runner.invoke(app, ["ops", "workers", "--all", "--timeout", "2.5"])
     assert result.exit_code == 0, result.output
     assert seen == {"timeout_s": 2.5, "every": True}
@@ -73,12 +70,12 @@ def test_ops_workers_passes_timeout_and_all(monkeypatch: pytest.MonkeyPatch) -> 
 
 def test_ops_health_exits_1_when_a_service_is_down(monkeypatch: pytest.MonkeyPatch) -> None:
     report = Report((Check("redis", True, "PONG", 0.01), Check("triton", False, "ConnectError", 0.1)))
-    monkeypatch.setattr("worker.health.run_checks", lambda probes: report)
+    monkeypatch.setattr("ops.checks.run_checks", lambda probes: report)
     result = runner.invoke(app, ["ops", "health"])
     assert result.exit_code == 1 and "down" in result.stdout and "ConnectError" in result.stdout
     as_json = runner.invoke(app, ["ops", "health", "--json"])
     assert json.loads(as_json.stdout)["ok"] is False and as_json.exit_code == 1
-    monkeypatch.setattr("worker.health.run_checks", lambda probes: Report((report.checks[0],)))
+    monkeypatch.setattr("ops.checks.run_checks", lambda probes: Report((report.checks[0],)))
     assert runner.invoke(app, ["ops", "health"]).exit_code == 0
 
 
@@ -189,7 +186,7 @@ class Ctx:
 def test_a_request_without_a_version_gets_its_model_s_default_and_a_pinned_one_keeps_its_own(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(model_versions, "_cache", None)
+    monkeypatch.setattr(worker_versions, "_cache", None)
     fake = FakeRedis()
     ctx: Any = Ctx(fake, "ns-2:")
     listing = {"listing_id": "SKU-1"}

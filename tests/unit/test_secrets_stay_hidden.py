@@ -7,7 +7,7 @@ import logging
 import pytest
 from pydantic import ValidationError
 
-from producer.settings import AtelierSettings
+from core.settings import AtelierSettings
 from worker.logs import KeyValueFormatter
 from worker.settings import WorkerSettings, new_webhook_secret
 

@@ -6,7 +6,7 @@ import ssl
 from pathlib import Path
 from typing import Any
 
-from producer.topology import broker_ssl, celery_config
+from core.topology import broker_ssl, celery_config
 from worker.inference import InferenceClient
 from worker.settings import WorkerSettings
 from worker.storage import ImageStore

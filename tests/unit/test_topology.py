@@ -10,9 +10,9 @@ import pytest
 from celery import Celery
 from pydantic import SecretStr
 
-from producer.contracts.jobs import JobKind
-from producer.settings import AtelierSettings
-from producer.topology import (
+from core.contracts.jobs import JobKind
+from core.settings import AtelierSettings
+from core.topology import (
     CALLBACK_TASK,
     LISTING_TASK,
     TASK_FOR_KIND,
@@ -134,7 +134,7 @@ def test_filesystem_broker_gets_its_folders(tmp_path: Path) -> None:
 
 def test_producer_never_imports_worker() -> None:
     code = (
-        "import sys, producer.client, producer.cli, producer.topology, producer.jobs_store;"
+        "import sys, producer.client, producer.cli, core.topology, core.jobs_store;"
         "leaked = [m for m in sys.modules if m == 'worker' or m.startswith('worker.')];"
         "assert not leaked, leaked"
     )

@@ -13,7 +13,8 @@ from pydantic import ValidationError
 from standardwebhooks.webhooks import Webhook
 from standardwebhooks.webhooks import WebhookVerificationError as LibraryVerificationError
 
-from producer.contracts.jobs import JobEvent, JobEventType
+from core.contracts.jobs import JobEvent, JobEventType
+from core.errors import PermanentError, RetryableError
 from producer.webhook_verify import WebhookVerificationError, verify
 from worker.callbacks import (
     CallbackSender,
@@ -26,7 +27,6 @@ from worker.callbacks import (
     next_delay,
     sign,
 )
-from worker.errors import PermanentError, RetryableError
 from worker.settings import STANDARD_WEBHOOKS_SCHEDULE_S, WorkerSettings, new_webhook_secret
 
 SECRET = new_webhook_secret()

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from tritonclient.utils import InferenceServerException
 
-from worker.errors import PermanentError, RetryableError
+from core.errors import PermanentError, RetryableError
 from worker.inference import InferenceClient, chunks, classify
 from worker.settings import WorkerSettings
 

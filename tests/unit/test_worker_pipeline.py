@@ -18,18 +18,26 @@ import numpy as np
 import pytest
 from billiard.exceptions import SoftTimeLimitExceeded
 
+from core.contracts.jobs import JobEventType, JobRecord, JobState, StoredImage
+from core.contracts.v1 import parse_request
+from core.errors import ErrorCode, PermanentError, RetryableError, as_atelier_error
+from core.jobs_store import ALLOWED_TRANSITIONS, JobStore, StoreUnavailable
 from producer.client import record_for
-from producer.contracts.jobs import JobEventType, JobRecord, JobState, StoredImage
-from producer.contracts.v1 import parse_request
-from producer.jobs_store import ALLOWED_TRANSITIONS, JobStore, StoreUnavailable
 from producer.webhook_verify import verify
 from worker.callbacks import CallbackSender, message_id
 from worker.context import WorkerContext
 from worker.encoding import decode
-from worker.errors import GARMENT_NOT_FOUND, PermanentError, RetryableError, as_worker_error
 from worker.inference import Generated
 from worker.notifications import build_event, deliver_callback
-from worker.pipeline import RetryLater, backoff_delay, job_seed, run_listing, run_tryon, variant_seeds
+from worker.pipeline import (
+    RetryLater,
+    backoff_delay,
+    job_failure,
+    job_seed,
+    run_listing,
+    run_tryon,
+    variant_seeds,
+)
 from worker.settings import WorkerSettings, new_webhook_secret
 
 SECRET = new_webhook_secret()
@@ -199,7 +207,9 @@ class FakeBucket:
         for key, (data, _, _) in sorted(self.objects.items()):
             if key.startswith(f"listing/{job_id}/{variant}."):
                 return data
-        raise PermanentError(GARMENT_NOT_FOUND, f"listing job {job_id} has no image for variant {variant}")
+        raise PermanentError(
+            ErrorCode.GARMENT_NOT_FOUND, f"listing job {job_id} has no image for variant {variant}"
+        )
 
 
 class Harness:
@@ -651,10 +661,10 @@ def test_the_callback_payload_round_trips_as_json() -> None:
 
 
 def test_untyped_exceptions_are_typed_for_the_retry_policy() -> None:
-    assert as_worker_error(StoreUnavailable("redis down")).code == "store_unavailable"
-    assert as_worker_error(StoreUnavailable("redis down")).retryable
-    assert as_worker_error(SoftTimeLimitExceeded()).code == "job_time_limit"
-    assert not as_worker_error(KeyError("x")).retryable
+    assert as_atelier_error(StoreUnavailable("redis down")).code == "store_unavailable"
+    assert as_atelier_error(StoreUnavailable("redis down")).retryable
+    assert job_failure(SoftTimeLimitExceeded()).code == "job_time_limit"
+    assert not as_atelier_error(KeyError("x")).retryable
 
 
 def test_a_job_queued_callback_the_producer_lost_is_queued_again_when_the_job_starts() -> None:

@@ -8,7 +8,7 @@ import pytest
 import urllib3
 from minio.error import S3Error, ServerError
 
-from worker.errors import PermanentError, RetryableError, WorkerError
+from core.errors import AtelierError, PermanentError, RetryableError
 from worker.storage import image_key, job_prefix, metadata_headers, storage_errors
 
 JOB = "3f2a9c0d4b5e6f708192a3b4c5d6e7f8"
@@ -68,7 +68,7 @@ def test_metadata_becomes_ascii_header_values() -> None:
         (ConnectionRefusedError(111, "refused"), RetryableError, "storage_unavailable"),
     ],
 )
-def test_storage_failures_are_typed(raised: Exception, kind: type[WorkerError], code: str) -> None:
+def test_storage_failures_are_typed(raised: Exception, kind: type[AtelierError], code: str) -> None:
     with pytest.raises(kind) as caught, storage_errors("put listing/x/0.png"):
         raise raised
     assert caught.value.code == code

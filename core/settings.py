@@ -59,7 +59,7 @@ class AtelierSettings(BaseSettings):
         description="message folder of the embedded filesystem:// broker (ignored for RabbitMQ)",
     )
     redis_key_prefix: str = Field(default="atelier:", description="prefix of every status-store key")
-    #: Broker topology (see ``producer.topology``). Names are settings so tests can isolate themselves.
+    #: Broker topology (see ``core.topology``). Names are settings so tests can isolate themselves.
     exchange: str = Field(default="atelier", description="topic exchange the job and callback queues bind to")
     listing_queue: str = "atelier.listing"
     tryon_queue: str = "atelier.tryon"
@@ -106,3 +106,50 @@ class AtelierSettings(BaseSettings):
                 text = str(value)
             env[f"ATELIER_{name.upper()}"] = text
         return env
+
+
+class ServiceSettings(AtelierSettings):
+    """Where Triton and S3 are and how to reach them: what a worker calls, and what the operator
+    commands (``atelier ops``) check. ``worker.settings.WorkerSettings`` extends it."""
+
+    model_config = SettingsConfigDict(hide_input_in_errors=True)
+
+    # --- Triton (worker/inference.py, ops/checks.py) ---
+    triton_grpc_url: str = Field(default="127.0.0.1:8001", description="Triton gRPC endpoint, host:port")
+    triton_timeout_s: float = Field(default=30.0, gt=0, description="client deadline for one infer call")
+    triton_ssl: bool = Field(default=False, description="gRPC over TLS")
+    triton_root_certificates: Path | None = Field(
+        default=None, description="PEM CA bundle that signed Triton's certificate (TLS; default: system)"
+    )
+    triton_private_key: Path | None = Field(default=None, description="PEM client key for mutual TLS")
+    triton_certificate_chain: Path | None = Field(default=None, description="PEM client chain for mutual TLS")
+    triton_http_url: str = Field(
+        default="",
+        description="Triton HTTP endpoint, host:port, for health checks (/readyz, atelier ops health); "
+        "empty: the host of triton_grpc_url, port 8000",
+    )
+    health_timeout_s: float = Field(
+        default=2.0, gt=0, description="deadline of each readiness check (Triton, S3, Redis, broker)"
+    )
+
+    # --- S3 (worker/storage.py, ops/checks.py) ---
+    s3_endpoint: str = Field(default="127.0.0.1:9000", description="S3 host:port, no scheme")
+    s3_access_key: str = Field(default="atelier", description="S3 access key id")
+    s3_secret_key: SecretStr = Field(default=SecretStr(""), description="S3 secret key (required)")
+    s3_bucket: str = Field(default="atelier-images", description="private bucket for every image")
+    s3_secure: bool = Field(default=False, description="HTTPS to S3")
+    s3_ca_cert: Path | None = Field(default=None, description="PEM CA bundle for S3's certificate (HTTPS)")
+    s3_region: str = Field(
+        default="us-east-1", description="region requests and presigned links are signed for"
+    )
+    s3_public_endpoint: str = Field(
+        default="",
+        description=(
+            "[https://]host[:port] that presigned links name, when requesters reach S3 by another "
+            "address; empty: s3_endpoint"
+        ),
+    )
+    s3_timeout_s: float = Field(default=10.0, gt=0, description="connect and read timeout per S3 request")
+    presign_expiry_s: int = Field(
+        default=24 * 3600, ge=60, le=7 * 24 * 3600, description="lifetime of presigned GET links (max 7 days)"
+    )

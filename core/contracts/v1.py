@@ -25,7 +25,7 @@ from pydantic import (
     field_validator,
 )
 
-from producer.contracts.jobs import JobEventType
+from core.contracts.jobs import JobEventType
 from serving_contract.palette import PALETTE, colour_by_name, nearest_colour
 from serving_contract.sizing import MEASUREMENTS, SIZE_CHART
 from serving_contract.taxonomy import CATEGORIES, category_by_slug

@@ -11,8 +11,12 @@ from __future__ import annotations
 
 import redis
 
-from producer.jobs_store import redis_client, redis_errors
-from producer.settings import AtelierSettings
+from core.jobs_store import redis_client, redis_errors
+from core.settings import AtelierSettings
+from serving_contract.tensors import PRODUCT_GENERATOR, TRYON_GENERATOR
+
+#: the models a default can be set for
+MODELS = (PRODUCT_GENERATOR.name, TRYON_GENERATOR.name)
 
 
 def parse_version(value: str | int) -> int:
@@ -28,7 +32,7 @@ class DefaultVersions:
 
     Parameters: ``settings`` (``redis_url``, ``redis_key_prefix``, ``redis_timeout_s``);
     keyword-only ``client`` (a ``redis.Redis`` that decodes responses; default one from settings).
-    Redis failures raise ``producer.jobs_store.StoreUnavailable``.
+    Redis failures raise ``core.jobs_store.StoreUnavailable``.
     """
 
     def __init__(self, settings: AtelierSettings, *, client: redis.Redis | None = None) -> None:

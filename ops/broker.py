@@ -17,8 +17,8 @@ from amqp.exceptions import NotFound
 from celery import Celery
 from kombu import Connection
 
-from producer.settings import AtelierSettings
-from producer.topology import broker_ssl, build_topology, celery_config
+from core.settings import AtelierSettings
+from core.topology import broker_ssl, build_topology, celery_config
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,7 @@
 accept both for a deprecation window. JSON Schemas in ``docs/schemas/`` are generated.
 """
 
-from producer.contracts.jobs import (
+from core.contracts.jobs import (
     JobError,
     JobEvent,
     JobEventType,
@@ -13,7 +13,7 @@ from producer.contracts.jobs import (
     JobState,
     StoredImage,
 )
-from producer.contracts.v1 import (
+from core.contracts.v1 import (
     BodyMeasurements,
     CallbackSpec,
     GarmentByAttributes,

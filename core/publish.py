@@ -32,8 +32,9 @@ from amqp.exceptions import (
 from celery import Celery
 from kombu.exceptions import KombuError
 
-from producer.settings import AtelierSettings
-from producer.topology import (
+from core.errors import ErrorCode, RetryableError
+from core.settings import AtelierSettings
+from core.topology import (
     CALLBACK_TASK,
     Topology,
     build_topology,
@@ -52,7 +53,7 @@ _RECONNECT_STEP_S = 0.5
 NO_ROUTE = 312
 
 
-class PublishError(Exception):
+class PublishError(RetryableError):
     """The broker did not confirm a message; the job must not count as queued.
 
     ``delivered_maybe`` is true when the message left this process before the failure (no
@@ -60,11 +61,16 @@ class PublishError(Exception):
     which then finds the job record failed and drops it.
     """
 
+    default_code = ErrorCode.PUBLISH_FAILED
+
     def __init__(self, message: str, *, task_name: str, job_id: str, delivered_maybe: bool) -> None:
-        super().__init__(message)
+        super().__init__(self.default_code, message)
         self.task_name = task_name
         self.job_id = job_id
         self.delivered_maybe = delivered_maybe
+
+    def __str__(self) -> str:
+        return self.message
 
 
 class BrokerUnavailable(PublishError):
@@ -77,6 +83,9 @@ class PublishNotConfirmed(PublishError):
 
 class MessageTooLarge(PublishError):
     """The message is over ``max_message_bytes``: never sent (a worker would dead-letter it)."""
+
+    retryable = False
+    default_code = ErrorCode.MESSAGE_TOO_LARGE
 
 
 def message_size(kwargs: dict[str, Any]) -> int:
@@ -91,7 +100,7 @@ class Publisher:
     Parameters (keyword-only besides ``settings``):
 
     - ``app``: a Celery app to send through; default a private one built from
-      :func:`producer.topology.celery_config`, never set as the current app.
+      :func:`core.topology.celery_config`, never set as the current app.
 
     Reads from settings: ``broker_url``; ``publish_confirm_timeout_s``, the wait for
     ``basic.ack`` and for any broker reply (socket read/write timeout); ``broker_connect_timeout_s``

@@ -32,8 +32,8 @@ from typing import Any
 from kombu import Connection
 from kombu import Producer as KombuProducer
 
-from producer.settings import AtelierSettings
-from producer.topology import TASK_FOR_KIND, broker_ssl, build_topology, declare
+from core.settings import AtelierSettings
+from core.topology import TASK_FOR_KIND, broker_ssl, build_topology, declare
 
 #: why a worker dead-lettered the message: ``<code>: <explanation>``
 REASON_HEADER = "x-atelier-dead-letter-reason"

@@ -14,6 +14,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from core.contracts.codes import ErrorCode
+
 
 class JobKind(StrEnum):
     LISTING = "listing"
@@ -65,7 +67,7 @@ class StoredImage(BaseModel):
 
 
 class JobError(BaseModel):
-    code: str = Field(description="machine-readable reason, e.g. 'inference_unavailable'")
+    code: ErrorCode = Field(description="machine-readable reason (core.contracts.codes.ErrorCode)")
     message: str
     retryable: bool
 

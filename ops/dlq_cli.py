@@ -1,6 +1,6 @@
 """``atelier dlq``: list the dead-letter queue with reasons, replay one or all, purge.
 
-Added to ``atelier`` in ``producer.cli``; the work is ``producer.dead_letters.DeadLetterQueue``.
+Added to ``atelier`` in ``producer.cli``; the work is ``core.dead_letters.DeadLetterQueue``.
 """
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from producer.dead_letters import DeadLetterQueue, as_json
-from producer.settings import AtelierSettings
+from core.dead_letters import DeadLetterQueue, as_json
+from core.settings import AtelierSettings
 
 app = typer.Typer(name="dlq", help="Inspect and replay the dead-letter queue.", no_args_is_help=True)
 out = Console()

@@ -1,9 +1,9 @@
 """``atelier ops``: queues, workers, models, default model versions and a health check.
 
-Added to ``atelier`` in ``producer.cli``. The work is in ``producer.operations`` (broker),
-``worker.health`` and ``worker.model_versions`` (Triton, S3, Redis). The producer never imports
-the worker when it loads (the worker's extra brings the Triton and S3 clients): the commands
-that need it import it when they run.
+Added to ``atelier`` in ``producer.cli``. The work is in ``ops.broker`` (queues, workers),
+``ops.checks`` (health) and ``ops.model_versions`` (Triton's index over HTTP, the defaults in
+Redis); none needs the worker or a Triton client library. The S3 check needs the ``minio`` SDK
+(``pip install 'atelier[ops]'``) and says so when it is missing.
 Settings come from ``ATELIER_*``, as the workers' do. Exit codes: 0 success, 1 a service is down
 or a command failed, 2 invalid input.
 """
@@ -11,17 +11,16 @@ or a command failed, 2 invalid input.
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from producer.operations import queue_stats, worker_stats
-from producer.settings import AtelierSettings
-
-if TYPE_CHECKING:
-    from worker.settings import WorkerSettings
+from core.errors import AtelierError, VersionRefused
+from core.settings import AtelierSettings, ServiceSettings
+from ops import checks, model_versions
+from ops.broker import queue_stats, worker_stats
 
 app = typer.Typer(
     name="ops", help="Operate a deployment: queues, workers, models, health.", no_args_is_help=True
@@ -34,10 +33,8 @@ EXIT_FAILED, EXIT_INVALID = 1, 2
 AsJson = Annotated[bool, typer.Option("--json", help="JSON instead of a table")]
 
 
-def _worker_settings() -> WorkerSettings:
-    from worker.settings import WorkerSettings
-
-    return WorkerSettings()
+def _service_settings() -> ServiceSettings:
+    return ServiceSettings()
 
 
 @app.command()
@@ -77,16 +74,14 @@ def workers(
 @app.command()
 def models(as_json: AsJson = False) -> None:
     """Triton's models and versions with their state, and the default version of each."""
-    from worker.errors import WorkerError
-    from worker.model_versions import default_versions, repository_index
 
-    settings = _worker_settings()
+    settings = _service_settings()
     try:
-        rows = repository_index(settings)
-    except WorkerError as error:
+        rows = model_versions.repository_index(settings)
+    except AtelierError as error:
         err.print(f"Triton at {settings.triton_grpc_url}: {error.code}: {error.message}")
         raise typer.Exit(EXIT_FAILED) from None
-    defaults = default_versions(settings)
+    defaults = model_versions.default_versions(settings)
     if as_json:
         out.print_json(json.dumps({"models": [vars(r) for r in rows], "defaults": defaults}))
         return
@@ -101,9 +96,8 @@ def models(as_json: AsJson = False) -> None:
 @app.command("default-version")
 def default_version() -> None:
     """The default version of each model (when a request pins none)."""
-    from worker.model_versions import default_versions
 
-    for model, version in default_versions(_worker_settings()).items():
+    for model, version in model_versions.default_versions(_service_settings()).items():
         shown = str(version) if version is not None else "not set (ATELIER_*_MODEL_VERSION, else latest)"
         out.print(f"{model}: {shown}")
 
@@ -115,16 +109,13 @@ def set_default_version(
 ) -> None:
     """Make VERSION the default of MODEL for requests that pin none (workers see it within
     default_version_cache_s)."""
-    from worker.errors import WorkerError
-    from worker.model_versions import VersionRefused
-    from worker.model_versions import set_default_version as set_default
 
     try:
-        number = set_default(_worker_settings(), model, version)
+        number = model_versions.set_default_version(_service_settings(), model, version)
     except VersionRefused as error:
         err.print(str(error))
         raise typer.Exit(EXIT_INVALID) from None
-    except WorkerError as error:
+    except AtelierError as error:
         err.print(f"Triton: {error.code}: {error.message}")
         raise typer.Exit(EXIT_FAILED) from None
     out.print(f"{model}: default version {number}")
@@ -133,11 +124,9 @@ def set_default_version(
 @app.command("clear-default-version")
 def clear_default_version(model: Annotated[str, typer.Argument(help="product_cgan or tryon_cvae")]) -> None:
     """Remove MODEL's default: requests that pin none run at the worker setting, else the latest."""
-    from worker.model_versions import VersionRefused
-    from worker.model_versions import clear_default_version as clear
 
     try:
-        removed = clear(_worker_settings(), model)
+        removed = model_versions.clear_default_version(_service_settings(), model)
     except VersionRefused as error:
         err.print(str(error))
         raise typer.Exit(EXIT_INVALID) from None
@@ -147,9 +136,8 @@ def clear_default_version(model: Annotated[str, typer.Argument(help="product_cga
 @app.command()
 def health(as_json: AsJson = False) -> None:
     """Check the broker, Redis, Triton (HTTP, as /readyz does) and S3; exit 1 if any is down."""
-    from worker.health import run_checks, service_probes
 
-    report = run_checks(service_probes(_worker_settings()))
+    report = checks.run_checks(checks.service_probes(_service_settings()))
     if as_json:
         out.print_json(json.dumps(report.as_json()))
     else:

@@ -30,8 +30,10 @@ from typing import Any
 import redis
 from redis.exceptions import RedisError
 
-from producer.contracts.jobs import JobEventType, JobRecord, JobState, StoredImage
-from producer.settings import AtelierSettings
+from core.contracts.codes import ErrorCode
+from core.contracts.jobs import JobEventType, JobRecord, JobState, StoredImage
+from core.errors import AtelierError
+from core.settings import AtelierSettings
 
 #: every state change the store accepts; anything else (and any change of a terminal state) is refused
 ALLOWED_TRANSITIONS: Mapping[JobState, frozenset[JobState]] = {
@@ -127,31 +129,43 @@ return 0
 """
 
 
-class StoreError(Exception):
+class StoreError(AtelierError):
     """Base of the status store's failures."""
 
 
 class StoreUnavailable(StoreError):
     """Redis unreachable or timing out (retryable)."""
 
+    retryable = True
+
+    def __init__(self, message: str) -> None:
+        super().__init__(ErrorCode.STORE_UNAVAILABLE, message)
+
 
 class JobNotFound(StoreError, LookupError):
     """No record for this job id (never created, or expired after ``job_record_ttl_s``)."""
 
     def __init__(self, job_id: str) -> None:
-        super().__init__(f"no job {job_id!r}")
+        super().__init__(ErrorCode.JOB_NOT_FOUND, f"no job {job_id!r}")
         self.job_id = job_id
 
 
 class StoreConflict(StoreError):
     """A record kept changing under a compare-and-set; give up rather than loop forever."""
 
+    retryable = True
 
-class WatchTimeout(TimeoutError):
+    def __init__(self, message: str) -> None:
+        super().__init__(ErrorCode.STORE_CONFLICT, message)
+
+
+class WatchTimeout(AtelierError, TimeoutError):
     """``watch`` reached its timeout before the job reached a terminal state."""
 
     def __init__(self, record: JobRecord, timeout: float) -> None:
-        super().__init__(f"job {record.job_id} still {record.state} after {timeout:g} s")
+        super().__init__(
+            ErrorCode.WATCH_TIMEOUT, f"job {record.job_id} still {record.state} after {timeout:g} s"
+        )
         self.record = record
 
 

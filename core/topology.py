@@ -28,8 +28,8 @@ from typing import Any
 
 from kombu import Connection, Exchange, Queue
 
-from producer.contracts.jobs import JobKind
-from producer.settings import AtelierSettings
+from core.contracts.jobs import JobKind
+from core.settings import AtelierSettings
 
 #: Celery task that generates a listing's product images
 LISTING_TASK = "atelier.listing.generate"
