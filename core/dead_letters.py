@@ -32,11 +32,14 @@ from typing import Any
 from kombu import Connection
 from kombu import Producer as KombuProducer
 
+from core.contracts.codes import ErrorCode
 from core.settings import AtelierSettings
 from core.topology import TASK_FOR_KIND, broker_ssl, build_topology, declare
 
-#: why a worker dead-lettered the message: ``<code>: <explanation>``
+#: why a worker dead-lettered the message: ``<code>: <explanation>``, the code an ``ErrorCode``
 REASON_HEADER = "x-atelier-dead-letter-reason"
+#: the longest reason header written (a validation error can be long)
+MAX_REASON_CHARS = 500
 #: the queue the worker took the message from
 QUEUE_HEADER = "x-atelier-dead-letter-queue"
 #: when the worker dead-lettered it (ISO 8601, UTC)
@@ -71,6 +74,8 @@ class DeadLetter:
     task: str | None
     job_id: str | None
     reason: str
+    #: the reason's code when a worker refused the message; ``None`` when RabbitMQ dead-lettered it
+    code: ErrorCode | None
     queue: str | None  #: the queue it was dead-lettered from (where a replay sends it)
     death_count: int
     first_death_at: datetime | None
@@ -84,12 +89,32 @@ def message_id_of(body: bytes, headers: Mapping[str, Any], properties: Mapping[s
     return "sha256:" + hashlib.sha256(body).hexdigest()[:24]
 
 
+def dead_letter_reason(code: ErrorCode, detail: str) -> str:
+    """The reason header's text: ``<code>: <detail>``, at most :data:`MAX_REASON_CHARS`."""
+    return f"{ErrorCode(code).value}: {detail}"[:MAX_REASON_CHARS]
+
+
+def reason_code(reason: str) -> ErrorCode | None:
+    """The ``ErrorCode`` a reason header starts with, or ``None`` if it names none."""
+    try:
+        return ErrorCode(reason.split(":", 1)[0].strip())
+    except ValueError:
+        return None
+
+
 def dead_letter_headers(
-    headers: Mapping[str, Any], *, reason: str, queue: str, job_id: str | None, now: datetime | None = None
+    headers: Mapping[str, Any],
+    *,
+    code: ErrorCode,
+    detail: str,
+    queue: str,
+    job_id: str | None,
+    now: datetime | None = None,
 ) -> dict[str, Any]:
-    """``headers`` plus the ``x-atelier-dead-letter-*`` ones a worker adds when it refuses a message."""
+    """``headers`` plus the ``x-atelier-dead-letter-*`` ones a worker adds when it refuses a
+    message with ``code`` (``detail`` explains it)."""
     added: dict[str, Any] = {
-        REASON_HEADER: reason,
+        REASON_HEADER: dead_letter_reason(code, detail),
         QUEUE_HEADER: queue,
         TIME_HEADER: (now or datetime.now(UTC)).isoformat(),
     }
@@ -112,11 +137,13 @@ def describe(body: bytes, headers: Mapping[str, Any] | None, properties: Mapping
         headers.get("id") if task in JOB_TASKS and isinstance(headers.get("id"), str) else None
     )
     if REASON_HEADER in headers:
+        reason = str(headers[REASON_HEADER])
         return DeadLetter(
             message_id=message_id_of(body, headers, properties),
             task=task,
             job_id=job_id,
-            reason=str(headers[REASON_HEADER]),
+            reason=reason,
+            code=reason_code(reason),
             queue=str(headers.get(QUEUE_HEADER) or "") or None,
             death_count=1 + sum(_count(d) for d in deaths),
             first_death_at=_parse_time(headers.get(TIME_HEADER)),
@@ -129,6 +156,7 @@ def describe(body: bytes, headers: Mapping[str, Any] | None, properties: Mapping
         task=task,
         job_id=job_id,
         reason=f"{reason} (by RabbitMQ)",
+        code=None,
         queue=str(queue) if queue else None,
         death_count=sum(_count(d) for d in deaths) or 1,
         first_death_at=_parse_time(first.get("time")),
@@ -255,6 +283,7 @@ def as_json(letter: DeadLetter) -> dict[str, Any]:
         "task": letter.task,
         "job_id": letter.job_id,
         "reason": letter.reason,
+        "code": letter.code.value if letter.code else None,
         "queue": letter.queue,
         "death_count": letter.death_count,
         "first_death_at": letter.first_death_at.isoformat() if letter.first_death_at else None,

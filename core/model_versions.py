@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import redis
 
-from core.jobs_store import redis_client, redis_errors
+from core.jobs import redis_client, redis_errors
 from core.settings import AtelierSettings
 from serving_contract.tensors import PRODUCT_GENERATOR, TRYON_GENERATOR
 
@@ -32,7 +32,7 @@ class DefaultVersions:
 
     Parameters: ``settings`` (``redis_url``, ``redis_key_prefix``, ``redis_timeout_s``);
     keyword-only ``client`` (a ``redis.Redis`` that decodes responses; default one from settings).
-    Redis failures raise ``core.jobs_store.StoreUnavailable``.
+    Redis failures raise ``core.jobs.StoreUnavailable``.
     """
 
     def __init__(self, settings: AtelierSettings, *, client: redis.Redis | None = None) -> None:

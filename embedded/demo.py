@@ -23,12 +23,11 @@ import contextlib
 import io
 import json
 import os
-import secrets
 import shutil
 import signal
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -40,14 +39,11 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from core.contracts.jobs import JobEventType, JobRecord, JobState
-from embedded.namespace import delete_topology
 from embedded.receiver import CallbackReceiver, Received
-from embedded.redis import RedisServer
-from embedded.s3 import S3Server
-from embedded.triton import DEFAULT_REPOSITORY, TritonServer
-from embedded.workers import CeleryWorker
+from embedded.stack import Pool, Stack
+from embedded.triton import DEFAULT_REPOSITORY
 from producer.client import Producer
-from worker.settings import WorkerSettings, new_webhook_secret
+from worker.settings import new_webhook_secret
 
 _ROOT = Path(__file__).resolve().parent.parent
 
@@ -87,13 +83,6 @@ class Job:
     job_id: str | None = None
     waits_for: str | None = None  #: the listing id whose job must succeed first
     record: JobRecord | None = None
-
-
-@dataclass
-class Services:
-    settings: WorkerSettings
-    receiver: CallbackReceiver
-    workers: list[CeleryWorker] = field(default_factory=list)
 
 
 def examples(receiver: CallbackReceiver) -> list[Job]:
@@ -153,97 +142,48 @@ def examples(receiver: CallbackReceiver) -> list[Job]:
     return jobs
 
 
-def demo_settings(
-    *, redis: RedisServer, s3: S3Server, s3_secret: str, triton: TritonServer
-) -> WorkerSettings:
-    """Settings for every process of the run: private names, the run's servers, quick retries."""
-    broker_url = os.environ.get("ATELIER_BROKER_URL") or "filesystem://"
-    name = f"atelier-demo-{secrets.token_hex(3)}"
-    values: dict[str, Any] = dict(
-        broker_url=broker_url,
-        broker_data_dir=STATE_DIR / "broker",
-        redis_url=redis.url,
-        redis_key_prefix=f"{name}:",
-        exchange=name,
-        listing_queue=f"{name}.listing",
-        tryon_queue=f"{name}.tryon",
-        callback_queue=f"{name}.callbacks",
-        dead_letter_exchange=f"{name}.dlx",
-        dead_letter_queue=f"{name}.dead_letter",
-        triton_grpc_url=triton.grpc_url,
-        s3_endpoint=s3.endpoint,
-        s3_access_key=s3.access_key,
-        s3_secret_key=s3_secret,
-        s3_bucket="atelier-demo",
-        presign_expiry_s=3600,
-        callback_secret=new_webhook_secret(),
-        callback_secrets={SHOP: [new_webhook_secret()]},
-        callback_allow_http=True,
-        callback_allowed_hosts=["127.0.0.1"],
-        callback_retry_schedule_s=[0.5, 1.0, 2.0],
-        job_retry_backoff_base_s=0.5,
-    )
-    return WorkerSettings(_env_file=None, **values)  # type: ignore[call-arg]
+def demo_settings() -> dict[str, Any]:
+    """Settings of the run on top of the stack's: the requesters' secrets, quick retries, links
+    valid for an hour."""
+    return {
+        "presign_expiry_s": 3600,
+        "callback_secret": new_webhook_secret(),
+        "callback_secrets": {SHOP: [new_webhook_secret()]},
+        "callback_retry_schedule_s": [0.5, 1.0, 2.0],
+        "job_retry_backoff_base_s": 0.5,
+    }
 
 
 @contextlib.contextmanager
-def running_services(console: Console) -> Iterator[Services]:
-    """Start every service of the run (stopped again on leaving, whatever happens)."""
+def running_stack(console: Console) -> Iterator[Stack]:
+    """Start every part of the run (``embedded.stack.Stack``; stopped again on leaving, whatever
+    happens): Redis, S3 and Triton, then the three workers."""
     if STATE_DIR.exists():
         shutil.rmtree(STATE_DIR)
-    logs = STATE_DIR / "logs"
     os.environ.setdefault("OMP_NUM_THREADS", "1")  # Triton's python backend runs torch
-    with contextlib.ExitStack() as stack:
-        redis = RedisServer(state_dir=STATE_DIR, log_path=logs / "redis.log")
-        s3_secret = secrets.token_urlsafe(24)
-        s3 = S3Server(
-            access_key="atelier-demo",
-            secret_key=s3_secret,
-            state_dir=STATE_DIR,
-            log_path=logs / "s3.log",
-        )
-        triton = TritonServer(DEFAULT_REPOSITORY, state_dir=STATE_DIR, log_path=logs / "triton.log")
-        for server in (redis, s3, triton):
-            stack.callback(server.stop)
+    stack = Stack(
+        tag="demo",
+        workdir=STATE_DIR,
+        triton_repository=DEFAULT_REPOSITORY,
+        redis="private",
+        broker_url=os.environ.get("ATELIER_BROKER_URL") or "filesystem://",
+        settings=demo_settings(),
+    )
+    with contextlib.ExitStack() as leaving:
         with console.status("starting Redis, S3 and Triton"):
             started = time.monotonic()
-            # one after the other, from this thread: a child is SIGTERMed when the thread that
-            # started it exits (embedded.process), so no helper threads here
-            for server in (redis, s3, triton):
-                server.start()
+            leaving.enter_context(stack)
+        assert stack.triton is not None and stack.s3 is not None and stack.redis is not None
         console.print(
-            f"[green]started[/] Triton ({triton.grpc_url}), S3 ({s3.endpoint}), Redis ({redis.url}) "
-            f"in {time.monotonic() - started:.0f} s"
+            f"[green]started[/] Triton ({stack.triton.grpc_url}), S3 ({stack.s3.endpoint}), "
+            f"Redis ({stack.redis.url}) in {time.monotonic() - started:.0f} s"
         )
-        settings = demo_settings(redis=redis, s3=s3, s3_secret=s3_secret, triton=triton)
-        if not settings.broker_url.get_secret_value().startswith("filesystem"):
-            stack.callback(delete_topology, settings)
-        receiver = stack.enter_context(
-            CallbackReceiver(
-                secrets={SHOP: [s.get_secret_value() for s in settings.callback_secrets[SHOP]]},
-                default_secret=settings.callback_secret.get_secret_value()
-                if settings.callback_secret
-                else None,
-            )
-        )
-        services = Services(settings, receiver)
-        for role, queue in (
-            ("listing", settings.listing_queue),
-            ("tryon", settings.tryon_queue),
-            ("callbacks", settings.callback_queue),
-        ):
-            worker = CeleryWorker(
-                settings=settings, queues=[queue], name=role, log_path=logs / f"worker-{role}.log"
-            )
-            stack.callback(worker.stop)
-            services.workers.append(worker.launch())
         with console.status("starting the workers (listing, try-on, callbacks)"):
             started = time.monotonic()
-            for worker in services.workers:
-                worker.wait_ready()
-        broker = "RabbitMQ" if "amqp" in settings.broker_url.get_secret_value() else "filesystem://"
+            stack.start_workers(Pool("listing"), Pool("tryon"), Pool("callbacks"))
+        broker = "RabbitMQ" if "amqp" in stack.settings.broker_url.get_secret_value() else "filesystem://"
         console.print(f"[green]started[/] 3 Celery workers on {broker} in {time.monotonic() - started:.0f} s")
-        yield services
+        yield stack
 
 
 def run_jobs(producer: Producer, jobs: list[Job], console: Console, timeout_s: float) -> None:
@@ -384,11 +324,11 @@ def shown(path: Path) -> str:
 
 def run(out_dir: Path, timeout_s: float, console: Console) -> None:
     began = time.monotonic()
-    with running_services(console) as services:
-        settings, receiver = services.settings, services.receiver
+    with running_stack(console) as stack:
+        receiver = stack.receiver
+        assert receiver is not None
         jobs = examples(receiver)
-        with Producer(settings, watch_poll_interval_s=0.2) as producer:
-            run_jobs(producer, jobs, console, timeout_s)
+        run_jobs(stack.producer, jobs, console, timeout_s)
         want = expected_callbacks(jobs)
         with console.status(f"waiting for {want} callbacks"):
             receiver.wait_for(lambda got: len(got) >= want, timeout_s=30)
@@ -402,7 +342,7 @@ def run(out_dir: Path, timeout_s: float, console: Console) -> None:
         console.print(
             f"\n{len(jobs) - len(failed)}/{len(jobs)} jobs succeeded, {len(received)}/{want} callbacks "
             f"received ({len(refused)} refused). Contact sheet: [bold]{shown(sheet)}[/], "
-            f"summary: {shown(out_dir / 'results.json')}, logs: {shown(STATE_DIR / 'logs')}/"
+            f"summary: {shown(out_dir / 'results.json')}, logs: {shown(stack.logs)}/"
         )
         console.print("[dim]The presigned links work while the demo's S3 server runs; it stops now.[/]")
     console.print(f"stopped everything it started; {time.monotonic() - began:.0f} s in all")

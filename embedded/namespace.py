@@ -1,29 +1,20 @@
 """A private namespace on shared RabbitMQ and Redis: its own exchange, queues and key prefix.
 
 Integration tests, the fault suite and the benchmarks each run real workers on the machine's
-RabbitMQ and Redis; a namespace keeps their queues and job records apart, and
-:func:`remove_namespace` leaves nothing behind.
+RabbitMQ and Redis (``embedded.stack.Stack`` gives each stack one); a namespace keeps their
+queues and job records apart, and :func:`remove_namespace` leaves nothing behind.
 """
 
 from __future__ import annotations
 
 import uuid
-from typing import Any, Protocol
+from typing import Any
 
 import redis
 from kombu import Connection
 
 from core.settings import AtelierSettings
 from core.topology import build_topology
-
-
-class S3Endpoint(Protocol):
-    """What worker settings need of an S3 server (``embedded.s3.S3Server`` is one)."""
-
-    access_key: str
-
-    @property
-    def endpoint(self) -> str: ...
 
 
 def namespace(tag: str) -> dict[str, Any]:
@@ -41,32 +32,6 @@ def namespace(tag: str) -> dict[str, Any]:
         "dead_letter_exchange": f"{name}.dlx",
         "dead_letter_queue": f"{name}.dead_letter",
         "redis_key_prefix": f"{name}:",
-    }
-
-
-def worker_values(
-    tag: str,
-    *,
-    triton_grpc_url: str,
-    s3: S3Endpoint,
-    s3_secret_key: str,
-    broker_url: Any = None,
-    **overrides: Any,
-) -> dict[str, Any]:
-    """Worker settings for a rig: a private namespace, the shared broker and Redis (from
-    ``ATELIER_*``, unless ``broker_url`` names another), the given Triton and S3 server."""
-    base = AtelierSettings()
-    return {
-        **namespace(tag),
-        "broker_url": base.broker_url if broker_url is None else broker_url,
-        "redis_url": base.redis_url,
-        "triton_grpc_url": triton_grpc_url,
-        "triton_timeout_s": 60,
-        "s3_endpoint": s3.endpoint,
-        "s3_access_key": s3.access_key,
-        "s3_secret_key": s3_secret_key,
-        "s3_bucket": f"atelier-{tag}",
-        **overrides,
     }
 
 
@@ -88,6 +53,11 @@ def remove_namespace(settings: AtelierSettings, *, broker_url: str | None = None
     a proxy or another broker for a test still leave their queues on the real one.
     """
     delete_topology(settings, broker_url=broker_url)
+    delete_keys(settings)
+
+
+def delete_keys(settings: AtelierSettings) -> None:
+    """Delete every Redis key under the namespace's prefix."""
     client = redis.Redis.from_url(settings.redis_url.get_secret_value())
     try:
         keys = list(client.scan_iter(match=f"{settings.redis_key_prefix}*"))

@@ -104,6 +104,11 @@ class S3Server(ChildServer):
         self.region = region
 
     @property
+    def secret_key(self) -> str:
+        """The secret key it accepts (what a client's settings need)."""
+        return self._secret_key
+
+    @property
     def endpoint(self) -> str:
         """``host:port``, as ``minio.Minio(endpoint, ...)`` and ``ATELIER_S3_ENDPOINT`` take it."""
         return f"{HOST}:{self.ports['s3']}"

@@ -13,7 +13,7 @@ import importlib.resources
 import os
 import sys
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Annotated
 
@@ -95,6 +95,8 @@ class TritonServer(ChildServer):
     - ``ready_timeout_s`` (default 120): how long ``start`` waits for every model to be ready
     - ``stop_timeout_s`` (default 20): how long ``stop`` waits after SIGTERM before SIGKILL
     - ``extra_args`` (default none): more ``tritonserver`` flags, e.g. ``("--log-verbose=1",)``
+    - ``extra_env`` (default none): more variables for the server and its backends, e.g. a forced
+      kernel path (``{"MKL_CBWR": "COMPATIBLE"}``) for the determinism tests
     """
 
     label = "tritonserver"
@@ -112,6 +114,7 @@ class TritonServer(ChildServer):
         ready_timeout_s: float = DEFAULT_READY_TIMEOUT_S,
         stop_timeout_s: float = DEFAULT_STOP_TIMEOUT_S,
         extra_args: tuple[str, ...] = (),
+        extra_env: Mapping[str, str] | None = None,
     ) -> None:
         super().__init__(log_path=log_path, ready_timeout_s=ready_timeout_s, stop_timeout_s=stop_timeout_s)
         self.repository = Path(repository).resolve()
@@ -120,6 +123,7 @@ class TritonServer(ChildServer):
         self.metrics_port = metrics_port
         self.state_dir = Path(state_dir)
         self.extra_args = extra_args
+        self.extra_env = dict(extra_env or {})
 
     @property
     def grpc_url(self) -> str:
@@ -157,7 +161,7 @@ class TritonServer(ChildServer):
         env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
         libs = wheel_root().parent.parent / "nvidia_pytriton.libs"
         env["LD_LIBRARY_PATH"] = search_path(env.get("LD_LIBRARY_PATH"), str(libs))
-        return env
+        return env | self.extra_env
 
     def _prepare(self) -> Path:
         if not self.repository.is_dir():

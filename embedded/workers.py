@@ -1,8 +1,9 @@
 """Celery workers as child processes, started the way an operator starts them:
 ``celery -A worker.app worker -Q <queues> --pool prefork -c 1``, configured through ``ATELIER_*``.
 
-Used by the embedded demo and by the end-to-end tests (each with its own queue names and key
-prefixes). Ready means the worker logged ``ready.``: it is connected and consuming.
+Started through ``embedded.stack.Stack`` by the demo, the benchmarks, the fault suite and the
+integration tests (each with its own queue names and key prefixes). Ready means the worker
+logged ``ready.``: it is connected and consuming.
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ from embedded.process import ROOT, ChildServer, ServerStartError, search_path
 DEFAULT_READY_TIMEOUT_S = 90.0
 #: seconds a warm shutdown (finish the running task) gets before SIGKILL
 DEFAULT_STOP_TIMEOUT_S = 30.0
+#: the Celery app every production worker runs (``celery -A``)
+WORKER_APP = "worker.app"
 
 
 class WorkerStartError(ServerStartError):
@@ -40,7 +43,9 @@ class CeleryWorker(ChildServer):
 
     Parameters (keyword-only): ``settings`` (passed as ``ATELIER_*`` variables), ``queues``,
     ``name`` (node name ``<name>@<host>``), ``log_path``, ``concurrency`` (default 1), ``pool``
-    (default ``prefork``), ``loglevel`` (default ``INFO``), ``env`` (more variables),
+    (default ``prefork``), ``loglevel`` (default ``INFO``), ``env`` (more variables), ``app``
+    (the Celery app, default ``worker.app``; the benchmarks and the fault suite run variants),
+    ``nice`` (CPU niceness, default 0: what a bulk pool gets beside an interactive one),
     ``ready_timeout_s`` (default 90), ``stop_timeout_s`` (default 30).
     """
 
@@ -59,6 +64,8 @@ class CeleryWorker(ChildServer):
         pool: str = "prefork",
         loglevel: str = "INFO",
         env: Mapping[str, str] | None = None,
+        app: str = WORKER_APP,
+        nice: int = 0,
         ready_timeout_s: float = DEFAULT_READY_TIMEOUT_S,
         stop_timeout_s: float = DEFAULT_STOP_TIMEOUT_S,
     ) -> None:
@@ -72,12 +79,16 @@ class CeleryWorker(ChildServer):
         self.pool = pool
         self.loglevel = loglevel
         self.extra_env = dict(env or {})
+        self.app = app
+        self.nice = nice
 
     def command(self) -> list[str]:
+        niceness = ["nice", "-n", str(self.nice)] if self.nice else []
         return [
+            *niceness,
             *celery_command(),
             "-A",
-            "worker.app",
+            self.app,
             "worker",
             "-Q",
             ",".join(self.queues),

@@ -9,7 +9,7 @@ Triton is asked over HTTP (``/v2/health/ready``, ``/v2/models/<name>/ready`` at
 ``triton_http_url``), never gRPC: these checks run in a worker's main process, which forks
 the pool processes, and a gRPC channel opened before a fork can hang the children's own.
 The S3 check needs the ``minio`` SDK (the ``ops`` or ``worker`` extra); without it, that check
-fails with a message saying which extra to install.
+fails with an ``ImportError`` whose message names the extra to install (``ops.extras``).
 """
 
 from __future__ import annotations
@@ -30,8 +30,11 @@ from kombu import Connection
 
 from core.settings import ServiceSettings
 from core.topology import broker_ssl
+from ops.extras import require
 from serving_contract.tensors import PRODUCT_GENERATOR, TRYON_GENERATOR
 
+#: the optional SDK each check needs beyond the base install (``ops.extras``), by check name
+CHECK_SDKS: dict[str, str] = {"s3": "minio"}
 #: Triton's default HTTP port, used when ``triton_http_url`` is empty
 TRITON_HTTP_PORT = 8000
 #: a check: returns what it saw (shown as the detail), raises when the service is not usable
@@ -143,13 +146,10 @@ def check_triton(settings: ServiceSettings, models: Sequence[str] | None = None)
 def check_s3(settings: ServiceSettings) -> str:
     """The image bucket answers (one request, no retry). A missing bucket still passes: the
     worker creates it on first use."""
-    try:
-        import urllib3
-        from minio import Minio
-    except ImportError:
-        raise RuntimeError(
-            "the S3 check needs the minio SDK: pip install 'atelier[ops]' (or the worker extra)"
-        ) from None
+    require_sdks(["s3"])
+    import urllib3  # comes with minio
+    from minio import Minio
+
     timeout = settings.health_timeout_s
     http = urllib3.PoolManager(
         timeout=urllib3.Timeout(connect=timeout, read=timeout),
@@ -201,6 +201,13 @@ def run_checks(probes: Mapping[str, Probe]) -> Report:
     with ThreadPoolExecutor(max_workers=len(probes), thread_name_prefix="atelier-health") as pool:
         futures = [pool.submit(timed, name, probe) for name, probe in probes.items()]
         return Report(tuple(future.result() for future in futures))
+
+
+def require_sdks(names: Sequence[str] | None = None) -> None:
+    """Raise ``ImportError`` naming the extra if a check (default: every one) lacks its SDK."""
+    for name in names if names is not None else list(SERVICE_CHECKS):
+        if name in CHECK_SDKS:
+            require(CHECK_SDKS[name], needed_for=f"the {name} check")
 
 
 def service_probes(settings: ServiceSettings, names: Sequence[str] | None = None) -> dict[str, Probe]:

@@ -3,7 +3,8 @@
 Added to ``atelier`` in ``producer.cli``. The work is in ``ops.broker`` (queues, workers),
 ``ops.checks`` (health) and ``ops.model_versions`` (Triton's index over HTTP, the defaults in
 Redis); none needs the worker or a Triton client library. The S3 check needs the ``minio`` SDK
-(``pip install 'atelier[ops]'``) and says so when it is missing.
+(``pip install 'atelier[ops]'``): without it ``health`` stops with one line saying so
+(``ops.extras``).
 Settings come from ``ATELIER_*``, as the workers' do. Exit codes: 0 success, 1 a service is down
 or a command failed, 2 invalid input.
 """
@@ -15,6 +16,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from core.errors import AtelierError, VersionRefused
@@ -26,7 +28,8 @@ app = typer.Typer(
     name="ops", help="Operate a deployment: queues, workers, models, health.", no_args_is_help=True
 )
 out = Console()
-err = Console(stderr=True)
+# what goes to stderr is error text (which may hold brackets), never markup
+err = Console(stderr=True, markup=False, highlight=False)
 
 EXIT_FAILED, EXIT_INVALID = 1, 2
 
@@ -66,7 +69,8 @@ def workers(
     table.add_column("active", overflow="fold")
     for w in stats:
         concurrency = "-" if w.concurrency is None else str(w.concurrency)
-        table.add_row(w.name, ", ".join(w.queues), w.pool, concurrency, "\n".join(w.active) or "-")
+        active = escape("\n".join(w.active)) or "-"
+        table.add_row(escape(w.name), ", ".join(w.queues), w.pool, concurrency, active)
     out.print(table)
     out.print(f"{len(stats)} workers answered")
 
@@ -89,7 +93,7 @@ def models(as_json: AsJson = False) -> None:
     for r in rows:
         default = defaults.get(r.name)
         mark = "yes" if default is not None and str(default) == r.version else ""
-        table.add_row(r.name, r.version, r.state, mark, r.reason)
+        table.add_row(r.name, r.version, r.state, mark, escape(r.reason))
     out.print(table)
 
 
@@ -137,6 +141,11 @@ def clear_default_version(model: Annotated[str, typer.Argument(help="product_cga
 def health(as_json: AsJson = False) -> None:
     """Check the broker, Redis, Triton (HTTP, as /readyz does) and S3; exit 1 if any is down."""
 
+    try:
+        checks.require_sdks()
+    except ImportError as error:  # its message names the extra (ops.extras)
+        err.print(f"atelier ops health: {error}", soft_wrap=True)
+        raise typer.Exit(EXIT_FAILED) from None
     report = checks.run_checks(checks.service_probes(_service_settings()))
     if as_json:
         out.print_json(json.dumps(report.as_json()))
@@ -144,7 +153,7 @@ def health(as_json: AsJson = False) -> None:
         table = Table("service", "status", "seconds", "detail")
         for check in report.checks:
             status = "[green]up[/green]" if check.ok else "[red]down[/red]"
-            table.add_row(check.name, status, f"{check.seconds:.2f}", check.detail)
+            table.add_row(check.name, status, f"{check.seconds:.2f}", escape(check.detail))
         out.print(table)
     if not report.ok:
         raise typer.Exit(EXIT_FAILED)

@@ -10,6 +10,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from core.dead_letters import DeadLetterQueue, as_json
@@ -40,7 +41,7 @@ def list_(as_json_: Annotated[bool, typer.Option("--json", help="one JSON object
             letter.task or "-",
             letter.job_id or "-",
             letter.queue or "-",
-            letter.reason,
+            escape(letter.reason),
             str(letter.death_count),
             first,
         )

@@ -22,9 +22,10 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from rich.text import Text
 
+from core.contracts.bounds import MAX_MESSAGE_CHARS, excerpt
 from core.contracts.jobs import JobEvent, JobRecord, JobState
-from core.contracts.v1 import ListingImageRequest, TryOnRequest, parse_request
-from core.jobs_store import JobNotFound, StoreError, WatchTimeout, cancel_refusal
+from core.contracts.v1 import ListingImageRequest, TryOnRequest, parse_request, validate_request
+from core.jobs import JobNotFound, StoreError, WatchTimeout, cancel_refusal
 from core.publish import PublishError
 from ops.cli import app as ops_app
 from ops.dlq_cli import app as dlq_app
@@ -69,7 +70,9 @@ class Kind(StrEnum):
 
 
 def describe_errors(error: ValidationError, *, tagged: bool = False) -> list[str]:
-    """One line per broken rule: ``field.path: message [rule]``.
+    """One line per broken rule: ``field.path: message [rule]``, each path part and message cut
+    to a short excerpt (``core.contracts.bounds``), so a megabyte key or value never reaches
+    the terminal whole.
 
     ``tagged``: the error comes from :func:`parse_request`, whose paths start with the request
     kind; it is shown apart from the path (``(listing) attributes.colour: ...``).
@@ -78,8 +81,8 @@ def describe_errors(error: ValidationError, *, tagged: bool = False) -> list[str
     for item in error.errors(include_url=False):
         loc = list(item["loc"])
         kind = f"({loc.pop(0)}) " if tagged and loc and loc[0] in ("listing", "tryon") else ""
-        path = kind + (".".join(str(part) for part in loc) or "(request)")
-        lines.append(f"{path}: {item['msg']} [{item['type']}]")
+        path = kind + (".".join(excerpt(str(part)) for part in loc) or "(request)")
+        lines.append(f"{path}: {excerpt(item['msg'], limit=MAX_MESSAGE_CHARS)} [{excerpt(item['type'])}]")
     return lines
 
 
@@ -109,9 +112,12 @@ def submit(
 ) -> None:
     """Submit one job; prints its id."""
     data = _load_one(json_text, file)
-    model = ListingImageRequest if kind is Kind.listing else TryOnRequest
     try:
-        request = model.model_validate(data)
+        request: ListingImageRequest | TryOnRequest = (
+            validate_request(ListingImageRequest, data)
+            if kind is Kind.listing
+            else validate_request(TryOnRequest, data)
+        )
     except ValidationError as error:
         for line in describe_errors(error):
             err.print(f"[red]invalid:[/red] {escape(line)}", highlight=False, soft_wrap=True)

@@ -1,7 +1,9 @@
 """The producer: what catalog code and the try-on feature call to submit and follow jobs.
 
 A submission is validate -> record -> publish. Validation comes first, so an invalid request
-raises pydantic's ``ValidationError`` (field path and rule) with nothing stored or published.
+raises pydantic's ``ValidationError`` (field path and rule) with nothing stored or published;
+its paths, messages and inputs are cut to short excerpts (``core.contracts.bounds``), so a
+megabyte in a request never comes back in the error.
 The record is created ``queued`` (or an earlier job comes back, for a repeated idempotency
 key) before the message is published, so a worker always finds the record. When the broker does
 not confirm, the record is marked ``failed`` with code ``publish_failed``, the idempotency key is
@@ -22,9 +24,9 @@ from collections.abc import Iterable, Iterator, Mapping
 from typing import Any, NamedTuple
 
 from core.contracts.jobs import JobError, JobEventType, JobKind, JobRecord, JobState
-from core.contracts.v1 import ListingImageRequest, TryOnRequest, parse_request
+from core.contracts.v1 import ListingImageRequest, TryOnRequest, parse_request, validate_request
 from core.errors import ErrorCode
-from core.jobs_store import JobStore, utcnow
+from core.jobs import JobStore, utcnow
 from core.publish import Publisher
 from core.settings import AtelierSettings
 from core.topology import TASK_FOR_KIND
@@ -102,13 +104,13 @@ class Producer:
     def submit_listing(self, request: ListingImageRequest | Mapping[str, Any]) -> str:
         """Queue product images for a listing; returns the job id."""
         if not isinstance(request, ListingImageRequest):
-            request = ListingImageRequest.model_validate(request)
+            request = validate_request(ListingImageRequest, request)
         return self.enqueue(request).job_id
 
     def submit_tryon(self, request: TryOnRequest | Mapping[str, Any]) -> str:
         """Queue a try-on image; returns the job id."""
         if not isinstance(request, TryOnRequest):
-            request = TryOnRequest.model_validate(request)
+            request = validate_request(TryOnRequest, request)
         return self.enqueue(request).job_id
 
     def submit(self, request: Request | Mapping[str, Any] | str) -> str:
@@ -140,13 +142,13 @@ class Producer:
         return Submission(job_id, True)
 
     def status(self, job_id: str) -> JobRecord:
-        """The job's record; raises :class:`core.jobs_store.JobNotFound`."""
+        """The job's record; raises :class:`core.jobs.JobNotFound`."""
         return self.store.require(job_id)
 
     def cancel(self, job_id: str) -> JobRecord:
         """Cancel a queued job (it will never run); a running or finished job comes back unchanged.
 
-        ``core.jobs_store.cancel_refusal(record)`` says why a job was not canceled.
+        ``core.jobs.cancel_refusal(record)`` says why a job was not canceled.
         """
         record = self.store.request_cancel(job_id)
         if record.state is JobState.CANCELED:
@@ -156,7 +158,7 @@ class Producer:
 
     def watch(self, job_id: str, timeout: float) -> Iterator[JobRecord]:
         """Yield the record now and on every change until it is terminal; raises
-        :class:`core.jobs_store.WatchTimeout` after ``timeout`` seconds."""
+        :class:`core.jobs.WatchTimeout` after ``timeout`` seconds."""
         return self.store.watch(job_id, timeout=timeout, poll_interval=self.watch_poll_interval_s)
 
     def wait_all(self, job_ids: Iterable[str], timeout_s: float) -> dict[str, JobRecord]:

@@ -26,6 +26,7 @@ from pydantic import ValidationError
 from standardwebhooks.webhooks import Webhook
 
 from core.contracts.jobs import JobEvent
+from core.errors import ErrorCode, PermanentError
 
 #: default replay window: a timestamp further than this from now (either way) is refused
 DEFAULT_TOLERANCE_S = 300
@@ -33,8 +34,14 @@ DEFAULT_TOLERANCE_S = 300
 SIGNATURE_VERSION = "v1"
 
 
-class WebhookVerificationError(ValueError):
-    """The callback is not authentic, is stale, or is not a ``JobEvent``; the message says which."""
+class WebhookVerificationError(PermanentError, ValueError):
+    """The callback is not authentic, is stale, or is not a ``JobEvent``; the message says which.
+
+    A ``ValueError`` too, as it was before Atelier's errors had one root.
+    """
+
+    def __init__(self, message: str) -> None:
+        super().__init__(ErrorCode.WEBHOOK_VERIFICATION_FAILED, message)
 
 
 def verify(

@@ -8,4 +8,5 @@ VENV=${ATELIER_VENV:-.venv}
 "$VENV/bin/ruff" check .
 "$VENV/bin/ruff" format --check .
 "$VENV/bin/mypy"
+"$VENV/bin/lint-imports"
 "$VENV/bin/pytest" -q -p no:cacheprovider "$@"

@@ -48,12 +48,13 @@ BACKENDS_DIR = Path(__file__).parent / "serving_backends"
 #: what Triton's pytorch (libtorch) backend loads, so a ``model.pt`` keeps that door open too
 TORCHSCRIPT_DEPRECATION = r"`torch\.jit\.\w+` is deprecated"
 
-#: the backends pad each forward's batch with zero rows to a multiple of this: on the CPU, MKL's
-#: GEMM takes another kernel for the last ``N % 4`` rows of a batch under 12, which changed an
-#: item's pixels by one level depending on the batch it was served in; padded, it does not.
-#: 4 is the smallest multiple that leaves no such rows (tests/unit/test_bench_batch_multiple.py);
-#: 8 doubled the work of a 4-variant listing job and of every try-on call (BENCHMARKS.md)
-BATCH_MULTIPLE = 4
+#: every forward of a backend runs on exactly this many rows, the last chunk of a batch padded
+#: with zero rows. MKL and oneDNN choose kernels by shape and by CPU, and another kernel may round
+#: an item one level differently: padding to a multiple of 4 left items of small batches differing
+#: on Intel (and under MKL_CBWR=COMPATIBLE on AMD). With one shape, an item's bytes do not depend on
+#: its batch on any kernel path tested (docs/determinism.md, bench/determinism); 8 keeps a lone
+#: request cheap and large batches as fast as one forward of 64 (bench/determinism/results.json)
+FORWARD_BATCH = 8
 
 InstanceKind = Literal["KIND_CPU", "KIND_GPU"]
 M = TypeVar("M", bound=nn.Module)
@@ -110,7 +111,7 @@ def backend_parameters(spec: ModelSpec, *, latent_dim: int) -> dict[str, str]:
     """The config ``parameters`` the model's ``model.py`` reads: latent size and request limits."""
     parameters = {
         "latent_dim": str(latent_dim),
-        "batch_multiple": str(BATCH_MULTIPLE),
+        "forward_batch": str(FORWARD_BATCH),
         "num_categories": str(NUM_CATEGORIES),
     }
     if spec.name == PRODUCT_GENERATOR.name:

@@ -1,10 +1,15 @@
 """The boundary clients one worker process uses, created once per process.
 
 A job's code receives a :class:`WorkerContext` instead of building clients itself: the status
-store (Redis), Triton, the S3 bucket, the callback sender, and ``notify``, which queues a
-callback delivery. Tests build one from fakes; a worker process gets its own from
-:func:`current` (Celery's ``worker_process_init`` builds it eagerly, so the first job does not
-pay for connections; a thread or solo pool builds it on first use).
+store, inference, the image store, the callback sender, and ``notify``, which queues a callback
+delivery, each typed by its protocol (``worker.boundaries``). Unit tests build one from the
+shipped in-memory stand-ins (``worker.stubs.stub_context``).
+
+A worker process gets its own from :func:`current`, built by the factory given to
+:func:`configure` (``worker.signals`` gives the real clients; a benchmark may give its own, e.g.
+the in-process model of ``bench.perf.inprocess_app``). Celery's ``worker_process_init`` builds it
+eagerly, so the first job does not pay for connections; a thread or solo pool builds it on first
+use. :func:`use` installs one already built, for this process only.
 """
 
 from __future__ import annotations
@@ -15,8 +20,8 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-from core.contracts.jobs import JobEventType
-from core.jobs_store import JobStore
+from core.jobs import JobStore
+from worker.boundaries import Callbacks, Images, Inference, Notify, StatusStore
 from worker.callbacks import CallbackSender
 from worker.inference import InferenceClient
 from worker.settings import WorkerSettings
@@ -24,8 +29,6 @@ from worker.storage import ImageStore
 
 log = logging.getLogger(__name__)
 
-#: queues the delivery of one callback event: ``notify(job_id, event)``
-Notify = Callable[[str, JobEventType], None]
 #: a job's images are put to S3 this many at a time (a job has at most 8): a put mostly waits on
 #: S3, about 40% of a listing job's time when sequential (docs/benchmarks/README.md)
 UPLOAD_CONCURRENCY = 4
@@ -41,27 +44,31 @@ class WorkerContext:
     ``uploads`` the threads that put a job's images while the next one is encoded."""
 
     settings: WorkerSettings
-    store: JobStore
-    inference: InferenceClient
-    images: ImageStore
-    callbacks: CallbackSender
+    store: StatusStore
+    inference: Inference
+    images: Images
+    callbacks: Callbacks
     notify: Notify
     uploads: ThreadPoolExecutor = field(default_factory=upload_threads, repr=False)
     _bucket_ready: bool = field(default=False, repr=False)
 
     @classmethod
-    def create(cls, settings: WorkerSettings, *, notify: Notify) -> WorkerContext:
-        """Real clients from ``settings``; no connection is opened until first use."""
+    def create(
+        cls, settings: WorkerSettings, *, notify: Notify, inference: Inference | None = None
+    ) -> WorkerContext:
+        """Real clients from ``settings``; no connection is opened until first use.
+
+        ``inference``: another model server than Triton (default ``InferenceClient``)."""
         return cls(
             settings=settings,
             store=JobStore(settings),
-            inference=InferenceClient(settings),
+            inference=inference if inference is not None else InferenceClient(settings),
             images=ImageStore(settings),
             callbacks=CallbackSender(settings),
             notify=notify,
         )
 
-    def bucket(self) -> ImageStore:
+    def bucket(self) -> Images:
         """The image store, after creating its bucket if missing (once per process).
 
         Raises the store's typed errors, so a job that cannot reach S3 retries like any other.
@@ -78,25 +85,33 @@ class WorkerContext:
         self.store.close()
 
 
-_settings: WorkerSettings | None = None
-_notify: Notify | None = None
+#: builds a process's context: called on first use, and again in a forked child
+ContextFactory = Callable[[], WorkerContext]
+
+_factory: ContextFactory | None = None
 _current: WorkerContext | None = None
 _pid: int | None = None
 
 
-def configure(settings: WorkerSettings, *, notify: Notify) -> None:
-    """Say how :func:`current` builds the context (the Celery app does, at import)."""
-    global _settings, _notify
-    _settings, _notify = settings, notify
+def configure(factory: ContextFactory) -> None:
+    """Say how :func:`current` builds each process's context (``worker.signals`` does, at import)."""
+    global _factory
+    _factory = factory
+
+
+def use(context: WorkerContext) -> None:
+    """Make ``context`` this process's context (a forked child still builds its own)."""
+    global _current, _pid
+    _current, _pid = context, os.getpid()
 
 
 def current() -> WorkerContext:
     """This process's context, built on first use (and again after a fork)."""
     global _current, _pid
     if _current is None or _pid != os.getpid():
-        if _settings is None or _notify is None:
+        if _factory is None:
             raise RuntimeError("worker.context.configure() was not called (import worker.app first)")
-        _current, _pid = WorkerContext.create(_settings, notify=_notify), os.getpid()
+        _current, _pid = _factory(), os.getpid()
     return _current
 
 

@@ -7,7 +7,8 @@ Celery alone acks a body it cannot decode (the message is gone) and rejects an u
 is re-published to the dead-letter exchange with ``x-atelier-dead-letter-reason`` and friends
 (``core.dead_letters``), then acked; if that publish is not confirmed the message is
 rejected without requeue, so RabbitMQ dead-letters it anyway. When the message names a job,
-the job ends ``failed`` with the same reason (and its ``job.failed`` callback is queued).
+the job ends ``failed`` with the same reason and its ``job.failed`` callback is queued
+(:func:`fail_refused_job`, the refusal policy).
 
 Checks, in order (the reason's code first):
 
@@ -36,9 +37,10 @@ from pydantic import BaseModel, ValidationError
 
 from core.contracts.v1 import ListingImageRequest, TryOnRequest
 from core.dead_letters import dead_letter_headers, new_message_id
-from core.errors import ErrorCode
+from core.errors import ErrorCode, PermanentError
 from core.topology import CALLBACK_TASK, LISTING_TASK, TRYON_TASK
-from worker import metrics
+from worker import context, metrics, pipeline
+from worker.context import WorkerContext
 
 log = logging.getLogger(__name__)
 
@@ -125,16 +127,24 @@ def _check_payload(task: str, payload: Any, job_id: str | None) -> Poison | None
     return None
 
 
+def fail_refused_job(poison: Poison, ctx: WorkerContext) -> None:
+    """End ``poison``'s job ``failed`` with the refusal's code and detail; its ``job.failed``
+    callback is queued if the request's callback part is readable."""
+    if poison.job_id is None:
+        return
+    callback = pipeline.callback_of(poison.request or {})
+    pipeline.fail(poison.job_id, callback, ctx, PermanentError(poison.code, poison.detail))
+
+
 class GatedConsumer(Consumer):
     """Celery's consumer with :func:`inspect_message` in front of every task message.
 
-    Reads ``max_message_bytes`` and ``dead_letter_exchange`` from ``worker.app.settings`` and
-    fails a refused message's job through ``worker.app.fail_refused_job``.
+    Reads ``max_message_bytes`` and ``dead_letter_exchange`` from the process's context
+    (``worker.context.current``) and fails a refused message's job with :func:`fail_refused_job`.
     """
 
     def create_task_handler(self, *args: Any, **kwargs: Any) -> Callable[[Any], Any]:
-        from worker.app import settings  # worker.app names this class; import it once both exist
-
+        settings = context.current().settings
         handle = super().create_task_handler(*args, **kwargs)
 
         def on_task_received(message: Any) -> Any:
@@ -153,20 +163,19 @@ class GatedConsumer(Consumer):
         return on_task_received
 
     def _refuse(self, message: Any, poison: Poison) -> None:
-        from worker.app import fail_refused_job, settings
-
+        ctx = context.current()
         queue = str((message.delivery_info or {}).get("routing_key") or "")
         extra = {"job_id": poison.job_id, "reason": poison.code, "queue": queue}
         log.error("message refused and dead-lettered: %s", poison.reason, extra=extra)
         metrics.dead_lettered(poison.code, queue)
         if poison.job_id:
             try:
-                fail_refused_job(poison.job_id, poison.code, poison.detail, poison.request)
+                fail_refused_job(poison, ctx)
             except Exception:  # the record is secondary: the message still goes to the DLQ
                 log.exception("job %s: could not record the refusal", poison.job_id, extra=extra)
         properties = message.properties or {}
         headers = dead_letter_headers(
-            message.headers or {}, reason=poison.reason, queue=queue, job_id=poison.job_id
+            message.headers or {}, code=poison.code, detail=poison.detail, queue=queue, job_id=poison.job_id
         )
         try:
             # a connection of its own: the producer pool's may be the one a forked pool process
@@ -175,7 +184,7 @@ class GatedConsumer(Consumer):
                 connection.ensure_connection(max_retries=2)
                 Producer(connection.default_channel).publish(
                     message.body,
-                    exchange=settings.dead_letter_exchange,
+                    exchange=ctx.settings.dead_letter_exchange,
                     routing_key=queue or "unknown",
                     headers=headers,
                     content_type=message.content_type or "application/octet-stream",

@@ -1,23 +1,29 @@
-"""Worker log lines as ``key=value`` pairs, then the message: one line per record, grep-able.
+"""Worker log lines as JSON, one object per line, rendered by structlog.
 
 ::
 
-    ts=2026-11-27T10:12:01.123Z level=INFO logger=worker.pipeline job_id=3f2a attempt=1 msg=job 3f2a started
+    {"ts": "2026-11-27T10:12:01.123456Z", "level": "info", "logger": "worker.pipeline",
+     "job_id": "3f2a", "attempt": 1, "msg": "job 3f2a started"}
 
-The job fields (``JOB_FIELDS``) come from the ``extra`` the worker modules pass, so a job's
-lines carry its id, model, version and attempt wherever they are known. The message is the
-last field and written as is. Secrets never reach a record: settings hold them as
-``SecretStr``, and errors are built from codes and server messages, never from credentials
-(``tests/integration/test_security.py`` searches a worker's whole log for them).
+(one line in the log). The worker modules log through the standard library with the job fields
+(``JOB_FIELDS``) in ``extra``; structlog's ``ProcessorFormatter`` renders those records, so a
+job's lines carry its id, model, version and attempt wherever they are known, and a value with
+quotes, spaces, ``=`` or newlines is escaped by the JSON encoder: every line parses one way only
+(``json.loads``). An exception's traceback is the ``exception`` field.
+
+Secrets never reach a record: settings hold them as ``SecretStr``, and errors are built from
+codes and server messages, never from credentials (``tests/integration/test_security.py``
+searches a worker's whole log for them).
 """
 
 from __future__ import annotations
 
 import logging
-import time
-from typing import Any
 
-#: record attributes written as ``key=value`` (when present), in this order
+import structlog
+from structlog.typing import EventDict, WrappedLogger
+
+#: record attributes (from ``extra``) written as fields when present, in this order
 JOB_FIELDS = (
     "job_id",
     "model",
@@ -30,34 +36,38 @@ JOB_FIELDS = (
     "reason",
     "queue",
 )
+#: the field that holds the log message (``event`` is taken: it is a callback's event type)
+MESSAGE_FIELD = "msg"
 
 
-class KeyValueFormatter(logging.Formatter):
-    """``ts level logger <job fields> msg``; an exception's traceback follows on its own lines."""
-
-    def format(self, record: logging.LogRecord) -> str:
-        when = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
-        fields: list[tuple[str, Any]] = [
-            ("ts", f"{when}.{int(record.msecs):03d}Z"),
-            ("level", record.levelname),
-            ("logger", record.name),
-        ]
-        fields += [
-            (name, getattr(record, name)) for name in JOB_FIELDS if getattr(record, name, None) is not None
-        ]
-        line = " ".join(f"{key}={_value(value)}" for key, value in fields)
-        line = f"{line} msg={record.getMessage()}"
-        if record.exc_info:
-            line = f"{line}\n{self.formatException(record.exc_info)}"
-        return line
+def _message_last(_: WrappedLogger, __: str, event_dict: EventDict) -> EventDict:
+    """Drop unknown (``None``) fields and put the message after what it is about (a traceback,
+    ``exception``, follows it)."""
+    message = event_dict.pop(MESSAGE_FIELD)
+    fields = {key: value for key, value in event_dict.items() if value is not None}
+    return {**fields, MESSAGE_FIELD: message}
 
 
-def _value(value: Any) -> str:
-    text = str(value)
-    return f'"{text}"' if not text or any(c.isspace() or c in '"=' for c in text) else text
+def json_formatter() -> logging.Formatter:
+    """A ``logging`` formatter that renders any record as one JSON line (see the module docs)."""
+    return structlog.stdlib.ProcessorFormatter(
+        foreign_pre_chain=[
+            structlog.processors.EventRenamer(MESSAGE_FIELD),
+            structlog.processors.TimeStamper(fmt="iso", utc=True, key="ts"),
+            structlog.stdlib.add_log_level,
+            structlog.stdlib.add_logger_name,
+            structlog.stdlib.ExtraAdder(allow=JOB_FIELDS),
+        ],
+        processors=[
+            structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+            _message_last,
+            structlog.processors.format_exc_info,
+            structlog.processors.JSONRenderer(),
+        ],
+    )
 
 
-def use_key_value_format(logger: logging.Logger) -> None:
-    """Give every handler of ``logger`` the ``KeyValueFormatter``."""
+def use_json_format(logger: logging.Logger) -> None:
+    """Give every handler of ``logger`` the JSON formatter."""
     for handler in logger.handlers:
-        handler.setFormatter(KeyValueFormatter())
+        handler.setFormatter(json_formatter())

@@ -43,6 +43,7 @@ from prometheus_client import (
     values,
 )
 
+from core.contracts.codes import ErrorCode
 from core.contracts.jobs import JobRecord
 
 log = logging.getLogger(__name__)
@@ -149,8 +150,8 @@ def job_started(kind: str) -> None:
     JOBS_STARTED.labels(kind=str(kind)).inc()
 
 
-def job_retried(kind: str, code: str) -> None:
-    JOB_RETRIES.labels(kind=str(kind), code=code).inc()
+def job_retried(kind: str, code: ErrorCode) -> None:
+    JOB_RETRIES.labels(kind=str(kind), code=str(code)).inc()
 
 
 class _Records(Protocol):
@@ -170,7 +171,7 @@ def job_finished(store: _Records, job_id: str) -> None:
     kind = record.kind.value
     JOBS_FINISHED.labels(kind=kind, state=record.state.value).inc()
     if record.error is not None:
-        JOB_FAILURES.labels(kind=kind, code=record.error.code).inc()
+        JOB_FAILURES.labels(kind=kind, code=record.error.code.value).inc()
     if record.started_at is not None:
         wait = (record.started_at - record.created_at).total_seconds()
         JOB_STAGE_SECONDS.labels(kind=kind, stage="queue_wait").observe(max(0.0, wait))
@@ -190,10 +191,11 @@ def dependencies_checked(results: Iterable[tuple[str, bool]]) -> None:
         DEPENDENCY_UP.labels(check=check).set(1 if ok else 0)
 
 
-def dead_lettered(reason: str, queue: str) -> None:
-    """Count a message the gate refused; ``queue`` is its routing key, whose native
-    delayed-delivery prefix (a retry's ``0.1.0...``) is dropped to keep one series per queue."""
-    DEAD_LETTERS.labels(reason=reason, queue_name=_DELAY_PREFIX.sub("", queue)).inc()
+def dead_lettered(code: ErrorCode, queue: str) -> None:
+    """Count a message the gate refused with ``code`` (the ``reason`` label); ``queue`` is its
+    routing key, whose native delayed-delivery prefix (a retry's ``0.1.0...``) is dropped to keep
+    one series per queue."""
+    DEAD_LETTERS.labels(reason=str(code), queue_name=_DELAY_PREFIX.sub("", queue)).inc()
 
 
 #: the countdown bits kombu's native delayed delivery puts before a routing key

@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from core.jobs_store import StoreUnavailable
+from core.jobs import StoreUnavailable
 from core.model_versions import DefaultVersions
 from core.topology import LISTING_TASK, TRYON_TASK
 from serving_contract.tensors import PRODUCT_GENERATOR, TRYON_GENERATOR
@@ -57,10 +57,10 @@ _cache: tuple[int, DefaultVersionCache] | None = None
 
 
 def _process_cache(ctx: WorkerContext) -> DefaultVersionCache:
-    """This process's cache, over its context's Redis client (made again after a fork)."""
+    """This process's cache, with its own Redis client (made again after a fork)."""
     global _cache
     if _cache is None or _cache[0] != os.getpid():
-        defaults = DefaultVersions(ctx.settings, client=ctx.store.redis)
+        defaults = DefaultVersions(ctx.settings)
         _cache = (os.getpid(), DefaultVersionCache(defaults.get, ttl_s=ctx.settings.default_version_cache_s))
     return _cache[1]
 

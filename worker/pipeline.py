@@ -1,5 +1,5 @@
 """The story of a job, as plain functions (no Celery): load, start, infer, encode, store, record,
-notify. ``worker/tasks.py`` calls them; the unit tests call them with fakes.
+notify. ``worker/tasks.py`` calls them; the unit tests call them with ``worker.stubs``.
 
 - **Start** (:func:`start`): ``queued -> running`` happens once. A message for a job that is
   not queued is dropped, except a redelivery or retry of a running job, which counts another
@@ -50,10 +50,11 @@ from serving_contract.sizing import size_by_label
 from serving_contract.taxonomy import category_by_slug
 from serving_contract.tensors import PRODUCT_IMAGE_SIZE
 from worker import metrics
+from worker.boundaries import Images
 from worker.context import WorkerContext
 from worker.encoding import decode, encode
 from worker.inference import Generated
-from worker.storage import ImageStore, image_key
+from worker.storage import image_key
 
 log = logging.getLogger(__name__)
 
@@ -290,7 +291,7 @@ def store_images(
 
 
 def _put(
-    bucket: ImageStore,
+    bucket: Images,
     kind: JobKind,
     key: str,
     data: bytes,

@@ -32,24 +32,26 @@ meanwhile is left as it is. Run it with ``python -m worker.sweeper`` (every ``sw
 
 from __future__ import annotations
 
-import argparse
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
+from typing import Annotated
 
 import prometheus_client
+import typer
 from pydantic import ValidationError
 
 from core.contracts.jobs import JobEventType, JobRecord, JobState
 from core.contracts.v1 import parse_request
 from core.errors import ErrorCode, RetryableError
-from core.jobs_store import JobStore, StoreError, utcnow
+from core.jobs import JobStore, StoreError, utcnow
 from core.publish import Publisher, PublishError
 from core.topology import TASK_FOR_KIND
 from worker import metrics
+from worker.logs import use_json_format
 from worker.settings import WorkerSettings
 
 log = logging.getLogger(__name__)
@@ -87,7 +89,7 @@ class Sweeper:
     - ``store``: the status store; default one built from ``settings``.
     - ``publisher``: sends the retried job and the ``job.failed`` callback; default one built
       from ``settings``.
-    - ``clock``: the current time (UTC); default :func:`core.jobs_store.utcnow`.
+    - ``clock``: the current time (UTC); default :func:`core.jobs.utcnow`.
 
     Reads from settings: ``task_time_limit_s`` + ``sweep_grace_s`` (the lease),
     ``job_retry_attempts``, ``sweep_batch_size`` and ``sweep_interval_s``.
@@ -263,19 +265,26 @@ def _log(level: int, job_id: str, what: str, **extra: object) -> None:
     log.log(level, "job %s %s", job_id, what, extra={"job_id": job_id, **extra})
 
 
-def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m worker.sweeper", description=__doc__.split("\n")[0])
-    parser.add_argument("--once", action="store_true", help="sweep once and exit (for cron)")
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+#: ``python -m worker.sweeper``: one command, so its options follow the module name directly
+cli = typer.Typer(add_completion=False, pretty_exceptions_show_locals=False)
+
+
+@cli.command()
+def main(
+    once: Annotated[bool, typer.Option("--once", help="sweep once and exit (for cron)")] = False,
+) -> None:
+    """Retry or fail stuck jobs (running with no live worker, queued with no message), every
+    sweep_interval_s, serving /metrics on metrics_port; or once."""
+    logging.basicConfig(level=logging.INFO)
+    use_json_format(logging.getLogger())
     settings = WorkerSettings()
-    if settings.metrics_port and not args.once:
+    if settings.metrics_port and not once:
         # one process: its own registry, no multiprocess folder
         prometheus_client.start_http_server(settings.metrics_port, addr=settings.metrics_host)
         log.info("serving /metrics on %s:%s", settings.metrics_host, settings.metrics_port)
     sweeper = Sweeper(settings)
     try:
-        sweeper.run(once=args.once)
+        sweeper.run(once=once)
     except KeyboardInterrupt:
         pass
     finally:
@@ -283,4 +292,4 @@ def main(argv: Sequence[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    cli(prog_name="python -m worker.sweeper")

@@ -16,25 +16,19 @@ message is rejected back to its queue instead of acknowledged, so the job is nev
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Callable, Mapping
 from typing import Any
 
 from celery import Task
 from celery.exceptions import Reject, Retry
 
-from core.jobs_store import StoreUnavailable
+from core.jobs import StoreUnavailable
 from core.topology import CALLBACK_TASK, LISTING_TASK, TRYON_TASK, callback_kwargs
 from worker import context, model_versions, notifications, pipeline
 from worker.app import app, topology
 from worker.app import settings as app_settings
 from worker.context import WorkerContext
 
-#: tests only: a job whose ``listing_id`` equals this variable's value kills its pool process on
-#: every delivery (the fault suite's "crashes its worker every time"); never set in production
-CRASH_HOOK_VARIABLE = "ATELIER_TEST_CRASH_LISTING_ID"
-#: exit status of a pool process the crash hook kills
-CRASH_EXIT_CODE = 70
 #: the shortest retry delay: native delayed delivery counts whole seconds and refuses 0
 MIN_COUNTDOWN_S = 1
 #: ``run_listing`` or ``run_tryon``
@@ -76,9 +70,6 @@ def deliver_callback(self: Task, job_id: str, event: str, payload: dict[str, Any
 
 def _run_job(task: Task, run: JobRunner, job_id: str, request: Mapping[str, Any]) -> None:
     queue = topology.queue_for(task.name).name
-    crash_on = os.environ.get(CRASH_HOOK_VARIABLE)
-    if crash_on and request.get("listing_id") == crash_on:
-        os._exit(CRASH_EXIT_CODE)  # test hook: the pool process dies as if killed mid-job
     try:
         ctx = _context()
         request = model_versions.with_default_version(task.name, request, ctx)

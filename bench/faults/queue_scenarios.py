@@ -19,6 +19,7 @@ from typing import Any
 from unittest import mock
 
 from bench.faults.checks import ScenarioResult, count_outcomes
+from bench.faults.crash_app import CRASH_APP, CRASH_LISTING_VARIABLE
 from bench.faults.poison import poison_messages as publish_poison
 from bench.faults.rig import Rig
 from bench.faults.scenarios import (
@@ -31,10 +32,9 @@ from bench.faults.scenarios import (
 from core.contracts.jobs import JobState
 from core.dead_letters import DeadLetter, DeadLetterQueue
 from core.errors import ErrorCode
-from core.jobs_store import JobNotFound
+from core.jobs import JobNotFound
 from producer.client import Producer
 from worker.sweeper import Outcome, Sweeper
-from worker.tasks import CRASH_HOOK_VARIABLE
 
 #: how long a scenario waits for dead letters to arrive
 LETTER_DEADLINE_S = 120.0
@@ -140,11 +140,12 @@ CRASH_QUEUED_TIMEOUT_S = 1.0
 
 
 def crash_loop(workdir: Path, triton_grpc_url: str, size: str) -> ScenarioResult:
-    """Jobs whose worker process dies on every delivery (``ATELIER_TEST_CRASH_LISTING_ID``),
-    between good jobs: each crashing message is dead-lettered after ``delivery_limit`` + 1
-    deliveries instead of looping; the good jobs succeed; then the sweeper finds the crashing
-    jobs stale in ``queued``, publishes each once more (dead-lettered again) and fails it with
-    ``job_stuck``, so no job is left hanging, and its ``job.failed`` callback is delivered."""
+    """Jobs whose worker process dies on every delivery (workers of the test-only
+    ``bench.faults.crash_app``), between good jobs: each crashing message is dead-lettered
+    after ``delivery_limit`` + 1 deliveries instead of looping; the good jobs succeed; then the
+    sweeper finds the crashing jobs stale in ``queued``, publishes each once more
+    (dead-lettered again) and fails it with ``job_stuck``, so no job is left hanging, and its
+    ``job.failed`` callback is delivered."""
     crashing, good_jobs = CRASH_SIZES[size]
     result = ScenarioResult("crash_loop", size, crashing + good_jobs, 0)
     started = time.monotonic()
@@ -154,7 +155,9 @@ def crash_loop(workdir: Path, triton_grpc_url: str, size: str) -> ScenarioResult
         "queued_requeues": 1,
     }
     with Rig(tag="fault-crash", workdir=workdir, triton_grpc_url=triton_grpc_url, overrides=overrides) as rig:
-        rig.start_workers({"listing": 1, "callbacks": 1}, env={CRASH_HOOK_VARIABLE: CRASH_LISTING_ID})
+        rig.start_workers(
+            {"listing": 1, "callbacks": 1}, env={CRASH_LISTING_VARIABLE: CRASH_LISTING_ID}, app=CRASH_APP
+        )
         requests: dict[str, dict[str, Any]] = {}
         crash_ids: list[str] = []
         per_crash = good_jobs // crashing

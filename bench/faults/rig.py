@@ -1,11 +1,12 @@
 """The real services one fault scenario runs on, and how it reads back what happened.
 
-A :class:`Rig` owns a SeaweedFS S3 server, a callback receiver (on a fixed port, so it can be
-stopped and come back at the same URL), a private namespace (``embedded.namespace``) on the
+A :class:`Rig` is an ``embedded.stack.Stack``: a SeaweedFS S3 server, a callback receiver (on a
+fixed port, so it can be stopped and come back at the same URL), a private namespace on the
 shared RabbitMQ and Redis (or on the broker a scenario names in ``overrides``), and the Celery
-worker processes, started as an operator starts them (``embedded/workers.py``). Triton is passed
-in: it takes longest to start; the one scenario that kills it starts its own. ``s3`` is kept so
-a scenario can stop and restart it (same ports and data).
+worker processes, started as an operator starts them. Triton is passed in: it takes longest to
+start; the one scenario that kills it starts its own. ``s3`` is kept so a scenario can stop and
+restart it (same ports and data). The rig adds the faults (killing pool processes and worker
+process groups) and the scenarios' requests and read-backs.
 """
 
 from __future__ import annotations
@@ -13,17 +14,17 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
 from core.contracts.jobs import JobRecord
-from embedded.namespace import remove_namespace, worker_values
-from embedded.process import free_port
 from embedded.receiver import CallbackReceiver, Received
 from embedded.s3 import S3Server
-from embedded.workers import CeleryWorker
+from embedded.stack import Pool, Stack
+from embedded.workers import WORKER_APP, CeleryWorker
 from producer.client import Producer
 from serving_contract.palette import PALETTE
 from serving_contract.taxonomy import CATEGORIES
@@ -31,10 +32,10 @@ from worker.encoding import EXTENSIONS
 from worker.settings import WorkerSettings, new_webhook_secret
 from worker.storage import ImageStore
 
-#: the S3 credentials of the rig's private SeaweedFS server
-S3_ACCESS, S3_SECRET = "atelier-faults", "atelier-faults-secret-0123456789"
 #: every event a job can send
 ALL_EVENTS = ["job.queued", "job.started", "job.succeeded", "job.failed", "job.canceled"]
+#: the retry backoff of every scenario's jobs unless its ``overrides`` say otherwise (compressed)
+RETRY_BACKOFF_BASE_S = 0.5
 
 
 def pool_children(pid: int) -> list[int]:
@@ -67,78 +68,64 @@ class Rig:
     secret: str = field(default_factory=new_webhook_secret)
 
     def __post_init__(self) -> None:
-        self._stack = contextlib.ExitStack()
-        self._incarnations: dict[str, int] = {}
-        self.workers: dict[str, CeleryWorker] = {}
+        self.stack = Stack(
+            tag=self.tag,
+            workdir=self.workdir,
+            triton_grpc_url=self.triton_grpc_url,
+            answer=self.answer,
+            settings={
+                "callback_secret": self.secret,
+                "job_retry_backoff_base_s": RETRY_BACKOFF_BASE_S,
+                **self.overrides,
+            },
+        )
 
     def __enter__(self) -> Rig:
-        try:
-            self._start()
-        except BaseException:
-            self._stack.close()
-            raise
+        self.stack.__enter__()
         return self
 
-    def __exit__(self, *exc: object) -> None:
-        for worker in self.workers.values():
-            worker.stop()
-        self._stack.close()
+    def __exit__(self, *exc: Any) -> None:
+        self.stack.__exit__(*exc)
 
-    def _start(self) -> None:
-        s3 = self._stack.enter_context(
-            S3Server(
-                access_key=S3_ACCESS,
-                secret_key=S3_SECRET,
-                data_dir=self.workdir / "s3",
-                state_dir=self.workdir,
-                log_path=self.workdir / "s3.log",
-            )
-        )
-        self.s3 = s3
-        self.receiver = CallbackReceiver(default_secret=self.secret, answer=self.answer, port=free_port())
-        self._stack.enter_context(self.receiver)
-        values = worker_values(
-            self.tag,
-            triton_grpc_url=self.triton_grpc_url,
-            s3=s3,
-            s3_secret_key=S3_SECRET,
-            callback_secret=self.secret,
-            callback_allow_http=True,
-            callback_allowed_hosts=["127.0.0.1"],
-            **{"job_retry_backoff_base_s": 0.5, **self.overrides},
-        )
-        self.settings = WorkerSettings(_env_file=None, **values)  # type: ignore[call-arg]
-        self._stack.callback(remove_namespace, self.settings)
-        self.producer = self._stack.enter_context(Producer(self.settings, watch_poll_interval_s=0.2))
-        self.images = ImageStore(self.settings)
+    @property
+    def settings(self) -> WorkerSettings:
+        return self.stack.settings
+
+    @property
+    def s3(self) -> S3Server:
+        assert self.stack.s3 is not None
+        return self.stack.s3
+
+    @property
+    def receiver(self) -> CallbackReceiver:
+        assert self.stack.receiver is not None
+        return self.stack.receiver
+
+    @property
+    def producer(self) -> Producer:
+        return self.stack.producer
+
+    @property
+    def workers(self) -> dict[str, CeleryWorker]:
+        return self.stack.workers
+
+    @cached_property
+    def images(self) -> ImageStore:
+        return ImageStore(self.settings)
 
     # --- workers ---
-    def start_workers(self, roles: dict[str, int], env: dict[str, str] | None = None) -> None:
-        """Start one worker per role (``listing``, ``callbacks``) with its concurrency and ``env``
-        on top of its settings; wait for all."""
-        for role, concurrency in roles.items():
-            self.workers[role] = self._launch(role, concurrency, env)
-        for worker in self.workers.values():
-            worker.wait_ready()
+    def start_workers(
+        self, roles: dict[str, int], env: Mapping[str, str] | None = None, *, app: str = WORKER_APP
+    ) -> None:
+        """Start one worker per role (``listing``, ``callbacks``) with its concurrency, Celery
+        ``app`` and ``env`` on top of its settings; wait for all."""
+        pools = [Pool(role, concurrency=n, app=app, env=dict(env or {})) for role, n in roles.items()]
+        self.stack.start_workers(*pools)
 
     def restart_worker(self, role: str, env: dict[str, str] | None = None) -> None:
         """Stop ``role``'s worker (warm shutdown) and start a new one, with ``env`` on top of its settings
         (e.g. ``ATELIER_JOB_RETRY_ATTEMPTS``); wait until it is ready."""
-        worker = self.workers[role]
-        worker.stop()
-        self.workers[role] = self._launch(role, worker.concurrency, env).wait_ready()
-
-    def _launch(self, role: str, concurrency: int, env: dict[str, str] | None = None) -> CeleryWorker:
-        queue = {"listing": self.settings.listing_queue, "callbacks": self.settings.callback_queue}[role]
-        n = self._incarnations[role] = self._incarnations.get(role, 0) + 1
-        return CeleryWorker(
-            settings=self.settings,
-            queues=[queue],
-            name=f"{role}{n}-{self.settings.exchange}",
-            log_path=self.workdir / f"worker-{role}-{n}.log",
-            concurrency=concurrency,
-            env={"OMP_NUM_THREADS": "1", **(env or {})},
-        ).launch()
+        self.stack.restart_worker(role, env=env)
 
     def kill_pool_child(self, role: str) -> bool:
         """SIGKILL the pool processes of ``role``'s worker (the parent replaces them)."""
@@ -155,9 +142,7 @@ class Rig:
         if worker.pid is not None:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(worker.pid, signal.SIGKILL)
-        worker.stop()  # reaps the dead process
-        concurrency = worker.concurrency
-        self.workers[role] = self._launch(role, concurrency).wait_ready()
+        self.stack.restart_worker(role)  # reaps the dead process first
 
     # --- jobs ---
     def listing(

@@ -22,11 +22,23 @@ import threading
 import time
 from typing import Any
 
-from bench.perf.rig import TRITON_APP, Environment, PipelineRig, percentile
+import numpy as np
+
+from bench.perf.rig import TRITON_APP, Environment, PipelineRig
 from bench.perf.sizes import Size
 
 #: CPU niceness of the listing (backfill) pool: on shared cores it yields to the try-on pool
 LISTING_NICE = int(os.environ.get("ATELIER_BENCH_LISTING_NICE", "19"))
+
+
+#: the latency percentiles reported for each phase
+QUANTILES = (50, 95, 99)
+
+
+def latency_summary(values: list[float]) -> dict[str, float]:
+    """``p50``, ``p95``, ``p99`` of ``values`` (numpy's linear interpolation); 0.0 for none."""
+    found = np.percentile(values, QUANTILES) if values else np.zeros(len(QUANTILES))
+    return {f"p{q}": round(float(v), 1) for q, v in zip(QUANTILES, found, strict=True)}
 
 
 def _tryons(rig: PipelineRig, size: Size, offset: int) -> tuple[list[str], dict[str, float], list[int]]:
@@ -60,14 +72,11 @@ def _latencies(rig: PipelineRig, ids: list[str], submitted: dict[str, float]) ->
     ]
     to_callback = [1000 * (at - submitted[j]) for j, at in callbacks.items()]
 
-    def summary(values: list[float]) -> dict[str, float]:
-        return {f"p{q}": round(percentile(values, q), 1) for q in (50, 95, 99)}
-
     return {
         "jobs": len(ids),
         "succeeded": len(to_succeeded),
-        "to_succeeded_ms": summary(to_succeeded),
-        "to_callback_ms": summary(to_callback),
+        "to_succeeded_ms": latency_summary(to_succeeded),
+        "to_callback_ms": latency_summary(to_callback),
     }
 
 

@@ -76,13 +76,13 @@ def measure(grpc_url: str, spec: ModelSpec, batch: int, concurrency: int, window
     for thread in threads:
         thread.join()
     elapsed = time.perf_counter() - start  # includes the requests in flight at the stop
-    done = sorted(x for per in latencies for x in per)
+    done = [x for per in latencies for x in per]
     return {
         "batch": batch,
         "concurrency": concurrency,
         "requests": len(done),
         "images_per_s": round(len(done) * batch / elapsed, 1),
-        "latency_p50_ms": round(1000 * done[len(done) // 2], 2) if done else 0.0,
+        "latency_p50_ms": round(1000 * float(np.median(done)), 2) if done else 0.0,
     }
 
 

@@ -17,6 +17,8 @@ import threading
 import time
 from typing import Any
 
+import numpy as np
+
 from bench.perf.rig import TRITON_APP, Environment, PipelineRig, process_stats
 from bench.perf.sizes import Size
 from core.contracts.jobs import JobState
@@ -96,7 +98,7 @@ def run_jobs(
         "callbacks_received": len(callbacks),
         "publish_ms_per_job": round(1000 * publish_s / jobs, 2),
         "worker_rss_mb": round(max(rss_samples), 1) if rss_samples else 0.0,
-        "worker_rss_mb_median": round(sorted(rss_samples)[len(rss_samples) // 2], 1) if rss_samples else 0.0,
+        "worker_rss_mb_median": round(float(np.median(rss_samples)), 1) if rss_samples else 0.0,
         "cpu_ms_per_image": {k: round(1000 * v / max(done_images, 1), 2) for k, v in cpu.items()},
     }
 

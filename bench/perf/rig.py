@@ -1,15 +1,15 @@
 """The services the performance benchmarks share, and one pipeline run's private namespace.
 
-:class:`Environment` is started once per ``python -m bench.perf`` run: the real Triton
-(``embedded/triton.py``, the committed repository or its ``KIND_GPU`` copy), a SeaweedFS S3
-server and a callback receiver. A benchmark that needs Triton with other settings (dynamic
-batching off) starts a variant with :meth:`Environment.triton_variant`.
+:class:`Environment` is started once per ``python -m bench.perf`` run: an ``embedded.stack.Stack``
+with the real Triton (the committed repository or its ``KIND_GPU`` copy), a SeaweedFS S3 server
+and a callback receiver. A benchmark that needs Triton with other settings (dynamic batching off)
+starts a variant with :meth:`Environment.triton_variant`.
 
-:class:`PipelineRig` is one run of the pipeline on the shared RabbitMQ and Redis: a private
-exchange, queues and key prefix (``bench.faults.rig.namespace``), the producer, and Celery
-workers started as an operator starts them (``embedded/workers.py``), of the real app
-(``worker.app``) or of the in-process alternative (``bench.perf.inprocess_app``). It reads
-job records back and measures each worker's processes (RSS, CPU time) with psutil.
+:class:`PipelineRig` is one run of the pipeline on the shared RabbitMQ and Redis: a ``Stack``
+with a private exchange, queues and key prefix that uses the environment's Triton, S3 and
+receiver, the producer, and Celery workers started as an operator starts them, of the real app
+(``worker.app``) or of the in-process alternative (``bench.perf.inprocess_app``). It reads job
+records back and measures each worker's processes (RSS, CPU time) with psutil.
 """
 
 from __future__ import annotations
@@ -27,42 +27,27 @@ import psutil
 from kombu import Connection
 
 from core.contracts.jobs import JobRecord
-from embedded.namespace import remove_namespace, worker_values
-from embedded.process import free_port
+from embedded.namespace import namespace
 from embedded.receiver import CallbackReceiver
 from embedded.s3 import S3Server
+from embedded.stack import Pool, Stack
 from embedded.triton import DEFAULT_REPOSITORY, TritonServer
-from embedded.workers import CeleryWorker
+from embedded.workers import WORKER_APP
 from producer.client import Producer
 from serving_contract.palette import PALETTE
 from serving_contract.taxonomy import CATEGORIES, wearable_categories
-from worker.settings import WorkerSettings, new_webhook_secret
+from worker.settings import WorkerSettings
 
-#: the S3 credentials of the benchmark's private SeaweedFS server
-S3_ACCESS, S3_SECRET = "atelier-perf", "atelier-perf-secret-0123456789abcdef"
+#: the bucket every benchmark writes its images to
+BUCKET = "atelier-perf"
 #: the events a benchmark job subscribes to: what a catalog system or a try-on UI waits for
 EVENTS = ["job.succeeded", "job.failed"]
 #: Celery app of the in-process alternative (the model in each worker process, no Triton)
 INPROCESS_APP = "bench.perf.inprocess_app"
 #: Celery app of the real worker
-TRITON_APP = "worker.app"
+TRITON_APP = WORKER_APP
 #: a body in the middle of every measurement range (cm, kg)
 BODY = {"height": 172.0, "weight": 70.0, "chest": 96.0, "waist": 82.0, "hips": 98.0}
-
-
-class AppWorker(CeleryWorker):
-    """A :class:`CeleryWorker` of another Celery app (``-A app``) than ``worker.app``, optionally
-    at a lower CPU priority (``nice``: what a bulk pool gets beside an interactive one)."""
-
-    def __init__(self, *, app: str = TRITON_APP, nice: int = 0, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.app = app
-        self.nice = nice
-
-    def command(self) -> list[str]:
-        argv = super().command()
-        argv[argv.index("-A") + 1] = self.app
-        return ["nice", "-n", str(self.nice), *argv] if self.nice else argv
 
 
 def without_dynamic_batching(source: Path, target: Path) -> Path:
@@ -87,50 +72,42 @@ class Environment:
     workdir: Path
     gpu: bool = False
     triton_grpc_url: str | None = None
-    secret: str = field(default_factory=new_webhook_secret)
-
-    def __post_init__(self) -> None:
-        self._stack = contextlib.ExitStack()
-        self.repository = DEFAULT_REPOSITORY
+    repository: Path = field(default=DEFAULT_REPOSITORY, init=False)
 
     def __enter__(self) -> Environment:
-        try:
-            self.workdir.mkdir(parents=True, exist_ok=True)
-            if self.gpu:
-                from training.export import gpu_repository  # torch only here
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        if self.gpu:
+            from training.export import gpu_repository  # torch only here
 
-                self.repository = gpu_repository(DEFAULT_REPOSITORY, self.workdir / "triton-models-gpu")
-            self.triton_pid: int | None = None
-            if self.triton_grpc_url is None:
-                triton = self._stack.enter_context(self._triton(self.repository, "main"))
-                self.triton_grpc_url, self.triton_pid = triton.grpc_url, triton.pid
-            self.s3 = self._stack.enter_context(
-                S3Server(
-                    access_key=S3_ACCESS,
-                    secret_key=S3_SECRET,
-                    data_dir=self.workdir / "s3",
-                    state_dir=self.workdir,
-                    log_path=self.workdir / "s3.log",
-                )
-            )
-            self.receiver = self._stack.enter_context(
-                CallbackReceiver(default_secret=self.secret, port=free_port())
-            )
-        except BaseException:
-            self._stack.close()
-            raise
+            self.repository = gpu_repository(DEFAULT_REPOSITORY, self.workdir / "triton-models-gpu")
+        self.stack = Stack(
+            tag="perf",
+            workdir=self.workdir,
+            triton_repository=self.repository if self.triton_grpc_url is None else None,
+            triton_grpc_url=self.triton_grpc_url,
+            settings={"s3_bucket": BUCKET},
+        ).__enter__()
+        self.triton_grpc_url = self.stack.settings.triton_grpc_url
+        self.triton_pid: int | None = self.stack.triton.pid if self.stack.triton else None
         return self
 
-    def __exit__(self, *exc: object) -> None:
-        self._stack.close()
+    def __exit__(self, *exc: Any) -> None:
+        self.stack.__exit__(*exc)
 
     @property
     def grpc_url(self) -> str:
         assert self.triton_grpc_url is not None
         return self.triton_grpc_url
 
-    def _triton(self, repository: Path, tag: str) -> TritonServer:
-        return TritonServer(repository, log_path=self.workdir / f"tritonserver-{tag}.log")
+    @property
+    def s3(self) -> S3Server:
+        assert self.stack.s3 is not None
+        return self.stack.s3
+
+    @property
+    def receiver(self) -> CallbackReceiver:
+        assert self.stack.receiver is not None
+        return self.stack.receiver
 
     @contextlib.contextmanager
     def triton_variant(self, *, dynamic_batching: bool) -> Iterator[tuple[str, int | None]]:
@@ -140,23 +117,13 @@ class Environment:
             yield self.grpc_url, self.triton_pid
             return
         copy = without_dynamic_batching(self.repository, self.workdir / "triton-models-nobatch")
-        with self._triton(copy, "nobatch") as server:
+        logs = self.stack.logs / "tritonserver-nobatch.log"
+        with TritonServer(copy, state_dir=self.workdir, log_path=logs) as server:
             yield server.grpc_url, server.pid
 
-    def settings(self, tag: str, *, grpc_url: str | None = None, **overrides: Any) -> WorkerSettings:
-        """Worker settings for a private namespace on the shared RabbitMQ and Redis."""
-        values = worker_values(
-            f"perf-{tag}",
-            triton_grpc_url=grpc_url or self.grpc_url,
-            s3=self.s3,
-            s3_secret_key=S3_SECRET,
-            s3_bucket="atelier-perf",
-            callback_secret=self.secret,
-            callback_allow_http=True,
-            callback_allowed_hosts=["127.0.0.1"],
-            **overrides,
-        )
-        return WorkerSettings(_env_file=None, **values)  # type: ignore[call-arg]
+    def settings(self, tag: str) -> WorkerSettings:
+        """Worker settings for a private namespace on the run's services (nothing declared)."""
+        return self.stack.settings.model_copy(update=namespace(f"perf-{tag}"))
 
 
 @dataclass(frozen=True)
@@ -200,19 +167,26 @@ class PipelineRig:
     def __init__(self, env: Environment, tag: str, *, grpc_url: str | None = None, **overrides: Any) -> None:
         self.env = env
         self.tag = tag
-        self.settings = env.settings(tag, grpc_url=grpc_url, **overrides)
-        self.workers: dict[str, AppWorker] = {}
-        self._stack = contextlib.ExitStack()
+        self.stack = Stack(
+            tag=f"perf-{tag}",
+            workdir=env.workdir / tag,
+            triton_grpc_url=grpc_url or env.grpc_url,
+            s3=env.s3,
+            receiver=env.receiver,
+            settings={"s3_bucket": BUCKET, **overrides},
+        )
 
     def __enter__(self) -> PipelineRig:
-        self._stack.callback(remove_namespace, self.settings)
-        self.producer = self._stack.enter_context(Producer(self.settings, watch_poll_interval_s=0.2))
+        self.stack.__enter__()
+        self.settings = self.stack.settings
         return self
 
-    def __exit__(self, *exc: object) -> None:
-        for worker in self.workers.values():
-            worker.stop()
-        self._stack.close()
+    def __exit__(self, *exc: Any) -> None:
+        self.stack.__exit__(*exc)
+
+    @property
+    def producer(self) -> Producer:
+        return self.stack.producer
 
     # --- workers ---
 
@@ -227,27 +201,21 @@ class PipelineRig:
         """Start one worker per role (``listing``, ``tryon``, ``callbacks``): ``(concurrency, app)``;
         wait until all consume. ``threads``: ``OMP_NUM_THREADS`` of each process (default 1);
         ``nice``: a role's CPU niceness (default 0); ``env``: more variables per role."""
-        queues = {
-            "listing": self.settings.listing_queue,
-            "tryon": self.settings.tryon_queue,
-            "callbacks": self.settings.callback_queue,
-        }
-        for role, (concurrency, app) in roles.items():
-            self.workers[role] = AppWorker(
-                app=app,
-                nice=(nice or {}).get(role, 0),
-                settings=self.settings,
-                queues=[queues[role]],
-                name=f"{role}-{self.settings.exchange}",
-                log_path=self.env.workdir / f"worker-{self.tag}-{role}.log",
-                concurrency=concurrency,
-                env={"OMP_NUM_THREADS": str(threads or 1), **(env or {}).get(role, {})},
-            ).launch()
-        for worker in self.workers.values():
-            worker.wait_ready()
+        self.stack.start_workers(
+            *(
+                Pool(
+                    role,
+                    concurrency=concurrency,
+                    app=app,
+                    nice=(nice or {}).get(role, 0),
+                    env={"OMP_NUM_THREADS": str(threads or 1), **(env or {}).get(role, {})},
+                )
+                for role, (concurrency, app) in roles.items()
+            )
+        )
 
     def stats(self, role: str) -> ProcessStats:
-        return process_stats(self.workers[role].pid)
+        return process_stats(self.stack.workers[role].pid)
 
     # --- jobs ---
 

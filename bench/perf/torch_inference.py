@@ -1,46 +1,26 @@
 """The models in the worker process: the same TorchScript files Triton serves, behind the same
 two calls as ``worker.inference.InferenceClient`` (``generate_products``, ``generate_tryon``).
 
-What the python backends (``training/serving_backends/``) do around the model is repeated here:
-each item's noise drawn on the CPU from its own seed, the batch padded with zero rows to a
-multiple of ``batch_multiple``, ``inference_mode``. The latent sizes and the multiple are read
-from each model's ``config.pbtxt`` parameters, as the backends read them. Used only by the
-benchmark's in-process alternative (``bench.perf.inprocess_app``): torch never enters ``worker/``.
+The committed python backends do the work (``bench.backends``): each item's noise drawn on the CPU
+from its own seed, the model run ``forward_batch`` rows at a time, ``inference_mode``. Used only by
+the benchmark's in-process alternative (``bench.perf.inprocess_app``): torch never enters
+``worker/``.
 """
 
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 
+from bench.backends import VERSION, load_backend
 from embedded.triton import DEFAULT_REPOSITORY
 from serving_contract.tensors import PRODUCT_GENERATOR, TRYON_GENERATOR
-from worker.inference import Generated, chunks
-
-#: the model version the in-process worker loads (the committed one)
-VERSION = "1"
-
-
-def config_parameters(model_dir: Path) -> dict[str, str]:
-    """``parameters`` of a generated ``config.pbtxt`` (key -> string value)."""
-    text = (model_dir / "config.pbtxt").read_text()
-    pattern = r'key: "([^"]+)"\s*value: \{ string_value: "((?:[^"\\]|\\.)*)" \}'
-    return dict(re.findall(pattern, text))
-
-
-def noise(seeds: Sequence[int], latent_dim: int) -> torch.Tensor:
-    rows = [torch.randn(latent_dim, generator=torch.Generator().manual_seed(int(s))) for s in seeds]
-    return torch.stack(rows)
-
-
-def padded(values: torch.Tensor, multiple: int) -> torch.Tensor:
-    extra = -len(values) % multiple
-    return torch.cat([values, values.new_zeros((extra, *values.shape[1:]))]) if extra else values
+from worker.inference import Generated
 
 
 class TorchInference:
@@ -53,36 +33,24 @@ class TorchInference:
     def __init__(self, *, repository: Path = DEFAULT_REPOSITORY, threads: int | None = None) -> None:
         self.repository = repository
         self.threads = threads or int(os.environ.get("OMP_NUM_THREADS", "1"))
-        self._models: dict[str, tuple[torch.jit.ScriptModule, int, int]] = {}
+        self._backends: dict[str, Any] = {}
         self._pid: int | None = None
 
     def load(self) -> None:
-        """Load both TorchScript files (once per process)."""
+        """Load both backends (once per process)."""
         if self._pid == os.getpid():
             return
         torch.set_num_threads(self.threads)
-        self._models = {}
-        for spec in (PRODUCT_GENERATOR, TRYON_GENERATOR):
-            model_dir = self.repository / spec.name
-            parameters = config_parameters(model_dir)
-            module = torch.jit.load(str(model_dir / VERSION / "model.pt"), map_location="cpu").eval()
-            self._models[spec.name] = (
-                module,
-                int(parameters["latent_dim"]),
-                int(parameters["batch_multiple"]),
-            )
+        self._backends = {
+            spec.name: load_backend(spec.name, repository=self.repository)
+            for spec in (PRODUCT_GENERATOR, TRYON_GENERATOR)
+        }
         self._pid = os.getpid()
 
     def _forward(self, name: str, seeds: Sequence[int], *conditions: torch.Tensor) -> np.ndarray:
         self.load()
-        module, latent_dim, multiple = self._models[name]
-        parts = []
-        for part in chunks(len(seeds), 64):
-            z = padded(noise(seeds[part], latent_dim), multiple)
-            args = [padded(c[part], multiple) for c in conditions]
-            with torch.inference_mode():
-                parts.append(module(z, *args)[: len(seeds[part])].numpy())
-        return np.concatenate(parts)
+        images = self._backends[name].forward(*conditions, seeds=np.asarray(seeds, dtype=np.int64))
+        return np.asarray(images.numpy())
 
     def generate_products(
         self,
@@ -121,5 +89,5 @@ class TorchInference:
         return Generated(images, TRYON_GENERATOR.name, VERSION)
 
     def close(self) -> None:
-        self._models = {}
+        self._backends = {}
         self._pid = None

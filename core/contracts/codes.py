@@ -71,5 +71,8 @@ class ErrorCode(StrEnum):
     NOT_JSON = "not_json"
     #: a task message whose arguments are not the task's
     INVALID_ARGUMENTS = "invalid_arguments"
+    #: a callback's signature, timestamp or body did not verify at the receiver
+    #: (``producer.webhook_verify``; the receiver's own refusal, never in a job record)
+    WEBHOOK_VERIFICATION_FAILED = "webhook_verification_failed"
     #: an exception the code has no type for: a bug (permanent)
     INTERNAL_ERROR = "internal_error"

@@ -8,11 +8,14 @@ never changes again. Each transition emits the event of the same name.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, GetJsonSchemaHandler, field_validator
+from pydantic.json_schema import JsonSchemaValue
+from pydantic_core import CoreSchema
 
 from core.contracts.codes import ErrorCode
 
@@ -102,9 +105,52 @@ class JobRecord(BaseModel):
     )
 
 
+class JobEventData(BaseModel):
+    """What a callback's ``data`` holds (``worker.notifications.build_event``).
+
+    Used for the published JSON schema only: ``JobEvent.data`` stays a plain dict for the
+    code that reads it, and its ``error``, when present, is validated as a :class:`JobError`.
+    """
+
+    model_config = ConfigDict(extra="allow")
+
+    job_id: str
+    kind: JobKind
+    state: JobState = Field(description="the state the event reports")
+    requester: str
+    subject: str = Field(description="listing id or shopper reference")
+    attempts: int | None = Field(default=None, description="job.started only")
+    model: str | None = Field(default=None, description="job.succeeded only")
+    model_version: str | None = Field(default=None, description="job.succeeded only")
+    seed: int | None = Field(default=None, description="job.succeeded only")
+    results: list[StoredImage] | None = Field(default=None, description="job.succeeded only")
+    error: JobError | None = Field(default=None, description="job.failed only")
+
+
+@dataclass(frozen=True)
+class DocumentedAs:
+    """Annotation: publish ``model``'s JSON schema for a field that validates as something
+    looser (a dict that code indexes by key)."""
+
+    model: type[BaseModel]
+
+    def __get_pydantic_json_schema__(
+        self, _schema: CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        return handler(self.model.__pydantic_core_schema__)
+
+
 class JobEvent(BaseModel):
     """The body of a callback (Standard Webhooks: ``type``, ``timestamp``, ``data``)."""
 
     type: JobEventType
     timestamp: datetime
-    data: dict[str, Any]
+    data: Annotated[dict[str, Any], DocumentedAs(JobEventData)]
+
+    @field_validator("data")
+    @classmethod
+    def _typed_error(cls, data: dict[str, Any]) -> dict[str, Any]:
+        """A ``job.failed`` event's ``error`` is a :class:`JobError`: its ``code`` an ``ErrorCode``."""
+        if data.get("error") is not None:
+            return {**data, "error": JobError.model_validate(data["error"]).model_dump(mode="json")}
+        return data

@@ -1,14 +1,16 @@
 """Schema version 1 of the two requests Atelier accepts.
 
 Every constraint lives on the model, so an invalid request fails in ``model_validate`` with
-the field's path and the rule it broke, before anything is published.
+the field's path and the rule it broke, before anything is published. Every string has a bound
+(``MAX_*`` below, stated in the field's description and the JSON schema), and a refusal quotes
+at most a short excerpt of the value it refuses (``core.contracts.bounds``).
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Annotated, Any, Final, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Final, Literal, TypeVar
 
 from pydantic import (
     AfterValidator,
@@ -20,11 +22,15 @@ from pydantic import (
     StringConstraints,
     Tag,
     TypeAdapter,
+    UrlConstraints,
     ValidationInfo,
     field_serializer,
     field_validator,
+    model_validator,
 )
+from pydantic_core import PydanticCustomError
 
+from core.contracts.bounds import bounded_errors, quoted
 from core.contracts.jobs import JobEventType
 from serving_contract.palette import PALETTE, colour_by_name, nearest_colour
 from serving_contract.sizing import MEASUREMENTS, SIZE_CHART
@@ -32,8 +38,32 @@ from serving_contract.taxonomy import CATEGORIES, category_by_slug
 
 SCHEMA_VERSION: Final = "1"
 
-#: identifiers chosen by callers (SKUs, requester ids, idempotency keys): safe in object keys
-Identifier = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")]
+#: longest identifier (requester, listing id, shopper reference, idempotency key)
+MAX_IDENTIFIER_CHARS: Final = 128
+#: longest colour: a palette name or ``#rrggbb``
+MAX_COLOUR_CHARS: Final = 32
+#: longest callback URL
+MAX_URL_CHARS: Final = 2048
+#: most ``style`` entries, and the longest key and value of one
+MAX_STYLE_ENTRIES: Final = 32
+MAX_STYLE_KEY_CHARS: Final = 64
+MAX_STYLE_VALUE_CHARS: Final = 256
+#: no field name is longer than this; a longer key is an unknown field
+MAX_FIELD_NAME_CHARS: Final = 32
+#: a job id: 32 lowercase hex digits
+JOB_ID_CHARS: Final = 32
+
+#: identifiers chosen by callers (SKUs, requester ids, idempotency keys): safe in object keys.
+#: The pattern itself caps the length; ``maxLength`` states it in the JSON schema.
+Identifier = Annotated[
+    str,
+    StringConstraints(pattern=rf"^[A-Za-z0-9][A-Za-z0-9._:-]{{0,{MAX_IDENTIFIER_CHARS - 1}}}$"),
+    Field(json_schema_extra={"maxLength": MAX_IDENTIFIER_CHARS}),
+]
+#: how each identifier's description ends
+_IDENTIFIER_RULE = (
+    f"; 1-{MAX_IDENTIFIER_CHARS} characters: letters, digits and . _ : - (starting with a letter or digit)"
+)
 if TYPE_CHECKING:  # mypy cannot read a Literal built at run time
     CategorySlug = str
     SizeLabel = str
@@ -50,20 +80,26 @@ def palette_colour_name(value: str) -> str:
     if value.startswith("#"):
         # int(..., 16) alone would also take signs, spaces and non-ASCII digits
         if not _HEX_COLOUR.fullmatch(value):
-            raise ValueError(f"colour must be a palette name or #rrggbb (6 hex digits), got {value!r}")
+            raise ValueError(f"colour must be a palette name or #rrggbb (6 hex digits), got {quoted(value)}")
         return nearest_colour(value).name
     try:
         return colour_by_name(value).name
     except KeyError:
         names = ", ".join(p.name for p in PALETTE)
-        raise ValueError(f"unknown colour {value!r}; use one of {names} or #rrggbb") from None
+        raise ValueError(f"unknown colour {quoted(value)}; use one of {names} or #rrggbb") from None
 
 
 PaletteColour = Annotated[
     str,
+    StringConstraints(max_length=MAX_COLOUR_CHARS),
     AfterValidator(palette_colour_name),
-    Field(description="palette colour name (e.g. 'navy') or '#rrggbb', mapped to the nearest palette colour"),
+    Field(
+        description="palette colour name (e.g. 'navy') or '#rrggbb', mapped to the nearest palette colour; "
+        f"at most {MAX_COLOUR_CHARS} characters"
+    ),
 ]
+#: the callback URL: http or https, at most ``MAX_URL_CHARS`` characters
+CallbackUrl = Annotated[AnyHttpUrl, UrlConstraints(max_length=MAX_URL_CHARS)]
 _INCH = 2.54
 _POUND = 0.45359237
 
@@ -73,12 +109,30 @@ class Contract(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _no_long_field_names(cls, data: Any) -> Any:
+        """Refuse a field name longer than any real one quoting an excerpt: as an unknown
+        field, pydantic would put the whole name into the error's path."""
+        if isinstance(data, Mapping):
+            for name in data:
+                if isinstance(name, str) and len(name) > MAX_FIELD_NAME_CHARS:
+                    raise PydanticCustomError(
+                        "extra_forbidden",
+                        "unknown field {name}: extra fields are not permitted",
+                        {"name": quoted(name)},
+                    )
+        return data
+
 
 class CallbackSpec(Contract):
-    url: AnyHttpUrl = Field(description="where signed status events are POSTed")
+    url: CallbackUrl = Field(
+        description=f"where signed status events are POSTed: http(s), at most {MAX_URL_CHARS} characters"
+    )
     events: frozenset[JobEventType] = Field(
         default=frozenset(JobEventType),
         min_length=1,
+        max_length=len(JobEventType),
         description="which events to deliver; all of them by default",
     )
 
@@ -97,8 +151,29 @@ class ListingAttributes(Contract):
     category: CategorySlug = Field(description="taxonomy slug, see docs/serving_contract.md")
     colour: PaletteColour
     style: dict[
-        Annotated[str, StringConstraints(max_length=64)], Annotated[str, StringConstraints(max_length=256)]
-    ] = Field(default_factory=dict, max_length=32, description="stored with the images; the model ignores it")
+        Annotated[str, StringConstraints(max_length=MAX_STYLE_KEY_CHARS)],
+        Annotated[str, StringConstraints(max_length=MAX_STYLE_VALUE_CHARS)],
+    ] = Field(
+        default_factory=dict,
+        max_length=MAX_STYLE_ENTRIES,
+        description=f"stored with the images; the model ignores it. At most {MAX_STYLE_ENTRIES} entries, "
+        f"keys up to {MAX_STYLE_KEY_CHARS} and values up to {MAX_STYLE_VALUE_CHARS} characters",
+    )
+
+    @field_validator("style", mode="before")
+    @classmethod
+    def _short_keys(cls, value: Any) -> Any:
+        """Refuse an over-long key here, quoting an excerpt: checked per key, pydantic would
+        put the whole key into the error's path."""
+        if isinstance(value, Mapping):
+            for key in value:
+                if isinstance(key, str) and len(key) > MAX_STYLE_KEY_CHARS:
+                    raise PydanticCustomError(
+                        "string_too_long",
+                        "style key {key} is over {max_length} characters",
+                        {"key": quoted(key), "max_length": MAX_STYLE_KEY_CHARS},
+                    )
+        return value
 
     @property
     def category_index(self) -> int:
@@ -111,7 +186,9 @@ class ListingAttributes(Contract):
 
 class _Request(Contract):
     schema_version: Literal["1"] = SCHEMA_VERSION
-    requester: Identifier = Field(description="the calling platform; selects the callback signing secret")
+    requester: Identifier = Field(
+        description="the calling platform; selects the callback signing secret" + _IDENTIFIER_RULE
+    )
     seed: int | None = Field(default=None, ge=0, lt=2**63, description="fixes the images; random when absent")
     model_version: int | None = Field(
         default=None, ge=1, description="pin a model version; default if absent"
@@ -119,13 +196,15 @@ class _Request(Contract):
     output: OutputSpec = Field(default_factory=OutputSpec)
     callback: CallbackSpec | None = None
     idempotency_key: Identifier | None = Field(
-        default=None, description="resubmitting the same key returns the first job's id and does no new work"
+        default=None,
+        description="resubmitting the same key returns the first job's id and does no new work"
+        + _IDENTIFIER_RULE,
     )
 
 
 class ListingImageRequest(_Request):
     kind: Literal["listing"] = "listing"
-    listing_id: Identifier = Field(description="the catalog's listing or SKU id")
+    listing_id: Identifier = Field(description="the catalog's listing or SKU id" + _IDENTIFIER_RULE)
     attributes: ListingAttributes
     variants: int = Field(default=4, ge=1, le=8, description="how many images to generate")
 
@@ -165,7 +244,9 @@ class GarmentFromListing(Contract):
     """A product image Atelier generated earlier: the listing job and which variant."""
 
     source: Literal["listing"] = "listing"
-    job_id: Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{32}$")]
+    job_id: Annotated[
+        str, StringConstraints(max_length=JOB_ID_CHARS, pattern=rf"^[0-9a-f]{{{JOB_ID_CHARS}}}$")
+    ] = Field(description=f"the listing job's id: {JOB_ID_CHARS} lowercase hex digits")
     variant: int = Field(default=0, ge=0, le=7)
 
 
@@ -181,16 +262,36 @@ class GarmentByAttributes(Contract):
     def _wearable(cls, value: str) -> str:
         if not category_by_slug(value).wearable:
             wearable = ", ".join(c.slug for c in CATEGORIES if c.wearable)
-            raise ValueError(f"{value!r} cannot be tried on; wearable categories: {wearable}")
+            raise ValueError(f"{quoted(value)} cannot be tried on; wearable categories: {wearable}")
         return value
+
+
+#: the garment ``source`` tags, in the order the union lists them
+GARMENT_SOURCES: Final = ("listing", "attributes")
 
 
 class TryOnRequest(_Request):
     kind: Literal["tryon"] = "tryon"
-    shopper_ref: Identifier = Field(description="opaque reference chosen by the caller; no personal data")
+    shopper_ref: Identifier = Field(
+        description="opaque reference chosen by the caller; no personal data" + _IDENTIFIER_RULE
+    )
     measurements: BodyMeasurements
     garment: Annotated[GarmentFromListing | GarmentByAttributes, Field(discriminator="source")]
     size: SizeLabel = Field(description="garment size from the size chart")
+
+    @field_validator("garment", mode="before")
+    @classmethod
+    def _known_source(cls, value: Any) -> Any:
+        """Refuse an unknown ``source`` quoting an excerpt: pydantic's own message repeats the
+        tag, however long it is."""
+        source = value.get("source") if isinstance(value, Mapping) else None
+        if isinstance(source, str) and source not in GARMENT_SOURCES:
+            raise PydanticCustomError(
+                "union_tag_invalid",
+                "garment source {tag} is not one of {expected}",
+                {"tag": quoted(source), "expected": ", ".join(map(repr, GARMENT_SOURCES))},
+            )
+        return value
 
 
 def _request_kind(data: Any) -> str | None:
@@ -216,10 +317,19 @@ JobRequest = Annotated[
 ]
 
 _JOB_REQUEST: TypeAdapter[ListingImageRequest | TryOnRequest] = TypeAdapter(JobRequest)
+R = TypeVar("R", ListingImageRequest, TryOnRequest)
 
 
 def parse_request(data: Any) -> ListingImageRequest | TryOnRequest:
-    """Validate a listing or try-on request from a dict or JSON string; raises ``ValidationError``."""
-    if isinstance(data, str | bytes):
-        return _JOB_REQUEST.validate_json(data)
-    return _JOB_REQUEST.validate_python(data)
+    """Validate a listing or try-on request from a dict or JSON string; raises a bounded
+    ``ValidationError`` (``core.contracts.bounds``)."""
+    with bounded_errors():
+        if isinstance(data, str | bytes):
+            return _JOB_REQUEST.validate_json(data)
+        return _JOB_REQUEST.validate_python(data)
+
+
+def validate_request(model: type[R], data: Any) -> R:
+    """``data`` as ``model`` (either request); raises a bounded ``ValidationError``."""
+    with bounded_errors():
+        return model.model_validate(data)

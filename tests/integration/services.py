@@ -11,10 +11,12 @@ from typing import Any
 
 import pytest
 import redis
+from amqp.exceptions import AMQPError, NotFound
 from kombu import Connection, Queue
+from kombu.exceptions import OperationalError
 
 from core.settings import AtelierSettings
-from embedded.namespace import namespace, remove_namespace, worker_values
+from embedded.namespace import namespace, remove_namespace
 
 __all__ = [
     "AMQP_URL",
@@ -25,7 +27,6 @@ __all__ = [
     "queue_depth",
     "remove_namespace",
     "require_services",
-    "worker_values",
 ]
 
 #: settings the isolated ones start from (``ATELIER_BROKER_URL`` / ``ATELIER_REDIS_URL`` respected)
@@ -43,7 +44,7 @@ def require_rabbitmq() -> None:
     try:
         with Connection(AMQP_URL, connect_timeout=3) as connection:
             connection.ensure_connection(max_retries=1)
-    except Exception as error:
+    except (OSError, OperationalError, AMQPError) as error:
         pytest.fail(f"RabbitMQ does not answer at {_public(AMQP_URL)}: {error!r}; {HOW_TO_START}")
 
 
@@ -64,12 +65,15 @@ def require_services() -> None:
 
 
 def queue_depth(settings: AtelierSettings, queue_name: str) -> int:
-    """Messages ready in ``queue_name`` (0 if it was never declared)."""
-    with Connection(settings.broker_url.get_secret_value()) as connection:
+    """Messages ready in ``queue_name``; 0 if it was never declared (the broker answers a passive
+    declare with 404 NOT_FOUND). Any other error (no broker there, a refused login, a queue locked
+    by another connection) is raised: a "nothing queued" assertion must not pass on it."""
+    with Connection(settings.broker_url.get_secret_value(), connect_timeout=5) as connection:
         try:
-            return int(connection.default_channel.queue_declare(queue=queue_name, passive=True).message_count)
-        except Exception:  # not declared: nothing was ever published to it
+            declared = connection.default_channel.queue_declare(queue=queue_name, passive=True)
+        except NotFound:  # not declared: nothing was ever published to it
             return 0
+        return int(declared.message_count)
 
 
 def drain(queue: Queue) -> list[Any]:

@@ -2,13 +2,12 @@
 RabbitMQ, Redis, Triton and S3 with one real worker process.
 
 One worker per module consumes the listing, try-on and callback queues of a private namespace,
-with ``delivery_limit`` 2, a 4 KiB ``max_message_bytes`` and the crash hook
-(``worker.tasks.CRASH_HOOK_VARIABLE``) armed for listing id ``crash-me``.
+with ``delivery_limit`` 2, a 4 KiB ``max_message_bytes``; it runs the test-only
+``bench.faults.crash_app``, armed to crash its pool process on listing id ``crash-me``.
 """
 
 from __future__ import annotations
 
-import contextlib
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -18,22 +17,22 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
+from bench.faults.crash_app import CRASH_APP, CRASH_LISTING_VARIABLE
 from bench.faults.poison import parked_job, poison_messages, publish_raw, task_body
+from core.contracts.codes import ErrorCode
 from core.contracts.jobs import JobRecord, JobState
 from core.dead_letters import DeadLetter, DeadLetterQueue, dead_letter_headers
 from core.topology import LISTING_TASK
-from embedded.s3 import S3Server
+from embedded.stack import Pool, Stack
 from embedded.triton import TritonServer
 from embedded.workers import CeleryWorker
 from producer.cli import app as cli_app
 from producer.client import Producer
-from tests.integration.services import remove_namespace, require_services, worker_values
-from worker.settings import WorkerSettings, new_webhook_secret
-from worker.tasks import CRASH_HOOK_VARIABLE
+from tests.integration.services import require_services
+from worker.settings import WorkerSettings
 
 pytestmark = [pytest.mark.triton, pytest.mark.slow]
 
-S3_ACCESS, S3_SECRET = "atelier-dlq", "atelier-dlq-secret-0123456789"
 CRASH_LISTING_ID = "crash-me"
 MAX_BYTES = 4096
 TIMEOUT_S = 90.0
@@ -91,33 +90,23 @@ class Rig:
 def rig(triton: TritonServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rig]:
     require_services()
     state = tmp_path_factory.mktemp("dead-letters")
-    with contextlib.ExitStack() as stack:
-        s3 = stack.enter_context(
-            S3Server(access_key=S3_ACCESS, secret_key=S3_SECRET, data_dir=state / "s3", state_dir=state)
-        )
-        values: dict[str, Any] = worker_values(
-            "dlq",
-            triton_grpc_url=triton.grpc_url,
-            s3=s3,
-            s3_secret_key=S3_SECRET,
-            callback_secret=new_webhook_secret(),
-            delivery_limit=2,
-            job_retry_attempts=10,
-            max_message_bytes=MAX_BYTES,
-        )
-        settings = WorkerSettings(_env_file=None, **values)  # type: ignore[call-arg]
-        stack.callback(remove_namespace, settings)
-        producer = stack.enter_context(Producer(settings))
-        worker = CeleryWorker(
-            settings=settings,
-            queues=[settings.listing_queue, settings.tryon_queue, settings.callback_queue],
-            name=f"dlq-{settings.exchange}",
-            log_path=state / "worker.log",
-            env={"OMP_NUM_THREADS": "1", CRASH_HOOK_VARIABLE: CRASH_LISTING_ID},
-        ).launch()
-        stack.callback(worker.stop)
-        worker.wait_ready()
-        yield Rig(settings, producer, DeadLetterQueue(settings), worker, state)
+    worker = Pool(
+        "dlq",
+        queues=("listing", "tryon", "callbacks"),
+        app=CRASH_APP,
+        env={CRASH_LISTING_VARIABLE: CRASH_LISTING_ID},
+    )
+    settings = {"delivery_limit": 2, "job_retry_attempts": 10, "max_message_bytes": MAX_BYTES}
+    with Stack(
+        tag="dlq",
+        workdir=state,
+        triton_grpc_url=triton.grpc_url,
+        receiver=False,
+        workers=[worker],
+        settings=settings,
+    ) as stack:
+        dlq = DeadLetterQueue(stack.settings)
+        yield Rig(stack.settings, stack.producer, dlq, stack.workers["dlq"], stack.logs)
 
 
 def test_poison_messages_are_dead_lettered_with_a_reason_and_a_good_job_after_them_succeeds(rig: Rig) -> None:
@@ -166,7 +155,11 @@ def test_dlq_list_replay_and_purge_from_the_cli(rig: Rig) -> None:
     runner = CliRunner()
     job_id, body, headers = rig.parked_job(rig.listing("SKU-DLQ-REPLAY"))
     parked = dead_letter_headers(
-        headers, reason="operator_test: parked", queue=rig.settings.listing_queue, job_id=job_id
+        headers,
+        code=ErrorCode.INVALID_REQUEST,
+        detail="operator_test: parked",
+        queue=rig.settings.listing_queue,
+        job_id=job_id,
     )
     replay_id = rig.publish_raw(
         body,

@@ -1,4 +1,7 @@
-"""The job status store on a real Redis: atomic idempotent create, the state machine, watch."""
+"""The job status store's behaviour, asserted on both stores: ``JobStore`` on a real Redis and
+the shipped ``MemoryJobStore`` (so the stand-in the unit tests use cannot drift from it): atomic
+idempotent create, the state machine, callback claims, watch, and the sweeper's leases and
+indexes. Redis-only details (key names, expiry) are asserted on ``JobStore`` alone."""
 
 from __future__ import annotations
 
@@ -6,13 +9,13 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 import redis
 
 from core.contracts.jobs import JobError, JobEventType, JobKind, JobRecord, JobState, StoredImage
-from core.jobs_store import JobNotFound, JobStore, WatchTimeout, cancel_refusal
+from core.jobs import JobNotFound, JobStore, MemoryJobStore, WatchTimeout, cancel_refusal, utcnow
 from core.settings import AtelierSettings
 
 QUEUED, RUNNING, SUCCEEDED, FAILED, CANCELED = (
@@ -23,9 +26,12 @@ QUEUED, RUNNING, SUCCEEDED, FAILED, CANCELED = (
     JobState.CANCELED,
 )
 
+#: either store: every test below taking ``store`` runs on both
+Store = JobStore | MemoryJobStore
+
 
 @pytest.fixture
-def store() -> Iterator[JobStore]:
+def redis_store() -> Iterator[JobStore]:
     settings = AtelierSettings(redis_key_prefix=f"atelier-test:{uuid.uuid4().hex[:8]}:")
     client = redis.Redis.from_url(
         settings.redis_url.get_secret_value(), decode_responses=True, socket_timeout=2
@@ -42,6 +48,14 @@ def store() -> Iterator[JobStore]:
     client.close()
 
 
+@pytest.fixture(params=["redis", "memory"])
+def store(request: pytest.FixtureRequest) -> Store:
+    if request.param == "memory":
+        return MemoryJobStore()
+    redis_backed: JobStore = request.getfixturevalue("redis_store")
+    return redis_backed
+
+
 def new_record(requester: str = "shop-eu") -> JobRecord:
     return JobRecord(
         job_id=uuid.uuid4().hex,
@@ -53,34 +67,40 @@ def new_record(requester: str = "shop-eu") -> JobRecord:
     )
 
 
-def created(store: JobStore, state_path: tuple[JobState, ...] = ()) -> str:
+def created(store: Store, state_path: tuple[JobState, ...] = ()) -> str:
     job_id, _ = store.create(new_record(), request={"listing_id": "SKU-1"})
     for state in state_path:
         assert store.transition(job_id, state)
     return job_id
 
 
-def test_create_stores_record_request_and_ttl(store: JobStore) -> None:
+def test_create_stores_record_and_request(store: Store) -> None:
     record = new_record()
     job_id, was_created = store.create(record, request={"listing_id": "SKU-1", "variants": 2})
     assert (job_id, was_created) == (record.job_id, True)
     assert store.get(job_id) == record
     assert store.get_request(job_id) == {"listing_id": "SKU-1", "variants": 2}
-    ttl = store.redis.ttl(store.job_key(job_id))
-    assert 0 < ttl <= store.settings.job_record_ttl_s
-    assert store.job_key(job_id).startswith(store.settings.redis_key_prefix)
 
 
-def test_same_idempotency_key_returns_the_first_job_and_creates_nothing(store: JobStore) -> None:
+def test_redis_records_and_idempotency_keys_expire_in_the_namespace(redis_store: JobStore) -> None:
+    store, record = redis_store, new_record()
+    store.create(record, "key-1")
+    keys, settings = store.keys, store.settings
+    assert keys.job(record.job_id).startswith(settings.redis_key_prefix)
+    assert 0 < store.redis.ttl(keys.job(record.job_id)) <= settings.job_record_ttl_s
+    assert 0 < store.redis.ttl(keys.idempotency("shop-eu", "key-1")) <= settings.idempotency_ttl_s
+
+
+def test_same_idempotency_key_returns_the_first_job_and_creates_nothing(store: Store) -> None:
     first, second = new_record(), new_record()
     assert store.create(first, "key-1") == (first.job_id, True)
     assert store.create(second, "key-1") == (first.job_id, False)
     assert store.get(second.job_id) is None
-    assert store.get(first.job_id).idempotency_key == "key-1"  # type: ignore[union-attr]
-    assert 0 < store.redis.ttl(store.idempotency_key("shop-eu", "key-1")) <= store.settings.idempotency_ttl_s
+    assert store.require(first.job_id).idempotency_key == "key-1"
+    assert store.find_by_idempotency_key("shop-eu", "key-1") == first.job_id
 
 
-def test_idempotency_keys_are_scoped_per_requester(store: JobStore) -> None:
+def test_idempotency_keys_are_scoped_per_requester(store: Store) -> None:
     a, b = new_record("shop-a"), new_record("shop-b")
     assert store.create(a, "key-1")[1] and store.create(b, "key-1")[1]
     # ':' is legal in identifiers, so requester 'x:y' + key 'z' must not collide with 'x' + 'y:z'
@@ -88,7 +108,7 @@ def test_idempotency_keys_are_scoped_per_requester(store: JobStore) -> None:
     assert store.create(c, "z")[1] and store.create(d, "y:z")[1]
 
 
-def test_concurrent_creates_with_one_key_make_one_job(store: JobStore) -> None:
+def test_concurrent_creates_with_one_key_make_one_job(store: Store) -> None:
     results: list[tuple[str, bool]] = []
     barrier = threading.Barrier(8)
 
@@ -105,7 +125,7 @@ def test_concurrent_creates_with_one_key_make_one_job(store: JobStore) -> None:
     assert sum(was_created for _, was_created in results) == 1
 
 
-def test_released_key_lets_a_retry_create_a_new_job(store: JobStore) -> None:
+def test_released_key_lets_a_retry_create_a_new_job(store: Store) -> None:
     first = new_record()
     store.create(first, "key-1")
     assert not store.release_idempotency_key("shop-eu", "key-1", "someone-else")
@@ -114,7 +134,7 @@ def test_released_key_lets_a_retry_create_a_new_job(store: JobStore) -> None:
     assert store.create(second, "key-1") == (second.job_id, True)
 
 
-def test_happy_path_sets_timestamps_attempts_and_results(store: JobStore) -> None:
+def test_happy_path_sets_timestamps_attempts_and_results(store: Store) -> None:
     job_id = created(store)
     assert store.transition(job_id, RUNNING, model="product_cgan", model_version="1", seed=11)
     running = store.get(job_id)
@@ -132,12 +152,13 @@ def test_happy_path_sets_timestamps_attempts_and_results(store: JobStore) -> Non
     done = store.get(job_id)
     assert done is not None and done.state is SUCCEEDED and done.results == [image]
     assert (done.model, done.model_version, done.seed) == ("product_cgan", "1", 11)
-    assert done.finished_at is not None and done.finished_at >= done.started_at  # type: ignore[operator]
+    assert done.started_at is not None and done.finished_at is not None
+    assert done.finished_at >= done.started_at
 
 
-def test_redelivery_running_to_running_counts_attempts(store: JobStore) -> None:
+def test_redelivery_running_to_running_counts_attempts(store: Store) -> None:
     job_id = created(store, (RUNNING,))
-    first_start = store.get(job_id).started_at  # type: ignore[union-attr]
+    first_start = store.require(job_id).started_at
     assert store.transition(job_id, RUNNING)
     again = store.get(job_id)
     assert again is not None and again.attempts == 2 and again.started_at == first_start
@@ -157,32 +178,32 @@ def test_redelivery_running_to_running_counts_attempts(store: JobStore) -> None:
         ((FAILED,), RUNNING),  # nor does one whose publish failed
     ],
 )
-def test_state_machine_refuses(store: JobStore, path: tuple[JobState, ...], to_state: JobState) -> None:
+def test_state_machine_refuses(store: Store, path: tuple[JobState, ...], to_state: JobState) -> None:
     job_id = created(store, path)
     before = store.get(job_id)
     assert not store.transition(job_id, to_state)
     assert store.get(job_id) == before
 
 
-def test_transition_of_unknown_job_is_refused(store: JobStore) -> None:
+def test_transition_of_unknown_job_is_refused(store: Store) -> None:
     assert not store.transition(uuid.uuid4().hex, RUNNING)
     assert store.get(uuid.uuid4().hex) is None
 
 
-def test_transition_rejects_identity_fields(store: JobStore) -> None:
+def test_transition_rejects_identity_fields(store: Store) -> None:
     job_id = created(store)
     with pytest.raises(TypeError, match="requester"):
         store.transition(job_id, RUNNING, requester="someone-else")
 
 
-def test_only_from_narrows_the_source_state(store: JobStore) -> None:
+def test_only_from_narrows_the_source_state(store: Store) -> None:
     job_id = created(store, (RUNNING,))
     error = JobError(code="publish_failed", message="x", retryable=True)
     assert not store.transition(job_id, FAILED, only_from=(QUEUED,), error=error)
-    assert store.get(job_id).state is RUNNING  # type: ignore[union-attr]
+    assert store.require(job_id).state is RUNNING
 
 
-def test_concurrent_start_lets_exactly_one_worker_win_the_queued_job(store: JobStore) -> None:
+def test_concurrent_start_lets_exactly_one_worker_win_the_queued_job(store: Store) -> None:
     job_id = created(store)
     outcomes: list[bool] = []
     barrier = threading.Barrier(6)
@@ -197,10 +218,10 @@ def test_concurrent_start_lets_exactly_one_worker_win_the_queued_job(store: JobS
     for thread in threads:
         thread.join()
     assert sorted(outcomes) == [False] * 5 + [True]
-    assert store.get(job_id).attempts == 1  # type: ignore[union-attr]
+    assert store.require(job_id).attempts == 1
 
 
-def test_concurrent_callback_notes_and_transition_lose_no_update(store: JobStore) -> None:
+def test_concurrent_callback_notes_and_transition_lose_no_update(store: Store) -> None:
     job_id = created(store, (RUNNING,))
     events = [JobEventType.QUEUED, JobEventType.STARTED, JobEventType.SUCCEEDED]
     threads = [threading.Thread(target=store.record_callback, args=(job_id, e, "delivered")) for e in events]
@@ -214,12 +235,12 @@ def test_concurrent_callback_notes_and_transition_lose_no_update(store: JobStore
     assert record.callbacks == {e.value: "delivered" for e in events}
 
 
-def test_set_results_only_while_running(store: JobStore) -> None:
+def test_set_results_only_while_running(store: Store) -> None:
     assert not store.set_results(created(store), [])
     assert not store.set_results(created(store, (RUNNING, SUCCEEDED)), [])
 
 
-def test_record_callback_works_in_terminal_states(store: JobStore) -> None:
+def test_record_callback_works_in_terminal_states(store: Store) -> None:
     job_id = created(store, (RUNNING, SUCCEEDED))
     assert store.record_callback(job_id, "job.succeeded", "failed: HTTP 500")
     assert store.record_callback(job_id, JobEventType.SUCCEEDED, "delivered")
@@ -229,7 +250,7 @@ def test_record_callback_works_in_terminal_states(store: JobStore) -> None:
     assert record.callback_state == "job.succeeded: delivered"
 
 
-def test_claim_event_succeeds_once_per_event(store: JobStore) -> None:
+def test_claim_event_succeeds_once_per_event(store: Store) -> None:
     job_id = created(store)
     assert not store.event_claimed(job_id, JobEventType.STARTED)
     assert store.claim_event(job_id, JobEventType.STARTED)
@@ -237,10 +258,10 @@ def test_claim_event_succeeds_once_per_event(store: JobStore) -> None:
     assert not store.claim_event(job_id, "job.started")
     assert store.claim_event(job_id, JobEventType.SUCCEEDED)
     assert not store.claim_event(uuid.uuid4().hex, JobEventType.STARTED)
-    assert store.get(job_id).state is QUEUED  # type: ignore[union-attr]
+    assert store.require(job_id).state is QUEUED
 
 
-def test_cancel_queued_job(store: JobStore) -> None:
+def test_cancel_queued_job(store: Store) -> None:
     job_id = created(store)
     record = store.request_cancel(job_id)
     assert record.state is CANCELED and record.finished_at is not None
@@ -248,7 +269,7 @@ def test_cancel_queued_job(store: JobStore) -> None:
     assert not store.transition(job_id, RUNNING)
 
 
-def test_cancel_running_job_returns_it_unchanged_with_a_reason(store: JobStore) -> None:
+def test_cancel_running_job_returns_it_unchanged_with_a_reason(store: Store) -> None:
     job_id = created(store, (RUNNING,))
     before = store.get(job_id)
     record = store.request_cancel(job_id)
@@ -256,12 +277,12 @@ def test_cancel_running_job_returns_it_unchanged_with_a_reason(store: JobStore) 
     assert "does not interrupt" in (cancel_refusal(record) or "")
 
 
-def test_cancel_unknown_job_raises(store: JobStore) -> None:
+def test_cancel_unknown_job_raises(store: Store) -> None:
     with pytest.raises(JobNotFound):
         store.request_cancel(uuid.uuid4().hex)
 
 
-def test_watch_yields_each_change_until_terminal(store: JobStore) -> None:
+def test_watch_yields_each_change_until_terminal(store: Store) -> None:
     job_id = created(store)
 
     def worker() -> None:
@@ -279,7 +300,7 @@ def test_watch_yields_each_change_until_terminal(store: JobStore) -> None:
     assert time.monotonic() - started < 3
 
 
-def test_watch_times_out(store: JobStore) -> None:
+def test_watch_times_out(store: Store) -> None:
     job_id = created(store)
     seen = []
     with pytest.raises(WatchTimeout) as caught:
@@ -288,6 +309,71 @@ def test_watch_times_out(store: JobStore) -> None:
     assert seen == [QUEUED] and caught.value.record.job_id == job_id
 
 
-def test_watch_unknown_job_raises(store: JobStore) -> None:
+def test_watch_unknown_job_raises(store: Store) -> None:
     with pytest.raises(JobNotFound):
         next(store.watch(uuid.uuid4().hex, timeout=1))
+
+
+# --- the sweeper's leases and indexes ---
+
+FAR = timedelta(days=1)
+
+
+def test_the_running_index_follows_the_state_and_a_final_state_drops_the_lease(store: Store) -> None:
+    job_id = created(store, (RUNNING,))
+    assert store.running_since_before(utcnow() + FAR) == [job_id]
+    assert store.running_since_before(utcnow() - FAR) == []
+    assert store.take_lease(job_id, 60)
+    assert store.lease_holder(job_id) == "worker"
+    assert store.transition(job_id, SUCCEEDED)
+    assert store.running_since_before(utcnow() + FAR) == []
+    assert store.lease_holder(job_id) is None
+
+
+def test_a_queued_job_leaves_the_queued_index_when_it_starts_or_is_canceled(store: Store) -> None:
+    started, canceled, waiting = created(store), created(store), created(store)
+    assert sorted(store.queued_since_before(utcnow() + FAR)) == sorted([started, canceled, waiting])
+    assert store.transition(started, RUNNING)
+    store.request_cancel(canceled)
+    assert store.queued_since_before(utcnow() + FAR) == [waiting]
+    store.forget_queued(waiting)
+    assert store.queued_since_before(utcnow() + FAR) == []
+
+
+def test_indexes_list_the_oldest_first_up_to_the_limit(store: Store) -> None:
+    first = created(store)
+    time.sleep(0.01)
+    second = created(store)
+    assert store.queued_since_before(utcnow() + FAR, limit=1) == [first]
+    assert store.queued_since_before(utcnow() + FAR) == [first, second]
+
+
+def test_leases_expire_and_are_released_only_by_their_holder(store: Store) -> None:
+    job_id = created(store, (RUNNING,))
+    assert store.take_lease(job_id, 60, holder="sweeper", only_new=True)
+    assert not store.take_lease(job_id, 60, only_new=True)
+    assert not store.release_lease(job_id, holder="worker")
+    assert store.release_lease(job_id, holder="sweeper")
+    assert store.lease_holder(job_id) is None
+    assert store.take_lease(job_id, 0.05)
+    time.sleep(0.15)
+    assert store.lease_holder(job_id) is None
+    assert store.take_lease(job_id, 60, only_new=True)
+
+
+def test_a_requeue_is_counted_and_restarts_the_wait_in_the_queued_index(store: Store) -> None:
+    job_id = created(store)
+    before = utcnow()
+    time.sleep(0.01)
+    assert store.requeue_count(job_id) == 0
+    assert store.count_requeue(job_id) == 1 and store.count_requeue(job_id) == 2
+    assert store.requeue_count(job_id) == 2
+    assert store.queued_since_before(before) == []
+    assert store.queued_since_before(utcnow()) == [job_id]
+    assert store.count_requeue(uuid.uuid4().hex) == 0
+
+
+def test_forget_running_drops_a_job_from_the_running_index(store: Store) -> None:
+    job_id = created(store, (RUNNING,))
+    store.forget_running(job_id)
+    assert store.running_since_before(utcnow() + FAR) == []

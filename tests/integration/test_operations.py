@@ -9,7 +9,6 @@ probes are asked, and ``atelier ops`` runs against the same services.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import time
 import urllib.error
@@ -28,18 +27,15 @@ from core.model_versions import DefaultVersions
 from core.topology import CALLBACK_TASK, LISTING_TASK
 from embedded.process import free_port
 from embedded.receiver import CallbackReceiver
-from embedded.s3 import S3Server
+from embedded.stack import Pool, Stack
 from embedded.triton import TritonServer
-from embedded.workers import CeleryWorker
 from producer.cli import app as cli
 from producer.client import Producer
-from tests.integration.services import remove_namespace, require_services, worker_values
-from worker.settings import WorkerSettings, new_webhook_secret
+from tests.integration.services import require_services
+from worker.settings import WorkerSettings
 
 pytestmark = [pytest.mark.triton, pytest.mark.slow]
 
-S3_ACCESS, S3_SECRET = "atelier-ops", "atelier-ops-secret-0123456789"
-SECRET = new_webhook_secret()
 JOB_TIMEOUT_S = 180.0
 runner = CliRunner()
 
@@ -108,51 +104,27 @@ def total(found: dict[tuple[str, frozenset[tuple[str, str]]], float], metric: st
 def rig(triton: TritonServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rig]:
     require_services()
     state = tmp_path_factory.mktemp("operations")
-    with contextlib.ExitStack() as stack:
-        s3 = stack.enter_context(
-            S3Server(access_key=S3_ACCESS, secret_key=S3_SECRET, data_dir=state / "s3", state_dir=state)
-        )
-        receiver = stack.enter_context(CallbackReceiver(default_secret=SECRET))
-        ports = {role: free_port() for role in ("listing", "callbacks", "tryon")}
-        values = worker_values(
-            "ops",
-            triton_grpc_url=triton.grpc_url,
-            s3=s3,
-            s3_secret_key=S3_SECRET,
-            triton_http_url=triton.http_url,
-            metrics_host="127.0.0.1",
-            readiness_cache_s=0.5,
-            default_version_cache_s=0.5,
-            callback_secret=SECRET,
-            callback_allow_http=True,
-            callback_allowed_hosts=["127.0.0.1"],
-        )
-        settings = WorkerSettings(_env_file=None, **values)  # type: ignore[call-arg]
-        stack.callback(remove_namespace, settings)
-        producer = Producer(settings, watch_poll_interval_s=0.2)
-        stack.callback(producer.close)
-
-        def start(role: str, queue: str, concurrency: int, **overrides: Any) -> CeleryWorker:
-            worker = CeleryWorker(
-                settings=settings.model_copy(update={"metrics_port": ports[role], **overrides}),
-                queues=[queue],
-                name=f"{role}-{settings.exchange}",
-                log_path=state / f"worker-{role}.log",
-                concurrency=concurrency,
-                env={"OMP_NUM_THREADS": "1"},
-            ).launch()
-            stack.callback(worker.stop)
-            return worker
-
-        nowhere = f"127.0.0.1:{free_port()}"
-        workers = [
-            start("listing", settings.listing_queue, 2),
-            start("callbacks", settings.callback_queue, 1),
-            start("tryon", settings.tryon_queue, 1, triton_grpc_url=nowhere, triton_http_url=nowhere),
-        ]
-        for worker in workers:
-            worker.wait_ready()
-        yield Rig(settings, producer, receiver, ports, state)
+    ports = {role: free_port() for role in ("listing", "callbacks", "tryon")}
+    nowhere = f"127.0.0.1:{free_port()}"
+    workers = [
+        Pool("listing", concurrency=2, settings={"metrics_port": ports["listing"]}),
+        Pool("callbacks", settings={"metrics_port": ports["callbacks"]}),
+        Pool(
+            "tryon",
+            settings={"metrics_port": ports["tryon"], "triton_grpc_url": nowhere, "triton_http_url": nowhere},
+        ),
+    ]
+    settings = {
+        "triton_http_url": triton.http_url,
+        "metrics_host": "127.0.0.1",
+        "readiness_cache_s": 0.5,
+        "default_version_cache_s": 0.5,
+    }
+    with Stack(
+        tag="ops", workdir=state, triton_grpc_url=triton.grpc_url, workers=workers, settings=settings
+    ) as stack:
+        assert stack.receiver is not None
+        yield Rig(stack.settings, stack.producer, stack.receiver, ports, stack.logs)
 
 
 def test_jobs_move_the_counters_and_stage_histograms_of_every_pool_process(rig: Rig) -> None:

@@ -11,7 +11,6 @@ private exchange, queues and Redis key prefix. Refusal of invalid requests befor
 
 from __future__ import annotations
 
-import contextlib
 import threading
 import time
 from collections import Counter
@@ -24,20 +23,13 @@ import pytest
 
 from core.contracts.jobs import JobEventType, JobRecord, JobState
 from embedded.receiver import CallbackReceiver, Received
-from embedded.s3 import S3Server
+from embedded.stack import Pool, Stack
 from embedded.triton import TritonServer
-from embedded.workers import CeleryWorker
 from producer.client import Producer
 from producer.webhook_verify import verify
 from serving_contract.palette import PALETTE
 from serving_contract.taxonomy import CATEGORIES
-from tests.integration.services import (
-    namespace,
-    queue_depth,
-    remove_namespace,
-    require_services,
-    worker_values,
-)
+from tests.integration.services import queue_depth, require_services
 from worker.callbacks import message_id
 from worker.encoding import EXTENSIONS, decode
 from worker.settings import WorkerSettings, new_webhook_secret
@@ -45,7 +37,6 @@ from worker.storage import ImageStore
 
 pytestmark = [pytest.mark.triton, pytest.mark.slow]
 
-S3_ACCESS, S3_SECRET = "atelier-e2e", "atelier-e2e-secret-0123456789"
 GLOBAL_SECRET, SHOP_A_SECRET = new_webhook_secret(), new_webhook_secret()
 ALL = [e.value for e in JobEventType]
 #: requester -> the events it subscribes to (``None``: no callback at all)
@@ -82,8 +73,19 @@ class FlakyAnswer:
         return 503 if first else 204
 
 
+#: the worker settings of every stack of this module, over the stack's own
+SETTINGS: dict[str, Any] = {
+    "presign_expiry_s": 3600,
+    "callback_secret": GLOBAL_SECRET,
+    "callback_secrets": {"shop-a": [SHOP_A_SECRET]},
+    "callback_retry_schedule_s": [1.0, 2.0, 4.0],
+    "job_retry_backoff_base_s": 0.5,
+}
+
+
 @dataclass
 class Pipeline:
+    stack: Stack
     settings: WorkerSettings
     producer: Producer
     images: ImageStore
@@ -154,60 +156,22 @@ class Pipeline:
         )
         return self.receiver.received
 
-    def start_worker(
-        self, role: str, queues: list[str], settings: WorkerSettings | None = None
-    ) -> CeleryWorker:
-        return CeleryWorker(
-            settings=settings or self.settings,
-            queues=queues,
-            name=f"{role}-{self.settings.exchange}",
-            log_path=self.logs / f"worker-{role}.log",
-            env={"OMP_NUM_THREADS": "1"},
-        ).launch()
-
 
 @pytest.fixture(scope="module")
 def pipeline(triton: TritonServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pipeline]:
     require_services()
     state = tmp_path_factory.mktemp("pipeline")
-    with contextlib.ExitStack() as stack:
-        s3 = stack.enter_context(
-            S3Server(access_key=S3_ACCESS, secret_key=S3_SECRET, data_dir=state / "s3", state_dir=state)
-        )
-        receiver = stack.enter_context(
-            CallbackReceiver(
-                secrets={"shop-a": SHOP_A_SECRET}, default_secret=GLOBAL_SECRET, answer=FlakyAnswer()
-            )
-        )
-        values: dict[str, Any] = worker_values(
-            "e2e",
-            triton_grpc_url=triton.grpc_url,
-            s3=s3,
-            s3_secret_key=S3_SECRET,
-            presign_expiry_s=3600,
-            callback_secret=GLOBAL_SECRET,
-            callback_secrets={"shop-a": [SHOP_A_SECRET]},
-            callback_allow_http=True,
-            callback_allowed_hosts=["127.0.0.1"],
-            callback_retry_schedule_s=[1.0, 2.0, 4.0],
-            job_retry_backoff_base_s=0.5,
-        )
-        settings = WorkerSettings(_env_file=None, **values)  # type: ignore[call-arg]
-        stack.callback(remove_namespace, settings)
-        run = Pipeline(
-            settings, Producer(settings, watch_poll_interval_s=0.2), ImageStore(settings), receiver, state
-        )
-        stack.callback(run.producer.close)
-        workers = [
-            run.start_worker("listing", [settings.listing_queue]),
-            run.start_worker("tryon", [settings.tryon_queue]),
-            run.start_worker("callbacks", [settings.callback_queue]),
-        ]
-        for worker in workers:
-            stack.callback(worker.stop)
-        for worker in workers:
-            worker.wait_ready()
-        yield run
+    with Stack(
+        tag="e2e",
+        workdir=state,
+        triton_grpc_url=triton.grpc_url,
+        answer=FlakyAnswer(),
+        workers=[Pool("listing"), Pool("tryon"), Pool("callbacks")],
+        settings=SETTINGS,
+    ) as stack:
+        assert stack.receiver is not None
+        settings = stack.settings
+        yield Pipeline(stack, settings, stack.producer, ImageStore(settings), stack.receiver, stack.logs)
 
 
 def expected_events(request: dict[str, Any], record: JobRecord) -> set[str]:
@@ -345,34 +309,37 @@ def test_resubmitting_with_the_same_idempotency_key_returns_the_job_and_does_no_
 
 
 def test_a_canceled_queued_job_never_runs_ends_canceled_and_its_callback_says_so(pipeline: Pipeline) -> None:
-    # a namespace of its own with no worker yet: the job stays queued until it is canceled
-    settings = pipeline.settings.model_copy(update=namespace("e2e-cancel"))
-    try:
-        with Producer(settings) as producer:
-            job_id = producer.submit(pipeline.listing(200, "shop-a"))
-            assert producer.status(job_id).state is JobState.QUEUED
-            assert producer.cancel(job_id).state is JobState.CANCELED
-            assert queue_depth(settings, settings.listing_queue) == 1
-            worker = pipeline.start_worker(
-                "cancel", [settings.listing_queue, settings.callback_queue], settings
-            )
-            try:
-                worker.wait_ready()
-                assert pipeline.receiver.wait_for(
-                    lambda got: any(
-                        r.event and r.event.type is JobEventType.CANCELED and r.event.data["job_id"] == job_id
-                        for r in got
-                    ),
-                    CALLBACK_TIMEOUT_S,
-                )
-                deadline = time.monotonic() + 30
-                while f"job {job_id} is canceled: message dropped" not in worker.log_text():
-                    assert time.monotonic() < deadline, worker.log_tail()
-                    time.sleep(0.25)
-                time.sleep(1.0)
-            finally:
-                worker.stop()
-            record = producer.status(job_id)
+    # a stack of its own on the same services with no worker yet: the job stays queued until it is canceled
+    assert pipeline.stack.s3 is not None
+    with Stack(
+        tag="e2e-cancel",
+        workdir=pipeline.logs.parent / "cancel",
+        triton_grpc_url=pipeline.settings.triton_grpc_url,
+        s3=pipeline.stack.s3,
+        receiver=pipeline.receiver,
+        settings={**SETTINGS, "s3_bucket": pipeline.settings.s3_bucket},
+    ) as stack:
+        settings, producer = stack.settings, stack.producer
+        job_id = producer.submit(pipeline.listing(200, "shop-a"))
+        assert producer.status(job_id).state is JobState.QUEUED
+        assert producer.cancel(job_id).state is JobState.CANCELED
+        assert queue_depth(settings, settings.listing_queue) == 1
+        stack.start_workers(Pool("cancel", queues=("listing", "callbacks")))
+        worker = stack.workers["cancel"]
+        assert pipeline.receiver.wait_for(
+            lambda got: any(
+                r.event and r.event.type is JobEventType.CANCELED and r.event.data["job_id"] == job_id
+                for r in got
+            ),
+            CALLBACK_TIMEOUT_S,
+        )
+        deadline = time.monotonic() + 30
+        while f"job {job_id} is canceled: message dropped" not in worker.log_text():
+            assert time.monotonic() < deadline, worker.log_tail()
+            time.sleep(0.25)
+        time.sleep(1.0)
+        stack.stop_worker("cancel")
+        record = producer.status(job_id)
         assert (record.state, record.attempts, record.results, record.started_at) == (
             JobState.CANCELED,
             0,
@@ -387,8 +354,6 @@ def test_a_canceled_queued_job_never_runs_ends_canceled_and_its_callback_says_so
             r for r in pipeline.posts_for(job_id) if r.event and r.event.type is JobEventType.CANCELED
         ]
         assert verify(canceled.body, canceled.headers, SHOP_A_SECRET).data["state"] == "canceled"
-    finally:
-        remove_namespace(settings)
 
 
 def test_the_same_seed_and_request_give_byte_identical_images(pipeline: Pipeline) -> None:

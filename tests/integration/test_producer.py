@@ -26,7 +26,7 @@ from typer.testing import CliRunner
 
 from core.contracts import JobState, ListingImageRequest, TryOnRequest
 from core.errors import ErrorCode
-from core.jobs_store import JobStore, cancel_refusal
+from core.jobs import JobStore, cancel_refusal
 from core.publish import BrokerUnavailable, Publisher, PublishError, PublishNotConfirmed
 from core.settings import AtelierSettings
 from core.topology import (
@@ -55,6 +55,7 @@ from tests.integration.services import (
     remove_namespace,
     require_services,
 )
+from tests.oversized import MAX_ERROR_CHARS, OVERSIZED
 
 
 def isolated_settings(**overrides: Any) -> AtelierSettings:
@@ -229,6 +230,34 @@ def test_invalid_requests_are_refused_with_field_and_rule_and_nothing_is_stored_
 
     assert (depth(topology.listing), depth(topology.tryon)) == before
     assert set(producer.store.redis.scan_iter(match=f"{settings.redis_key_prefix}*")) == keys_before
+
+
+def test_a_megabyte_in_any_field_is_refused_in_a_short_error_with_nothing_stored_or_queued(
+    producer: Producer, settings: AtelierSettings
+) -> None:
+    topology = build_topology(settings)
+    producer.submit_listing({**LISTING_EXAMPLE, "idempotency_key": None})  # the queues exist
+    producer.submit_tryon(TRYON_EXAMPLE)
+    before = (depth(topology.listing), depth(topology.tryon), depth(topology.callbacks))
+    keys_before = set(producer.store.redis.scan_iter(match=f"{settings.redis_key_prefix}*"))
+
+    for case in OVERSIZED:
+        submit_kind = producer.submit_listing if case.kind == "listing" else producer.submit_tryon
+        tagged = {**case.data, "kind": case.kind}
+        for submit, data in ((submit_kind, case.data), (producer.submit, tagged)):
+            with pytest.raises(ValidationError) as caught:
+                submit(data)
+            # parse_request (``submit``) puts the request kind first in each path
+            reported = [(_without_kind(e["loc"], case.kind), e["type"]) for e in caught.value.errors()]
+            assert (case.loc, case.type) in reported, (case.name, reported)
+            assert len(str(caught.value)) < MAX_ERROR_CHARS, (case.name, str(caught.value)[:300])
+
+    assert (depth(topology.listing), depth(topology.tryon), depth(topology.callbacks)) == before
+    assert set(producer.store.redis.scan_iter(match=f"{settings.redis_key_prefix}*")) == keys_before
+
+
+def _without_kind(loc: tuple[str | int, ...], kind: str) -> tuple[str | int, ...]:
+    return loc[1:] if loc[:1] == (kind,) else loc
 
 
 # --- idempotency ---

@@ -26,18 +26,15 @@ from typing import Any
 import pytest
 
 from core.contracts.jobs import JobEventType, JobRecord, JobState
-from embedded.receiver import CallbackReceiver, Received
-from embedded.s3 import S3Server
+from embedded.receiver import Received
+from embedded.stack import Pool, Stack
 from embedded.triton import TritonServer
-from embedded.workers import CeleryWorker
 from producer.client import Producer
-from tests.integration.services import BASE, remove_namespace, require_services, worker_values
-from worker.settings import WorkerSettings, new_webhook_secret
+from tests.integration.services import BASE, require_services
+from worker.settings import new_webhook_secret
 
 pytestmark = [pytest.mark.triton, pytest.mark.slow]
 
-S3_ACCESS = "atelier-sec"
-S3_SECRET = f"s3-{secrets.token_hex(16)}"
 CALLBACK_SECRET = new_webhook_secret()
 ALL = [e.value for e in JobEventType]
 TIMEOUT_S = 180.0
@@ -103,39 +100,26 @@ def test_secrets_never_appear_in_logs_records_or_callback_bodies(
     state = tmp_path_factory.mktemp("security")
     with contextlib.ExitStack() as stack:
         broker_url, broker_password = stack.enter_context(broker_user())
-        s3 = stack.enter_context(
-            S3Server(access_key=S3_ACCESS, secret_key=S3_SECRET, data_dir=state / "s3", state_dir=state)
+        services = stack.enter_context(
+            Stack(
+                tag="sec",
+                workdir=state,
+                triton_grpc_url=triton.grpc_url,
+                broker_url=broker_url,
+                answer=FirstPostFails(),
+                workers=[Pool("security", queues=("tryon", "callbacks"), concurrency=2, loglevel="DEBUG")],
+                settings={
+                    "callback_secret": CALLBACK_SECRET,
+                    "callback_retry_schedule_s": [0.5, 1.0],
+                    "job_retry_attempts": 2,
+                    "job_retry_backoff_base_s": 0.2,
+                },
+            )
         )
-        receiver = stack.enter_context(
-            CallbackReceiver(default_secret=CALLBACK_SECRET, answer=FirstPostFails())
-        )
-        values: dict[str, Any] = worker_values(
-            "sec",
-            triton_grpc_url=triton.grpc_url,
-            s3=s3,
-            s3_secret_key=S3_SECRET,
-            broker_url=broker_url,
-            callback_secret=CALLBACK_SECRET,
-            callback_allow_http=True,
-            callback_allowed_hosts=["127.0.0.1"],
-            callback_retry_schedule_s=[0.5, 1.0],
-            job_retry_attempts=2,
-            job_retry_backoff_base_s=0.2,
-        )
-        settings = WorkerSettings(_env_file=None, **values)  # type: ignore[call-arg]
-        stack.callback(remove_namespace, settings, broker_url=BASE.broker_url.get_secret_value())
-        producer = stack.enter_context(Producer(settings, watch_poll_interval_s=0.2))
-        worker = CeleryWorker(
-            settings=settings,
-            queues=[settings.tryon_queue, settings.callback_queue],
-            name=f"security-{settings.exchange}",
-            log_path=state / "worker.log",
-            concurrency=2,
-            loglevel="DEBUG",
-            env={"OMP_NUM_THREADS": "1"},
-        ).launch()
-        stack.callback(worker.stop)
-        worker.wait_ready()
+        assert services.receiver is not None
+        settings, producer, receiver = services.settings, services.producer, services.receiver
+        worker = services.workers["security"]
+        s3_secret = settings.s3_secret_key.get_secret_value()
 
         def tryon(garment: dict[str, Any]) -> str:
             return producer.submit(
@@ -174,7 +158,7 @@ def test_secrets_never_appear_in_logs_records_or_callback_bodies(
         assert receiver.wait_for(lambda got: len(got) >= 2 * 3 * len(jobs), TIMEOUT_S), worker.log_tail()
         worker.stop()
 
-        leaked = [secret for secret in (S3_SECRET, CALLBACK_SECRET, broker_password) if secret]
+        leaked = [secret for secret in (s3_secret, CALLBACK_SECRET, broker_password) if secret]
         texts = {
             "worker log": worker.log_text(),
             "producer log": caplog.text,

@@ -16,7 +16,7 @@ from prometheus_client import REGISTRY
 from core.contracts.jobs import JobEventType, JobState
 from core.contracts.v1 import ListingImageRequest
 from core.errors import ErrorCode
-from core.jobs_store import JobStore, utcnow
+from core.jobs import JobStore, utcnow
 from core.publish import Publisher
 from core.topology import CALLBACK_TASK, LISTING_TASK, build_topology, callback_kwargs
 from producer.client import record_for
@@ -25,6 +25,7 @@ from tests.integration.services import AMQP_URL, drain, namespace, remove_namesp
 from worker import pipeline
 from worker.context import WorkerContext
 from worker.settings import WorkerSettings
+from worker.stubs import stub_context
 from worker.sweeper import SWEEPER, Outcome, Sweeper
 
 REQUEST = ListingImageRequest.model_validate({**LISTING_EXAMPLE, "idempotency_key": None})
@@ -91,24 +92,17 @@ def drain_queue(settings: WorkerSettings, queue_name: str) -> list[tuple[dict[st
 
 def worker_context(settings: WorkerSettings, store: JobStore) -> WorkerContext:
     """Enough of a worker to run ``pipeline.start`` (it touches only the store and notify)."""
-    return WorkerContext(
-        settings=settings,
-        store=store,
-        inference=None,  # type: ignore[arg-type]
-        images=None,  # type: ignore[arg-type]
-        callbacks=None,  # type: ignore[arg-type]
-        notify=lambda job_id, event: None,
-    )
+    return stub_context(settings, store=store)
 
 
 def test_the_running_index_follows_the_state_and_a_final_state_drops_the_lease(
     settings: WorkerSettings, store: JobStore
 ) -> None:
     job_id = running_job(store, attempts=1, lease_s=60)
-    assert store.running_since_before(later(store.settings)) == [job_id]  # type: ignore[arg-type]
+    assert store.running_since_before(later(settings)) == [job_id]
     assert store.lease_holder(job_id) == "worker"
     assert store.transition(job_id, JobState.SUCCEEDED)
-    assert store.running_since_before(later(store.settings)) == []  # type: ignore[arg-type]
+    assert store.running_since_before(later(settings)) == []
     assert store.lease_holder(job_id) is None
 
 

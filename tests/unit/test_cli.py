@@ -5,10 +5,16 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+from pydantic import ValidationError
+from pydantic_core import InitErrorDetails, PydanticCustomError
 from typer.testing import CliRunner
 
 from core.contracts import ListingImageRequest, parse_request
+from core.contracts.bounds import EXCERPT_CHARS, MAX_MESSAGE_CHARS
+from producer import cli
 from producer.cli import SCHEMA_MODELS, app, csv_row_to_request, describe_errors
+from tests.oversized import MAX_ERROR_CHARS, MEGABYTE, OVERSIZED, Oversized
 
 REPO = Path(__file__).parents[2]
 
@@ -60,12 +66,10 @@ def test_unknown_csv_column_is_refused_by_name() -> None:
     assert errors == ["(listing) colour_name: Extra inputs are not permitted [extra_forbidden]"]
 
 
-def _refusal(data: object) -> Exception:
-    try:
+def _refusal(data: object) -> ValidationError:
+    with pytest.raises(ValidationError) as refused:
         parse_request(data)
-    except Exception as error:  # ValidationError
-        return error
-    raise AssertionError("accepted")
+    return refused.value
 
 
 def test_submit_needs_exactly_one_of_json_or_file() -> None:
@@ -85,3 +89,31 @@ def test_submit_refuses_invalid_request_before_connecting() -> None:
     assert result.exit_code == 2
     assert "listing_id: Field required [missing]" in result.stderr
     assert "attributes: Field required [missing]" in result.stderr
+
+
+@pytest.mark.parametrize("case", OVERSIZED, ids=lambda c: f"{c.kind}:{c.name}")
+def test_submit_refuses_a_megabyte_in_any_field_in_a_short_message_before_connecting(
+    case: Oversized, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def no_producer() -> None:
+        raise AssertionError("an invalid request must not reach the producer")
+
+    monkeypatch.setattr(cli, "_producer", no_producer)
+    request = tmp_path / "request.json"
+    request.write_text(json.dumps(case.data))
+    result = CliRunner().invoke(app, ["submit", case.kind, "--file", str(request)])
+    assert result.exit_code == 2, result.output[:500]
+    path = ".".join(str(part) for part in case.loc) or "(request)"
+    assert f"{path}: " in result.stderr and f"[{case.type}]" in result.stderr, result.stderr[:500]
+    assert len(result.stderr) < MAX_ERROR_CHARS, result.stderr[:500]
+
+
+def test_described_errors_cut_a_long_path_part_and_message_to_an_excerpt() -> None:
+    detail: InitErrorDetails = {
+        "type": PydanticCustomError("value_error", MEGABYTE),
+        "loc": ("attributes", "style", MEGABYTE),
+        "input": MEGABYTE,
+    }
+    (line,) = describe_errors(ValidationError.from_exception_data("ListingImageRequest", [detail]))
+    assert line.startswith("attributes.style.xxxx") and line.endswith("[value_error]")
+    assert len(line) < 4 * EXCERPT_CHARS + MAX_MESSAGE_CHARS

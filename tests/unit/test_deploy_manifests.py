@@ -9,7 +9,7 @@
   own compose service, Deployment and ScaledObject; ports match Triton's and the worker's.
 - ``deploy/prometheus/alerts.yml`` matches ``deploy/schemas/prometheus-rules.json``, queries only
   metrics that exist (the worker's, ``nv_*``, ``rabbitmq_*``, ``up``) and label values the code
-  produces, and links every alert to its ``###`` section of OPERATIONS.md; the Triton image
+  produces, and links every alert to its ``##`` section of docs/runbook.md; the Triton image
   rewrites the instance kinds to ``KIND_GPU`` with ``training/export.py``'s regex.
 
 Each consistency check is a function returning the problems it found, so the tests can show it
@@ -557,7 +557,9 @@ def test_a_dashboard_query_on_a_metric_the_worker_lacks_is_reported() -> None:
 
 REPOSITORY = DEPLOY.parent
 ALERTS = DEPLOY / "prometheus" / "alerts.yml"
-OPERATIONS = REPOSITORY / "OPERATIONS.md"
+#: the page every alert's runbook_url points into, relative to the repository root
+RUNBOOK_PAGE = "docs/runbook.md"
+RUNBOOK = REPOSITORY / RUNBOOK_PAGE
 #: what an alert may query besides the worker's metrics: Triton's, rabbitmq_prometheus's, and `up`
 EXTERNAL_METRIC_PREFIXES = ("nv_", "rabbitmq_")
 EXTERNAL_METRICS = frozenset({"up"})
@@ -656,18 +658,18 @@ def github_anchor(heading: str) -> str:
 
 
 def runbook_anchors(markdown: str) -> set[str]:
-    return {github_anchor(m) for m in re.findall(r"^###\s+(.+?)\s*$", markdown, flags=re.MULTILINE)}
+    return {github_anchor(m) for m in re.findall(r"^##\s+(.+?)\s*$", markdown, flags=re.MULTILINE)}
 
 
-def alert_problems(document: Document, operations: str) -> list[str]:
+def alert_problems(document: Document, runbook: str) -> list[str]:
     """Everything wrong with a rule file: its structure (deploy/schemas/prometheus-rules.json),
     then per alert the metrics and label values it queries, ``for``, severity, annotations and
-    its runbook section (``OPERATIONS.md#<alert name in lower case>``, an ``###`` heading)."""
+    its runbook section (``docs/runbook.md#<alert name in lower case>``, an ``##`` heading)."""
     validator = jsonschema.Draft202012Validator(rules_schema())
     problems = [f"schema: {error.json_path}: {error.message}" for error in validator.iter_errors(document)]
     if problems:
         return problems
-    samples, known, anchors = worker_metric_samples(), known_label_values(), runbook_anchors(operations)
+    samples, known, anchors = worker_metric_samples(), known_label_values(), runbook_anchors(runbook)
     names = [rule["alert"] for rule in alert_rules(document)]
     problems += [f"{name}: defined twice" for name in sorted({n for n in names if names.count(n) > 1})]
     for rule in alert_rules(document):
@@ -687,15 +689,15 @@ def alert_problems(document: Document, operations: str) -> list[str]:
             f"{name}: no {key} annotation" for key in REQUIRED_ANNOTATIONS if not annotations.get(key)
         ]
         page, _, anchor = annotations.get("runbook_url", "").partition("#")
-        if page != "OPERATIONS.md" or anchor != name.lower():
-            problems.append(f"{name}: runbook_url is not OPERATIONS.md#{name.lower()}")
+        if page != RUNBOOK_PAGE or anchor != name.lower():
+            problems.append(f"{name}: runbook_url is not {RUNBOOK_PAGE}#{name.lower()}")
         elif anchor not in anchors:
-            problems.append(f"{name}: OPERATIONS.md has no ### heading for #{anchor}")
+            problems.append(f"{name}: {RUNBOOK_PAGE} has no ## heading for #{anchor}")
     return problems
 
 
 def test_alert_rules_are_valid_and_query_only_metrics_that_exist() -> None:
-    assert alert_problems(rule_file(), OPERATIONS.read_text()) == []
+    assert alert_problems(rule_file(), RUNBOOK.read_text()) == []
 
 
 def test_alerts_cover_queues_dead_letters_failures_callbacks_triton_gpu_and_workers() -> None:
@@ -717,30 +719,30 @@ def test_alerts_cover_queues_dead_letters_failures_callbacks_triton_gpu_and_work
 
 
 def test_a_broken_alert_rule_file_is_rejected() -> None:
-    operations = OPERATIONS.read_text()
+    runbook = RUNBOOK.read_text()
     misspelt = rule_file()
     rule = misspelt["groups"][0]["rules"][0]
     rule["fore"] = rule.pop("for")
-    assert any("fore" in problem for problem in alert_problems(misspelt, operations))
+    assert any("fore" in problem for problem in alert_problems(misspelt, runbook))
 
     broken = rule_file()
     first, second, third = alert_rules(broken)[:3]
     first["expr"] = "sum(rate(atelier_jobs_failed_total[5m])) > 0"
     del second["labels"]["severity"]
-    third["annotations"]["runbook_url"] = "OPERATIONS.md#no-such-section"
+    third["annotations"]["runbook_url"] = "OPERATIONS.md#" + third["alert"].lower()  # the page before
     trigger = alert_rules(broken)[3]
     trigger["expr"] = trigger["expr"].replace("tryon", "try-on")
-    problems = alert_problems(broken, operations)
+    problems = alert_problems(broken, runbook)
     assert (
         f"{first['alert']}: atelier_jobs_failed_total is neither a worker metric nor nv_*, rabbitmq_* or up"
         in problems
     )
     assert f"{second['alert']}: severity label not one of {sorted(SEVERITIES)}" in problems
-    assert f"{third['alert']}: runbook_url is not OPERATIONS.md#{third['alert'].lower()}" in problems
+    assert f"{third['alert']}: runbook_url is not {RUNBOOK_PAGE}#{third['alert'].lower()}" in problems
     assert any(p.startswith(f"{trigger['alert']}: queue=~") and "try-on" in p for p in problems)
 
-    missing_section = alert_problems(rule_file(), operations.replace("### AtelierTritonDown", "### Triton"))
-    assert missing_section == ["AtelierTritonDown: OPERATIONS.md has no ### heading for #ateliertritondown"]
+    missing_section = alert_problems(rule_file(), runbook.replace("## AtelierTritonDown", "## Triton"))
+    assert missing_section == [f"AtelierTritonDown: {RUNBOOK_PAGE} has no ## heading for #ateliertritondown"]
 
 
 def test_prometheus_loads_the_alerts_in_compose_and_kubernetes_gets_the_same_rules() -> None:
@@ -847,3 +849,49 @@ def test_the_dockerfile_sed_turns_every_committed_config_to_gpu_like_export(tmp_
         rewritten = copy_path.read_text()
         assert "KIND_CPU" not in rewritten and "kind: KIND_GPU" in rewritten, config
         assert rewritten == re.sub(pattern, replacement, config.read_text())
+
+
+# --- the sweeper ---
+
+SWEEPER_MODULE = ["python", "-m", "worker.sweeper"]
+
+
+def sweeper_command_problems(commands: Mapping[str, list[str]]) -> list[str]:
+    """Each command must run ``python -m worker.sweeper`` with options its CLI accepts."""
+    import typer
+    import typer.main
+
+    from worker.sweeper import cli
+
+    command = typer.main.get_command(cli)
+    problems = []
+    for where, argv in commands.items():
+        if argv[:3] != SWEEPER_MODULE:
+            problems.append(f"{where}: {argv} does not start with {' '.join(SWEEPER_MODULE)}")
+            continue
+        try:
+            command.make_context("python -m worker.sweeper", list(argv[3:]))
+        except typer.TyperException as error:  # click's errors: an unknown option, a bad value
+            problems.append(f"{where}: {error}")
+    return problems
+
+
+def sweeper_commands() -> dict[str, list[str]]:
+    deployment = named(manifests(), "Deployment", "sweeper")
+    return {
+        "compose": compose()["services"]["sweeper"]["command"],
+        "k8s": containers(deployment)[0]["command"] + containers(deployment)[0].get("args", []),
+    }
+
+
+def test_compose_and_kubernetes_start_the_sweeper_with_options_it_accepts() -> None:
+    assert sweeper_command_problems(sweeper_commands()) == []
+
+
+def test_a_sweeper_option_the_cli_lacks_is_reported() -> None:
+    commands = sweeper_commands()
+    commands["k8s"] = [*commands["k8s"], "--interval", "5"]
+    commands["compose"] = ["python", "worker/sweeper.py"]
+    problems = sweeper_command_problems(commands)
+    assert problems[0].startswith("compose: ") and "does not start with" in problems[0]
+    assert problems[1] == "k8s: No such option: --interval"

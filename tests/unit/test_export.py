@@ -22,7 +22,7 @@ from serving_contract.tensors import MODELS, PRODUCT_GENERATOR, TRITON_DTYPES, T
 from training.cgan.model import LATENT_DIM, Generator
 from training.export import (
     BACKENDS_DIR,
-    BATCH_MULTIPLE,
+    FORWARD_BATCH,
     DynamicBatching,
     ProductServing,
     export_model,
@@ -207,13 +207,13 @@ def test_product_backend_answers_each_request_and_refuses_the_bad_one_alone(
     assert responses[2].error is None and np.array_equal(responses[2].outputs[0].array, want[2:])
 
 
-def test_product_backend_pads_every_forward_to_the_batch_multiple(
+def test_product_backend_runs_every_forward_on_exactly_forward_batch_rows(
     serving: ProductServing, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     backend = load_backend(
         export_product_generator(serving.generator, tmp_path), PRODUCT_GENERATOR, monkeypatch
     )
-    assert backend.batch_multiple == BATCH_MULTIPLE
+    assert backend.forward_batch == FORWARD_BATCH
     seen: list[int] = []
     model = backend.model
 
@@ -222,9 +222,14 @@ def test_product_backend_pads_every_forward_to_the_batch_multiple(
         return model(z, category, colour)
 
     backend.model = spy
-    responses = backend.execute([product_request([1], [2], [3]), product_request([0, 1], [0, 1], [4, 5])])
-    assert seen == [BATCH_MULTIPLE]
-    assert [r.outputs[0].array.shape[0] for r in responses] == [1, 2]
+    small = [product_request([1], [2], [3]), product_request([0, 1], [0, 1], [4, 5])]
+    assert [r.outputs[0].array.shape[0] for r in backend.execute(small)] == [1, 2]
+    assert seen == [FORWARD_BATCH]
+    seen.clear()
+    many = FORWARD_BATCH + 3
+    large = [product_request([1] * many, [2] * many, list(range(many)))]
+    assert backend.execute(large)[0].outputs[0].array.shape[0] == many
+    assert seen == [FORWARD_BATCH, FORWARD_BATCH]
 
 
 class GarmentUpscale(nn.Module):

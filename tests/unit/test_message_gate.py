@@ -10,6 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from core.contracts.codes import ErrorCode
 from core.dead_letters import REASON_HEADER, dead_letter_headers, describe, replay_headers
 from core.publish import MessageTooLarge, Publisher, message_size
 from core.settings import AtelierSettings
@@ -106,7 +107,12 @@ def test_any_json_kwargs_give_a_clear_answer_and_never_raise(kwargs: dict[str, A
 def test_a_worker_refused_dead_letter_reads_its_reason_queue_job_and_time() -> None:
     at = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
     headers = dead_letter_headers(
-        {"task": LISTING_TASK, "id": JOB}, reason="not_json: bad", queue="atelier.listing", job_id=JOB, now=at
+        {"task": LISTING_TASK, "id": JOB},
+        code=ErrorCode.NOT_JSON,
+        detail="bad",
+        queue="atelier.listing",
+        job_id=JOB,
+        now=at,
     )
     letter = describe(b"{", headers, {"message_id": "m-1"})
     assert (letter.message_id, letter.task, letter.job_id, letter.reason) == (
@@ -116,6 +122,7 @@ def test_a_worker_refused_dead_letter_reads_its_reason_queue_job_and_time() -> N
         "not_json: bad",
     )
     assert (letter.queue, letter.death_count, letter.first_death_at) == ("atelier.listing", 1, at)
+    assert letter.code is ErrorCode.NOT_JSON
 
 
 def test_a_rabbitmq_dead_letter_reads_x_death_and_gets_a_body_digest_id_without_ids() -> None:
@@ -139,7 +146,9 @@ def test_a_rabbitmq_dead_letter_reads_x_death_and_gets_a_body_digest_id_without_
 
 
 def test_a_replay_drops_every_death_header_and_keeps_the_task_headers() -> None:
-    headers = dead_letter_headers({"task": LISTING_TASK, "id": JOB}, reason="r", queue="q", job_id=JOB)
+    headers = dead_letter_headers(
+        {"task": LISTING_TASK, "id": JOB}, code=ErrorCode.NOT_JSON, detail="r", queue="q", job_id=JOB
+    )
     headers.update({"x-death": [], "x-first-death-queue": "q", "x-delivery-count": 3})
     assert REASON_HEADER in headers
     assert replay_headers(headers) == {"task": LISTING_TASK, "id": JOB}

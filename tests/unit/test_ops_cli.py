@@ -4,6 +4,9 @@ default model version: how it is stored, cached, refused and applied to a reques
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -12,9 +15,10 @@ from typer.testing import CliRunner
 import ops.model_versions as model_versions
 import worker.model_versions as worker_versions
 from core.errors import VersionRefused
-from core.jobs_store import StoreUnavailable
+from core.jobs import StoreUnavailable
 from core.model_versions import DefaultVersions, parse_version
 from core.topology import CALLBACK_TASK, LISTING_TASK, TRYON_TASK
+from ops import checks
 from ops.broker import QueueStats, WorkerStats
 from ops.checks import Check, Report
 from ops.model_versions import ModelState, set_default_version
@@ -64,6 +68,7 @@ def test_ops_workers_passes_timeout_and_all(monkeypatch: pytest.MonkeyPatch) -> 
     assert seen == {"timeout_s": 2.5, "every": True}
     assert "listing@h" in result.stdout and "1 workers answered" in result.stdout
     rows = json.loads(runner.invoke(app, ["ops", "workers", "--json"]).stdout)
+    assert "[j1]" in result.stdout  # a task id in brackets is shown, not read as markup
     assert rows[0]["active"] == ["atelier.listing.generate[j1]"] and rows[0]["concurrency"] == 2
     assert seen["every"] is False
 
@@ -77,6 +82,46 @@ def test_ops_health_exits_1_when_a_service_is_down(monkeypatch: pytest.MonkeyPat
     assert json.loads(as_json.stdout)["ok"] is False and as_json.exit_code == 1
     monkeypatch.setattr("ops.checks.run_checks", lambda probes: Report((report.checks[0],)))
     assert runner.invoke(app, ["ops", "health"]).exit_code == 0
+
+
+def test_ops_health_without_the_s3_sdk_says_in_one_line_which_extra_to_install(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setitem(sys.modules, "minio", None)  # as on a base install: `import minio` fails
+    monkeypatch.setattr("ops.checks.run_checks", lambda probes: pytest.fail("checked without the SDK"))
+    result = runner.invoke(app, ["ops", "health"])
+    assert result.exit_code == 1
+    assert result.stderr.strip().splitlines() == [
+        "atelier ops health: the s3 check needs the minio package: pip install 'atelier[ops]'"
+    ]
+
+
+def test_the_s3_probe_without_its_sdk_fails_naming_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "minio", None)
+    with pytest.raises(
+        ImportError, match=r"^the s3 check needs the minio package: pip install 'atelier\[ops\]'$"
+    ):
+        checks.check_s3(settings())
+    report = checks.run_checks(checks.service_probes(settings(), ["s3"]))
+    assert not report.ok and "pip install 'atelier[ops]'" in report.checks[0].detail
+
+
+def test_the_operator_commands_run_on_a_base_install() -> None:
+    """No SDK of an extra is imported to start `atelier`, nor to run `ops` commands but health."""
+    extras_only = ["minio", "tritonclient", "httpx", "tenacity", "prometheus_client", "structlog", "torch"]
+    code = (
+        "import sys\n"
+        f"for name in {extras_only!r}: sys.modules[name] = None\n"
+        "from typer.testing import CliRunner\n"
+        "from producer.cli import app\n"
+        "for args in (['ops', '--help'], ['dlq', '--help'], ['ops', 'health']):\n"
+        "    result = CliRunner().invoke(app, args)\n"
+        "    print(result.exit_code, repr(result.exception), result.stderr.strip())\n"
+    )
+    root = Path(__file__).parents[2]
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=root, check=True)
+    hint = "atelier ops health: the s3 check needs the minio package: pip install 'atelier[ops]'"
+    assert done.stdout.splitlines() == ["0 None ", "0 None ", f"1 SystemExit(1) {hint}"], done.stderr
 
 
 def test_set_default_version_parses_model_and_version_and_refusals_exit_2(
@@ -176,19 +221,20 @@ def test_the_cache_reads_each_model_once_per_period() -> None:
 
 
 class Ctx:
-    """What ``with_default_version`` reads of a worker context: settings and the store's Redis."""
+    """What ``with_default_version`` reads of a worker context: its settings."""
 
-    def __init__(self, redis: FakeRedis, prefix: str) -> None:
+    def __init__(self, prefix: str) -> None:
         self.settings = settings(redis_key_prefix=prefix, default_version_cache_s=0)
-        self.store = type("Store", (), {"redis": redis})()
 
 
 def test_a_request_without_a_version_gets_its_model_s_default_and_a_pinned_one_keeps_its_own(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setattr(worker_versions, "_cache", None)
-    fake = FakeRedis()
-    ctx: Any = Ctx(fake, "ns-2:")
+    fake: Any = FakeRedis()
+    on_fake: Any = lambda settings: DefaultVersions(settings, client=fake)  # noqa: E731
+    monkeypatch.setattr(worker_versions, "DefaultVersions", on_fake)
+    ctx: Any = Ctx("ns-2:")
     listing = {"listing_id": "SKU-1"}
     assert with_default_version(LISTING_TASK, listing, ctx) is listing  # no default set
     fake.data["ns-2:default_version:product_cgan"] = "2"

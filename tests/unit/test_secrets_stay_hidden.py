@@ -1,14 +1,11 @@
-"""Settings and worker log lines never show a secret: reprs, validation errors, log format."""
+"""Settings never show a secret: reprs, validation errors (the log format: test_worker_logs.py)."""
 
 from __future__ import annotations
-
-import logging
 
 import pytest
 from pydantic import ValidationError
 
 from core.settings import AtelierSettings
-from worker.logs import KeyValueFormatter
 from worker.settings import WorkerSettings, new_webhook_secret
 
 BROKER_PASSWORD = "broker-pass-8f1c2d"
@@ -41,17 +38,3 @@ def test_a_malformed_callback_secret_is_refused_without_echoing_it() -> None:
     with pytest.raises(ValidationError) as refused:
         WorkerSettings(_env_file=None, callback_secret=f"whsec_{S3_SECRET}!")  # type: ignore[call-arg]
     assert "callback_secret" in str(refused.value) and S3_SECRET not in str(refused.value)
-
-
-def test_worker_log_lines_carry_the_job_fields_as_key_values() -> None:
-    record = logging.LogRecord(
-        "worker.pipeline", logging.INFO, __file__, 1, "job %s %s", ("j1", "started"), None
-    )
-    record.job_id, record.model, record.version, record.attempt = "j1", "product_cgan", "1", 2
-    record.reason = "two words"
-    line = KeyValueFormatter().format(record)
-    assert line.split(" ", 1)[0].startswith("ts=") and line.endswith(" msg=job j1 started")
-    assert (
-        " level=INFO logger=worker.pipeline job_id=j1 model=product_cgan version=1 attempt=2"
-        ' reason="two words" msg=' in line
-    )

@@ -1,16 +1,16 @@
-"""worker.pipeline and worker.notifications with fakes: the story of a job and of a callback.
+"""worker.pipeline and worker.notifications on the shipped stand-ins: the story of a job and of
+a callback.
 
-The status store is ``JobStore`` itself over an in-memory ``_mutate`` (the same state machine as
-the Lua script); Triton and S3 are fakes; callbacks go through the real ``CallbackSender`` on an
-``httpx.MockTransport``.
+The status store is ``core.jobs.MemoryJobStore`` (the state machine of the Redis store, checked
+against it by tests/integration/test_jobs_store.py); Triton and S3 are ``worker.stubs``;
+callbacks go through the real ``CallbackSender`` on an ``httpx.MockTransport``.
 """
 
 from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Callable, Mapping, Sequence
-from datetime import UTC, datetime, timedelta
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -18,14 +18,13 @@ import numpy as np
 import pytest
 from billiard.exceptions import SoftTimeLimitExceeded
 
-from core.contracts.jobs import JobEventType, JobRecord, JobState, StoredImage
+from core.contracts.jobs import JobEventType, JobState
 from core.contracts.v1 import parse_request
-from core.errors import ErrorCode, PermanentError, RetryableError, as_atelier_error
-from core.jobs_store import ALLOWED_TRANSITIONS, JobStore, StoreUnavailable
+from core.errors import PermanentError, RetryableError, as_atelier_error
+from core.jobs import MemoryJobStore, StoreUnavailable
 from producer.client import record_for
 from producer.webhook_verify import verify
-from worker.callbacks import CallbackSender, message_id
-from worker.context import WorkerContext
+from worker.callbacks import message_id
 from worker.encoding import decode
 from worker.inference import Generated
 from worker.notifications import build_event, deliver_callback
@@ -39,187 +38,24 @@ from worker.pipeline import (
     variant_seeds,
 )
 from worker.settings import WorkerSettings, new_webhook_secret
+from worker.stubs import MemoryImageStore, RecordingNotifier, RecordingReceiver, StubInference, stub_context
 
 SECRET = new_webhook_secret()
 HOOK = "https://shop.example/hooks/atelier"
 ALL_EVENTS = [e.value for e in JobEventType]
+#: the memory store's clock (epoch seconds): leases never expire under it
+NOW = 1_000_000.0
 BODY = {"height": 172, "weight": 68, "chest": 94, "waist": 78, "hips": 98}
 
 
-class MemoryJobStore(JobStore):
-    """``JobStore`` with its records in a dict: ``_mutate`` applies the same rules as the Lua."""
-
-    def __init__(self, settings: WorkerSettings) -> None:
-        self.settings = settings
-        self.prefix = settings.redis_key_prefix
-        self.records: dict[str, JobRecord] = {}
-        self.requests: dict[str, dict[str, Any]] = {}
-        self.claims: set[tuple[str, str]] = set()
-        self.leases: dict[str, float] = {}
-
-    def create(
-        self,
-        record: JobRecord,
-        idempotency_key: str | None = None,
-        *,
-        request: Mapping[str, Any] | None = None,
-    ) -> tuple[str, bool]:
-        self.records[record.job_id] = record
-        self.requests[record.job_id] = dict(request or {})
-        return record.job_id, True
-
-    def get(self, job_id: str) -> JobRecord | None:
-        return self.records.get(job_id)
-
-    def get_request(self, job_id: str) -> dict[str, Any] | None:
-        return self.requests.get(job_id)
-
-    def take_lease(
-        self, job_id: str, ttl_s: float, *, holder: str = "worker", only_new: bool = False
-    ) -> bool:
-        if only_new and job_id in self.leases:
-            return False
-        self.leases[job_id] = ttl_s
-        return True
-
-    def claim_event(self, job_id: str, event: JobEventType | str) -> bool:
-        key = (job_id, JobEventType(event).value)
-        if job_id not in self.records or key in self.claims:
-            return False
-        self.claims.add(key)
-        return True
-
-    def event_claimed(self, job_id: str, event: JobEventType | str) -> bool:
-        return (job_id, JobEventType(event).value) in self.claims
-
-    def _mutate(
-        self,
-        job_id: str,
-        change: Callable[[JobRecord], JobRecord | None],
-        *,
-        mode: str,
-        allowed: Sequence[JobState] = (),
-    ) -> JobRecord | None:
-        record = self.records.get(job_id)
-        updated = None if record is None else change(record)
-        if record is None or updated is None:
-            return None
-        if mode == "transition" and updated.state not in ALLOWED_TRANSITIONS.get(record.state, frozenset()):
-            return None
-        if mode == "update" and updated.state is not record.state:
-            return None
-        if allowed and record.state not in allowed:
-            return None
-        self.records[job_id] = updated
-        return updated
-
-    def close(self) -> None:
-        pass
-
-
-class FakeTriton:
-    """Images that depend on every input, so tests can tell which inputs went where."""
-
-    def __init__(self, *errors: BaseException) -> None:
-        self.errors = list(errors)
-        self.calls: list[tuple[str, dict[str, Any]]] = []
-
-    def _maybe_fail(self) -> None:
-        if self.errors:
-            raise self.errors.pop(0)
-
-    def generate_products(
-        self, categories: Sequence[int], colours: Sequence[int], seeds: Sequence[int], *, version: Any = None
-    ) -> Generated:
-        self.calls.append(
-            (
-                "product_cgan",
-                {
-                    "categories": list(categories),
-                    "colours": list(colours),
-                    "seeds": list(seeds),
-                    "version": version,
-                },
-            )
-        )
-        self._maybe_fail()
-        values = [(7 * s + 3 * c + k) % 256 for s, c, k in zip(seeds, categories, colours, strict=True)]
-        images = np.stack([np.full((32, 32, 3), v, np.uint8) for v in values])
-        return Generated(images, "product_cgan", "1")
-
-    def generate_tryon(
-        self,
-        measurements: Any,
-        sizes: Sequence[int],
-        categories: Sequence[int],
-        garments: np.ndarray,
-        seeds: Sequence[int],
-        *,
-        version: Any = None,
-    ) -> Generated:
-        self.calls.append(
-            (
-                "tryon_cvae",
-                {
-                    "measurements": [list(m) for m in measurements],
-                    "sizes": list(sizes),
-                    "categories": list(categories),
-                    "garments": np.asarray(garments),
-                    "seeds": list(seeds),
-                    "version": version,
-                },
-            )
-        )
-        self._maybe_fail()
-        values = [(int(g.mean()) + s) % 256 for g, s in zip(garments, seeds, strict=True)]
-        return Generated(np.stack([np.full((64, 64, 3), v, np.uint8) for v in values]), "tryon_cvae", "2")
-
-
-class FakeBucket:
-    """Objects in a dict, with the same key rules and missing-garment error as ``ImageStore``."""
-
-    def __init__(self, *errors: BaseException) -> None:
-        self.objects: dict[str, tuple[bytes, str, dict[str, Any]]] = {}
-        self.errors = list(errors)
-        self.puts = 0
-
-    def ensure_bucket(self) -> None:
-        pass
-
-    def put_image(
-        self, key: str, data: bytes, content_type: str, metadata: Mapping[str, Any], *, variant: int
-    ) -> StoredImage:
-        if self.errors:
-            raise self.errors.pop(0)
-        self.puts += 1
-        self.objects[key] = (data, content_type, dict(metadata))
-        expires = datetime.now(UTC) + timedelta(hours=1)
-        return StoredImage(
-            variant=variant,
-            bucket="test",
-            key=key,
-            content_type=content_type,
-            url=f"https://s3.test/{key}?sig",
-            url_expires_at=expires,
-        )
-
-    def get_listing_image(self, job_id: str, variant: int) -> bytes:
-        for key, (data, _, _) in sorted(self.objects.items()):
-            if key.startswith(f"listing/{job_id}/{variant}."):
-                return data
-        raise PermanentError(
-            ErrorCode.GARMENT_NOT_FOUND, f"listing job {job_id} has no image for variant {variant}"
-        )
-
-
 class Harness:
-    """A context of fakes, and helpers to submit requests into its store."""
+    """A context of the shipped stand-ins (``worker.stubs``), and helpers to submit requests."""
 
     def __init__(
         self,
         *,
-        triton: FakeTriton | None = None,
-        bucket: FakeBucket | None = None,
+        triton: StubInference | None = None,
+        bucket: MemoryImageStore | None = None,
         receiver: Callable[[httpx.Request], httpx.Response] | None = None,
         **overrides: Any,
     ) -> None:
@@ -232,30 +68,24 @@ class Harness:
             **overrides,
         }
         self.settings = WorkerSettings(_env_file=None, **values)  # type: ignore[call-arg]
-        self.store = MemoryJobStore(self.settings)
-        self.triton = triton or FakeTriton()
-        self.bucket = bucket or FakeBucket()
-        self.notified: list[tuple[str, JobEventType]] = []
-        self.posts: list[httpx.Request] = []
-        answer = receiver or (lambda request: httpx.Response(204))
-
-        def handler(request: httpx.Request) -> httpx.Response:
-            self.posts.append(request)
-            return answer(request)
-
-        sender = CallbackSender(
+        self.store = MemoryJobStore(clock=lambda: NOW)
+        self.triton = triton or StubInference()
+        self.bucket = bucket or MemoryImageStore()
+        self.notifier = RecordingNotifier()
+        self.receiver = RecordingReceiver(receiver)
+        self.posts = self.receiver.posts
+        self.ctx = stub_context(
             self.settings,
-            resolve=lambda host, port: ["93.184.216.34"],
-            transport=httpx.MockTransport(handler),
-        )
-        self.ctx = WorkerContext(
-            settings=self.settings,
             store=self.store,
-            inference=self.triton,  # type: ignore[arg-type]
-            images=self.bucket,  # type: ignore[arg-type]
-            callbacks=sender,
-            notify=lambda job_id, event: self.notified.append((job_id, event)),
+            inference=self.triton,
+            images=self.bucket,
+            callbacks=self.receiver.sender(self.settings),
+            notify=self.notifier,
         )
+
+    @property
+    def notified(self) -> list[tuple[str, JobEventType]]:
+        return self.notifier.queued
 
     def submit(
         self, request: dict[str, Any], job_id: str | None = None, *, queued_sent: bool = True
@@ -271,7 +101,7 @@ class Harness:
         return record.job_id, body
 
     def events(self, job_id: str) -> list[str]:
-        return [event.value for notified_id, event in self.notified if notified_id == job_id]
+        return self.notifier.events(job_id)
 
 
 def listing(**fields: Any) -> dict[str, Any]:
@@ -436,7 +266,7 @@ def test_a_redelivery_past_the_attempt_budget_fails_the_job() -> None:
 
 def test_retryable_error_retries_with_backoff_then_fails_with_the_reason_after_the_budget() -> None:
     down = RetryableError("inference_unavailable", "triton: UNAVAILABLE")
-    h = Harness(triton=FakeTriton(down, down, down))
+    h = Harness(triton=StubInference(down, down, down))
     job_id, request = h.submit(listing())
     countdowns = []
     for attempt in (1, 2):
@@ -457,18 +287,28 @@ def test_retryable_error_retries_with_backoff_then_fails_with_the_reason_after_t
 def test_each_attempt_holds_the_lease_past_the_hard_limit_and_a_retry_holds_it_through_its_countdown() -> (
     None
 ):
-    h = Harness(triton=FakeTriton(RetryableError("inference_unavailable", "down")))
+    leases_seen: list[float | None] = []
+
+    class LeaseWatchingInference(StubInference):
+        """Notes the job's lease while the model runs (the attempt's lease, before it ends)."""
+
+        def generate_products(self, *args: Any, **kwargs: Any) -> Generated:
+            leases_seen.append(h.store.lease_ttl(job_id))
+            return super().generate_products(*args, **kwargs)
+
+    h = Harness(triton=LeaseWatchingInference(RetryableError("inference_unavailable", "down")))
     job_id, request = h.submit(listing())
     lease_s = h.settings.task_time_limit_s + h.settings.sweep_grace_s
     with pytest.raises(RetryLater) as later:
         run_listing(job_id, request, h.ctx)
-    assert h.store.leases[job_id] == pytest.approx(later.value.countdown + lease_s)
+    assert h.store.lease_ttl(job_id) == pytest.approx(later.value.countdown + lease_s)
     run_listing(job_id, request, h.ctx, redelivered=True)
-    assert h.store.leases[job_id] == lease_s
+    assert leases_seen == [pytest.approx(lease_s)] * 2
+    assert h.store.lease_ttl(job_id) is None  # a finished job's lease is dropped with its state
 
 
 def test_storage_outage_is_retried_like_any_retryable_error() -> None:
-    h = Harness(bucket=FakeBucket(RetryableError("storage_unavailable", "S3 down")))
+    h = Harness(bucket=MemoryImageStore(RetryableError("storage_unavailable", "S3 down")))
     job_id, request = h.submit(listing())
     with pytest.raises(RetryLater):
         run_listing(job_id, request, h.ctx)
@@ -477,7 +317,9 @@ def test_storage_outage_is_retried_like_any_retryable_error() -> None:
 
 
 def test_permanent_error_fails_at_once_with_the_reason_and_a_failed_callback() -> None:
-    h = Harness(triton=FakeTriton(PermanentError("model_version_not_found", "product_cgan v9 is not served")))
+    h = Harness(
+        triton=StubInference(PermanentError("model_version_not_found", "product_cgan v9 is not served"))
+    )
     job_id, request = h.submit(listing(model_version=9))
     run_listing(job_id, request, h.ctx)
     record = h.store.records[job_id]
@@ -487,7 +329,7 @@ def test_permanent_error_fails_at_once_with_the_reason_and_a_failed_callback() -
 
 
 def test_an_unexpected_exception_fails_the_job_as_an_internal_error() -> None:
-    h = Harness(triton=FakeTriton(ZeroDivisionError("oops")))
+    h = Harness(triton=StubInference(ZeroDivisionError("oops")))
     job_id, request = h.submit(listing())
     run_listing(job_id, request, h.ctx)
     error = h.store.records[job_id].error
@@ -515,7 +357,7 @@ def test_tryon_wears_a_stored_listing_image_with_the_listing_category() -> None:
     job_id, request = h.submit(tryon({"source": "listing", "job_id": listing_id, "variant": 1}))
     run_tryon(job_id, request, h.ctx)
     record = h.store.records[job_id]
-    assert record.state is JobState.SUCCEEDED and (record.model, record.model_version) == ("tryon_cvae", "2")
+    assert record.state is JobState.SUCCEEDED and (record.model, record.model_version) == ("tryon_cvae", "1")
     model, call = h.triton.calls[-1]
     assert model == "tryon_cvae" and len(h.triton.calls) == 2  # no product generated for it
     assert call["measurements"] == [[172.0, 68.0, 94.0, 78.0, 98.0]]

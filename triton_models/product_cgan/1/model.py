@@ -2,11 +2,11 @@
 
 ``initialize`` loads ``model.pt`` (TorchScript) beside this file onto the instance's device.
 ``execute`` validates each request on its own (a bad one gets INVALID_ARG naming the tensor and the
-rule; the others in the batch are still answered), then runs one forward for all valid items.
-Each item's noise
-comes from its own seed on the CPU (the same on every device), and the batch is padded to a
-multiple of ``batch_multiple``, so on one machine an item's bytes do not depend on the batch it
-was served in. Limits come from the config ``parameters``.
+rule; the others in the batch are still answered), then runs the valid items through the model
+``forward_batch`` rows at a time. Each item's noise comes from its own seed on the CPU (the same
+on every device), and every forward has that one shape, so on one machine an item's bytes do not
+depend on the other requests it was batched with (docs/determinism.md). Limits come from the
+config ``parameters``.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ class TritonPythonModel:
         config = json.loads(args["model_config"])
         parameters = {k: v["string_value"] for k, v in config.get("parameters", {}).items()}
         self.latent_dim = int(parameters["latent_dim"])
-        self.batch_multiple = int(parameters.get("batch_multiple", "1"))
+        self.forward_batch = int(parameters["forward_batch"])
         self.num_categories = int(parameters["num_categories"])
         self.num_colours = int(parameters["num_colours"])
         if args.get("model_instance_kind") == "GPU":
@@ -58,19 +58,32 @@ class TritonPythonModel:
         )
 
     def generate(self, batches: list[dict[str, np.ndarray]]) -> list[torch.Tensor]:
-        """One forward over every item of ``batches``; the images split back per request."""
+        """The images of every item of ``batches``, split back per request."""
 
         def stacked(name: str) -> torch.Tensor:
-            values = torch.from_numpy(np.concatenate([b[name] for b in batches]))
-            return padded(values, self.batch_multiple).to(self.device)
+            return torch.from_numpy(np.concatenate([b[name] for b in batches]))
 
         seeds = np.concatenate([b["SEED"].reshape(-1) for b in batches])
-        z = padded(noise(seeds, self.latent_dim), self.batch_multiple).to(self.device)
+        images = self.forward(
+            stacked("CATEGORY").reshape(-1).long(), stacked("COLOUR").reshape(-1).long(), seeds=seeds
+        )
+        return list(images.split([len(b["SEED"]) for b in batches]))
+
+    def forward(self, *conditions: torch.Tensor, seeds: np.ndarray) -> torch.Tensor:
+        """The model over ``seeds``' noise and ``conditions``, ``forward_batch`` rows at a time.
+
+        Every call has the same shape, the last chunk padded with zero rows: MKL and oneDNN pick
+        their kernels by shape (and by CPU), and another kernel can round an item differently.
+        With one shape an item gets the same kernels, and so the same bytes, in any batch.
+        """
+        inputs = [noise(seeds, self.latent_dim), *conditions]
+        parts = []
         with torch.inference_mode():
-            images = self.model(
-                z, stacked("CATEGORY").reshape(-1).long(), stacked("COLOUR").reshape(-1).long()
-            )
-        return list(images[: len(seeds)].cpu().split([len(b["SEED"]) for b in batches]))
+            for start in range(0, len(seeds), self.forward_batch):
+                rows = [padded(t[start : start + self.forward_batch], self.forward_batch) for t in inputs]
+                images = self.model(*[t.to(self.device) for t in rows])
+                parts.append(images[: min(self.forward_batch, len(seeds) - start)].cpu())
+        return torch.cat(parts)
 
 
 def input_array(request: object, name: str) -> np.ndarray:
@@ -88,13 +101,9 @@ def output_tensor(name: str, values: torch.Tensor) -> object:
     return pb_utils.Tensor.from_dlpack(name, torch.utils.dlpack.to_dlpack(values.clone()))
 
 
-def padded(values: torch.Tensor, multiple: int) -> torch.Tensor:
-    """``values`` with zero rows appended up to a multiple of ``multiple``.
-
-    CPU GEMMs take another kernel for the last rows of a small batch, so without padding an
-    item's pixels could change with the size of the batch it is served in.
-    """
-    extra = -len(values) % multiple
+def padded(values: torch.Tensor, rows: int) -> torch.Tensor:
+    """``values`` with zero rows appended up to ``rows`` rows."""
+    extra = rows - len(values)
     return torch.cat([values, values.new_zeros((extra, *values.shape[1:]))]) if extra else values
 
 

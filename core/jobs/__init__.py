@@ -1,0 +1,30 @@
+"""The job status store that producer, worker and CLI share.
+
+- ``machine``: the state machine's rules, shared by every store;
+- ``store``: :class:`JobStore`, records and their changes in Redis (``scripts/*.lua``);
+- ``leases``: the workers' leases and the running and queued indexes the sweeper reads;
+- ``memory``: :class:`MemoryJobStore`, the same behaviour in memory, for tests and benchmarks;
+- ``errors``, ``keys``, ``connection``: typed failures, Redis key names, the Redis client.
+"""
+
+from core.jobs.connection import redis_client, redis_errors
+from core.jobs.errors import JobNotFound, StoreConflict, StoreError, StoreUnavailable, WatchTimeout
+from core.jobs.machine import ALLOWED_TRANSITIONS, MUTABLE_FIELDS, cancel_refusal, utcnow
+from core.jobs.memory import MemoryJobStore
+from core.jobs.store import JobStore
+
+__all__ = [
+    "ALLOWED_TRANSITIONS",
+    "MUTABLE_FIELDS",
+    "JobNotFound",
+    "JobStore",
+    "MemoryJobStore",
+    "StoreConflict",
+    "StoreError",
+    "StoreUnavailable",
+    "WatchTimeout",
+    "cancel_refusal",
+    "redis_client",
+    "redis_errors",
+    "utcnow",
+]

@@ -1,0 +1,223 @@
+"""A job store in memory, for unit tests and benchmarks (as Dramatiq ships its stub broker).
+
+:class:`MemoryJobStore` offers what :class:`core.jobs.store.JobStore` offers, with the same
+state machine (it inherits :class:`core.jobs.machine.JobStateMachine` and writes through
+:func:`core.jobs.machine.accepts`), the same idempotency, claims, leases and indexes, and a
+``watch`` woken by each change. ``tests/integration/test_jobs_store.py`` runs the same
+assertions on both. Not shared between processes; records and idempotency keys never expire.
+"""
+
+from __future__ import annotations
+
+import copy
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+from core.contracts.jobs import JobEventType, JobRecord, JobState
+from core.jobs.errors import WatchTimeout
+from core.jobs.machine import Change, JobStateMachine, Mode, accepts, utcnow
+
+
+class MemoryJobStore(JobStateMachine):
+    """Job records in dicts, safe to share between threads.
+
+    Parameters (keyword-only): ``clock``, epoch seconds (default ``time.time``): when leases
+    expire and what the running and queued indexes are scored by; tests pass a fixed one.
+
+    ``records`` and ``requests`` are plain dicts by job id, for tests to read.
+    """
+
+    def __init__(self, *, clock: Callable[[], float] = time.time) -> None:
+        self.clock = clock
+        self.records: dict[str, JobRecord] = {}
+        self.requests: dict[str, dict[str, Any]] = {}
+        self._claims: dict[str, dict[str, str]] = {}
+        self._idempotency: dict[tuple[str, str], str] = {}
+        self._leases: dict[str, tuple[str, float]] = {}
+        self._running: dict[str, float] = {}
+        self._queued: dict[str, float] = {}
+        self._requeued: dict[str, int] = {}
+        self._lock = threading.RLock()
+        self._changed = threading.Condition(self._lock)
+
+    # --- create and read ---
+
+    def create(
+        self,
+        record: JobRecord,
+        idempotency_key: str | None = None,
+        *,
+        request: Mapping[str, Any] | None = None,
+    ) -> tuple[str, bool]:
+        """Store a new ``queued`` record, as ``JobStore.create``."""
+        if record.state is not JobState.QUEUED:
+            raise ValueError(f"a new job starts queued, not {record.state}")
+        with self._lock:
+            if idempotency_key is not None:
+                existing = self._idempotency.get((record.requester, idempotency_key))
+                if existing is not None and existing in self.records:
+                    return existing, False
+                record = record.model_copy(update={"idempotency_key": idempotency_key})
+            if record.job_id in self.records:
+                raise ValueError(f"job {record.job_id} already exists")
+            self.records[record.job_id] = record
+            self.requests[record.job_id] = copy.deepcopy(dict(request or {}))
+            self._claims[record.job_id] = {}
+            self._queued[record.job_id] = self.clock()
+            if idempotency_key is not None:
+                self._idempotency[(record.requester, idempotency_key)] = record.job_id
+            self._changed.notify_all()
+        return record.job_id, True
+
+    def get(self, job_id: str) -> JobRecord | None:
+        with self._lock:
+            return self.records.get(job_id)
+
+    def get_request(self, job_id: str) -> dict[str, Any] | None:
+        with self._lock:
+            request = self.requests.get(job_id)
+        return None if request is None else copy.deepcopy(request)
+
+    def find_by_idempotency_key(self, requester: str, key: str) -> str | None:
+        with self._lock:
+            return self._idempotency.get((requester, key))
+
+    def release_idempotency_key(self, requester: str, key: str, job_id: str) -> bool:
+        with self._lock:
+            if self._idempotency.get((requester, key)) != job_id:
+                return False
+            del self._idempotency[(requester, key)]
+            return True
+
+    # --- callback claims ---
+
+    def claim_event(self, job_id: str, event: JobEventType | str) -> bool:
+        field = JobEventType(event).value
+        with self._lock:
+            claims = self._claims.get(job_id)
+            if claims is None or field in claims:
+                return False
+            claims[field] = utcnow().isoformat()
+            return True
+
+    def event_claimed(self, job_id: str, event: JobEventType | str) -> bool:
+        with self._lock:
+            return JobEventType(event).value in self._claims.get(job_id, {})
+
+    # --- changes ---
+
+    def write_change(
+        self, job_id: str, change: Change, *, mode: Mode, only_from: Sequence[JobState] = ()
+    ) -> JobRecord | None:
+        with self._lock:
+            record = self.records.get(job_id)
+            updated = None if record is None else change(record)
+            if record is None or updated is None:
+                return None
+            if not accepts(record.state, updated.state, mode=mode, only_from=only_from):
+                return None
+            self.records[job_id] = updated
+            self._follow_state(job_id, updated.state, mode)
+            self._changed.notify_all()
+            return updated
+
+    def _follow_state(self, job_id: str, state: JobState, mode: Mode) -> None:
+        """The indexes and the lease after a write, as ``scripts/write_change.lua`` keeps them."""
+        if state is not JobState.QUEUED:
+            self._queued.pop(job_id, None)
+        if state is JobState.RUNNING:
+            if mode is Mode.TRANSITION:
+                self._running[job_id] = self.clock()
+        else:
+            self._running.pop(job_id, None)
+            self._leases.pop(job_id, None)
+
+    def watch(self, job_id: str, *, timeout: float, poll_interval: float = 1.0) -> Iterator[JobRecord]:
+        """As ``JobStore.watch``: the record now and on each change, until a terminal state."""
+        deadline = time.monotonic() + timeout
+        last: JobRecord | None = None
+        while True:
+            record = self.require(job_id)
+            if record != last:
+                last = record
+                yield record
+            if record.state.terminal:
+                return
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise WatchTimeout(record, timeout)
+            with self._changed:
+                if self.records.get(job_id) == last:
+                    self._changed.wait(min(remaining, poll_interval))
+
+    # --- leases and indexes (what the sweeper reads) ---
+
+    def take_lease(
+        self, job_id: str, ttl_s: float, *, holder: str = "worker", only_new: bool = False
+    ) -> bool:
+        with self._lock:
+            if only_new and self.lease_holder(job_id) is not None:
+                return False
+            self._leases[job_id] = (holder, self.clock() + max(0.001, ttl_s))
+            return True
+
+    def lease_holder(self, job_id: str) -> str | None:
+        with self._lock:
+            lease = self._leases.get(job_id)
+            if lease is None or lease[1] <= self.clock():
+                return None
+            return lease[0]
+
+    def lease_ttl(self, job_id: str) -> float | None:
+        """Seconds left on ``job_id``'s lease, or ``None`` (tests check how long a worker holds it)."""
+        with self._lock:
+            lease = self._leases.get(job_id)
+            return None if lease is None else lease[1] - self.clock()
+
+    def release_lease(self, job_id: str, *, holder: str) -> bool:
+        with self._lock:
+            if self.lease_holder(job_id) != holder:
+                return False
+            del self._leases[job_id]
+            return True
+
+    def running_since_before(self, cutoff: datetime, *, limit: int = 100) -> list[str]:
+        with self._lock:
+            return _oldest(self._running, cutoff, limit)
+
+    def forget_running(self, job_id: str) -> None:
+        with self._lock:
+            self._running.pop(job_id, None)
+
+    def queued_since_before(self, cutoff: datetime, *, limit: int = 100) -> list[str]:
+        with self._lock:
+            return _oldest(self._queued, cutoff, limit)
+
+    def forget_queued(self, job_id: str) -> None:
+        with self._lock:
+            self._queued.pop(job_id, None)
+
+    def count_requeue(self, job_id: str) -> int:
+        with self._lock:
+            if job_id not in self.records:
+                return 0
+            self._requeued[job_id] = self._requeued.get(job_id, 0) + 1
+            if job_id in self._queued:
+                self._queued[job_id] = self.clock()
+            return self._requeued[job_id]
+
+    def requeue_count(self, job_id: str) -> int:
+        with self._lock:
+            return self._requeued.get(job_id, 0)
+
+    def close(self) -> None:
+        """Nothing to close; here so that it stands wherever a ``JobStore`` does."""
+
+
+def _oldest(index: Mapping[str, float], cutoff: datetime, limit: int) -> list[str]:
+    """Ids scored at or before ``cutoff``, oldest first, at most ``limit`` (``ZRANGEBYSCORE``)."""
+    entries = sorted((score, job_id) for job_id, score in index.items() if score <= cutoff.timestamp())
+    return [job_id for _, job_id in entries[:limit]]

@@ -1,0 +1,31 @@
+-- Write one change of a job record (compare-and-set on its version), with the indexes that
+-- follow its state: it leaves the queued index, enters the running one on a transition to
+-- running, and leaves the running index and drops its lease in any other state.
+-- KEYS[1] job hash, KEYS[2] index of running jobs, KEYS[3] the job's lease, KEYS[4] index of queued jobs
+-- ARGV: expected version, new state, new record, mode ('transition' | 'update'),
+--       states the job must be in (space separated, '' = any), change channel, job id, now (epoch s),
+--       allowed transitions (JSON: {from: {to: 1}}, from core.jobs.machine.ALLOWED_TRANSITIONS)
+-- returns 1 written, 0 refused by the state machine, -1 no such job, -2 version moved on
+local allowed = cjson.decode(ARGV[9])
+local state = redis.call('HGET', KEYS[1], 'state')
+if not state then return -1 end
+if redis.call('HGET', KEYS[1], 'version') ~= ARGV[1] then return -2 end
+if ARGV[4] == 'transition' then
+  if not (allowed[state] and allowed[state][ARGV[2]]) then return 0 end
+elseif ARGV[2] ~= state then
+  return 0
+end
+if ARGV[5] ~= '' and not string.find(' ' .. ARGV[5] .. ' ', ' ' .. state .. ' ', 1, true) then
+  return 0
+end
+redis.call('HSET', KEYS[1], 'state', ARGV[2], 'record', ARGV[3])
+if ARGV[2] ~= 'queued' then redis.call('ZREM', KEYS[4], ARGV[7]) end
+if ARGV[2] == 'running' then
+  if ARGV[4] == 'transition' then redis.call('ZADD', KEYS[2], ARGV[8], ARGV[7]) end
+else
+  redis.call('ZREM', KEYS[2], ARGV[7])
+  redis.call('DEL', KEYS[3])
+end
+local version = redis.call('HINCRBY', KEYS[1], 'version', 1)
+redis.call('PUBLISH', ARGV[6], version)
+return 1

@@ -1,0 +1,195 @@
+"""The job status store (Redis) that producer, worker and CLI share: records and their state
+machine (``core.jobs.machine``), with the sweeper's leases and indexes (``core.jobs.leases``).
+
+Every state change is one Lua script (``scripts/write_change.lua``) that compares the record's
+``version`` and checks the state machine before it writes, so two writers never overwrite each
+other's fields; a writer whose compare failed reads again and retries. Creation with an
+idempotency key is one script too (``scripts/create.lua``). Every change is announced on the
+job's change channel, so :meth:`JobStore.watch` wakes at once. Key names: ``core.jobs.keys``.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
+
+import redis
+
+from core.contracts.jobs import JobEventType, JobRecord, JobState
+from core.jobs.connection import lua_script, redis_client, redis_errors
+from core.jobs.errors import StoreConflict, WatchTimeout
+from core.jobs.keys import JobKeys
+from core.jobs.leases import JobLeases
+from core.jobs.machine import ALLOWED_TRANSITIONS_JSON, Change, JobStateMachine, Mode, utcnow
+from core.settings import AtelierSettings
+
+#: compare-and-set retries when another writer changed the record between read and write
+CAS_ATTEMPTS = 20
+
+
+class JobStore(JobStateMachine, JobLeases):
+    """Job records in Redis: create with idempotency, read, state transitions, callback claims,
+    watch; and (from :class:`JobLeases`) the leases and indexes the sweeper reads.
+
+    Parameters (keyword-only besides ``settings``):
+
+    - ``client``: a ``redis.Redis`` to use (it must decode responses); default one built from
+      ``settings.redis_url`` with ``settings.redis_timeout_s`` as connect and reply timeout.
+
+    Reads from settings: ``redis_key_prefix`` (default ``atelier:``), ``job_record_ttl_s`` and
+    ``idempotency_ttl_s``. Redis failures raise ``StoreUnavailable``.
+    """
+
+    def __init__(self, settings: AtelierSettings, *, client: redis.Redis | None = None) -> None:
+        client = client if client is not None else redis_client(settings)
+        JobLeases.__init__(self, client, JobKeys(settings.redis_key_prefix))
+        self.settings = settings
+        self._create = client.register_script(lua_script("create"))
+        self._write_change = client.register_script(lua_script("write_change"))
+        self._claim = client.register_script(lua_script("claim_event"))
+        self._release_idempotency_key = client.register_script(lua_script("release_idempotency_key"))
+
+    # --- create and read ---
+
+    def create(
+        self,
+        record: JobRecord,
+        idempotency_key: str | None = None,
+        *,
+        request: Mapping[str, Any] | None = None,
+    ) -> tuple[str, bool]:
+        """Store a new ``queued`` record; ``(job_id, True)``, or ``(existing_id, False)``.
+
+        With an idempotency key (scoped to ``record.requester``) that already names a live job,
+        nothing is written and that job's id comes back. Key check and write are one Lua script.
+        """
+        if record.state is not JobState.QUEUED:
+            raise ValueError(f"a new job starts queued, not {record.state}")
+        keys = [self.keys.job(record.job_id), self.keys.queued()]
+        if idempotency_key is not None:
+            keys.append(self.keys.idempotency(record.requester, idempotency_key))
+            record = record.model_copy(update={"idempotency_key": idempotency_key})
+        args: list[str | int] = [
+            record.job_id,
+            record.model_dump_json(),
+            json.dumps(request if request is not None else {}),
+            self.settings.job_record_ttl_s,
+            self.settings.idempotency_ttl_s,
+            self.keys.job(""),
+            self.keys.changes(record.job_id),
+            repr(time.time()),
+        ]
+        with redis_errors():
+            job_id, created = self._create(keys=keys, args=args)
+        return str(job_id), bool(created)
+
+    def get(self, job_id: str) -> JobRecord | None:
+        with redis_errors():
+            raw = self.redis.hget(self.keys.job(job_id), "record")
+        return None if raw is None else JobRecord.model_validate_json(raw)
+
+    def get_request(self, job_id: str) -> dict[str, Any] | None:
+        """The request as submitted (JSON mode), for the worker and for replays."""
+        with redis_errors():
+            raw = self.redis.hget(self.keys.job(job_id), "request")
+        return None if raw is None else json.loads(raw)
+
+    def find_by_idempotency_key(self, requester: str, key: str) -> str | None:
+        with redis_errors():
+            job_id = self.redis.get(self.keys.idempotency(requester, key))
+        return None if job_id is None else str(job_id)
+
+    def release_idempotency_key(self, requester: str, key: str, job_id: str) -> bool:
+        """Forget ``key`` if it still names ``job_id`` (a job whose publish failed), so a retry
+        with the same key submits again instead of returning the failed job."""
+        with redis_errors():
+            released = self._release_idempotency_key(
+                keys=[self.keys.idempotency(requester, key)], args=[job_id]
+            )
+        return bool(released)
+
+    # --- callback claims ---
+
+    def claim_event(self, job_id: str, event: JobEventType | str) -> bool:
+        """``True`` exactly once per job and event: whoever gets it sends that callback.
+
+        A redelivered job, or a second message for the same job, gets ``False`` and must not
+        notify again. ``False`` as well for an unknown job.
+        """
+        field = f"event:{JobEventType(event).value}"
+        with redis_errors():
+            claimed = self._claim(keys=[self.keys.job(job_id)], args=[field, utcnow().isoformat()])
+        return int(claimed) == 1
+
+    def event_claimed(self, job_id: str, event: JobEventType | str) -> bool:
+        """Whether a callback task has claimed ``event`` of ``job_id`` (it is being sent, or was)."""
+        with redis_errors():
+            return bool(self.redis.hexists(self.keys.job(job_id), f"event:{JobEventType(event).value}"))
+
+    # --- changes ---
+
+    def watch(self, job_id: str, *, timeout: float, poll_interval: float = 1.0) -> Iterator[JobRecord]:
+        """Yield the record now and on each change, until a terminal state (included).
+
+        Wakes on the change channel, and polls every ``poll_interval`` in case a message was
+        missed. Raises ``JobNotFound``, or :class:`WatchTimeout` after ``timeout`` seconds.
+        """
+        deadline = time.monotonic() + timeout
+        with redis_errors():
+            pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
+            pubsub.subscribe(self.keys.changes(job_id))
+        try:
+            last: str | None = None
+            while True:
+                record = self.require(job_id)
+                current = record.model_dump_json()
+                if current != last:
+                    last = current
+                    yield record
+                if record.state.terminal:
+                    return
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise WatchTimeout(record, timeout)
+                with redis_errors():
+                    pubsub.get_message(timeout=min(remaining, poll_interval))
+        finally:
+            pubsub.close()
+
+    def write_change(
+        self, job_id: str, change: Change, *, mode: Mode, only_from: Sequence[JobState] = ()
+    ) -> JobRecord | None:
+        """Read, apply ``change``, write back if nobody wrote in between (else retry)."""
+        key = self.keys.job(job_id)
+        for _ in range(CAS_ATTEMPTS):
+            with redis_errors():
+                version, raw = self.redis.hmget(key, ["version", "record"])
+            if raw is None:
+                return None
+            updated = change(JobRecord.model_validate_json(raw))
+            if updated is None:
+                return None
+            args: list[str | int] = [
+                str(version),
+                updated.state.value,
+                updated.model_dump_json(),
+                mode.value,
+                " ".join(s.value for s in only_from),
+                self.keys.changes(job_id),
+                job_id,
+                repr(time.time()),
+                ALLOWED_TRANSITIONS_JSON,
+            ]
+            keys = [key, self.keys.running(), self.keys.lease(job_id), self.keys.queued()]
+            with redis_errors():
+                outcome = int(self._write_change(keys=keys, args=args))
+            if outcome == 1:
+                return updated
+            if outcome in (0, -1):
+                return None
+        raise StoreConflict(f"job {job_id} kept changing; gave up after {CAS_ATTEMPTS} attempts")
+
+    def close(self) -> None:
+        self.redis.close()

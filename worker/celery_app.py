@@ -1,0 +1,63 @@
+"""The worker's Celery app and its configuration, with nothing started: importing this builds
+the settings (``ATELIER_*``), the topology and the ``Celery`` object, and connects no signal.
+``worker.app`` adds the wiring (``worker.signals``) and is what ``celery -A worker.app`` runs.
+
+Configuration is :func:`worker_config`: the part the producer shares
+(``core.topology.celery_config``: quorum queues, routes, JSON, no result backend) plus late
+acks with reject-on-worker-lost (a job whose worker dies is redelivered, not lost), prefetch 1
+(a process holds one job at a time, so a long job never holds queued ones back) and the soft and
+hard time limits. Quorum queues need global QoS off, which Celery does for them: no ``--autoscale``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from amqp.exceptions import AMQPError
+from celery import Celery
+from kombu.exceptions import KombuError
+
+from core.contracts.jobs import JobEventType
+from core.errors import ErrorCode, RetryableError
+from core.topology import CALLBACK_TASK, build_topology, callback_kwargs, callback_task_id, celery_config
+from worker.settings import WorkerSettings
+
+
+def worker_config(settings: WorkerSettings) -> dict[str, Any]:
+    """Every Celery setting of a worker, from ``settings``."""
+    return {
+        **celery_config(settings),
+        "task_acks_late": True,
+        "task_reject_on_worker_lost": True,
+        "task_acks_on_failure_or_timeout": True,
+        "worker_prefetch_multiplier": 1,
+        "task_soft_time_limit": settings.task_soft_time_limit_s,
+        "task_time_limit": settings.task_time_limit_s,
+        # a job running while the broker connection drops will be redelivered: stop it
+        "worker_cancel_long_running_tasks_on_connection_loss": True,
+        "broker_connection_retry_on_startup": True,
+        # every message passes worker.gate first: a poison message is dead-lettered with a reason
+        "worker_consumer": "worker.gate:GatedConsumer",
+    }
+
+
+settings = WorkerSettings()
+topology = build_topology(settings)
+app = Celery("atelier", include=["worker.tasks"])
+app.conf.update(worker_config(settings))
+
+
+def enqueue_callback(job_id: str, event: JobEventType) -> None:
+    """Queue the delivery of ``event`` for ``job_id`` on the callback queue (confirmed): the
+    worker's ``notify`` (``worker.boundaries.Notify``)."""
+    try:
+        app.send_task(
+            CALLBACK_TASK,
+            kwargs=callback_kwargs(job_id, event.value),
+            task_id=callback_task_id(job_id, event.value),
+            queue=topology.callbacks,
+        )
+    except (KombuError, AMQPError, OSError) as error:
+        raise RetryableError(
+            ErrorCode.CALLBACK_ENQUEUE_FAILED, f"{event.value} callback not queued: {error!r}"
+        ) from error
