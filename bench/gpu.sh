@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The GPU run of the ceiling and pipeline benchmarks, as one prepared script for a machine with
+# The GPU run of the ceiling and pipeline benchmarks and the determinism check, as one prepared script for a machine with
 # an NVIDIA GPU: bash bench/gpu.sh [--quick|--full] [more bench.perf flags]
 #
 # Needs the project installed (scripts/setup.sh, with a CUDA build of torch 2.13 for Triton's
@@ -22,5 +22,7 @@ out=${OUT:-out/bench-gpu}
 mkdir -p "$out"
 ATELIER_BENCH_GPU=1 "$PYTHON" -m bench.perf --gpu --only ceiling --only result_path --only pipeline \
   --output-dir "$out" --workdir "$out/work" "$@"
+# the seed contract on the GPU: an item's bytes alone and in any batch (docs/determinism.md)
+"$PYTHON" -m bench.determinism --device cuda --results "$out/determinism.json"
 rm -rf "$out/work/s3"
 echo "bench/gpu.sh: results in $out"

@@ -51,6 +51,7 @@ from core.jobs import JobStore, StoreError, utcnow
 from core.publish import Publisher, PublishError
 from core.topology import TASK_FOR_KIND
 from worker import metrics
+from worker.boundaries import StatusStore
 from worker.logs import use_json_format
 from worker.settings import WorkerSettings
 
@@ -99,12 +100,12 @@ class Sweeper:
         self,
         settings: WorkerSettings,
         *,
-        store: JobStore | None = None,
+        store: StatusStore | None = None,
         publisher: Publisher | None = None,
         clock: Callable[[], datetime] = utcnow,
     ) -> None:
         self.settings = settings
-        self.store = store if store is not None else JobStore(settings)
+        self.store: StatusStore = store if store is not None else JobStore(settings)
         self.publisher = publisher if publisher is not None else Publisher(settings)
         self.clock = clock
 

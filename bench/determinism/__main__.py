@@ -1,4 +1,5 @@
-"""``python -m bench.determinism [--quick]``: Atelier's seed contract, measured.
+"""``python -m bench.determinism [--quick] [--device cuda --results FILE]``: the seed contract,
+measured.
 
 For every kernel path (``paths.KERNEL_PATHS``, each forced in a child process) and every serving
 strategy (``invariance``), how many of an item's placements in other batches change its bytes, and
@@ -35,12 +36,15 @@ QUICK_STRATEGIES = ("fixed", "multiple-4")
 QUICK_PATHS = ("default", "MKL_CBWR=COMPATIBLE", "ONEDNN_MAX_CPU_ISA=AVX2")
 
 
-def run_path(name: str, strategies: tuple[str, ...], folder: Path, *, timed: bool) -> dict[str, Any]:
+def run_path(
+    name: str, strategies: tuple[str, ...], folder: Path, *, timed: bool, device: str = "cpu"
+) -> dict[str, Any]:
     """``bench.determinism.run`` in a child process with kernel path ``name`` forced."""
     out = folder / f"{len(list(folder.iterdir()))}.json"
     command = [sys.executable, "-m", "bench.determinism.run", "--out", str(out)]
     command += [arg for kind in strategies for arg in ("--strategy", kind)]
     command += ["--timed"] if timed else []
+    command += ["--device", device]
     env = {k: v for k, v in os.environ.items() if k not in ("MKL_CBWR", "ONEDNN_MAX_CPU_ISA")}
     finished = subprocess.run(command, env=env | KERNEL_PATHS[name], capture_output=True, text=True)
     if not out.exists():
@@ -68,25 +72,33 @@ def across_paths(paths: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
     return compared
 
 
-def main(quick: Annotated[bool, typer.Option(help="3 kernel paths, 2 strategies")] = False) -> None:
+def main(
+    quick: Annotated[bool, typer.Option(help="3 kernel paths, 2 strategies")] = False,
+    device: Annotated[str, typer.Option(help="cpu, or cuda on a GPU machine (default path only)")] = "cpu",
+    results_file: Annotated[Path, typer.Option("--results", help="where the results go")] = RESULTS,
+) -> None:
     console = Console(stderr=True)
-    names = QUICK_PATHS if quick else tuple(KERNEL_PATHS)
+    names = ("default",) if device != "cpu" else QUICK_PATHS if quick else tuple(KERNEL_PATHS)
     strategies = QUICK_STRATEGIES if quick else STRATEGIES
     paths: dict[str, dict[str, Any]] = {}
     with tempfile.TemporaryDirectory() as folder, Progress(console=console) as progress:
         task = progress.add_task("kernel paths", total=len(names))
         for name in names:
             progress.update(task, description=f"kernel path {name}")
-            paths[name] = run_path(name, strategies, Path(folder), timed=True)
+            paths[name] = run_path(name, strategies, Path(folder), timed=True, device=device)
             progress.advance(task)
         compared = across_paths(paths)
     results = {
-        "machine": cpu_model(),
+        "machine": cpu_model() if device == "cpu" else f"{cpu_model()} + {device}",
+        "device": device,
         "threads": os.cpu_count(),
         "paths": {name: {"env": r["env"], "models": r["models"]} for name, r in paths.items()},
         "across_paths": compared,
     }
-    RESULTS.write_text(json.dumps(results, indent=2) + "\n")
+    results_file.write_text(json.dumps(results, indent=2) + "\n")
+    if results_file != RESULTS:
+        console.print(f"wrote {results_file}")
+        return
     report = write_report(results)
     console.print(f"wrote {RESULTS}, {report}")
 

@@ -1,5 +1,5 @@
 """One kernel path, in this process: ``python -m bench.determinism.run --out FILE [--strategy S ...]
-[--timed]``, with the path's variables already set by the caller (``bench.determinism``).
+[--timed] [--device cuda]``, with the path's variables already set by the caller (``bench.determinism``).
 
 For each model and strategy it writes the placement failures found, and with ``--timed`` the
 strategy's cost: images/s for a batch of 64 and the time of a lone item (medians). It also saves
@@ -49,11 +49,13 @@ def timing(serve: Serve) -> dict[str, float]:
     }
 
 
-def measure(strategies: list[str], *, timed: bool) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+def measure(
+    strategies: list[str], *, timed: bool, device: str = "cpu"
+) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     results: dict[str, Any] = {}
     alone: dict[str, np.ndarray] = {}
     for name in MODELS:
-        backend = load_backend(name)
+        backend = load_backend(name, device=device)
         results[name] = {}
         for kind in strategies:
             serve = strategy(backend, name, kind)
@@ -76,10 +78,12 @@ def main(
     out: Annotated[Path, typer.Option(help="where the JSON results go (the images beside, .npz)")],
     strategies: Annotated[list[str], typer.Option("--strategy", help="strategies to check")] = ["fixed"],  # noqa: B006
     timed: Annotated[bool, typer.Option(help="also time each strategy")] = False,
+    device: Annotated[str, typer.Option(help="cpu, or cuda[:N] on a GPU machine")] = "cpu",
 ) -> None:
-    results, alone = measure(strategies, timed=timed)
+    results, alone = measure(strategies, timed=timed, device=device)
     variables = ("MKL_CBWR", "ONEDNN_MAX_CPU_ISA", "ATEN_CPU_CAPABILITY")
-    payload = {"env": {k: os.environ[k] for k in variables if k in os.environ}, "models": results}
+    env = {k: os.environ[k] for k in variables if k in os.environ}
+    payload = {"env": env, "device": device, "models": results}
     out.write_text(json.dumps(payload, indent=2))
     np.savez_compressed(out.with_suffix(".npz"), **alone)
     broken = [name for name in MODELS if results[name].get("fixed", {}).get("failures")]

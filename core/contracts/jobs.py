@@ -13,7 +13,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, GetJsonSchemaHandler, field_validator
+from pydantic import BaseModel, ConfigDict, Field, GetJsonSchemaHandler
 from pydantic.json_schema import JsonSchemaValue
 from pydantic_core import CoreSchema
 
@@ -109,7 +109,7 @@ class JobEventData(BaseModel):
     """What a callback's ``data`` holds (``worker.notifications.build_event``).
 
     Used for the published JSON schema only: ``JobEvent.data`` stays a plain dict for the
-    code that reads it, and its ``error``, when present, is validated as a :class:`JobError`.
+    code that reads it, so receivers tolerate fields and error codes added later.
     """
 
     model_config = ConfigDict(extra="allow")
@@ -141,16 +141,12 @@ class DocumentedAs:
 
 
 class JobEvent(BaseModel):
-    """The body of a callback (Standard Webhooks: ``type``, ``timestamp``, ``data``)."""
+    """The body of a callback (Standard Webhooks: ``type``, ``timestamp``, ``data``).
+
+    ``data`` is read as a plain dict: a receiver on an older release still reads an event whose
+    ``error.code`` was added after it (the published schema lists the codes known today).
+    """
 
     type: JobEventType
     timestamp: datetime
     data: Annotated[dict[str, Any], DocumentedAs(JobEventData)]
-
-    @field_validator("data")
-    @classmethod
-    def _typed_error(cls, data: dict[str, Any]) -> dict[str, Any]:
-        """A ``job.failed`` event's ``error`` is a :class:`JobError`: its ``code`` an ``ErrorCode``."""
-        if data.get("error") is not None:
-            return {**data, "error": JobError.model_validate(data["error"]).model_dump(mode="json")}
-        return data
