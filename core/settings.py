@@ -1,6 +1,6 @@
 """Settings shared by every Atelier process, from ``ATELIER_*`` environment variables.
 
-The worker extends this model (``worker.settings``) with what only workers need. No host, port,
+The worker extends this model (``core.worker_settings``) with what only workers need. No host, port,
 credential or timeout is written anywhere else.
 """
 
@@ -110,7 +110,7 @@ class AtelierSettings(BaseSettings):
 
 class ServiceSettings(AtelierSettings):
     """Where Triton and S3 are and how to reach them: what a worker calls, and what the operator
-    commands (``atelier ops``) check. ``worker.settings.WorkerSettings`` extends it."""
+    commands (``atelier ops``) check. ``core.worker_settings.WorkerSettings`` extends it."""
 
     model_config = SettingsConfigDict(hide_input_in_errors=True)
 

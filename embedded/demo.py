@@ -39,11 +39,11 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from core.contracts.jobs import JobEventType, JobRecord, JobState
+from core.worker_settings import new_webhook_secret
 from embedded.receiver import CallbackReceiver, Received
 from embedded.stack import Pool, Stack
 from embedded.triton import DEFAULT_REPOSITORY
 from producer.client import Producer
-from worker.settings import new_webhook_secret
 
 _ROOT = Path(__file__).resolve().parent.parent
 

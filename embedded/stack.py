@@ -23,6 +23,7 @@ from types import TracebackType
 from typing import Any, Literal, Self
 
 from core.settings import AtelierSettings
+from core.worker_settings import WorkerSettings, new_webhook_secret
 from embedded.namespace import delete_keys, delete_topology, namespace
 from embedded.process import HOST, ChildServer, free_port
 from embedded.receiver import CallbackReceiver, Received
@@ -31,7 +32,6 @@ from embedded.s3 import S3Server
 from embedded.triton import TritonServer
 from embedded.workers import WORKER_APP, CeleryWorker
 from producer.client import Producer
-from worker.settings import WorkerSettings, new_webhook_secret
 
 #: worker role -> the settings field naming its queue
 QUEUE_FIELDS = {"listing": "listing_queue", "tryon": "tryon_queue", "callbacks": "callback_queue"}

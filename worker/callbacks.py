@@ -36,9 +36,9 @@ from standardwebhooks.webhooks import Webhook
 
 from core.contracts.jobs import JobEvent, JobEventType
 from core.errors import ErrorCode, PermanentError, RetryableError
+from core.worker_settings import WorkerSettings
 from worker import metrics
 from worker.per_process import PerProcessClient
-from worker.settings import WorkerSettings
 
 log = logging.getLogger(__name__)
 

@@ -20,7 +20,7 @@ from kombu.exceptions import KombuError
 from core.contracts.jobs import JobEventType
 from core.errors import ErrorCode, RetryableError
 from core.topology import CALLBACK_TASK, build_topology, callback_kwargs, callback_task_id, celery_config
-from worker.settings import WorkerSettings
+from core.worker_settings import WorkerSettings
 
 
 def worker_config(settings: WorkerSettings) -> dict[str, Any]:

@@ -21,10 +21,10 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from core.jobs import JobStore
+from core.worker_settings import WorkerSettings
 from worker.boundaries import Callbacks, Images, Inference, Notify, StatusStore
 from worker.callbacks import CallbackSender
 from worker.inference import InferenceClient
-from worker.settings import WorkerSettings
 from worker.storage import ImageStore
 
 log = logging.getLogger(__name__)

@@ -16,9 +16,9 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from core.worker_settings import WorkerSettings
 from ops.checks import Probe, Report, run_checks, service_probes
 from worker import metrics
-from worker.settings import WorkerSettings
 
 
 class Liveness:

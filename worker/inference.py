@@ -27,6 +27,7 @@ from tenacity import wait_random_exponential as full_jitter
 from tritonclient.utils import InferenceServerException
 
 from core.errors import AtelierError, ErrorCode, PermanentError, RetryableError
+from core.worker_settings import WorkerSettings
 from serving_contract.tensors import (
     CLIENT_DTYPES,
     PRODUCT_GENERATOR,
@@ -35,7 +36,6 @@ from serving_contract.tensors import (
     empty_batch,
 )
 from worker.per_process import PerProcessClient
-from worker.settings import WorkerSettings
 
 log = logging.getLogger(__name__)
 

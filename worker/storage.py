@@ -24,8 +24,8 @@ from minio.error import InvalidResponseError, S3Error, ServerError
 
 from core.contracts.jobs import JobKind, StoredImage
 from core.errors import ErrorCode, PermanentError, RetryableError
+from core.worker_settings import WorkerSettings
 from worker.encoding import Format, extension
-from worker.settings import WorkerSettings
 
 #: S3 error codes worth retrying (the store is busy or restarting)
 RETRYABLE_S3_CODES = frozenset(

@@ -22,12 +22,12 @@ import numpy as np
 from core.contracts.jobs import JobEventType, StoredImage
 from core.errors import ErrorCode, PermanentError
 from core.jobs import MemoryJobStore
+from core.worker_settings import WorkerSettings
 from serving_contract.tensors import PRODUCT_GENERATOR, PRODUCT_IMAGE_SIZE, TRYON_GENERATOR, TRYON_IMAGE_SIZE
 from worker.boundaries import Callbacks, Images, Inference, StatusStore
 from worker.callbacks import CallbackSender
 from worker.context import WorkerContext
 from worker.inference import Generated
-from worker.settings import WorkerSettings
 from worker.storage import job_prefix
 
 #: the version a stub model answers with when the request pins none

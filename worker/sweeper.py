@@ -50,10 +50,10 @@ from core.errors import ErrorCode, RetryableError
 from core.jobs import JobStore, StoreError, utcnow
 from core.publish import Publisher, PublishError
 from core.topology import TASK_FOR_KIND
+from core.worker_settings import WorkerSettings
 from worker import metrics
 from worker.boundaries import StatusStore
 from worker.logs import use_json_format
-from worker.settings import WorkerSettings
 
 log = logging.getLogger(__name__)
 

@@ -113,9 +113,9 @@ def poison_messages(workdir: Path, triton_grpc_url: str, size: str) -> ScenarioR
             ),
             "the job behind a wrong schema_version failed with invalid_request": all(
                 records[j].state is JobState.FAILED
-                and records[j].error is not None
-                and records[j].error.code == "invalid_request"  # type: ignore[union-attr]
-                and "schema_version" in records[j].error.message  # type: ignore[union-attr]
+                and (error := records[j].error) is not None
+                and error.code is ErrorCode.INVALID_REQUEST
+                and "schema_version" in error.message
                 for j in refused_jobs
             ),
             "its job.failed callback was delivered": all(

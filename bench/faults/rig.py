@@ -20,7 +20,10 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
+import psutil
+
 from core.contracts.jobs import JobRecord
+from core.worker_settings import WorkerSettings, new_webhook_secret
 from embedded.receiver import CallbackReceiver, Received
 from embedded.s3 import S3Server
 from embedded.stack import Pool, Stack
@@ -29,7 +32,6 @@ from producer.client import Producer
 from serving_contract.palette import PALETTE
 from serving_contract.taxonomy import CATEGORIES
 from worker.encoding import EXTENSIONS
-from worker.settings import WorkerSettings, new_webhook_secret
 from worker.storage import ImageStore
 
 #: every event a job can send
@@ -40,15 +42,10 @@ RETRY_BACKOFF_BASE_S = 0.5
 
 def pool_children(pid: int) -> list[int]:
     """The child processes of ``pid`` (a prefork worker's pool processes)."""
-    children: list[int] = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        with contextlib.suppress(OSError):
-            stat = (entry / "stat").read_text()
-            if int(stat.rpartition(")")[2].split()[1]) == pid:
-                children.append(int(entry.name))
-    return children
+    try:
+        return [child.pid for child in psutil.Process(pid).children()]
+    except psutil.NoSuchProcess:
+        return []
 
 
 @dataclass

@@ -18,9 +18,9 @@ from bench.perf.ceiling import batch_inputs
 from bench.perf.rig import Environment
 from bench.perf.sizes import Size
 from core.contracts.jobs import JobKind
+from core.worker_settings import WorkerSettings
 from serving_contract.tensors import PRODUCT_GENERATOR
 from worker.encoding import Format
-from worker.settings import WorkerSettings
 
 #: the output every benchmark job asks for (the request defaults)
 FORMAT: Format = "png"

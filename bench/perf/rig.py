@@ -27,6 +27,7 @@ import psutil
 from kombu import Connection
 
 from core.contracts.jobs import JobRecord
+from core.worker_settings import WorkerSettings
 from embedded.namespace import namespace
 from embedded.receiver import CallbackReceiver
 from embedded.s3 import S3Server
@@ -36,7 +37,6 @@ from embedded.workers import WORKER_APP
 from producer.client import Producer
 from serving_contract.palette import PALETTE
 from serving_contract.taxonomy import CATEGORIES, wearable_categories
-from worker.settings import WorkerSettings
 
 #: the bucket every benchmark writes its images to
 BUCKET = "atelier-perf"
@@ -275,13 +275,3 @@ class PipelineRig:
             if ev is not None and ev.type.value == event and ev.data.get("job_id") in wanted:
                 found.setdefault(str(ev.data["job_id"]), received.at)
         return found
-
-
-def percentile(values: list[float], q: float) -> float:
-    """The ``q``-th percentile (0-100) by linear interpolation; 0.0 for no values."""
-    if not values:
-        return 0.0
-    ordered = sorted(values)
-    k = (len(ordered) - 1) * q / 100
-    low, high = int(k), min(int(k) + 1, len(ordered) - 1)
-    return ordered[low] + (ordered[high] - ordered[low]) * (k - low)

@@ -23,13 +23,13 @@ from core.contracts.codes import ErrorCode
 from core.contracts.jobs import JobRecord, JobState
 from core.dead_letters import DeadLetter, DeadLetterQueue, dead_letter_headers
 from core.topology import LISTING_TASK
+from core.worker_settings import WorkerSettings
 from embedded.stack import Pool, Stack
 from embedded.triton import TritonServer
 from embedded.workers import CeleryWorker
 from producer.cli import app as cli_app
 from producer.client import Producer
 from tests.integration.services import require_services
-from worker.settings import WorkerSettings
 
 pytestmark = [pytest.mark.triton, pytest.mark.slow]
 

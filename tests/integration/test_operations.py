@@ -25,6 +25,7 @@ from typer.testing import CliRunner
 from core.contracts.jobs import JobRecord, JobState
 from core.model_versions import DefaultVersions
 from core.topology import CALLBACK_TASK, LISTING_TASK
+from core.worker_settings import WorkerSettings
 from embedded.process import free_port
 from embedded.receiver import CallbackReceiver
 from embedded.stack import Pool, Stack
@@ -32,7 +33,6 @@ from embedded.triton import TritonServer
 from producer.cli import app as cli
 from producer.client import Producer
 from tests.integration.services import require_services
-from worker.settings import WorkerSettings
 
 pytestmark = [pytest.mark.triton, pytest.mark.slow]
 

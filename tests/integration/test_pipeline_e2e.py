@@ -22,6 +22,7 @@ from typing import Any
 import pytest
 
 from core.contracts.jobs import JobEventType, JobRecord, JobState
+from core.worker_settings import WorkerSettings, new_webhook_secret
 from embedded.receiver import CallbackReceiver, Received
 from embedded.stack import Pool, Stack
 from embedded.triton import TritonServer
@@ -32,7 +33,6 @@ from serving_contract.taxonomy import CATEGORIES
 from tests.integration.services import queue_depth, require_services
 from worker.callbacks import message_id
 from worker.encoding import EXTENSIONS, decode
-from worker.settings import WorkerSettings, new_webhook_secret
 from worker.storage import ImageStore
 
 pytestmark = [pytest.mark.triton, pytest.mark.slow]

@@ -26,12 +26,12 @@ from typing import Any
 import pytest
 
 from core.contracts.jobs import JobEventType, JobRecord, JobState
+from core.worker_settings import new_webhook_secret
 from embedded.receiver import Received
 from embedded.stack import Pool, Stack
 from embedded.triton import TritonServer
 from producer.client import Producer
 from tests.integration.services import BASE, require_services
-from worker.settings import new_webhook_secret
 
 pytestmark = [pytest.mark.triton, pytest.mark.slow]
 

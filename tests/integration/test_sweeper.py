@@ -19,12 +19,12 @@ from core.errors import ErrorCode
 from core.jobs import JobStore, utcnow
 from core.publish import Publisher
 from core.topology import CALLBACK_TASK, LISTING_TASK, build_topology, callback_kwargs
+from core.worker_settings import WorkerSettings
 from producer.client import record_for
 from tests.examples import LISTING_EXAMPLE
 from tests.integration.services import AMQP_URL, drain, namespace, remove_namespace, require_services
 from worker import pipeline
 from worker.context import WorkerContext
-from worker.settings import WorkerSettings
 from worker.stubs import stub_context
 from worker.sweeper import SWEEPER, Outcome, Sweeper
 

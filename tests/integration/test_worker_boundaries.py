@@ -16,6 +16,7 @@ import pytest
 
 from core.contracts.jobs import JobEvent, JobEventType
 from core.errors import PermanentError, RetryableError
+from core.worker_settings import WorkerSettings, new_webhook_secret
 from embedded.process import free_port
 from embedded.s3 import S3Server, weed_binary
 from embedded.triton import TritonServer
@@ -23,7 +24,6 @@ from producer.webhook_verify import verify
 from worker.callbacks import CallbackSender, DeliveryStatus, message_id
 from worker.encoding import decode, encode
 from worker.inference import InferenceClient
-from worker.settings import WorkerSettings, new_webhook_secret
 from worker.storage import ImageStore, image_key
 
 ACCESS_KEY = "atelier-test"

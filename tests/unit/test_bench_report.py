@@ -1,5 +1,5 @@
 """The benchmark report's arithmetic: the ceiling is the slower limit, targets are ratios within
-one run, percentiles interpolate, and the dynamic-batching-off repository drops only the batcher."""
+one run, and the dynamic-batching-off repository drops only the batcher."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.perf.report import render, targets
-from bench.perf.rig import percentile, without_dynamic_batching
+from bench.perf.rig import without_dynamic_batching
 from embedded.triton import DEFAULT_REPOSITORY
 
 
@@ -42,12 +42,6 @@ def test_report_names_each_target_with_its_verdict() -> None:
 
     assert "| end-to-end listing throughput / ceiling | 0.85x | >= 0.8x | met |" in text
     assert "| try-on p95 under backlog / idle p95 | 1.7x | <= 1.5x | **missed** |" in text
-
-
-def test_percentile_interpolates_between_ranks() -> None:
-    assert percentile([10.0, 20.0, 30.0, 40.0, 50.0], 50) == 30.0
-    assert percentile([10.0, 20.0], 95) == 19.5
-    assert percentile([], 99) == 0.0
 
 
 def test_repository_without_dynamic_batching_keeps_everything_else(tmp_path: Path) -> None:

@@ -39,8 +39,8 @@ from prometheus_client.metrics import MetricWrapperBase
 from core.errors import ErrorCode
 from core.settings import AtelierSettings
 from core.topology import build_topology
+from core.worker_settings import WorkerSettings
 from worker import metrics as worker_metrics
-from worker.settings import WorkerSettings
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 K8S = DEPLOY / "k8s"

@@ -20,12 +20,12 @@ import pytest
 from prometheus_client import REGISTRY
 
 from core.contracts.jobs import JobError, JobKind, JobRecord, JobState
+from core.worker_settings import WorkerSettings
 from ops.checks import triton_http_base
 from worker import metrics
 from worker.callbacks import DeliveryOutcome, DeliveryStatus
 from worker.endpoints import Endpoints
 from worker.health import Liveness, Readiness, worker_probes
-from worker.settings import WorkerSettings
 
 ROOT = Path(__file__).resolve().parents[2]
 

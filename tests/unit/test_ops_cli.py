@@ -18,13 +18,13 @@ from core.errors import VersionRefused
 from core.jobs import StoreUnavailable
 from core.model_versions import DefaultVersions, parse_version
 from core.topology import CALLBACK_TASK, LISTING_TASK, TRYON_TASK
+from core.worker_settings import WorkerSettings
 from ops import checks
 from ops.broker import QueueStats, WorkerStats
 from ops.checks import Check, Report
 from ops.model_versions import ModelState, set_default_version
 from producer.cli import app
 from worker.model_versions import DefaultVersionCache, with_default_version
-from worker.settings import WorkerSettings
 
 runner = CliRunner()
 

@@ -6,7 +6,7 @@ import pytest
 from pydantic import ValidationError
 
 from core.settings import AtelierSettings
-from worker.settings import WorkerSettings, new_webhook_secret
+from core.worker_settings import WorkerSettings, new_webhook_secret
 
 BROKER_PASSWORD = "broker-pass-8f1c2d"
 S3_SECRET = "s3-secret-5b7e9a"

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from worker.settings import WorkerSettings, new_webhook_secret
+from core.worker_settings import WorkerSettings, new_webhook_secret
 
 
 def test_settings_survive_the_trip_through_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:

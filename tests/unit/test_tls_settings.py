@@ -7,8 +7,8 @@ from pathlib import Path
 from typing import Any
 
 from core.topology import broker_ssl, celery_config
+from core.worker_settings import WorkerSettings
 from worker.inference import InferenceClient
-from worker.settings import WorkerSettings
 from worker.storage import ImageStore
 
 

@@ -15,6 +15,7 @@ from standardwebhooks.webhooks import WebhookVerificationError as LibraryVerific
 
 from core.contracts.jobs import JobEvent, JobEventType
 from core.errors import PermanentError, RetryableError
+from core.worker_settings import STANDARD_WEBHOOKS_SCHEDULE_S, WorkerSettings, new_webhook_secret
 from producer.webhook_verify import WebhookVerificationError, verify
 from worker.callbacks import (
     CallbackSender,
@@ -27,7 +28,6 @@ from worker.callbacks import (
     next_delay,
     sign,
 )
-from worker.settings import STANDARD_WEBHOOKS_SCHEDULE_S, WorkerSettings, new_webhook_secret
 
 SECRET = new_webhook_secret()
 OLD_SECRET = new_webhook_secret()

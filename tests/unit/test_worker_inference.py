@@ -10,8 +10,8 @@ import pytest
 from tritonclient.utils import InferenceServerException
 
 from core.errors import PermanentError, RetryableError
+from core.worker_settings import WorkerSettings
 from worker.inference import InferenceClient, chunks, classify
-from worker.settings import WorkerSettings
 
 
 def settings(**overrides: Any) -> WorkerSettings:

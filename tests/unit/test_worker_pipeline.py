@@ -22,6 +22,7 @@ from core.contracts.jobs import JobEventType, JobState
 from core.contracts.v1 import parse_request
 from core.errors import PermanentError, RetryableError, as_atelier_error
 from core.jobs import MemoryJobStore, StoreUnavailable
+from core.worker_settings import WorkerSettings, new_webhook_secret
 from producer.client import record_for
 from producer.webhook_verify import verify
 from worker.callbacks import message_id
@@ -37,7 +38,6 @@ from worker.pipeline import (
     run_tryon,
     variant_seeds,
 )
-from worker.settings import WorkerSettings, new_webhook_secret
 from worker.stubs import MemoryImageStore, RecordingNotifier, RecordingReceiver, StubInference, stub_context
 
 SECRET = new_webhook_secret()

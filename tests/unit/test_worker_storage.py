@@ -76,7 +76,7 @@ def test_storage_failures_are_typed(raised: Exception, kind: type[AtelierError],
 
 
 def test_presigned_links_name_the_public_endpoint_without_a_network_call() -> None:
-    from worker.settings import WorkerSettings
+    from core.worker_settings import WorkerSettings
     from worker.storage import ImageStore
 
     values: dict[str, object] = {

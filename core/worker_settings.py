@@ -1,5 +1,6 @@
-"""What only workers need, on top of ``ServiceSettings`` (where Triton and S3 are): inference retries,
-callbacks, metrics, retry budgets.
+"""The worker's settings, on top of ``ServiceSettings`` (where Triton and S3 are): inference retries,
+callbacks, metrics, retry budgets. Kept in the core so that what starts or checks workers (the
+embedded stack, the deploy checks) reads them without importing the worker.
 
 Every field reads ``ATELIER_<FIELD>`` (case-insensitive); lists and dicts are JSON, e.g.
 ``ATELIER_CALLBACK_SECRETS='{"shop-eu": ["whsec_new...", "whsec_old..."]}'`` or
