@@ -27,6 +27,7 @@ from rich.progress import Progress
 from bench.determinism.invariance import MODELS
 from bench.determinism.paths import KERNEL_PATHS
 from bench.determinism.report import write_report
+from bench.faults.report import machine
 
 HERE = Path(__file__).parent
 RESULTS = HERE / "results.json"
@@ -89,9 +90,8 @@ def main(
             progress.advance(task)
         compared = across_paths(paths)
     results = {
-        "machine": cpu_model() if device == "cpu" else f"{cpu_model()} + {device}",
+        "machine": machine() if device == "cpu" else f"{machine()} + {device}",
         "device": device,
-        "threads": os.cpu_count(),
         "paths": {name: {"env": r["env"], "models": r["models"]} for name, r in paths.items()},
         "across_paths": compared,
     }
@@ -101,13 +101,6 @@ def main(
         return
     report = write_report(results)
     console.print(f"wrote {RESULTS}, {report}")
-
-
-def cpu_model() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return "unknown"
 
 
 if __name__ == "__main__":
