@@ -22,6 +22,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from rich.text import Text
 
+from api.cli import app as api_app
+from api.keys.cli import app as keys_app
 from core.contracts.bounds import MAX_MESSAGE_CHARS, excerpt
 from core.contracts.jobs import JobEvent, JobRecord, JobState
 from core.contracts.v1 import ListingImageRequest, TryOnRequest, parse_request, validate_request
@@ -34,6 +36,8 @@ from producer.client import Producer
 app = typer.Typer(name="atelier", help="Submit and follow Atelier image jobs.", no_args_is_help=True)
 app.add_typer(dlq_app, name="dlq")
 app.add_typer(ops_app, name="ops")
+app.add_typer(keys_app, name="keys")
+app.add_typer(api_app, name="api")
 out = Console()
 err = Console(stderr=True)
 

@@ -5,10 +5,13 @@ raises pydantic's ``ValidationError`` (field path and rule) with nothing stored 
 its paths, messages and inputs are cut to short excerpts (``core.contracts.bounds``), so a
 megabyte in a request never comes back in the error.
 The record is created ``queued`` (or an earlier job comes back, for a repeated idempotency
-key) before the message is published, so a worker always finds the record. When the broker does
-not confirm, the record is marked ``failed`` with code ``publish_failed``, the idempotency key is
-released (a retry with the same key submits again) and :class:`PublishError` is re-raised: a
-``queued`` record always has a message behind it.
+key) before the message is published, so a worker always finds the record. A repeated key
+comes back as the earlier job only for the same request: the record keeps the sha256 of the
+canonical request JSON (:func:`request_fingerprint`), and the same key with another request
+raises ``core.jobs.IdempotencyConflict`` (the IETF ``Idempotency-Key`` draft's semantics).
+When the broker does not confirm, the record is marked ``failed`` with code ``publish_failed``,
+the idempotency key is released (a retry with the same key submits again) and
+:class:`PublishError` is re-raised: a ``queued`` record always has a message behind it.
 
 Callbacks the producer causes go through the callback queue like every other: ``job.queued``
 after a confirmed publish and ``job.canceled`` after a cancel, when the request subscribed to
@@ -17,6 +20,8 @@ them; a callback worker signs and sends them (``worker/tasks.py``).
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import time
 import uuid
@@ -26,7 +31,7 @@ from typing import Any, NamedTuple
 from core.contracts.jobs import JobError, JobEventType, JobKind, JobRecord, JobState
 from core.contracts.v1 import ListingImageRequest, TryOnRequest, parse_request, validate_request
 from core.errors import ErrorCode
-from core.jobs import JobStore, utcnow
+from core.jobs import JobPage, JobStore, list_jobs, utcnow
 from core.publish import Publisher
 from core.settings import AtelierSettings
 from core.topology import TASK_FOR_KIND
@@ -54,6 +59,13 @@ def subscribed(request_json: Mapping[str, Any] | None, event: JobEventType) -> b
     if not isinstance(callback, Mapping):
         return False
     return event.value in callback.get("events", ())
+
+
+def request_fingerprint(body: Mapping[str, Any]) -> str:
+    """sha256 of the canonical JSON (sorted keys, no spaces) of a validated request: two requests
+    that validate to the same model (``'#1c2a5e'`` and ``'navy'``) have the same fingerprint."""
+    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(canonical.encode()).hexdigest()
 
 
 def record_for(request: Request, job_id: str) -> JobRecord:
@@ -123,7 +135,10 @@ class Producer:
             request = parse_request(request)
         record = record_for(request, new_job_id())
         body = request.model_dump(mode="json")
-        job_id, created = self.store.create(record, request.idempotency_key, request=body)
+        fingerprint = request_fingerprint(body) if request.idempotency_key is not None else None
+        job_id, created = self.store.create(
+            record, request.idempotency_key, request=body, fingerprint=fingerprint
+        )
         if not created:
             log.info("idempotent resubmission", extra={"job_id": job_id, "requester": request.requester})
             return Submission(job_id, False)
@@ -144,6 +159,19 @@ class Producer:
     def status(self, job_id: str) -> JobRecord:
         """The job's record; raises :class:`core.jobs.JobNotFound`."""
         return self.store.require(job_id)
+
+    def list_jobs(
+        self,
+        requester: str,
+        *,
+        limit: int = 50,
+        cursor: str | None = None,
+        subject: str | None = None,
+        state: JobState | None = None,
+    ) -> JobPage:
+        """A page of ``requester``'s jobs, newest first (``core.jobs.listing``); raises
+        ``core.jobs.InvalidCursor`` for a cursor no page returned."""
+        return list_jobs(self.store, requester, limit=limit, cursor=cursor, subject=subject, state=state)
 
     def cancel(self, job_id: str) -> JobRecord:
         """Cancel a queued job (it will never run); a running or finished job comes back unchanged.

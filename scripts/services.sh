@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Starts the local services the integration tests use, if they are not already up:
-# RabbitMQ (5672), Redis (6379). Triton and the S3 server are started by the tests themselves.
+# RabbitMQ (5672), Redis (6379), PostgreSQL (5432: Debian's cluster, trust auth; the API's tenants
+# and keys). Triton and the S3 server are started by the tests themselves.
 set -euo pipefail
 
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
@@ -16,7 +17,11 @@ if ! port_open 5672; then
   rabbitmq-server -detached
   for _ in $(seq 1 120); do rabbitmqctl -q await_startup >/dev/null 2>&1 && break; sleep 1; done
 fi
-for port in 6379 5672; do
+if ! port_open 5432; then
+  echo "services: starting PostgreSQL"
+  pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | sort -V | tail -n 1)" main start
+fi
+for port in 6379 5672 5432; do
   for _ in $(seq 1 60); do port_open "$port" && break; sleep 0.5; done
   port_open "$port" || { echo "services: nothing answers on 127.0.0.1:$port" >&2; exit 1; }
 done

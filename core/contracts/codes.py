@@ -55,6 +55,8 @@ class ErrorCode(StrEnum):
     JOB_NOT_FOUND = "job_not_found"
     #: a record kept changing under a compare-and-set (retryable)
     STORE_CONFLICT = "store_conflict"
+    #: an idempotency key reused with another request (the submitter's refusal, never in a job record)
+    IDEMPOTENCY_CONFLICT = "idempotency_conflict"
     #: the broker did not confirm the job's message: the job never ran (retryable: submit again)
     PUBLISH_FAILED = "publish_failed"
     #: a watch reached its timeout before the job ended
@@ -74,5 +76,12 @@ class ErrorCode(StrEnum):
     #: a callback's signature, timestamp or body did not verify at the receiver
     #: (``producer.webhook_verify``; the receiver's own refusal, never in a job record)
     WEBHOOK_VERIFICATION_FAILED = "webhook_verification_failed"
+    #: a publishable key asked for a scope beyond submitting try-ons and reading (``api.keys``;
+    #: the key store's refusal, never in a job record)
+    SCOPE_NOT_ALLOWED = "scope_not_allowed"
+    #: no API key with that id (``api.keys``; never in a job record)
+    KEY_NOT_FOUND = "key_not_found"
+    #: the key store (PostgreSQL) did not answer (retryable; never in a job record)
+    KEY_STORE_UNAVAILABLE = "key_store_unavailable"
     #: an exception the code has no type for: a bug (permanent)
     INTERNAL_ERROR = "internal_error"

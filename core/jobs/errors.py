@@ -29,6 +29,18 @@ class JobNotFound(StoreError, LookupError):
         self.job_id = job_id
 
 
+class IdempotencyConflict(StoreError):
+    """The idempotency key already names a job created from another request (IETF
+    ``Idempotency-Key`` draft: a reused key with a different payload is refused, not replayed)."""
+
+    def __init__(self, job_id: str) -> None:
+        super().__init__(
+            ErrorCode.IDEMPOTENCY_CONFLICT,
+            f"the idempotency key already names job {job_id}, created from another request",
+        )
+        self.job_id = job_id
+
+
 class StoreConflict(StoreError):
     """A record kept changing under a compare-and-set; give up rather than loop forever."""
 

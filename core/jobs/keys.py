@@ -3,7 +3,10 @@
 - ``{prefix}job:{job_id}``: one hash per job (``record``, ``state``, ``version``, ``request``,
   ``event:{type}`` claims, ``requeued``), expiring after ``job_record_ttl_s``;
 - ``{prefix}idem:{requester}/{key}`` -> job id, expiring after ``idempotency_ttl_s`` (``/``
-  cannot occur in an identifier, so requesters never collide);
+  cannot occur in an identifier, so requesters never collide); the request's fingerprint is
+  the job hash's ``fingerprint`` field, beside it;
+- ``{prefix}requester:{requester}``: a sorted set of the requester's job ids scored by creation
+  time (epoch seconds), which ``GET /v1/jobs`` pages through newest first (``core.jobs.listing``);
 - ``{prefix}changes:{job_id}``: the channel each change is announced on (``watch`` wakes on it);
 - ``{prefix}running`` and ``{prefix}queued``: sorted sets of job ids, scored by when the job
   entered that state (epoch seconds), which the stuck-job sweeper reads oldest first;
@@ -26,6 +29,9 @@ class JobKeys:
 
     def idempotency(self, requester: str, key: str) -> str:
         return f"{self.prefix}idem:{requester}/{key}"
+
+    def requester(self, requester: str) -> str:
+        return f"{self.prefix}requester:{requester}"
 
     def changes(self, job_id: str) -> str:
         return f"{self.prefix}changes:{job_id}"

@@ -17,7 +17,8 @@ from datetime import datetime
 from typing import Any
 
 from core.contracts.jobs import JobEventType, JobRecord, JobState
-from core.jobs.errors import WatchTimeout
+from core.jobs.errors import IdempotencyConflict, WatchTimeout
+from core.jobs.listing import IndexEntry
 from core.jobs.machine import Change, JobStateMachine, Mode, accepts, utcnow
 
 
@@ -36,6 +37,8 @@ class MemoryJobStore(JobStateMachine):
         self.requests: dict[str, dict[str, Any]] = {}
         self._claims: dict[str, dict[str, str]] = {}
         self._idempotency: dict[tuple[str, str], str] = {}
+        self._fingerprints: dict[str, str] = {}
+        self._by_requester: dict[str, dict[str, float]] = {}
         self._leases: dict[str, tuple[str, float]] = {}
         self._running: dict[str, float] = {}
         self._queued: dict[str, float] = {}
@@ -51,6 +54,7 @@ class MemoryJobStore(JobStateMachine):
         idempotency_key: str | None = None,
         *,
         request: Mapping[str, Any] | None = None,
+        fingerprint: str | None = None,
     ) -> tuple[str, bool]:
         """Store a new ``queued`` record, as ``JobStore.create``."""
         if record.state is not JobState.QUEUED:
@@ -59,6 +63,9 @@ class MemoryJobStore(JobStateMachine):
             if idempotency_key is not None:
                 existing = self._idempotency.get((record.requester, idempotency_key))
                 if existing is not None and existing in self.records:
+                    stored = self._fingerprints.get(existing)
+                    if fingerprint and stored and stored != fingerprint:
+                        raise IdempotencyConflict(existing)
                     return existing, False
                 record = record.model_copy(update={"idempotency_key": idempotency_key})
             if record.job_id in self.records:
@@ -67,6 +74,9 @@ class MemoryJobStore(JobStateMachine):
             self.requests[record.job_id] = copy.deepcopy(dict(request or {}))
             self._claims[record.job_id] = {}
             self._queued[record.job_id] = self.clock()
+            self._by_requester.setdefault(record.requester, {})[record.job_id] = self.clock()
+            if fingerprint:
+                self._fingerprints[record.job_id] = fingerprint
             if idempotency_key is not None:
                 self._idempotency[(record.requester, idempotency_key)] = record.job_id
             self._changed.notify_all()
@@ -80,6 +90,17 @@ class MemoryJobStore(JobStateMachine):
         with self._lock:
             request = self.requests.get(job_id)
         return None if request is None else copy.deepcopy(request)
+
+    def requester_index(
+        self, requester: str, *, before: IndexEntry | None = None, count: int = 100
+    ) -> list[IndexEntry]:
+        """As ``JobStore.requester_index``: newest first, strictly after ``before``."""
+        with self._lock:
+            index = self._by_requester.get(requester, {})
+            entries = sorted((IndexEntry(score, job_id) for job_id, score in index.items()), reverse=True)
+        if before is not None:
+            entries = [entry for entry in entries if entry.comes_after(before)]
+        return entries[:count]
 
     def find_by_idempotency_key(self, requester: str, key: str) -> str | None:
         with self._lock:

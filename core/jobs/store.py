@@ -19,9 +19,10 @@ import redis
 
 from core.contracts.jobs import JobEventType, JobRecord, JobState
 from core.jobs.connection import lua_script, redis_client, redis_errors
-from core.jobs.errors import StoreConflict, WatchTimeout
+from core.jobs.errors import IdempotencyConflict, StoreConflict, WatchTimeout
 from core.jobs.keys import JobKeys
 from core.jobs.leases import JobLeases
+from core.jobs.listing import IndexEntry
 from core.jobs.machine import ALLOWED_TRANSITIONS_JSON, Change, JobStateMachine, Mode, utcnow
 from core.settings import AtelierSettings
 
@@ -59,15 +60,19 @@ class JobStore(JobStateMachine, JobLeases):
         idempotency_key: str | None = None,
         *,
         request: Mapping[str, Any] | None = None,
+        fingerprint: str | None = None,
     ) -> tuple[str, bool]:
         """Store a new ``queued`` record; ``(job_id, True)``, or ``(existing_id, False)``.
 
         With an idempotency key (scoped to ``record.requester``) that already names a live job,
-        nothing is written and that job's id comes back. Key check and write are one Lua script.
+        nothing is written and that job's id comes back; if both that job and this call carry a
+        request ``fingerprint`` and they differ, :class:`IdempotencyConflict` is raised instead.
+        The job joins its requester's index (:meth:`requester_index`). Key check and write are
+        one Lua script.
         """
         if record.state is not JobState.QUEUED:
             raise ValueError(f"a new job starts queued, not {record.state}")
-        keys = [self.keys.job(record.job_id), self.keys.queued()]
+        keys = [self.keys.job(record.job_id), self.keys.queued(), self.keys.requester(record.requester)]
         if idempotency_key is not None:
             keys.append(self.keys.idempotency(record.requester, idempotency_key))
             record = record.model_copy(update={"idempotency_key": idempotency_key})
@@ -80,10 +85,13 @@ class JobStore(JobStateMachine, JobLeases):
             self.keys.job(""),
             self.keys.changes(record.job_id),
             repr(time.time()),
+            fingerprint or "",
         ]
         with redis_errors():
-            job_id, created = self._create(keys=keys, args=args)
-        return str(job_id), bool(created)
+            job_id, outcome = self._create(keys=keys, args=args)
+        if int(outcome) == -1:
+            raise IdempotencyConflict(str(job_id))
+        return str(job_id), int(outcome) == 1
 
     def get(self, job_id: str) -> JobRecord | None:
         with redis_errors():
@@ -95,6 +103,30 @@ class JobStore(JobStateMachine, JobLeases):
         with redis_errors():
             raw = self.redis.hget(self.keys.job(job_id), "request")
         return None if raw is None else json.loads(raw)
+
+    def requester_index(
+        self, requester: str, *, before: IndexEntry | None = None, count: int = 100
+    ) -> list[IndexEntry]:
+        """Up to ``count`` of the requester's jobs, newest first, strictly after ``before`` in
+        that order (ties on the creation time are ordered by job id, descending)."""
+        key = self.keys.requester(requester)
+        top: str = "+inf" if before is None else repr(before.created)
+        entries: list[IndexEntry] = []
+        offset = 0
+        while len(entries) < count:
+            with redis_errors():
+                page: list[tuple[str, float]] = self.redis.zrevrangebyscore(  # type: ignore[assignment]
+                    key, top, "-inf", start=offset, num=count, withscores=True
+                )
+            entries.extend(
+                entry
+                for entry in (IndexEntry(float(score), str(job_id)) for job_id, score in page)
+                if before is None or entry.comes_after(before)
+            )
+            if len(page) < count:
+                break
+            offset += len(page)
+        return entries[:count]
 
     def find_by_idempotency_key(self, requester: str, key: str) -> str | None:
         with redis_errors():

@@ -1,9 +1,12 @@
-"""One real Triton server for the integration tests, serving the committed ``triton_models/``
-(the trained product cGAN and try-on cVAE)."""
+"""Shared services of the integration tests: one real Triton server serving the committed
+``triton_models/`` (the trained product cGAN and try-on cVAE), and fresh PostgreSQL databases
+for the key store (``atelier_test_<random>``, dropped afterwards)."""
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -21,3 +24,36 @@ def triton(triton_repository: Path, tmp_path_factory: pytest.TempPathFactory) ->
     log = tmp_path_factory.mktemp("triton-log") / "tritonserver.log"
     with TritonServer(triton_repository, log_path=log) as server:
         yield server
+
+
+@contextmanager
+def fresh_postgres_database() -> Iterator[str]:
+    """The URL of a new, empty database on the configured server (``ATELIER_DATABASE_URL``),
+    dropped afterwards (even with connections left open)."""
+    from sqlalchemy import create_engine, make_url, pool, text
+
+    from api.keys.settings import DatabaseSettings
+
+    server = make_url(DatabaseSettings().database_url.get_secret_value())
+    name = f"atelier_test_{secrets.token_hex(6)}"
+    admin = create_engine(
+        server.set(database="postgres"), isolation_level="AUTOCOMMIT", poolclass=pool.NullPool
+    )
+    with admin.connect() as connection:
+        connection.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield server.set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as connection:
+            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+@pytest.fixture(scope="module")
+def keys_database() -> Iterator[str]:
+    """A fresh database migrated to the key store's head revision, for one test module."""
+    from api.keys.migrate import upgrade
+
+    with fresh_postgres_database() as url:
+        upgrade(url)
+        yield url

@@ -15,7 +15,17 @@ import pytest
 import redis
 
 from core.contracts.jobs import JobError, JobEventType, JobKind, JobRecord, JobState, StoredImage
-from core.jobs import JobNotFound, JobStore, MemoryJobStore, WatchTimeout, cancel_refusal, utcnow
+from core.jobs import (
+    IdempotencyConflict,
+    InvalidCursor,
+    JobNotFound,
+    JobStore,
+    MemoryJobStore,
+    WatchTimeout,
+    cancel_refusal,
+    list_jobs,
+    utcnow,
+)
 from core.settings import AtelierSettings
 
 QUEUED, RUNNING, SUCCEEDED, FAILED, CANCELED = (
@@ -65,6 +75,13 @@ def new_record(requester: str = "shop-eu") -> JobRecord:
         subject="SKU-1",
         created_at=datetime.now(UTC),
     )
+
+
+def created_for(store: Store, requester: str, *, subject: str) -> str:
+    record = new_record(requester).model_copy(update={"subject": subject})
+    job_id, _ = store.create(record)
+    time.sleep(0.002)  # distinct creation times, so "newest first" is well defined
+    return job_id
 
 
 def created(store: Store, state_path: tuple[JobState, ...] = ()) -> str:
@@ -123,6 +140,40 @@ def test_concurrent_creates_with_one_key_make_one_job(store: Store) -> None:
         thread.join()
     assert len({job_id for job_id, _ in results}) == 1
     assert sum(was_created for _, was_created in results) == 1
+
+
+def test_same_key_with_another_fingerprint_is_a_conflict_and_creates_nothing(store: Store) -> None:
+    first, second = new_record(), new_record()
+    assert store.create(first, "key-1", fingerprint="a" * 64) == (first.job_id, True)
+    assert store.create(new_record(), "key-1", fingerprint="a" * 64) == (first.job_id, False)
+    with pytest.raises(IdempotencyConflict) as raised:
+        store.create(second, "key-1", fingerprint="b" * 64)
+    assert raised.value.job_id == first.job_id and store.get(second.job_id) is None
+    # a caller without a fingerprint (an older producer) still gets the first job back
+    assert store.create(new_record(), "key-1") == (first.job_id, False)
+
+
+def test_requester_index_lists_own_jobs_newest_first_in_cursor_pages(store: Store) -> None:
+    mine = [created_for(store, "shop-a", subject=f"SKU-{i % 2}") for i in range(5)]
+    created_for(store, "shop-b", subject="SKU-0")
+    newest_first = list(reversed(mine))
+    seen: list[str] = []
+    cursor = None
+    for expected_size in (2, 2, 1):
+        page = list_jobs(store, "shop-a", limit=2, cursor=cursor)
+        assert len(page.jobs) == expected_size
+        seen += [record.job_id for record in page.jobs]
+        cursor = page.next_cursor
+    assert seen == newest_first and cursor is None
+    filtered = list_jobs(store, "shop-a", subject="SKU-0", limit=10)
+    assert [r.job_id for r in filtered.jobs] == [j for j in newest_first if j in mine[0::2]]
+    assert filtered.next_cursor is None
+    assert list_jobs(store, "shop-a", state=CANCELED).jobs == []
+    store.request_cancel(mine[1])
+    assert [r.job_id for r in list_jobs(store, "shop-a", state=CANCELED).jobs] == [mine[1]]
+    assert list_jobs(store, "nobody").jobs == []
+    with pytest.raises(InvalidCursor):
+        list_jobs(store, "shop-a", cursor="not-a-cursor!")
 
 
 def test_released_key_lets_a_retry_create_a_new_job(store: Store) -> None:

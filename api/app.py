@@ -1,0 +1,159 @@
+"""The HTTP API as an ASGI app: :func:`create_app` builds it around the services it is given.
+
+Why FastAPI: the OpenAPI 3.1 document is generated from the same pydantic v2 models as the
+request contracts in ``core.contracts`` (the submission bodies *are* those models, less
+``requester``), so the published schema is the contract and cannot drift from it; uvicorn
+serves it (``atelier api serve``). Routes that call Redis or the broker are plain functions,
+which FastAPI runs in its thread pool, so the blocking clients of the core stay as they are.
+
+Everything the routes touch is injected, so tests build the app against real services:
+``producer`` (a :class:`producer.client.Producer`: the same core as the Python client, never
+around it), ``keys`` (a :class:`api.keys.model.KeyVerifier`), ``presigner`` (default
+:class:`api.presign.S3Presigner` on the settings), ``readiness`` (default Redis and broker).
+
+Every error is ``application/problem+json`` (``api.problems``); bodies over
+``api_max_body_bytes`` get 413 before parsing (``api.limits``); requests are counted by route
+template and status (``api.metrics``, served on ``/metrics``).
+"""
+
+from __future__ import annotations
+
+import logging
+from importlib.metadata import PackageNotFoundError, version
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from prometheus_client import CollectorRegistry
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from api.keys.model import KeyVerifier
+from api.limits import BodySizeLimit
+from api.metrics import ApiMetrics, MetricsMiddleware
+from api.presign import Presigner, S3Presigner
+from api.problems import PROBLEM_MEDIA_TYPE, Problem, ProblemError, field_errors, problem_response
+from api.readiness import Readiness
+from api.routes import health, jobs, submit
+from api.settings import ApiSettings
+from core.jobs import StoreError
+from core.publish import PublishError
+from producer.client import Producer
+
+log = logging.getLogger(__name__)
+
+#: what the OpenAPI document says the API is
+DESCRIPTION = """Atelier's HTTP front door: submit listing and try-on jobs, read and list your jobs,
+cancel queued ones. Authenticate with `Authorization: Bearer <key>`; the requester of every job is
+the key's. Errors are RFC 9457 `application/problem+json`."""
+
+
+def _version() -> str:
+    try:
+        return version("atelier")
+    except PackageNotFoundError:  # pragma: no cover - run from a checkout without install
+        return "0.0.0"
+
+
+def create_app(
+    *,
+    producer: Producer,
+    keys: KeyVerifier,
+    settings: ApiSettings | None = None,
+    presigner: Presigner | None = None,
+    readiness: Readiness | None = None,
+) -> FastAPI:
+    """The API app over these services (the caller owns them and closes them)."""
+    settings = settings if settings is not None else ApiSettings()
+    app = FastAPI(
+        title="Atelier API",
+        version=_version(),
+        description=DESCRIPTION,
+        servers=[{"url": settings.api_public_url}] if settings.api_public_url else None,
+    )
+    app.state.settings = settings
+    app.state.producer = producer
+    app.state.keys = keys
+    app.state.presigner = presigner if presigner is not None else S3Presigner(settings)
+    app.state.readiness = readiness if readiness is not None else Readiness(settings)
+    app.state.metrics = ApiMetrics(CollectorRegistry())
+
+    app.include_router(submit.router)
+    app.include_router(jobs.router)
+    app.include_router(health.router)
+    _install_problem_handlers(app)
+    # the last added is the outermost: metrics count the 413s the size limit answers
+    app.add_middleware(BodySizeLimit, max_bytes=settings.api_max_body_bytes)
+    app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)
+    app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
+    return app
+
+
+def _install_problem_handlers(app: FastAPI) -> None:
+    """Every error as problem+json: ours, FastAPI's validation, Starlette's 404/405, the core's
+    unavailable services (503) and anything unexpected (500, details in the log only)."""
+
+    async def problem(request: Request, error: Exception) -> JSONResponse:
+        assert isinstance(error, ProblemError)
+        return problem_response(error.problem, instance=request.url.path, headers=error.headers)
+
+    async def invalid(request: Request, error: Exception) -> JSONResponse:
+        assert isinstance(error, RequestValidationError)
+        found = Problem(
+            type="https://atelier.dev/problems/validation",
+            title="Unprocessable Content",
+            status=422,
+            detail="the request breaks a rule",
+            errors=field_errors(error.errors()),
+        )
+        return problem_response(found, instance=request.url.path)
+
+    async def http_error(request: Request, error: Exception) -> JSONResponse:
+        assert isinstance(error, StarletteHTTPException)
+        found = Problem(title=_reason(error.status_code), status=error.status_code, detail=str(error.detail))
+        return problem_response(found, instance=request.url.path, headers=error.headers)
+
+    async def unavailable(request: Request, error: Exception) -> JSONResponse:
+        log.warning("a service behind the API is unavailable: %r", error)
+        found = Problem(
+            title="Service Unavailable", status=503, detail="a service behind the API is unavailable; retry"
+        )
+        return problem_response(found, instance=request.url.path, headers={"Retry-After": "1"})
+
+    async def internal(request: Request, error: Exception) -> JSONResponse:
+        log.exception("unhandled error on %s", request.url.path, exc_info=error)
+        found = Problem(
+            title="Internal Server Error", status=500, detail="an error on our side; it was logged"
+        )
+        return problem_response(found, instance=request.url.path)
+
+    app.add_exception_handler(ProblemError, problem)
+    app.add_exception_handler(RequestValidationError, invalid)
+    app.add_exception_handler(StarletteHTTPException, http_error)
+    app.add_exception_handler(StoreError, unavailable)
+    app.add_exception_handler(PublishError, unavailable)
+    app.add_exception_handler(Exception, internal)
+
+
+def _reason(status: int) -> str:
+    from http import HTTPStatus
+
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return "Error"
+
+
+def _openapi(app: FastAPI) -> dict[str, Any]:
+    """FastAPI's document, with error responses documented as problem+json only."""
+    if app.openapi_schema is not None:
+        return app.openapi_schema
+    document = FastAPI.openapi(app)
+    for path in document.get("paths", {}).values():
+        for operation in path.values():
+            for status, response in operation.get("responses", {}).items():
+                content = response.get("content", {})
+                if status[0] in "45" and PROBLEM_MEDIA_TYPE in content:
+                    content.pop("application/json", None)
+    app.openapi_schema = document
+    return document

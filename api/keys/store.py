@@ -1,0 +1,197 @@
+"""Tenants and API keys in PostgreSQL: create, authenticate, list, revoke.
+
+The HTTP routes see only :class:`~api.keys.model.KeyVerifier` (``authenticate``); operators
+reach the rest through ``atelier keys``. Secrets are hashed (``api.keys.tokens``), the checks
+on a new key live in ``api.keys.rules``, the schema in ``api.keys.tables`` and its migrations.
+A tenant is created with its first key. PostgreSQL failing to answer raises
+:class:`~api.keys.errors.KeyStoreUnavailable` (retryable); refusals are ``KeyStoreError``\\ s.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from types import TracebackType
+from typing import Final
+
+from pydantic import SecretStr
+from sqlalchemy import Engine, create_engine, func, select, update
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.orm import Session, sessionmaker
+
+from api.keys import rules
+from api.keys.errors import KeyNotFound, KeyStoreUnavailable
+from api.keys.model import ApiKey, Scope
+from api.keys.settings import DatabaseSettings
+from api.keys.tables import KeyRow, Tenant
+from api.keys.tokens import KEY_ID_PATTERN, hash_token, key_id_of, new_key_id, new_token, token_matches
+from core.contracts.bounds import MAX_MESSAGE_CHARS, excerpt
+
+#: ``last_used_at`` is refreshed at most this often per key: an authenticated request is a read,
+#: not a write, except once in this long
+LAST_USED_RESOLUTION: Final = timedelta(minutes=1)
+
+
+class KeyStore:
+    """The key store over ``database``: an ``Engine`` (shared, left open by :meth:`close`) or a URL
+    (an engine of its own, disposed by :meth:`close`).
+
+    ``pepper``: the HMAC key of every secret's hash (``ATELIER_KEY_PEPPER``); it must be the same
+    for every process sharing the database, or their keys stop authenticating.
+    ``connect_timeout_s``: how long opening a connection may take (URL only).
+    """
+
+    def __init__(
+        self, database: Engine | str, *, pepper: SecretStr | str = "", connect_timeout_s: int = 5
+    ) -> None:
+        if isinstance(database, str):
+            database = create_engine(
+                database, pool_pre_ping=True, connect_args={"connect_timeout": connect_timeout_s}
+            )
+            self._owns_engine = True
+        else:
+            self._owns_engine = False
+        self.engine = database
+        self._sessions = sessionmaker(database, expire_on_commit=False)
+        secret = pepper.get_secret_value() if isinstance(pepper, SecretStr) else pepper
+        self._pepper = secret.encode()
+
+    @classmethod
+    def from_settings(cls, settings: DatabaseSettings | None = None) -> KeyStore:
+        settings = settings or DatabaseSettings()
+        return cls(
+            settings.database_url.get_secret_value(),
+            pepper=settings.key_pepper,
+            connect_timeout_s=settings.database_connect_timeout_s,
+        )
+
+    def create(
+        self,
+        requester: str,
+        *,
+        scopes: Iterable[Scope | str],
+        name: str = "",
+        publishable: bool = False,
+        cors_origins: Iterable[str] = (),
+        tenant_name: str | None = None,
+    ) -> tuple[ApiKey, str]:
+        """A new key for ``requester`` (its tenant created on its first key) and the key's secret
+        token: return it to its owner once, it cannot be read back."""
+        requester = rules.checked_requester(requester)
+        granted = rules.checked_scopes(scopes, publishable=publishable)
+        origins = rules.checked_origins(cors_origins, publishable=publishable)
+        name = rules.checked_name(name)
+        tenant_name = rules.checked_name(tenant_name if tenant_name is not None else requester)
+        key_id = new_key_id()
+        token = new_token(key_id)
+        with self._session() as session:
+            session.execute(
+                insert(Tenant)
+                .values(requester=requester, name=tenant_name)
+                .on_conflict_do_nothing(index_elements=[Tenant.requester])
+            )
+            row = session.scalars(
+                insert(KeyRow)
+                .values(
+                    key_id=key_id,
+                    requester=requester,
+                    name=name,
+                    secret_hash=hash_token(token, pepper=self._pepper),
+                    scopes=sorted(granted),
+                    publishable=publishable,
+                    cors_origins=list(origins),
+                )
+                .returning(KeyRow)
+            ).one()
+            session.commit()
+        return _as_api_key(row), token
+
+    def authenticate(self, secret: str) -> ApiKey | None:
+        """The key whose secret token this is, if it exists and is not revoked; ``None`` otherwise
+        (a malformed token is refused before it is hashed or looked up)."""
+        key_id = key_id_of(secret)
+        if key_id is None:
+            return None
+        with self._session() as session:
+            row = session.get(KeyRow, key_id)
+            if row is None or row.revoked_at is not None:
+                return None
+            if not token_matches(secret, row.secret_hash, pepper=self._pepper):
+                return None
+            now = datetime.now(UTC)
+            if row.last_used_at is None or now - row.last_used_at >= LAST_USED_RESOLUTION:
+                session.execute(update(KeyRow).where(KeyRow.key_id == key_id).values(last_used_at=now))
+                session.commit()
+                row.last_used_at = now
+        return _as_api_key(row)
+
+    def get(self, key_id: str) -> ApiKey:
+        """The key with this public id, revoked or not; :class:`KeyNotFound` if there is none."""
+        with self._session() as session:
+            row = session.get(KeyRow, key_id) if KEY_ID_PATTERN.fullmatch(key_id) else None
+        if row is None:
+            raise KeyNotFound(excerpt(key_id))
+        return _as_api_key(row)
+
+    def list(self, requester: str | None = None) -> tuple[ApiKey, ...]:
+        """Every key (of ``requester`` only, if given), oldest first, revoked ones included."""
+        query = select(KeyRow).order_by(KeyRow.created_at, KeyRow.key_id)
+        if requester is not None:
+            query = query.where(KeyRow.requester == requester)
+        with self._session() as session:
+            return tuple(_as_api_key(row) for row in session.scalars(query))
+
+    def revoke(self, key_id: str) -> ApiKey:
+        """Revoke the key: it never authenticates again. Revoking a revoked key changes nothing
+        (it keeps its first ``revoked_at``); an unknown id raises :class:`KeyNotFound`."""
+        if KEY_ID_PATTERN.fullmatch(key_id):
+            with self._session() as session:
+                session.execute(
+                    update(KeyRow)
+                    .where(KeyRow.key_id == key_id, KeyRow.revoked_at.is_(None))
+                    .values(revoked_at=func.now())
+                )
+                session.commit()
+        return self.get(key_id)
+
+    def close(self) -> None:
+        """Close the engine's connections, if this store made the engine."""
+        if self._owns_engine:
+            self.engine.dispose()
+
+    def __enter__(self) -> KeyStore:
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
+    ) -> None:
+        self.close()
+
+    @contextmanager
+    def _session(self) -> Iterator[Session]:
+        """A session whose connection failures surface as :class:`KeyStoreUnavailable`."""
+        try:
+            with self._sessions() as session:
+                yield session
+        except (OperationalError, InterfaceError) as error:
+            # the driver's message names host and port, never the password
+            reason = str(error.orig).strip().splitlines()[0] if error.orig else type(error).__name__
+            raise KeyStoreUnavailable(
+                f"the key store is unavailable: {excerpt(reason, limit=MAX_MESSAGE_CHARS)}"
+            ) from error
+
+
+def _as_api_key(row: KeyRow) -> ApiKey:
+    return ApiKey(
+        key_id=row.key_id,
+        requester=row.requester,
+        scopes=frozenset(Scope(scope) for scope in row.scopes),
+        publishable=row.publishable,
+        cors_origins=tuple(row.cors_origins),
+        name=row.name,
+        created_at=row.created_at,
+        revoked_at=row.revoked_at,
+        last_used_at=row.last_used_at,
+    )

@@ -1,0 +1,98 @@
+"""``GET /v1/jobs/{id}``, ``GET /v1/jobs`` and ``POST /v1/jobs/{id}/cancel``: a requester's
+own jobs only. Another requester's job answers 404, exactly as a job that does not exist
+(never 403), so a key learns nothing about ids that are not its own.
+
+Reads sign each output link afresh (``api.presign``). Listing pages through the requester's
+index newest first with an opaque cursor (``core.jobs.listing``). Cancel goes through
+``Producer.cancel``: a queued job is canceled and never starts; a running or finished one is
+left as it is and answered 409 with the reason (``core.jobs.cancel_refusal``).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Path, Query, Request
+
+from api.auth import require
+from api.keys.model import ApiKey, Scope
+from api.presign import Presigner
+from api.problems import FieldError, ProblemError, problem_responses
+from api.routes.deps import job_resource, own_record, presigner, producer
+from api.routes.resources import Job, JobList
+from api.settings import ApiSettings
+from core.contracts.jobs import JobState
+from core.contracts.v1 import MAX_IDENTIFIER_CHARS
+from core.jobs import InvalidCursor, cancel_refusal
+from producer.client import Producer
+
+router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
+
+JobId = Annotated[str, Path(max_length=64, description="the job id returned by a submit")]
+
+
+def _settings(request: Request) -> ApiSettings:
+    settings: ApiSettings = request.app.state.settings
+    return settings
+
+
+@router.get("/{job_id}", response_model=Job, responses=problem_responses(401, 403, 404, 422, 503))
+def read_job(
+    job_id: JobId,
+    key: ApiKey = Depends(require(Scope.READ)),  # noqa: B008
+    submitter: Producer = Depends(producer),  # noqa: B008
+    signer: Presigner = Depends(presigner),  # noqa: B008
+) -> Job:
+    """The job's state, timestamps, model version, error and outputs (links signed now)."""
+    return job_resource(own_record(submitter, key.requester, job_id), signer)
+
+
+@router.get("", response_model=JobList, responses=problem_responses(401, 403, 422, 503))
+def list_jobs(
+    subject: Annotated[
+        str | None,
+        Query(max_length=MAX_IDENTIFIER_CHARS, description="only jobs for this listing id or shopper"),
+    ] = None,
+    state: Annotated[JobState | None, Query(description="only jobs in this state")] = None,
+    cursor: Annotated[
+        str | None, Query(max_length=512, description="next_cursor of the previous page")
+    ] = None,
+    limit: Annotated[
+        int | None, Query(ge=1, le=1000, description="jobs per page (capped by the server)")
+    ] = None,
+    key: ApiKey = Depends(require(Scope.READ)),  # noqa: B008
+    submitter: Producer = Depends(producer),  # noqa: B008
+    signer: Presigner = Depends(presigner),  # noqa: B008
+    settings: ApiSettings = Depends(_settings),  # noqa: B008
+) -> JobList:
+    """The key's requester's jobs, newest first, a page at a time."""
+    size = min(limit or settings.api_page_limit_default, settings.api_page_limit_max)
+    try:
+        page = submitter.list_jobs(key.requester, limit=size, cursor=cursor, subject=subject, state=state)
+    except InvalidCursor as error:
+        raise ProblemError(
+            422,
+            "Unprocessable Content",
+            error.message,
+            kind="validation",
+            errors=[FieldError(loc=["query", "cursor"], type="invalid_cursor", msg=error.message)],
+        ) from None
+    return JobList(jobs=[job_resource(record, signer) for record in page.jobs], next_cursor=page.next_cursor)
+
+
+@router.post(
+    "/{job_id}/cancel", response_model=Job, responses=problem_responses(401, 403, 404, 409, 422, 503)
+)
+def cancel_job(
+    job_id: JobId,
+    key: ApiKey = Depends(require(Scope.CANCEL)),  # noqa: B008
+    submitter: Producer = Depends(producer),  # noqa: B008
+    signer: Presigner = Depends(presigner),  # noqa: B008
+) -> Job:
+    """Cancel a queued job (it never starts); 409 with the reason when it is past queued."""
+    own_record(submitter, key.requester, job_id)
+    record = submitter.cancel(job_id)
+    refusal = cancel_refusal(record)
+    if refusal is not None:
+        raise ProblemError(409, "Conflict", refusal, kind="not-cancelable", job_id=job_id)
+    return job_resource(record, signer)

@@ -1,0 +1,178 @@
+"""``POST /v1/listings`` and ``POST /v1/tryons``: validate, then ``Producer.enqueue`` (the same
+core as the Python producer: record, publish, ``job.queued`` callback), answered 202 with the job
+and ``Location: /v1/jobs/{id}``.
+
+``Idempotency-Key`` (IETF draft ``httpapi-idempotency-key-header``): the same key and the same
+request give the same job (202 the first time, 200 with ``Idempotent-Replayed: true`` after,
+never a second job, also under concurrent identical requests: the store's create is one
+script); the same key with another request is 422. "The same request" is the same validated
+request (its sha256 fingerprint, ``producer.client.request_fingerprint``), so ``'#1c2a5e'`` and
+``'navy'`` are the same colour. Keys are scoped to the requester. The header may be left out and
+the body's ``idempotency_key`` used instead; both present and different is 422.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Header, Response
+from pydantic import ValidationError
+
+from api.auth import require
+from api.keys.model import ApiKey, Scope
+from api.presign import Presigner
+from api.problems import FieldError, ProblemError, field_errors, problem_responses
+from api.routes.deps import job_resource, presigner, producer
+from api.routes.resources import Job, ListingSubmission, TryOnSubmission
+from core.contracts.bounds import bounded_errors
+from core.contracts.jobs import JobKind
+from core.contracts.v1 import (
+    MAX_IDENTIFIER_CHARS,
+    GarmentFromListing,
+    ListingImageRequest,
+    TryOnRequest,
+)
+from core.jobs import IdempotencyConflict, StoreError
+from core.publish import PublishError
+from producer.client import Producer
+
+router = APIRouter(prefix="/v1", tags=["submit"])
+
+#: the pattern of an idempotency key (a v1 identifier)
+IDEMPOTENCY_KEY_PATTERN = rf"^[A-Za-z0-9][A-Za-z0-9._:-]{{0,{MAX_IDENTIFIER_CHARS - 1}}}$"
+
+IdempotencyKey = Annotated[
+    str | None,
+    Header(
+        alias="Idempotency-Key",
+        max_length=MAX_IDENTIFIER_CHARS,
+        pattern=IDEMPOTENCY_KEY_PATTERN,
+        description="the same key and request return the same job; the same key with another request: 422",
+    ),
+]
+
+_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {"model": Job, "description": "an idempotent replay: the job this key and request created before"},
+    **problem_responses(401, 403, 413, 422, 503),
+}
+
+
+def _refused(loc: list[str | int], rule: str, message: str) -> ProblemError:
+    return ProblemError(
+        422,
+        "Unprocessable Content",
+        message,
+        kind="validation",
+        errors=[FieldError(loc=loc, type=rule, msg=message)],
+    )
+
+
+def _as_request(
+    body: ListingSubmission | TryOnSubmission, key: ApiKey, header_key: str | None
+) -> dict[str, Any]:
+    """The v1 request: the body with the key's requester and the idempotency key."""
+    if body.requester is not None and body.requester != key.requester:
+        raise _refused(
+            ["body", "requester"],
+            "requester_mismatch",
+            "requester must be the API key's requester (or left out)",
+        )
+    if header_key is not None and body.idempotency_key not in (None, header_key):
+        raise _refused(
+            ["body", "idempotency_key"],
+            "idempotency_key_mismatch",
+            "idempotency_key differs from the Idempotency-Key header",
+        )
+    data = body.model_dump(mode="json")
+    data["requester"] = key.requester
+    data["idempotency_key"] = header_key if header_key is not None else body.idempotency_key
+    return data
+
+
+def _submit(
+    submitter: Producer, signer: Presigner, request: ListingImageRequest | TryOnRequest, response: Response
+) -> Job:
+    try:
+        submission = submitter.enqueue(request)
+    except IdempotencyConflict as conflict:
+        raise ProblemError(
+            422,
+            "Idempotency key reused",
+            "this Idempotency-Key was used with another request",
+            kind="idempotency-key-reused",
+            job_id=conflict.job_id,
+        ) from None
+    except (PublishError, StoreError) as error:
+        raise ProblemError(
+            503, "Service Unavailable", f"could not queue the job: {error}", headers={"Retry-After": "1"}
+        ) from None
+    response.headers["Location"] = f"/v1/jobs/{submission.job_id}"
+    if submission.created:
+        response.status_code = 202
+    else:
+        response.status_code = 200
+        response.headers["Idempotent-Replayed"] = "true"
+    return job_resource(submitter.status(submission.job_id), signer)
+
+
+def _validated(model: type[ListingImageRequest] | type[TryOnRequest], data: dict[str, Any]) -> Any:
+    try:
+        with bounded_errors():
+            return model.model_validate(data)
+    except ValidationError as error:  # the key's requester breaking a rule, at most
+        raise ProblemError(
+            422,
+            "Unprocessable Content",
+            "the request breaks a rule",
+            kind="validation",
+            errors=field_errors(error.errors(include_url=False), prefix=("body",)),
+        ) from None
+
+
+@router.post(
+    "/listings",
+    status_code=202,
+    response_model=Job,
+    responses=_RESPONSES,
+    summary="Submit a listing's product images",
+)
+def submit_listing(
+    body: ListingSubmission,
+    response: Response,
+    idempotency_key: IdempotencyKey = None,
+    key: ApiKey = Depends(require(Scope.SUBMIT_LISTINGS)),  # noqa: B008
+    submitter: Producer = Depends(producer),  # noqa: B008
+    signer: Presigner = Depends(presigner),  # noqa: B008
+) -> Job:
+    """Queue product images for a listing; 202 with the job and ``Location``."""
+    request = _validated(ListingImageRequest, _as_request(body, key, idempotency_key))
+    return _submit(submitter, signer, request, response)
+
+
+@router.post(
+    "/tryons",
+    status_code=202,
+    response_model=Job,
+    responses=_RESPONSES,
+    summary="Submit a virtual try-on",
+)
+def submit_tryon(
+    body: TryOnSubmission,
+    response: Response,
+    idempotency_key: IdempotencyKey = None,
+    key: ApiKey = Depends(require(Scope.SUBMIT_TRYONS)),  # noqa: B008
+    submitter: Producer = Depends(producer),  # noqa: B008
+    signer: Presigner = Depends(presigner),  # noqa: B008
+) -> Job:
+    """Queue a try-on image; 202 with the job and ``Location``. A garment from a listing must
+    name one of this requester's listing jobs."""
+    request: TryOnRequest = _validated(TryOnRequest, _as_request(body, key, idempotency_key))
+    if isinstance(request.garment, GarmentFromListing):
+        source = submitter.store.get(request.garment.job_id)
+        if source is None or source.requester != key.requester or source.kind is not JobKind.LISTING:
+            raise _refused(
+                ["body", "garment", "job_id"],
+                "listing_not_found",
+                "no listing job with this id for this key's requester",
+            )
+    return _submit(submitter, signer, request, response)
