@@ -9,10 +9,14 @@ which FastAPI runs in its thread pool, so the blocking clients of the core stay 
 Everything the routes touch is injected, so tests build the app against real services:
 ``producer`` (a :class:`producer.client.Producer`: the same core as the Python client, never
 around it), ``keys`` (a :class:`api.keys.model.KeyVerifier`), ``presigner`` (default
-:class:`api.presign.S3Presigner` on the settings), ``readiness`` (default Redis and broker).
+:class:`api.presign.S3Presigner` on the settings), ``readiness`` (default Redis and broker),
+``limits`` (default :class:`api.limits.KeyLimits`: per-key rate and daily quota in Redis),
+``listing_admission`` (default :class:`api.admission.ListingAdmission`: 503 for listings while
+their queue is past its bound) and ``eraser`` (default :class:`api.storage.S3ObjectEraser`).
 
 Every error is ``application/problem+json`` (``api.problems``); bodies over
-``api_max_body_bytes`` get 413 before parsing (``api.limits``); requests are counted by route
+``api_max_body_bytes`` get 413 before parsing, every ``/v1`` request counts against its key's
+rate (``api.limits``); requests are counted by route
 template and status (``api.metrics``, served on ``/metrics``).
 """
 
@@ -22,20 +26,29 @@ import logging
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from prometheus_client import CollectorRegistry
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from api.admission import ListingAdmission
 from api.keys.model import KeyVerifier
-from api.limits import BodySizeLimit
+from api.limits import BodySizeLimit, KeyLimits, rate_limited
 from api.metrics import ApiMetrics, MetricsMiddleware
 from api.presign import Presigner, S3Presigner
-from api.problems import PROBLEM_MEDIA_TYPE, Problem, ProblemError, field_errors, problem_response
+from api.problems import (
+    PROBLEM_MEDIA_TYPE,
+    Problem,
+    ProblemError,
+    field_errors,
+    problem_response,
+    problem_responses,
+)
 from api.readiness import Readiness
-from api.routes import health, jobs, submit
+from api.routes import batch, erase, events, health, jobs, submit
 from api.settings import ApiSettings
+from api.storage import ObjectEraser, S3ObjectEraser
 from core.jobs import StoreError
 from core.publish import PublishError
 from producer.client import Producer
@@ -62,6 +75,9 @@ def create_app(
     settings: ApiSettings | None = None,
     presigner: Presigner | None = None,
     readiness: Readiness | None = None,
+    limits: KeyLimits | None = None,
+    listing_admission: ListingAdmission | None = None,
+    eraser: ObjectEraser | None = None,
 ) -> FastAPI:
     """The API app over these services (the caller owns them and closes them)."""
     settings = settings if settings is not None else ApiSettings()
@@ -77,13 +93,27 @@ def create_app(
     app.state.presigner = presigner if presigner is not None else S3Presigner(settings)
     app.state.readiness = readiness if readiness is not None else Readiness(settings)
     app.state.metrics = ApiMetrics(CollectorRegistry())
+    app.state.limits = limits if limits is not None else KeyLimits(settings)
+    app.state.listing_admission = (
+        listing_admission if listing_admission is not None else ListingAdmission(settings)
+    )
+    app.state.eraser = eraser if eraser is not None else S3ObjectEraser(settings)
 
-    app.include_router(submit.router)
-    app.include_router(jobs.router)
+    # every /v1 request counts against its key's rate (api.limits); health and metrics do not
+    limited: dict[str, Any] = {"dependencies": [Depends(rate_limited)], "responses": problem_responses(429)}
+    app.include_router(submit.router, **limited)
+    app.include_router(batch.router, **limited)
+    app.include_router(jobs.router, **limited)
+    app.include_router(events.router, **limited)
+    app.include_router(erase.router, **limited)
     app.include_router(health.router)
     _install_problem_handlers(app)
     # the last added is the outermost: metrics count the 413s the size limit answers
-    app.add_middleware(BodySizeLimit, max_bytes=settings.api_max_body_bytes)
+    app.add_middleware(
+        BodySizeLimit,
+        max_bytes=settings.api_max_body_bytes,
+        max_bytes_by_path={batch.BATCH_PATH: settings.api_max_batch_body_bytes},
+    )
     app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app

@@ -79,7 +79,7 @@ class ProblemError(Exception):
 
 
 def field_errors(
-    errors: Iterable[ErrorDetails | Mapping[str, Any]], *, prefix: Sequence[str] = ()
+    errors: Iterable[ErrorDetails | Mapping[str, Any]], *, prefix: Sequence[str | int] = ()
 ) -> list[FieldError]:
     """pydantic's errors as bounded :class:`FieldError` entries (at most :data:`MAX_ERRORS`)."""
     bounded: list[FieldError] = []
@@ -134,6 +134,8 @@ DESCRIPTIONS: Final = {
     413: "the body is over the configured size",
     415: "the body is not application/json",
     422: "the request breaks a rule (errors name each field and rule), or reuses an idempotency key",
+    429: "over the key's request rate or daily job quota; retry after Retry-After seconds",
     500: "an error on our side",
-    503: "a service behind the API (Redis, the broker) is unavailable; retry",
+    503: "a service behind the API (Redis, the broker) is unavailable, or the listing queue is full; "
+    "retry after Retry-After seconds",
 }

@@ -7,7 +7,8 @@ fields of :class:`core.settings.ServiceSettings` too; it never calls Triton.
 
 from __future__ import annotations
 
-from pydantic import Field
+from limits import parse_many
+from pydantic import Field, field_validator
 from pydantic_settings import SettingsConfigDict
 
 from core.settings import ServiceSettings
@@ -34,9 +35,60 @@ class ApiSettings(ServiceSettings):
     api_prefer_wait_max_s: float = Field(
         default=60.0,
         gt=0,
-        description="cap on RFC 7240 'Prefer: wait=N' on the submit routes (honoured in a later release)",
+        description="cap on RFC 7240 'Prefer: wait=N' on the submit routes: the longest a submit "
+        "waits for its job to end",
+    )
+    api_events_keepalive_s: float = Field(
+        default=15.0,
+        gt=0,
+        description="a GET /v1/jobs/{id}/events stream sends a comment this often while no event "
+        "comes, so proxies keep it open",
+    )
+    api_events_max_s: float = Field(
+        default=300.0,
+        gt=0,
+        description="longest one GET /v1/jobs/{id}/events stream stays open; the client reconnects "
+        "with Last-Event-ID and misses nothing",
     )
     api_public_url: str = Field(
         default="",
         description="base URL callers reach the API by, for the OpenAPI 'servers' entry; empty: none",
     )
+
+    # --- limits (api.limits, api.admission); per-key overrides may come from the key record later
+    api_rate_limit: str = Field(
+        default="50/second;1000/minute",
+        description="requests one key may make on /v1 (limits' notation, ';' between limits; "
+        "a moving window each); empty: no rate limit",
+    )
+    api_daily_quota: int = Field(
+        default=100_000,
+        ge=0,
+        description="jobs one key may submit per day (a batch item counts one); 0: none",
+    )
+    api_max_batch_items: int = Field(
+        default=1000, ge=1, le=1000, description="most listings one POST /v1/listings:batch takes"
+    )
+    api_max_batch_body_bytes: int = Field(
+        default=4 * 1024 * 1024,
+        ge=1024,
+        description="largest POST /v1/listings:batch body: a bigger one gets 413 before it is parsed",
+    )
+    api_listing_queue_bound: int = Field(
+        default=10_000,
+        ge=0,
+        description="listing messages ready in the broker above which new listing submits get 503; 0: none",
+    )
+    api_queue_depth_cache_s: float = Field(
+        default=1.0, ge=0, description="how long a queue depth read from the broker is reused"
+    )
+    api_admission_retry_after_s: int = Field(
+        default=30, ge=1, description="Retry-After of a listing submit refused by admission control"
+    )
+
+    @field_validator("api_rate_limit")
+    @classmethod
+    def _rate_limit_parses(cls, value: str) -> str:
+        if value.strip():
+            parse_many(value)  # raises ValueError naming what it cannot read
+        return value

@@ -22,6 +22,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal, Self
 
+from pydantic import SecretStr
+
 from core.settings import AtelierSettings
 from core.worker_settings import WorkerSettings, new_webhook_secret
 from embedded.namespace import delete_keys, delete_topology, namespace
@@ -29,6 +31,7 @@ from embedded.process import HOST, ChildServer, free_port
 from embedded.receiver import CallbackReceiver, Received
 from embedded.redis import RedisServer
 from embedded.s3 import S3Server
+from embedded.services import ApiServer, SweeperProcess
 from embedded.triton import TritonServer
 from embedded.workers import WORKER_APP, CeleryWorker
 from producer.client import Producer
@@ -90,7 +93,9 @@ class Stack:
     - ``settings``: more worker settings values, over the stack's own
 
     Once entered: ``settings``, ``redis``, ``s3``, ``triton`` (``None`` where not started here),
-    ``receiver``, ``workers`` (role -> ``CeleryWorker``), ``producer`` (opened on first use).
+    ``receiver``, ``workers`` (role -> ``CeleryWorker``), ``producer`` (opened on first use);
+    ``sweeper`` and ``api`` once :meth:`start_sweeper` and :meth:`start_api` started them
+    (stopped on exit before the workers, in reverse order of starting).
     """
 
     settings: WorkerSettings
@@ -129,6 +134,8 @@ class Stack:
         self.triton: TritonServer | None = None
         self.receiver: CallbackReceiver | None = receiver if isinstance(receiver, CallbackReceiver) else None
         self.workers: dict[str, CeleryWorker] = {}
+        self.sweeper: SweeperProcess | None = None
+        self.api: ApiServer | None = None
         self._pools: dict[str, Pool] = {}
         self._incarnations: dict[str, int] = {}
         self._exit = contextlib.ExitStack()
@@ -276,6 +283,31 @@ class Stack:
         with contextlib.ExitStack() as stops:
             for worker in self.workers.values():
                 stops.callback(worker.stop)
+
+    # --- sweeper and API ---
+
+    def start_sweeper(self) -> SweeperProcess:
+        """Start ``python -m worker.sweeper`` on the stack's settings; wait until it serves /metrics."""
+        sweeper = SweeperProcess(settings=self.settings, log_path=self.logs / "sweeper.log")
+        self._exit.callback(sweeper.stop)
+        self.sweeper = sweeper.start()
+        return sweeper
+
+    def start_api(
+        self, *, database_url: str, key_pepper: SecretStr | str, port: int | None = None
+    ) -> ApiServer:
+        """Start ``atelier api serve`` on the stack's settings with its key store at ``database_url``
+        (``port``: default a free one); wait until ``/readyz`` answers 200."""
+        api = ApiServer(
+            settings=self.settings,
+            log_path=self.logs / "api.log",
+            database_url=database_url,
+            key_pepper=key_pepper,
+            port=port,
+        )
+        self._exit.callback(api.stop)
+        self.api = api.start()
+        return api
 
     # --- clients ---
 

@@ -29,6 +29,7 @@ from core.contracts.jobs import JobEvent, JobRecord, JobState
 from core.contracts.v1 import ListingImageRequest, TryOnRequest, parse_request, validate_request
 from core.jobs import JobNotFound, StoreError, WatchTimeout, cancel_refusal
 from core.publish import PublishError
+from embedded.up import app as up_app
 from ops.cli import app as ops_app
 from ops.dlq_cli import app as dlq_app
 from producer.client import Producer
@@ -38,6 +39,7 @@ app.add_typer(dlq_app, name="dlq")
 app.add_typer(ops_app, name="ops")
 app.add_typer(keys_app, name="keys")
 app.add_typer(api_app, name="api")
+app.add_typer(up_app, name="up")
 out = Console()
 err = Console(stderr=True)
 

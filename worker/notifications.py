@@ -21,21 +21,19 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import ValidationError
 
-from core.contracts.jobs import EVENT_FOR_STATE, JobEvent, JobEventType, JobRecord
+from core.contracts.jobs import JobEvent, JobEventType
 from core.contracts.v1 import ListingImageRequest, TryOnRequest, parse_request
 from core.errors import PermanentError
+from core.jobs.events import build_event
 from worker.callbacks import DeliveryStatus
 from worker.context import WorkerContext
 
 log = logging.getLogger(__name__)
 
-#: the state each event reports (the inverse of ``EVENT_FOR_STATE``)
-STATE_FOR_EVENT = {event: state for state, event in EVENT_FOR_STATE.items()}
 #: what a ``gone`` outcome is recorded as; later events of the job are not sent
 GONE = "gone"
 
@@ -53,36 +51,6 @@ class Delivery:
 def subscribed(request: ListingImageRequest | TryOnRequest, event: JobEventType) -> bool:
     """Whether the request asked for ``event`` callbacks."""
     return request.callback is not None and event in request.callback.events
-
-
-def build_event(record: JobRecord, event: JobEventType) -> JobEvent:
-    """The ``JobEvent`` for ``event`` of the job in ``record``: state, links or error, no bytes.
-
-    ``data.state`` is the state the event reports (``job.started`` says ``running`` even when
-    the job has finished by the time it is sent); ``timestamp`` is when the job entered it.
-    """
-    state = STATE_FOR_EVENT[event]
-    data: dict[str, Any] = {
-        "job_id": record.job_id,
-        "kind": record.kind.value,
-        "state": state.value,
-        "requester": record.requester,
-        "subject": record.subject,
-    }
-    if event is JobEventType.STARTED:
-        data["attempts"] = record.attempts
-    if event is JobEventType.SUCCEEDED:
-        data["model"] = record.model
-        data["model_version"] = record.model_version
-        data["seed"] = record.seed
-        data["results"] = [image.model_dump(mode="json") for image in record.results]
-    if event is JobEventType.FAILED and record.error is not None:
-        data["error"] = record.error.model_dump(mode="json")
-    when = {
-        JobEventType.QUEUED: record.created_at,
-        JobEventType.STARTED: record.started_at,
-    }.get(event, record.finished_at)
-    return JobEvent(type=event, timestamp=when or record.updated_at or datetime.now(UTC), data=data)
 
 
 def deliver_callback(

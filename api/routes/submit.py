@@ -9,21 +9,34 @@ script); the same key with another request is 422. "The same request" is the sam
 request (its sha256 fingerprint, ``producer.client.request_fingerprint``), so ``'#1c2a5e'`` and
 ``'navy'`` are the same colour. Keys are scoped to the requester. The header may be left out and
 the body's ``idempotency_key`` used instead; both present and different is 422.
+
+``Prefer: wait=N`` (RFC 7240 section 4.3, as Replicate's predictions API takes it): the answer
+waits up to N seconds (at most ``api_prefer_wait_max_s``) for the job to end and, if it does,
+is 200 with the finished job (outputs included); otherwise the usual 202 with the job as it is.
+An honoured wait is confirmed with ``Preference-Applied: wait=N`` (N as capped); other
+preferences, and a ``wait`` that is not a number of seconds, are ignored, as the RFC asks. The
+wait follows the job's event stream (``core.jobs.JobEventFollower``): the route is ``async``
+and holds no thread while it waits; the submit itself runs in the thread pool, as before.
 """
 
 from __future__ import annotations
 
+import math
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Header, Response
+from fastapi import APIRouter, Depends, Header, Request, Response
 from pydantic import ValidationError
+from starlette.concurrency import run_in_threadpool
 
+from api.admission import admit_listings
 from api.auth import require
 from api.keys.model import ApiKey, Scope
+from api.limits import submission_quota
 from api.presign import Presigner
 from api.problems import FieldError, ProblemError, field_errors, problem_responses
 from api.routes.deps import job_resource, presigner, producer
 from api.routes.resources import Job, ListingSubmission, TryOnSubmission
+from api.settings import ApiSettings
 from core.contracts.bounds import bounded_errors
 from core.contracts.jobs import JobKind
 from core.contracts.v1 import (
@@ -32,7 +45,7 @@ from core.contracts.v1 import (
     ListingImageRequest,
     TryOnRequest,
 )
-from core.jobs import IdempotencyConflict, StoreError
+from core.jobs import IdempotencyConflict, JobEventFollower, StoreError
 from core.publish import PublishError
 from producer.client import Producer
 
@@ -51,9 +64,24 @@ IdempotencyKey = Annotated[
     ),
 ]
 
+Prefer = Annotated[
+    str | None,
+    Header(
+        alias="Prefer",
+        max_length=1024,
+        description="RFC 7240. `wait=N`: answer once the job has ended, waiting up to N seconds "
+        "(capped by the server): 200 with the finished job, or the usual 202 if it has not ended; "
+        "an honoured wait is confirmed by `Preference-Applied: wait=N`",
+    ),
+]
+
 _RESPONSES: dict[int | str, dict[str, Any]] = {
-    200: {"model": Job, "description": "an idempotent replay: the job this key and request created before"},
-    **problem_responses(401, 403, 413, 422, 503),
+    200: {
+        "model": Job,
+        "description": "an idempotent replay: the job this key and request created before; or, "
+        "with `Prefer: wait=N`, the job that ended within the wait",
+    },
+    **problem_responses(401, 403, 413, 422, 429, 503),
 }
 
 
@@ -115,6 +143,47 @@ def _submit(
     return job_resource(submitter.status(submission.job_id), signer)
 
 
+def _settings(request: Request) -> ApiSettings:
+    settings: ApiSettings = request.app.state.settings
+    return settings
+
+
+def preferred_wait(prefer: str | None) -> int | None:
+    """The N of ``wait=N`` in a ``Prefer`` header (RFC 7240: comma-separated preferences, each
+    ``name[=value]`` with ``;`` parameters; names are case-insensitive, values may be quoted),
+    or ``None`` when there is none or its value is not a number of seconds."""
+    for preference in (prefer or "").split(","):
+        name, _, value = preference.split(";", 1)[0].partition("=")
+        value = value.strip().strip('"')
+        if name.strip().lower() == "wait" and value.isascii() and value.isdigit():
+            return int(value)
+    return None
+
+
+async def _after_wait(
+    job: Job,
+    prefer: str | None,
+    response: Response,
+    *,
+    submitter: Producer,
+    signer: Presigner,
+    settings: ApiSettings,
+) -> Job:
+    """``job``, or the job once ended if ``Prefer: wait=N`` asked for it and it ended in time
+    (then 200); ``Preference-Applied`` says a wait was honoured and for how long at most."""
+    wait = min(preferred_wait(prefer) or 0, math.floor(settings.api_prefer_wait_max_s))
+    if wait <= 0:
+        return job
+    response.headers["Preference-Applied"] = f"wait={wait}"
+    if not job.state.terminal:
+        async with JobEventFollower(submitter.settings) as follower:
+            if await follower.wait_for_end(job.id, timeout=wait) is None:
+                return job
+        job = job_resource(await run_in_threadpool(submitter.status, job.id), signer)
+    response.status_code = 200
+    return job
+
+
 def _validated(model: type[ListingImageRequest] | type[TryOnRequest], data: dict[str, Any]) -> Any:
     try:
         with bounded_errors():
@@ -135,16 +204,32 @@ def _validated(model: type[ListingImageRequest] | type[TryOnRequest], data: dict
     response_model=Job,
     responses=_RESPONSES,
     summary="Submit a listing's product images",
+    dependencies=[Depends(admit_listings), Depends(submission_quota(Scope.SUBMIT_LISTINGS))],
 )
-def submit_listing(
+async def submit_listing(
     body: ListingSubmission,
     response: Response,
     idempotency_key: IdempotencyKey = None,
+    prefer: Prefer = None,
     key: ApiKey = Depends(require(Scope.SUBMIT_LISTINGS)),  # noqa: B008
     submitter: Producer = Depends(producer),  # noqa: B008
     signer: Presigner = Depends(presigner),  # noqa: B008
+    settings: ApiSettings = Depends(_settings),  # noqa: B008
 ) -> Job:
-    """Queue product images for a listing; 202 with the job and ``Location``."""
+    """Queue product images for a listing; 202 with the job and ``Location`` (with
+    ``Prefer: wait=N``, 200 with the finished job if it ends within N seconds)."""
+    job = await run_in_threadpool(_accept_listing, body, response, idempotency_key, key, submitter, signer)
+    return await _after_wait(job, prefer, response, submitter=submitter, signer=signer, settings=settings)
+
+
+def _accept_listing(
+    body: ListingSubmission,
+    response: Response,
+    idempotency_key: str | None,
+    key: ApiKey,
+    submitter: Producer,
+    signer: Presigner,
+) -> Job:
     request = _validated(ListingImageRequest, _as_request(body, key, idempotency_key))
     return _submit(submitter, signer, request, response)
 
@@ -155,17 +240,33 @@ def submit_listing(
     response_model=Job,
     responses=_RESPONSES,
     summary="Submit a virtual try-on",
+    dependencies=[Depends(submission_quota(Scope.SUBMIT_TRYONS))],
 )
-def submit_tryon(
+async def submit_tryon(
     body: TryOnSubmission,
     response: Response,
     idempotency_key: IdempotencyKey = None,
+    prefer: Prefer = None,
     key: ApiKey = Depends(require(Scope.SUBMIT_TRYONS)),  # noqa: B008
     submitter: Producer = Depends(producer),  # noqa: B008
     signer: Presigner = Depends(presigner),  # noqa: B008
+    settings: ApiSettings = Depends(_settings),  # noqa: B008
 ) -> Job:
-    """Queue a try-on image; 202 with the job and ``Location``. A garment from a listing must
-    name one of this requester's listing jobs."""
+    """Queue a try-on image; 202 with the job and ``Location`` (with ``Prefer: wait=N``, 200
+    with the finished job if it ends within N seconds). A garment from a listing must name one
+    of this requester's listing jobs."""
+    job = await run_in_threadpool(_accept_tryon, body, response, idempotency_key, key, submitter, signer)
+    return await _after_wait(job, prefer, response, submitter=submitter, signer=signer, settings=settings)
+
+
+def _accept_tryon(
+    body: TryOnSubmission,
+    response: Response,
+    idempotency_key: str | None,
+    key: ApiKey,
+    submitter: Producer,
+    signer: Presigner,
+) -> Job:
     request: TryOnRequest = _validated(TryOnRequest, _as_request(body, key, idempotency_key))
     if isinstance(request.garment, GarmentFromListing):
         source = submitter.store.get(request.garment.job_id)

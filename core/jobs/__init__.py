@@ -5,6 +5,8 @@
 - ``leases``: the workers' leases and the running and queued indexes the sweeper reads;
 - ``listing``: one requester's jobs a page at a time (the per-requester index, cursors);
 - ``memory``: :class:`MemoryJobStore`, the same behaviour in memory, for tests and benchmarks;
+- ``events``: the event each state change records (:class:`StoredEvent`), as callbacks send it;
+- ``follower``: :class:`JobEventFollower`, reading a job's events from an event loop (the API);
 - ``errors``, ``keys``, ``connection``: typed failures, Redis key names, the Redis client.
 """
 
@@ -17,6 +19,8 @@ from core.jobs.errors import (
     StoreUnavailable,
     WatchTimeout,
 )
+from core.jobs.events import StoredEvent
+from core.jobs.follower import JobEventFollower
 from core.jobs.listing import IndexEntry, InvalidCursor, JobPage, list_jobs
 from core.jobs.machine import ALLOWED_TRANSITIONS, MUTABLE_FIELDS, cancel_refusal, utcnow
 from core.jobs.memory import MemoryJobStore
@@ -28,6 +32,7 @@ __all__ = [
     "IdempotencyConflict",
     "IndexEntry",
     "InvalidCursor",
+    "JobEventFollower",
     "JobNotFound",
     "JobPage",
     "JobStore",
@@ -35,6 +40,7 @@ __all__ = [
     "StoreConflict",
     "StoreError",
     "StoreUnavailable",
+    "StoredEvent",
     "WatchTimeout",
     "cancel_refusal",
     "list_jobs",

@@ -8,6 +8,8 @@
 - ``{prefix}requester:{requester}``: a sorted set of the requester's job ids scored by creation
   time (epoch seconds), which ``GET /v1/jobs`` pages through newest first (``core.jobs.listing``);
 - ``{prefix}changes:{job_id}``: the channel each change is announced on (``watch`` wakes on it);
+- ``{prefix}events:{job_id}``: a stream of the job's events, one per state change, entry id
+  ``<record version>-0`` (``core.jobs.events``), expiring with the record;
 - ``{prefix}running`` and ``{prefix}queued``: sorted sets of job ids, scored by when the job
   entered that state (epoch seconds), which the stuck-job sweeper reads oldest first;
 - ``{prefix}lease:{job_id}``: held (with a TTL) by the worker running the job.
@@ -35,6 +37,9 @@ class JobKeys:
 
     def changes(self, job_id: str) -> str:
         return f"{self.prefix}changes:{job_id}"
+
+    def events(self, job_id: str) -> str:
+        return f"{self.prefix}events:{job_id}"
 
     def running(self) -> str:
         return f"{self.prefix}running"

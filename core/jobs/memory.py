@@ -2,8 +2,9 @@
 
 :class:`MemoryJobStore` offers what :class:`core.jobs.store.JobStore` offers, with the same
 state machine (it inherits :class:`core.jobs.machine.JobStateMachine` and writes through
-:func:`core.jobs.machine.accepts`), the same idempotency, claims, leases and indexes, and a
-``watch`` woken by each change. ``tests/integration/test_jobs_store.py`` runs the same
+:func:`core.jobs.machine.accepts`), the same idempotency, claims, leases and indexes, the
+same events (ids are the record's version after the change, at most ``EVENTS_MAX_LEN``), and a
+``watch`` and ``wait_events`` woken by each change. ``tests/integration/test_jobs_store.py`` runs the same
 assertions on both. Not shared between processes; records and idempotency keys never expire.
 """
 
@@ -18,6 +19,7 @@ from typing import Any
 
 from core.contracts.jobs import JobEventType, JobRecord, JobState
 from core.jobs.errors import IdempotencyConflict, WatchTimeout
+from core.jobs.events import EVENTS_MAX_LEN, StoredEvent, build_event, change_event
 from core.jobs.listing import IndexEntry
 from core.jobs.machine import Change, JobStateMachine, Mode, accepts, utcnow
 
@@ -43,6 +45,8 @@ class MemoryJobStore(JobStateMachine):
         self._running: dict[str, float] = {}
         self._queued: dict[str, float] = {}
         self._requeued: dict[str, int] = {}
+        self._versions: dict[str, int] = {}
+        self._events: dict[str, list[StoredEvent]] = {}
         self._lock = threading.RLock()
         self._changed = threading.Condition(self._lock)
 
@@ -73,6 +77,8 @@ class MemoryJobStore(JobStateMachine):
             self.records[record.job_id] = record
             self.requests[record.job_id] = copy.deepcopy(dict(request or {}))
             self._claims[record.job_id] = {}
+            self._versions[record.job_id] = 1
+            self._events[record.job_id] = [StoredEvent(1, build_event(record, JobEventType.QUEUED))]
             self._queued[record.job_id] = self.clock()
             self._by_requester.setdefault(record.requester, {})[record.job_id] = self.clock()
             if fingerprint:
@@ -113,6 +119,30 @@ class MemoryJobStore(JobStateMachine):
             del self._idempotency[(requester, key)]
             return True
 
+    def erase(self, job_id: str) -> bool:
+        """As ``JobStore.erase``: the record, request, claims, lease, index entries and the
+        idempotency key while it still names this job; ``True`` when the record was there."""
+        with self._lock:
+            record = self.records.pop(job_id, None)
+            tables: tuple[dict[str, Any], ...] = (
+                self.requests,
+                self._claims,
+                self._fingerprints,
+                self._leases,
+                self._versions,
+                self._events,
+            )
+            for table in tables:
+                table.pop(job_id, None)
+            for index in (self._running, self._queued, self._requeued):
+                index.pop(job_id, None)
+            for jobs in self._by_requester.values():
+                jobs.pop(job_id, None)
+            for scoped_key in [k for k, named in self._idempotency.items() if named == job_id]:
+                del self._idempotency[scoped_key]
+            self._changed.notify_all()
+        return record is not None
+
     # --- callback claims ---
 
     def claim_event(self, job_id: str, event: JobEventType | str) -> bool:
@@ -142,8 +172,24 @@ class MemoryJobStore(JobStateMachine):
                 return None
             self.records[job_id] = updated
             self._follow_state(job_id, updated.state, mode)
+            version = self._versions[job_id] = self._versions.get(job_id, 0) + 1
+            if mode is Mode.TRANSITION:
+                events = self._events.setdefault(job_id, [])
+                events.append(StoredEvent(version, change_event(updated)))
+                del events[:-EVENTS_MAX_LEN]
             self._changed.notify_all()
             return updated
+
+    def events(self, job_id: str, *, after: int = 0) -> list[StoredEvent]:
+        """As ``JobStore.events``: the events with an id above ``after``, oldest first."""
+        with self._lock:
+            return [event for event in self._events.get(job_id, []) if event.id > after]
+
+    def wait_events(self, job_id: str, *, after: int = 0, timeout: float) -> list[StoredEvent]:
+        """As ``JobStore.wait_events``: those events, or up to ``timeout`` s for the next."""
+        with self._changed:
+            self._changed.wait_for(lambda: self.events(job_id, after=after), timeout)
+            return self.events(job_id, after=after)
 
     def _follow_state(self, job_id: str, state: JobState, mode: Mode) -> None:
         """The indexes and the lease after a write, as ``scripts/write_change.lua`` keeps them."""

@@ -5,7 +5,10 @@ Every state change is one Lua script (``scripts/write_change.lua``) that compare
 ``version`` and checks the state machine before it writes, so two writers never overwrite each
 other's fields; a writer whose compare failed reads again and retries. Creation with an
 idempotency key is one script too (``scripts/create.lua``). Every change is announced on the
-job's change channel, so :meth:`JobStore.watch` wakes at once. Key names: ``core.jobs.keys``.
+job's change channel, so :meth:`JobStore.watch` wakes at once, and each state change appends
+its event to the job's stream in the same script (``core.jobs.events``), which
+:meth:`JobStore.events` reads and :meth:`JobStore.wait_events` blocks on (``XREAD BLOCK``).
+Key names: ``core.jobs.keys``.
 """
 
 from __future__ import annotations
@@ -20,6 +23,15 @@ import redis
 from core.contracts.jobs import JobEventType, JobRecord, JobState
 from core.jobs.connection import lua_script, redis_client, redis_errors
 from core.jobs.errors import IdempotencyConflict, StoreConflict, WatchTimeout
+from core.jobs.events import (
+    EVENTS_MAX_LEN,
+    StoredEvent,
+    build_event,
+    change_event,
+    parse_entries,
+    parse_read,
+    stream_id,
+)
 from core.jobs.keys import JobKeys
 from core.jobs.leases import JobLeases
 from core.jobs.listing import IndexEntry
@@ -51,6 +63,7 @@ class JobStore(JobStateMachine, JobLeases):
         self._write_change = client.register_script(lua_script("write_change"))
         self._claim = client.register_script(lua_script("claim_event"))
         self._release_idempotency_key = client.register_script(lua_script("release_idempotency_key"))
+        self._erase = client.register_script(lua_script("erase"))
 
     # --- create and read ---
 
@@ -72,7 +85,12 @@ class JobStore(JobStateMachine, JobLeases):
         """
         if record.state is not JobState.QUEUED:
             raise ValueError(f"a new job starts queued, not {record.state}")
-        keys = [self.keys.job(record.job_id), self.keys.queued(), self.keys.requester(record.requester)]
+        keys = [
+            self.keys.job(record.job_id),
+            self.keys.queued(),
+            self.keys.requester(record.requester),
+            self.keys.events(record.job_id),
+        ]
         if idempotency_key is not None:
             keys.append(self.keys.idempotency(record.requester, idempotency_key))
             record = record.model_copy(update={"idempotency_key": idempotency_key})
@@ -86,6 +104,8 @@ class JobStore(JobStateMachine, JobLeases):
             self.keys.changes(record.job_id),
             repr(time.time()),
             fingerprint or "",
+            build_event(record, JobEventType.QUEUED).model_dump_json(),
+            EVENTS_MAX_LEN,
         ]
         with redis_errors():
             job_id, outcome = self._create(keys=keys, args=args)
@@ -142,6 +162,31 @@ class JobStore(JobStateMachine, JobLeases):
             )
         return bool(released)
 
+    def erase(self, job_id: str) -> bool:
+        """Forget the job as if it never was (a shopper's right to erasure): its record and
+        request, its event stream and lease, its entries in every index, and its idempotency key
+        while that still names it. ``True`` when the record was there. One Lua script
+        (``scripts/erase.lua``); the caller stops the job first (a running job's worker would
+        find no record and drop it, but may already have stored objects)."""
+        record = self.get(job_id)
+        requester = record.requester if record is not None else None
+        idempotency_key = record.idempotency_key if record is not None else None
+        job = self.keys.job(job_id)
+        keys = [
+            job,
+            self.keys.queued(),
+            self.keys.running(),
+            self.keys.requester(requester) if requester is not None else job,
+            self.keys.idempotency(requester, idempotency_key)
+            if requester is not None and idempotency_key is not None
+            else job,
+            self.keys.lease(job_id),
+            self.keys.events(job_id),
+        ]
+        with redis_errors():
+            existed = self._erase(keys=keys, args=[job_id, self.keys.changes(job_id)])
+        return int(existed) == 1
+
     # --- callback claims ---
 
     def claim_event(self, job_id: str, event: JobEventType | str) -> bool:
@@ -190,6 +235,22 @@ class JobStore(JobStateMachine, JobLeases):
         finally:
             pubsub.close()
 
+    def events(self, job_id: str, *, after: int = 0) -> list[StoredEvent]:
+        """The job's recorded events with an id above ``after``, oldest first (none for an
+        unknown or expired job)."""
+        with redis_errors():
+            entries = self.redis.xrange(self.keys.events(job_id), min=f"({stream_id(after)}")
+        return parse_entries(entries)
+
+    def wait_events(self, job_id: str, *, after: int = 0, timeout: float) -> list[StoredEvent]:
+        """Like :meth:`events`, but when there are none yet, wait up to ``timeout`` seconds for
+        the next (``XREAD BLOCK``; ``[]`` if none came). ``timeout`` must stay below the
+        client's reply timeout (``redis_timeout_s``), or the read fails as unavailable."""
+        block_ms = max(1, round(timeout * 1000))
+        with redis_errors():
+            reply = self.redis.xread({self.keys.events(job_id): stream_id(after)}, block=block_ms)
+        return parse_read(reply)
+
     def write_change(
         self, job_id: str, change: Change, *, mode: Mode, only_from: Sequence[JobState] = ()
     ) -> JobRecord | None:
@@ -213,8 +274,16 @@ class JobStore(JobStateMachine, JobLeases):
                 job_id,
                 repr(time.time()),
                 ALLOWED_TRANSITIONS_JSON,
+                change_event(updated).model_dump_json() if mode is Mode.TRANSITION else "",
+                EVENTS_MAX_LEN,
             ]
-            keys = [key, self.keys.running(), self.keys.lease(job_id), self.keys.queued()]
+            keys = [
+                key,
+                self.keys.running(),
+                self.keys.lease(job_id),
+                self.keys.queued(),
+                self.keys.events(job_id),
+            ]
             with redis_errors():
                 outcome = int(self._write_change(keys=keys, args=args))
             if outcome == 1:

@@ -1,7 +1,7 @@
 """The job status store's behaviour, asserted on both stores: ``JobStore`` on a real Redis and
 the shipped ``MemoryJobStore`` (so the stand-in the unit tests use cannot drift from it): atomic
-idempotent create, the state machine, callback claims, watch, and the sweeper's leases and
-indexes. Redis-only details (key names, expiry) are asserted on ``JobStore`` alone."""
+idempotent create, the state machine, callback claims, watch, the event stream, and the
+sweeper's leases and indexes. Redis-only details (key names, expiry) are asserted on ``JobStore`` alone."""
 
 from __future__ import annotations
 
@@ -26,6 +26,7 @@ from core.jobs import (
     list_jobs,
     utcnow,
 )
+from core.jobs.events import EVENTS_MAX_LEN
 from core.settings import AtelierSettings
 
 QUEUED, RUNNING, SUCCEEDED, FAILED, CANCELED = (
@@ -183,6 +184,43 @@ def test_released_key_lets_a_retry_create_a_new_job(store: Store) -> None:
     assert store.release_idempotency_key("shop-eu", "key-1", first.job_id)
     second = new_record()
     assert store.create(second, "key-1") == (second.job_id, True)
+
+
+def test_erase_forgets_the_job_its_request_indexes_lease_and_idempotency_key(store: Store) -> None:
+    FAR = timedelta(days=1)
+    kept, _ = store.create(new_record(), "kept-key", request={"listing_id": "SKU-2"})
+    queued, _ = store.create(new_record(), "gone-key", request={"listing_id": "SKU-1"})
+    running, _ = store.create(new_record(), request={"listing_id": "SKU-1"})
+    assert store.transition(running, RUNNING) and store.take_lease(running, 60)
+    assert store.claim_event(running, JobEventType.STARTED)
+
+    assert store.erase(queued) and store.erase(running)
+    for job_id in (queued, running):
+        assert store.get(job_id) is None and store.get_request(job_id) is None
+        assert store.lease_holder(job_id) is None and not store.event_claimed(job_id, "job.started")
+        assert store.events(job_id) == []
+        assert job_id not in [entry.job_id for entry in store.requester_index("shop-eu")]
+        assert job_id not in store.running_since_before(utcnow() + FAR)
+        assert job_id not in store.queued_since_before(utcnow() + FAR)
+    assert store.find_by_idempotency_key("shop-eu", "gone-key") is None
+    # the others stay as they were, and the erased key is free for a new job
+    assert store.get(kept) is not None and store.find_by_idempotency_key("shop-eu", "kept-key") == kept
+    assert [entry.job_id for entry in store.requester_index("shop-eu")] == [kept]
+    again = new_record()
+    assert store.create(again, "gone-key") == (again.job_id, True)
+    assert not store.erase(queued)  # a second erase finds nothing
+    assert not store.transition(queued, RUNNING)  # a late worker cannot bring it back
+    assert store.get(queued) is None
+
+
+def test_redis_erase_leaves_no_key_of_the_job(redis_store: JobStore) -> None:
+    store = redis_store
+    job_id, _ = store.create(new_record(), "key-1", request={"listing_id": "SKU-1"})
+    assert store.transition(job_id, RUNNING) and store.take_lease(job_id, 60)
+    assert store.erase(job_id)
+    left = [key for key in store.redis.scan_iter(match=f"{store.keys.prefix}*") if job_id in key]
+    assert left == []
+    assert store.redis.zcard(store.keys.requester("shop-eu")) == 0
 
 
 def test_happy_path_sets_timestamps_attempts_and_results(store: Store) -> None:
@@ -363,6 +401,75 @@ def test_watch_times_out(store: Store) -> None:
 def test_watch_unknown_job_raises(store: Store) -> None:
     with pytest.raises(JobNotFound):
         next(store.watch(uuid.uuid4().hex, timeout=1))
+
+
+# --- the event stream (GET /v1/jobs/{id}/events reads it) ---
+
+
+def test_each_state_change_records_one_event_with_increasing_ids_and_updates_record_none(
+    store: Store,
+) -> None:
+    job_id = created(store, (RUNNING,))
+    assert store.transition(job_id, RUNNING)  # a redelivery: another job.started
+    assert store.record_callback(job_id, JobEventType.STARTED, "delivered")  # no state change
+    assert store.set_results(job_id, [])
+    assert store.transition(job_id, SUCCEEDED)
+    assert not store.transition(job_id, FAILED)  # refused: nothing recorded
+    events = store.events(job_id)
+    # ids are the record's version after the change: the two updates leave gaps
+    assert [(e.id, e.event.type) for e in events] == [
+        (1, JobEventType.QUEUED),
+        (2, JobEventType.STARTED),
+        (3, JobEventType.STARTED),
+        (6, JobEventType.SUCCEEDED),
+    ]
+    assert [e.event.data["state"] for e in events] == ["queued", "running", "running", "succeeded"]
+    assert [e.event.data.get("attempts") for e in events[1:3]] == [1, 2]
+    assert [e.terminal for e in events] == [False, False, False, True]
+    assert all(e.event.data["job_id"] == job_id for e in events)
+    assert [e.id for e in store.events(job_id, after=2)] == [3, 6]
+    assert store.events(job_id, after=6) == []
+    assert store.events(uuid.uuid4().hex) == []
+
+
+def test_wait_events_returns_at_once_what_is_there_and_wakes_on_the_next_change(store: Store) -> None:
+    job_id = created(store)
+    assert [e.id for e in store.wait_events(job_id, timeout=1)] == [1]
+
+    def worker() -> None:
+        time.sleep(0.2)
+        store.transition(job_id, CANCELED)
+
+    thread = threading.Thread(target=worker)
+    thread.start()
+    started = time.monotonic()
+    woken = store.wait_events(job_id, after=1, timeout=3)
+    thread.join()
+    assert [(e.id, e.event.type) for e in woken] == [(2, JobEventType.CANCELED)]
+    assert time.monotonic() - started < 2  # woken by the change, not at the timeout
+    started = time.monotonic()
+    assert store.wait_events(job_id, after=2, timeout=0.3) == []
+    assert 0.25 < time.monotonic() - started < 2
+
+
+def test_a_job_keeps_at_most_the_bounded_number_of_events(store: Store) -> None:
+    job_id = created(store, (RUNNING,))
+    for _ in range(EVENTS_MAX_LEN + 5):
+        assert store.transition(job_id, RUNNING)
+    events = store.events(job_id)
+    assert len(events) == EVENTS_MAX_LEN and events[-1].event.data["attempts"] == EVENTS_MAX_LEN + 6
+    assert [e.id for e in events] == sorted(e.id for e in events)
+
+
+def test_redis_event_stream_expires_with_the_record(redis_store: JobStore) -> None:
+    store = redis_store
+    job_id = created(store)
+    stream = store.keys.events(job_id)
+    assert store.redis.type(stream) == "stream"
+    assert 0 < store.redis.ttl(stream) <= store.settings.job_record_ttl_s
+    store.redis.expire(store.keys.job(job_id), 100)
+    assert store.transition(job_id, RUNNING)
+    assert 0 < store.redis.ttl(stream) <= 100  # a change brings the stream to the record's TTL
 
 
 # --- the sweeper's leases and indexes ---

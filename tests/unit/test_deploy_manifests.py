@@ -4,9 +4,12 @@
   that ``kubernetes-validate`` bundles (strict: unknown fields are errors), KEDA's kinds against
   the schemas in ``deploy/schemas``; ``deploy/compose.yaml`` against the Compose Specification
   schema that ``check-jsonschema`` bundles. No network, no cluster, no Docker.
-- Every ``ATELIER_*`` name anywhere in ``deploy/`` is a settings field, every queue a worker
-  consumes or KEDA watches is a work queue of ``core.topology``, and each work queue has its
-  own compose service, Deployment and ScaledObject; ports match Triton's and the worker's.
+- Every ``ATELIER_*`` name anywhere in ``deploy/`` is a settings field (the worker's, the API's or
+  the key store's), every queue a worker consumes or KEDA watches is a work queue of
+  ``core.topology``, and each work queue has its own compose service, Deployment and ScaledObject;
+  ports match Triton's, the worker's and the API's.
+- The HTTP API (compose ``api``, k8s ``api.yaml``): commands the ``atelier`` CLI accepts, probes on
+  paths the app serves, on the port of ``ApiSettings``, its key store's Secret, HPA and PDB.
 - ``deploy/prometheus/alerts.yml`` matches ``deploy/schemas/prometheus-rules.json``, queries only
   metrics that exist (the worker's, ``nv_*``, ``rabbitmq_*``, ``up``) and label values the code
   produces, and links every alert to its ``##`` section of docs/runbook.md; the Triton image
@@ -36,6 +39,8 @@ import pytest
 import yaml
 from prometheus_client.metrics import MetricWrapperBase
 
+from api.keys.settings import DatabaseSettings
+from api.settings import ApiSettings
 from core.errors import ErrorCode
 from core.settings import AtelierSettings
 from core.topology import build_topology
@@ -116,8 +121,12 @@ def dead_letter_queue() -> str:
     return str(build_topology(AtelierSettings.model_construct()).dead_letter.name)
 
 
+#: every process's settings model: the workers' (and the sweeper's), the API's, its key store's
+SETTINGS_MODELS = (WorkerSettings, ApiSettings, DatabaseSettings)
+
+
 def settings_env_names() -> set[str]:
-    return {f"ATELIER_{name.upper()}" for name in WorkerSettings.model_fields}
+    return {f"ATELIER_{name.upper()}" for model in SETTINGS_MODELS for name in model.model_fields}
 
 
 def queue_argument(command: list[str]) -> str | None:
@@ -245,7 +254,7 @@ def env_name_problems(texts: Mapping[str, str]) -> list[str]:
     """``ATELIER_*`` names in ``texts`` (file name -> text) that no settings field reads."""
     known = settings_env_names()
     return [
-        f"{file}: {name} is not a WorkerSettings field"
+        f"{file}: {name} is not a settings field"
         for file, text in texts.items()
         for name in sorted(set(ENV_NAME.findall(text)) - known)
     ]
@@ -266,7 +275,7 @@ def test_every_atelier_variable_in_deploy_is_a_settings_field() -> None:
 
 def test_an_unknown_atelier_variable_is_reported() -> None:
     texts = {"compose.yaml": "ATELIER_TRITON_URL: triton:8001\nATELIER_S3_BUCKET: images\n"}
-    assert env_name_problems(texts) == ["compose.yaml: ATELIER_TRITON_URL is not a WorkerSettings field"]
+    assert env_name_problems(texts) == ["compose.yaml: ATELIER_TRITON_URL is not a settings field"]
 
 
 def test_config_map_and_secret_keys_are_settings_variables() -> None:
@@ -287,6 +296,8 @@ def test_config_map_values_are_accepted_by_the_settings() -> None:
     # model_validate, not the constructor: only these values, none from this process's environment
     settings = WorkerSettings.model_validate(values)
     assert settings.task_soft_time_limit_s < settings.task_time_limit_s
+    api = ApiSettings.model_validate(values)  # the API's pods read the same ConfigMap
+    assert api.api_public_url == values["api_public_url"]
 
 
 def test_pods_read_only_config_maps_and_secrets_that_exist() -> None:
@@ -484,6 +495,7 @@ def test_prometheus_scrapes_compose_services_on_their_metrics_ports() -> None:
     workers = set(worker_services(compose_file).values())
     assert targets["atelier-workers"] == {f"{name}:{metrics_port()}" for name in workers}
     assert targets["triton"] == {f"triton:{TRITON_PORTS['metrics']}"}
+    assert targets["atelier-api"] == {f"api:{api_port()}"}
     hosts = {target.partition(":")[0] for job in targets.values() for target in job}
     assert hosts <= set(compose_file["services"])
 
@@ -500,7 +512,7 @@ def test_every_long_running_compose_service_has_a_healthcheck() -> None:
         for dependency, condition in service.get("depends_on", {}).items()
         if condition["condition"] == "service_completed_successfully"
     }
-    assert one_shots == {"minio-init"}
+    assert one_shots == {"minio-init", "api-migrate"}
     missing = [name for name in services if name not in one_shots and "healthcheck" not in services[name]]
     assert missing == []
 
@@ -895,3 +907,186 @@ def test_a_sweeper_option_the_cli_lacks_is_reported() -> None:
     problems = sweeper_command_problems(commands)
     assert problems[0].startswith("compose: ") and "does not start with" in problems[0]
     assert problems[1] == "k8s: No such option: --interval"
+
+
+# --- the HTTP API ---
+
+
+def api_port() -> int:
+    """The port ``atelier api serve`` binds by default (``ATELIER_API_PORT``)."""
+    return int(ApiSettings.model_fields["api_port"].default)
+
+
+def app_answers(paths: set[str]) -> dict[str, int]:
+    """The status of a GET of each path on the API app (the OpenAPI document's app: default settings,
+    no service behind it, readiness with no checks), in process."""
+    import asyncio
+
+    import httpx
+
+    from api.cli import document_app
+
+    async def get_each() -> dict[str, int]:
+        transport = httpx.ASGITransport(app=document_app())
+        async with httpx.AsyncClient(transport=transport, base_url="http://api") as client:
+            return {path: (await client.get(path)).status_code for path in sorted(paths)}
+
+    return asyncio.run(get_each())
+
+
+def atelier_command_problems(commands: Mapping[str, list[str]]) -> list[str]:
+    """Each command must be an ``atelier`` subcommand, with options, that the CLI accepts."""
+    import typer
+    import typer.main
+
+    from producer.cli import app as atelier
+
+    problems = []
+    for where, argv in commands.items():
+        if argv[:1] != ["atelier"]:
+            problems.append(f"{where}: {argv} is not an atelier command")
+            continue
+        command: Any = typer.main.get_command(atelier)
+        args, path = list(argv[1:]), ["atelier"]
+        # down the groups (they have subcommands) by name, then parse the rest with the command found
+        while hasattr(command, "get_command") and args and not args[0].startswith("-"):
+            context = command.make_context(" ".join(path), [], resilient_parsing=True)
+            found = command.get_command(context, args[0])
+            if found is None:
+                problems.append(f"{where}: {' '.join(path)} has no command {args[0]!r}")
+                break
+            path.append(args.pop(0))
+            command = found
+        else:
+            try:
+                command.make_context(" ".join(path), args)
+            except typer.TyperException as error:  # click's errors: an unknown option, a bad value
+                problems.append(f"{where}: {error}")
+    return problems
+
+
+def api_commands() -> dict[str, list[str]]:
+    deployment = named(manifests(), "Deployment", "api")
+    (init,) = deployment["spec"]["template"]["spec"]["initContainers"]
+    services = compose()["services"]
+    return {
+        "compose api": services["api"]["command"],
+        "compose api-migrate": services["api-migrate"]["command"],
+        "k8s api": containers(deployment)[0]["command"],
+        "k8s migrate": init["command"],
+    }
+
+
+def test_compose_and_kubernetes_run_api_commands_the_cli_accepts() -> None:
+    commands = api_commands()
+    assert atelier_command_problems(commands) == []
+    assert commands["compose api"] == commands["k8s api"] == ["atelier", "api", "serve"]
+    assert commands["compose api-migrate"] == commands["k8s migrate"] == ["atelier", "keys", "migrate"]
+
+
+def test_an_api_command_the_cli_lacks_is_reported() -> None:
+    commands = {
+        "typo": ["atelier", "api", "serv"],
+        "option": ["atelier", "keys", "migrate", "--to", "head"],
+        "other": ["uvicorn", "api.app:app"],
+    }
+    problems = atelier_command_problems(commands)
+    assert problems[0] == "typo: atelier api has no command 'serv'"
+    assert problems[1] == "option: No such option: --to"
+    assert problems[2].startswith("other: ") and "is not an atelier command" in problems[2]
+
+
+def test_api_probes_and_scrapes_paths_the_app_serves_on_the_settings_port() -> None:
+    port = api_port()
+    documents = manifests()
+    deployment = named(documents, "Deployment", "api")
+    (container,) = containers(deployment)
+    assert {"name": "http", "containerPort": port} in container["ports"]
+    probes = {"livenessProbe": "/healthz", "readinessProbe": "/readyz"}
+    for probe, path in probes.items():
+        assert container[probe]["httpGet"] == {"path": path, "port": "http"}
+    annotations = deployment["spec"]["template"]["metadata"]["annotations"]
+    assert annotations["prometheus.io/port"] == str(port)
+    served = app_answers({*probes.values(), annotations["prometheus.io/path"], "/no-such-path"})
+    assert served == {"/healthz": 200, "/metrics": 200, "/readyz": 200, "/no-such-path": 404}
+    env = {variable["name"]: variable["value"] for variable in container.get("env", [])}
+    assert env.get("ATELIER_API_PORT", str(port)) == str(port)
+    assert env["ATELIER_API_HOST"] == "0.0.0.0"  # reachable from the Service, not loopback only
+
+    service = named(documents, "Service", "api")
+    assert service["spec"]["selector"].items() <= deployment["spec"]["template"]["metadata"]["labels"].items()
+    assert [p["targetPort"] for p in service["spec"]["ports"]] == ["http"]
+
+    api = compose()["services"]["api"]
+    assert int(api["environment"]["ATELIER_API_PORT"]) == port
+    assert api["environment"]["ATELIER_API_HOST"] == "0.0.0.0"
+    assert f"{port}:{port}" in api["ports"]
+    healthcheck = " ".join(api["healthcheck"]["test"])
+    assert f"127.0.0.1:{port}/healthz" in healthcheck
+
+
+def test_the_api_reads_its_key_store_from_a_secret_and_migrates_it_first() -> None:
+    documents = manifests()
+    database = named(documents, "Secret", "atelier-database")["stringData"]
+    assert set(database) == {"ATELIER_DATABASE_URL", "ATELIER_KEY_PEPPER"}
+    assert database["ATELIER_DATABASE_URL"].startswith("postgresql+psycopg://")
+    deployment = named(documents, "Deployment", "api")
+    pod = deployment["spec"]["template"]["spec"]
+    for container in [*pod["initContainers"], *pod["containers"]]:
+        secrets = {source["secretRef"]["name"] for source in container["envFrom"] if "secretRef" in source}
+        assert "atelier-database" in secrets, container["name"]
+    assert "atelier-callbacks" not in {
+        source.get("secretRef", {}).get("name") for source in containers(deployment)[0]["envFrom"]
+    }
+
+    services = compose()["services"]
+    for name in ("api", "api-migrate"):
+        environment = services[name]["environment"]
+        assert environment["ATELIER_DATABASE_URL"].startswith("postgresql+psycopg://")
+        assert "@postgres:5432/" in environment["ATELIER_DATABASE_URL"]
+        assert "ATELIER_KEY_PEPPER" in environment
+        assert services[name]["depends_on"]["postgres"] == {"condition": "service_healthy"}
+    assert services["api"]["depends_on"]["api-migrate"] == {"condition": "service_completed_successfully"}
+    assert "postgres-data:/var/lib/postgresql/data" in services["postgres"]["volumes"]
+
+
+def test_the_api_scales_on_cpu_and_keeps_a_replica_through_disruptions() -> None:
+    documents = manifests()
+    deployment = named(documents, "Deployment", "api")
+    assert "replicas" not in deployment["spec"]  # the HPA owns them
+    hpa = named(documents, "HorizontalPodAutoscaler", "api")
+    assert hpa["spec"]["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "Deployment", "name": "api"}
+    assert 1 <= hpa["spec"]["minReplicas"] <= hpa["spec"]["maxReplicas"]
+    (metric,) = hpa["spec"]["metrics"]
+    assert metric["resource"]["name"] == "cpu"
+    (container,) = containers(deployment)
+    assert "cpu" in container["resources"]["requests"]  # utilisation is a share of the request
+    pdb = named(documents, "PodDisruptionBudget", "api")
+    labels = deployment["spec"]["template"]["metadata"]["labels"]
+    assert pdb["spec"]["selector"]["matchLabels"].items() <= labels.items()
+    assert pdb["spec"]["minAvailable"] < hpa["spec"]["minReplicas"]  # a drain can always evict one
+
+
+def dockerfile_copy_problems(dockerfile: str, dockerignore: str) -> list[str]:
+    """Folders the image copies that its ``.dockerignore`` leaves out of the context, and the worker
+    package in the API's image (the API never imports it)."""
+    copied = re.findall(r"^COPY (\S+)/ ", dockerfile, flags=re.MULTILINE)
+    allowed = set(re.findall(r"^!(\S+)/$", dockerignore, flags=re.MULTILINE))
+    problems = [
+        f"{folder}/ is copied but not in the build context" for folder in copied if folder not in allowed
+    ]
+    return problems + [f"{folder}/ is copied into the API image" for folder in copied if folder == "worker"]
+
+
+def test_the_api_image_copies_what_the_atelier_command_imports_and_no_worker() -> None:
+    dockerfile = (DEPLOY / "api" / "Dockerfile").read_text()
+    dockerignore = (DEPLOY / "api" / "Dockerfile.dockerignore").read_text()
+    assert dockerfile_copy_problems(dockerfile, dockerignore) == []
+    copied = set(re.findall(r"^COPY (\S+)/ ", dockerfile, flags=re.MULTILINE))
+    assert {"core", "producer", "ops", "api", "embedded", "serving_contract"} <= copied
+    assert 'pip install ".[api]"' in dockerfile
+    broken = dockerfile.replace("COPY api/ api/", "COPY api/ api/\nCOPY worker/ worker/")
+    assert dockerfile_copy_problems(broken, dockerignore) == [
+        "worker/ is copied but not in the build context",
+        "worker/ is copied into the API image",
+    ]

@@ -1,10 +1,14 @@
 -- Write one change of a job record (compare-and-set on its version), with the indexes that
 -- follow its state: it leaves the queued index, enters the running one on a transition to
 -- running, and leaves the running index and drops its lease in any other state.
--- KEYS[1] job hash, KEYS[2] index of running jobs, KEYS[3] the job's lease, KEYS[4] index of queued jobs
+-- A transition also appends its event to the job's stream, its id the record's new version,
+-- keeping at most the given number of events, expiring with the record.
+-- KEYS[1] job hash, KEYS[2] index of running jobs, KEYS[3] the job's lease, KEYS[4] index of queued jobs,
+-- KEYS[5] the job's event stream
 -- ARGV: expected version, new state, new record, mode ('transition' | 'update'),
 --       states the job must be in (space separated, '' = any), change channel, job id, now (epoch s),
---       allowed transitions (JSON: {from: {to: 1}}, from core.jobs.machine.ALLOWED_TRANSITIONS)
+--       allowed transitions (JSON: {from: {to: 1}}, from core.jobs.machine.ALLOWED_TRANSITIONS),
+--       the transition's event (JSON), most events the stream keeps
 -- returns 1 written, 0 refused by the state machine, -1 no such job, -2 version moved on
 local allowed = cjson.decode(ARGV[9])
 local state = redis.call('HGET', KEYS[1], 'state')
@@ -27,5 +31,10 @@ else
   redis.call('DEL', KEYS[3])
 end
 local version = redis.call('HINCRBY', KEYS[1], 'version', 1)
+if ARGV[4] == 'transition' then
+  redis.call('XADD', KEYS[5], 'MAXLEN', ARGV[11], version .. '-0', 'event', ARGV[10])
+  local ttl = redis.call('PTTL', KEYS[1])
+  if ttl > 0 then redis.call('PEXPIRE', KEYS[5], ttl) end
+end
 redis.call('PUBLISH', ARGV[6], version)
 return 1
