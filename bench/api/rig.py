@@ -1,0 +1,94 @@
+"""What the API benchmark runs against: the machine's Redis, RabbitMQ and PostgreSQL, under a
+private namespace, and one ``atelier api serve`` process on them.
+
+No worker runs: every submitted job stays queued, so the figures are the cost of taking a job in
+(record, publish, and for the API its key, limits and admission), not of making its images. On
+leaving, the namespace's queues (with every message in them) and Redis keys are deleted and the
+fresh key-store database is dropped, also after an error half-way.
+
+The limits stay on, as in production, but out of the way: each client has a key of its own
+(rate limits and quotas are per key), the rate limit and daily quota are raised far above what
+the benchmark submits, and the listing queue bound (admission control) above what it queues; so
+the API pays for checking them (Redis round trips, the cached queue depth) and never refuses.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import secrets
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from pydantic import SecretStr
+from sqlalchemy import create_engine, make_url, pool, text
+
+from api.keys.model import Scope
+from api.keys.settings import DatabaseSettings
+from core.worker_settings import WorkerSettings
+from embedded.namespace import namespace, remove_namespace
+from embedded.services import ApiServer
+from embedded.up import Database, create_key, migrate_key_store
+
+#: the requester every benchmark key belongs to (one key per client)
+REQUESTER = "bench-api"
+#: the API's limits during the run: far above what any run submits, so none is ever refused
+LIMITS_ENV = {
+    "ATELIER_API_RATE_LIMIT": "1000000/second",
+    "ATELIER_API_DAILY_QUOTA": "100000000",
+    "ATELIER_API_LISTING_QUEUE_BOUND": "100000000",
+}
+
+
+@dataclass(frozen=True)
+class Rig:
+    """A running API on a private namespace: its URL, one key per client, the settings a direct
+    ``Producer`` uses for the same namespace."""
+
+    url: str
+    tokens: list[str]
+    settings: WorkerSettings
+
+
+@contextlib.contextmanager
+def fresh_database() -> Iterator[str]:
+    """A new, empty database on the configured PostgreSQL server (``ATELIER_DATABASE_URL``),
+    dropped on leaving (even with connections left open)."""
+    server = make_url(DatabaseSettings().database_url.get_secret_value())
+    name = f"atelier_bench_{secrets.token_hex(6)}"
+    admin = create_engine(
+        server.set(database="postgres"), isolation_level="AUTOCOMMIT", poolclass=pool.NullPool
+    )
+    with admin.connect() as connection:
+        connection.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield server.set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as connection:
+            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+@contextlib.contextmanager
+def running_api(*, clients: int, workdir: Path) -> Iterator[Rig]:
+    """Start the API on a private namespace with a migrated key store and ``clients`` keys (each
+    may submit listings); stop it and remove everything on leaving."""
+    settings = WorkerSettings(_env_file=None, **namespace("bench-api"))  # type: ignore[call-arg]
+    with contextlib.ExitStack() as leaving:
+        leaving.callback(remove_namespace, settings)
+        database = Database(leaving.enter_context(fresh_database()), SecretStr(secrets.token_urlsafe(32)))
+        migrate_key_store(database)
+        tokens = [
+            create_key(database, REQUESTER, scopes=[Scope.SUBMIT_LISTINGS, Scope.READ], name=f"client-{i}")
+            for i in range(clients)
+        ]
+        api = ApiServer(
+            settings=settings,
+            log_path=workdir / "logs" / "api.log",
+            database_url=database.url,
+            key_pepper=database.pepper,
+            env=LIMITS_ENV,
+        )
+        leaving.callback(api.stop)
+        api.start()
+        yield Rig(url=api.url, tokens=tokens, settings=settings)
