@@ -244,6 +244,8 @@ def render(data: dict[str, Any]) -> str:
         "Method, layout and how to read the figures: [docs/benchmarks/README.md](docs/benchmarks/README.md).",
         "The seed contract's options and their cost (`python -m bench.determinism`):",
         "[docs/benchmarks/determinism.md](docs/benchmarks/determinism.md).",
+        "The HTTP API under load against direct `Producer.submit` (`python -m bench.api`):",
+        "[docs/benchmarks/api.md](docs/benchmarks/api.md).",
         "",
         f"Command: `{any_run.get('command', '?')}` (size `{any_run.get('size', '?')}`"
         f"{', GPU' if any_run.get('gpu') else ', CPU only'})  ",
