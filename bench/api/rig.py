@@ -21,12 +21,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pydantic import SecretStr
-from sqlalchemy import create_engine, make_url, pool, text
 
 from api.keys.model import Scope
 from api.keys.settings import DatabaseSettings
 from core.worker_settings import WorkerSettings
 from embedded.namespace import namespace, remove_namespace
+from embedded.postgres import scratch_database
 from embedded.services import ApiServer
 from embedded.up import Database, create_key, migrate_key_store
 
@@ -51,32 +51,18 @@ class Rig:
 
 
 @contextlib.contextmanager
-def fresh_database() -> Iterator[str]:
-    """A new, empty database on the configured PostgreSQL server (``ATELIER_DATABASE_URL``),
-    dropped on leaving (even with connections left open)."""
-    server = make_url(DatabaseSettings().database_url.get_secret_value())
-    name = f"atelier_bench_{secrets.token_hex(6)}"
-    admin = create_engine(
-        server.set(database="postgres"), isolation_level="AUTOCOMMIT", poolclass=pool.NullPool
-    )
-    with admin.connect() as connection:
-        connection.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield server.set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as connection:
-            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
-
-
-@contextlib.contextmanager
 def running_api(*, clients: int, workdir: Path) -> Iterator[Rig]:
     """Start the API on a private namespace with a migrated key store and ``clients`` keys (each
     may submit listings); stop it and remove everything on leaving."""
     settings = WorkerSettings(_env_file=None, **namespace("bench-api"))  # type: ignore[call-arg]
     with contextlib.ExitStack() as leaving:
         leaving.callback(remove_namespace, settings)
-        database = Database(leaving.enter_context(fresh_database()), SecretStr(secrets.token_urlsafe(32)))
+        database = Database(
+            leaving.enter_context(
+                scratch_database(DatabaseSettings().database_url.get_secret_value(), prefix="atelier_bench")
+            ),
+            SecretStr(secrets.token_urlsafe(32)),
+        )
         migrate_key_store(database)
         tokens = [
             create_key(database, REQUESTER, scopes=[Scope.SUBMIT_LISTINGS, Scope.READ], name=f"client-{i}")

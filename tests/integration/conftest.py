@@ -4,13 +4,13 @@ for the key store (``atelier_test_<random>``, dropped afterwards)."""
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 
+from embedded.postgres import scratch_database
 from embedded.triton import DEFAULT_REPOSITORY, TritonServer
 
 
@@ -30,23 +30,10 @@ def triton(triton_repository: Path, tmp_path_factory: pytest.TempPathFactory) ->
 def fresh_postgres_database() -> Iterator[str]:
     """The URL of a new, empty database on the configured server (``ATELIER_DATABASE_URL``),
     dropped afterwards (even with connections left open)."""
-    from sqlalchemy import create_engine, make_url, pool, text
-
     from api.keys.settings import DatabaseSettings
 
-    server = make_url(DatabaseSettings().database_url.get_secret_value())
-    name = f"atelier_test_{secrets.token_hex(6)}"
-    admin = create_engine(
-        server.set(database="postgres"), isolation_level="AUTOCOMMIT", poolclass=pool.NullPool
-    )
-    with admin.connect() as connection:
-        connection.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield server.set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as connection:
-            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+    with scratch_database(DatabaseSettings().database_url.get_secret_value(), prefix="atelier_test") as url:
+        yield url
 
 
 @pytest.fixture(scope="module")

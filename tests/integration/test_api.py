@@ -18,7 +18,6 @@ import time
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -26,7 +25,6 @@ from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 from pydantic import SecretStr
 
 from api.app import create_app
@@ -45,6 +43,7 @@ from tests.integration.services import (
     queue_depth,
     remove_namespace,
     require_services,
+    serving,
 )
 
 PEPPER = "api-test-pepper"
@@ -73,24 +72,6 @@ class Api:
 
     def listing_depth(self) -> int:
         return queue_depth(BASE, build_topology(self.settings).listing.name)
-
-
-@contextmanager
-def serving(app: Any) -> Iterator[str]:
-    """``app`` on uvicorn in a thread, on a free port; yields its base URL."""
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.02)
-    port = server.servers[0].sockets[0].getsockname()[1]
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
 
 
 @pytest.fixture(scope="module")

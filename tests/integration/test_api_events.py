@@ -12,15 +12,12 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 
 from api.app import create_app
 from api.keys.model import Scope
@@ -32,7 +29,7 @@ from embedded.stack import Pool, Stack
 from embedded.triton import TritonServer
 from producer.client import Producer
 from tests.examples import LISTING_EXAMPLE, TRYON_EXAMPLE
-from tests.integration.services import require_services
+from tests.integration.services import require_services, serving
 
 pytestmark = [pytest.mark.triton, pytest.mark.slow]
 
@@ -104,24 +101,6 @@ def read_stream(response: httpx.Response, *, stop_after: int | None = None) -> S
                 setattr(current, name, value)
     stream.ended = True
     return stream
-
-
-@contextmanager
-def serving(app: Any) -> Iterator[str]:
-    """``app`` on uvicorn in a thread, on a free port; yields its base URL."""
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.02)
-    port = server.servers[0].sockets[0].getsockname()[1]
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
 
 
 @pytest.fixture(scope="module")
