@@ -646,5 +646,11 @@ def rabbitmq_restart(workdir: Path, triton_grpc_url: str, size: str) -> Scenario
         }
         if submitter.other_errors:
             result.figures["other errors from submit"] = sorted(set(submitter.other_errors))[:5]
+        unsettled = {j: o for j, o in outcomes.items() if o != dict.fromkeys(SUCCEEDED_EVENTS, "delivered")}
+        if unsettled:  # which events, and what the store says of them: for the failure's message
+            result.figures["callbacks not delivered (job: outcomes)"] = dict(list(unsettled.items())[:5])
+            result.figures["their events received"] = {
+                j: sorted(e for (job, e) in grouped if job == j) for j in list(unsettled)[:5]
+            }
     result.wall_s = round(time.monotonic() - started, 1)
     return result

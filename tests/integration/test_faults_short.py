@@ -83,7 +83,7 @@ def test_rabbitmq_restarted_every_publish_is_confirmed_or_raises_and_workers_rec
     assert result.figures["submits confirmed"] > 0 and result.figures["submits that raised PublishError"] > 0
     assert result.checks["the same worker processes reconnected by themselves"]
     assert result.checks["every submit that raised is recorded failed: publish_failed"]
-    assert all(result.checks.values()), result.checks
+    assert all(result.checks.values()), (result.checks, result.figures)
 
 
 def test_poison_messages_are_dead_lettered_with_a_reason_and_the_worker_keeps_serving(
