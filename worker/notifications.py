@@ -66,7 +66,7 @@ def deliver_callback(
     event = JobEventType(event)
     extra = {"job_id": job_id, "event": event.value, "attempt": attempt}
     if attempt == 1 and not ctx.store.claim_event(job_id, event) and not redelivered:
-        log.info("callback %s of job %s already claimed: dropped", event.value, job_id, extra=extra)
+        log.warning("callback %s of job %s already claimed: dropped", event.value, job_id, extra=extra)
         return Delivery("duplicate")
     record = ctx.store.get(job_id)
     stored = ctx.store.get_request(job_id)

@@ -4,7 +4,8 @@ notify. ``worker/tasks.py`` calls them; the unit tests call them with ``worker.s
 - **Start** (:func:`start`): ``queued -> running`` happens once. A message for a job that is
   not queued is dropped, except a redelivery or retry of a running job, which counts another
   attempt; a canceled or finished job gets its final callback queued again (the callback task
-  sends each event once) and the message is dropped.
+  sends each event once) and the message is dropped. Both paths first queue any earlier event
+  whose message a broker outage lost (:func:`catch_up`).
 - **Lease**: starting an attempt takes the job's lease for the hard time limit plus
   ``sweep_grace_s``; a ``running`` job without one has no live worker (``worker/sweeper.py``).
 - **Seeds**: the request's seed, else one derived from the job id, so a redelivered job makes
@@ -165,11 +166,8 @@ def start(job_id: str, req: Request, ctx: WorkerContext, *, redelivered: bool) -
     if store.transition(job_id, JobState.RUNNING, only_from=[JobState.QUEUED]):
         take_lease(job_id, ctx)
         metrics.job_started(req.kind)
-        if subscribed(req.callback, JobEventType.QUEUED) and not store.event_claimed(
-            job_id, JobEventType.QUEUED
-        ):
-            # the producer queues job.queued right after its publish; a broker lost in between lost it
-            notify(ctx, job_id, req.callback, JobEventType.QUEUED)
+        # the producer queues job.queued right after its publish; a broker lost in between lost it
+        catch_up(ctx, job_id, req.callback, [JobEventType.QUEUED])
         notify(ctx, job_id, req.callback, JobEventType.STARTED)
         _log(logging.INFO, job_id, "started", attempt=1)
         return True
@@ -178,12 +176,16 @@ def start(job_id: str, req: Request, ctx: WorkerContext, *, redelivered: bool) -
         _log(logging.WARNING, job_id, "has no record (expired or never created): message dropped")
         return False
     if record.state.terminal:
-        # canceled before it ran, or an earlier delivery finished it: make sure its last
-        # callback is queued (sent once, whoever queues it), and do no work
+        # canceled before it ran, or an earlier delivery finished it: make sure its callbacks
+        # are queued (each is sent once, whoever queues it), and do no work
         _log(logging.INFO, job_id, f"is {record.state.value}: message dropped")
+        catch_up(ctx, job_id, req.callback, events_before(record.started_at is not None))
         notify(ctx, job_id, req.callback, EVENT_FOR_STATE[record.state])
         return False
     if record.state is JobState.RUNNING and redelivered:
+        # the attempt before may have died between its start and queuing job.started (a broker
+        # connection lost there terminates the task): queue what was not
+        catch_up(ctx, job_id, req.callback, events_before(started=True))
         if record.attempts >= ctx.settings.job_retry_attempts:
             failure = RetryableError(
                 ErrorCode.ATTEMPTS_EXHAUSTED, f"the job's message came back after {record.attempts} attempts"
@@ -370,6 +372,22 @@ def notify(ctx: WorkerContext, job_id: str, callback: CallbackSpec | None, event
     """Queue the ``event`` callback if the request subscribed to it."""
     if subscribed(callback, event):
         ctx.notify(job_id, event)
+
+
+def events_before(started: bool) -> list[JobEventType]:
+    """The events a job has passed before its current state: queued, and started if it ran."""
+    return [JobEventType.QUEUED, JobEventType.STARTED] if started else [JobEventType.QUEUED]
+
+
+def catch_up(
+    ctx: WorkerContext, job_id: str, callback: CallbackSpec | None, events: Sequence[JobEventType]
+) -> None:
+    """Queue each subscribed event of ``events`` that no callback task has claimed: its message
+    was lost (a broker outage between the state change and the publish). A message still on
+    its way makes a duplicate, which the callback task drops (``JobStore.claim_event``)."""
+    for event in events:
+        if subscribed(callback, event) and not ctx.store.event_claimed(job_id, event):
+            ctx.notify(job_id, event)
 
 
 def subscribed(callback: CallbackSpec | None, event: JobEventType) -> bool:

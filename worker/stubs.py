@@ -153,9 +153,16 @@ class RecordingNotifier:
 
     def __init__(self) -> None:
         self.queued: list[tuple[str, JobEventType]] = []
+        self._failures: dict[JobEventType, Exception] = {}
 
     def __call__(self, job_id: str, event: JobEventType, /) -> None:
+        if (error := self._failures.pop(event, None)) is not None:
+            raise error
         self.queued.append((job_id, event))
+
+    def fail_next(self, event: JobEventType, error: Exception) -> None:
+        """Raise ``error`` instead of queuing the next ``event`` (a broker outage)."""
+        self._failures[event] = error
 
     def events(self, job_id: str) -> list[str]:
         """The events queued for ``job_id``, in order."""

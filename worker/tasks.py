@@ -22,6 +22,7 @@ from typing import Any
 from celery import Task
 from celery.exceptions import Reject, Retry
 
+from core.errors import RetryableError
 from core.jobs import StoreUnavailable
 from core.topology import CALLBACK_TASK, LISTING_TASK, TRYON_TASK, callback_kwargs
 from worker import context, model_versions, notifications, pipeline
@@ -77,6 +78,10 @@ def _run_job(task: Task, run: JobRunner, job_id: str, request: Mapping[str, Any]
     except pipeline.RetryLater as later:
         _retry(task, later.countdown, exc=later.error, queue=queue)
     except StoreUnavailable as error:  # no record to count attempts in: back off and try again
+        _retry(task, _store_backoff(task), exc=error, queue=queue)
+    except RetryableError as error:
+        # raised outside the job's own failure handling: a callback not queued at the start
+        # (broker down). The retry runs the job again and queues what is missing.
         _retry(task, _store_backoff(task), exc=error, queue=queue)
 
 

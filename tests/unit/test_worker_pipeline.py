@@ -103,6 +103,11 @@ class Harness:
     def events(self, job_id: str) -> list[str]:
         return self.notifier.events(job_id)
 
+    def claim_queued(self) -> None:
+        """Claim every queued event, as the callback tasks would."""
+        for job_id, event in self.notified:
+            self.store.claim_event(job_id, event)
+
 
 def listing(**fields: Any) -> dict[str, Any]:
     return {
@@ -244,9 +249,19 @@ def test_a_message_for_a_finished_job_queues_its_final_callback_again_and_does_n
     h = Harness()
     job_id, request = h.submit(listing())
     run_listing(job_id, request, h.ctx)
+    h.claim_queued()  # a callback worker took both events
     run_listing(job_id, request, h.ctx, redelivered=True)
     assert len(h.triton.calls) == 1
     assert h.events(job_id) == ["job.started", "job.succeeded", "job.succeeded"]
+
+
+def test_a_message_for_a_finished_job_whose_started_callback_was_lost_queues_it_too() -> None:
+    h = Harness()
+    job_id, request = h.submit(listing())
+    run_listing(job_id, request, h.ctx)
+    h.store.claim_event(job_id, JobEventType.SUCCEEDED)  # job.started's message was lost
+    run_listing(job_id, request, h.ctx, redelivered=True)
+    assert h.events(job_id) == ["job.started", "job.succeeded", "job.started", "job.succeeded"]
 
 
 def test_a_redelivery_past_the_attempt_budget_fails_the_job() -> None:
@@ -258,7 +273,29 @@ def test_a_redelivery_past_the_attempt_budget_fails_the_job() -> None:
     record = h.store.records[job_id]
     assert record.state is JobState.FAILED and record.error is not None
     assert record.error.code == "attempts_exhausted" and h.triton.calls == []
-    assert h.events(job_id) == ["job.failed"]
+    assert h.events(job_id) == ["job.started", "job.failed"]  # it ran, and its start was never queued
+
+
+def test_a_redelivered_running_job_queues_the_started_callback_its_last_attempt_never_queued() -> None:
+    h = Harness()
+    job_id, request = h.submit(listing())
+    assert h.store.transition(job_id, JobState.RUNNING)  # the worker died before queuing job.started
+    run_listing(job_id, request, h.ctx, redelivered=True)
+    assert h.events(job_id) == ["job.started", "job.succeeded"]
+    assert h.store.records[job_id].state is JobState.SUCCEEDED
+
+
+def test_a_started_callback_not_queued_during_a_broker_outage_is_queued_by_the_retry() -> None:
+    h = Harness()
+    job_id, request = h.submit(listing())
+    h.notifier.fail_next(JobEventType.STARTED, RetryableError("callback_enqueue_failed", "broker down"))
+
+    with pytest.raises(RetryableError):  # worker/tasks.py turns it into a retry of the job
+        run_listing(job_id, request, h.ctx)
+    run_listing(job_id, request, h.ctx, redelivered=True)
+
+    assert h.events(job_id) == ["job.started", "job.succeeded"]
+    assert h.store.records[job_id].state is JobState.SUCCEEDED and len(h.triton.calls) == 1
 
 
 # --- failures ---
@@ -275,6 +312,7 @@ def test_retryable_error_retries_with_backoff_then_fails_with_the_reason_after_t
         assert later.value.error.code == "inference_unavailable"
         assert h.store.records[job_id].state is JobState.RUNNING
         countdowns.append(later.value.countdown)
+        h.claim_queued()  # the callback worker took job.started
     assert 1.0 <= countdowns[0] <= 2.0 and 2.0 <= countdowns[1] <= 4.0
     run_listing(job_id, request, h.ctx, redelivered=True)
     record = h.store.records[job_id]

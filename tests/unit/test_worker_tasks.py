@@ -1,10 +1,17 @@
-"""How the worker's tasks turn a retry delay into a countdown RabbitMQ accepts."""
+"""How the worker's tasks turn a retry delay into a countdown RabbitMQ accepts, and errors into retries."""
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+from typing import Any
+
 import pytest
+from celery.exceptions import Retry
 from kombu.transport.native_delayed_delivery import calculate_routing_key
 
+from core.errors import RetryableError
+from core.topology import LISTING_TASK
+from worker import tasks
 from worker.tasks import delayed_countdown, deliver_callback, generate_listing, generate_tryon
 
 
@@ -25,3 +32,29 @@ def test_a_sub_second_retry_delay_is_publishable_by_native_delayed_delivery() ->
 
 def test_the_tasks_leave_retry_budgets_to_atelier_not_celery_s_default_of_three() -> None:
     assert [t.max_retries for t in (generate_listing, generate_tryon, deliver_callback)] == [None, None, None]
+
+
+def test_a_retryable_error_raised_before_the_job_s_failure_handling_becomes_a_retry(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A callback that could not be queued at the start (broker down) must not end the task:
+    the job's message is retried, and the retry queues what is missing."""
+    retried: list[dict[str, Any]] = []
+
+    class Task:
+        name = LISTING_TASK
+        request = SimpleNamespace(retries=0, delivery_info={})
+
+        def retry(self, **options: Any) -> Retry:
+            retried.append(options)
+            return Retry()
+
+    def start_fails(job_id: str, request: Any, ctx: Any, *, redelivered: bool) -> None:
+        raise RetryableError("callback_enqueue_failed", "job.started callback not queued")
+
+    monkeypatch.setattr(tasks, "_context", lambda: None)
+    monkeypatch.setattr(tasks.model_versions, "with_default_version", lambda name, request, ctx: request)
+    with pytest.raises(Retry):
+        tasks._run_job(Task(), start_fails, "job-1", {})
+    assert len(retried) == 1 and retried[0]["queue"].endswith("listing")
+    assert retried[0]["exc"].code == "callback_enqueue_failed" and retried[0]["countdown"] >= 1
