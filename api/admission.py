@@ -7,14 +7,16 @@ them from growing the backlog without bound and from holding the broker's memory
 (a catalog platform's job runner) retries later. The depth is the number of messages ready in
 the listing queue, read from RabbitMQ with a passive ``queue.declare`` (as ``ops.broker`` does;
 no management plugin), at most once per ``api_queue_depth_cache_s`` (default 1 s) per process,
-so a burst of submits does not open a broker connection each. A depth that cannot be read
-admits the submit: the publish that follows fails on its own (503) if the broker is down.
+so a burst of submits does not open a broker connection each. The check runs on the event loop:
+a fresh depth costs nothing, and the read itself goes to the thread pool, one at a time; while
+one request reads it, the others go on with the depth read before (the first ones, with none
+yet, read it too). A depth that cannot be read admits the submit: the publish that follows
+fails on its own (503) if the broker is down.
 """
 
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections.abc import Callable
 
@@ -22,6 +24,7 @@ from amqp.exceptions import AMQPError
 from fastapi import Depends, Request
 from kombu import Connection
 from kombu.exceptions import KombuError
+from starlette.concurrency import run_in_threadpool
 
 from api.auth import require
 from api.keys.model import ApiKey, Scope
@@ -63,26 +66,35 @@ class ListingAdmission:
         self._clock = clock
         self._depth: int | None = None
         self._read_at = -float("inf")
-        self._lock = threading.Lock()
+        self._reading = False
 
-    def depth(self) -> int | None:
-        """The listing queue's depth, read at most once per ``api_queue_depth_cache_s``;
-        ``None`` when it could not be read."""
-        with self._lock:
-            if self._clock() - self._read_at >= self.settings.api_queue_depth_cache_s:
-                try:
-                    self._depth = self._read_depth(self.settings)
-                except (OSError, AMQPError, KombuError) as error:
-                    log.warning("could not read the listing queue's depth: %r", error)
-                    self._depth = None
-                self._read_at = self._clock()
+    async def depth(self) -> int | None:
+        """The listing queue's depth, read at most once per ``api_queue_depth_cache_s`` (the last
+        one read while another request reads it); ``None`` when it could not be read."""
+        if self._clock() - self._read_at < self.settings.api_queue_depth_cache_s:
             return self._depth
+        if self._reading and self._read_at > -float("inf"):
+            return self._depth
+        self._reading = True
+        try:
+            depth = await run_in_threadpool(self._read)
+        finally:
+            self._reading = False
+        self._depth, self._read_at = depth, self._clock()
+        return depth
 
-    def check(self) -> None:
+    def _read(self) -> int | None:
+        try:
+            return self._read_depth(self.settings)
+        except (OSError, AMQPError, KombuError) as error:
+            log.warning("could not read the listing queue's depth: %r", error)
+            return None
+
+    async def check(self) -> None:
         """Raise a 503 :class:`ProblemError` with ``Retry-After`` when the queue is past its bound."""
         if not self.bound:
             return
-        depth = self.depth()
+        depth = await self.depth()
         if depth is not None and depth > self.bound:
             retry_after = self.settings.api_admission_retry_after_s
             raise ProblemError(
@@ -95,16 +107,16 @@ class ListingAdmission:
             )
 
 
-def listing_admission(request: Request) -> ListingAdmission:
+async def listing_admission(request: Request) -> ListingAdmission:
     admission: ListingAdmission = request.app.state.listing_admission
     return admission
 
 
-def admit_listings(
+async def admit_listings(
     key: ApiKey = Depends(require(Scope.SUBMIT_LISTINGS)),  # noqa: B008
     admission: ListingAdmission = Depends(listing_admission),  # noqa: B008
 ) -> ApiKey:
     """The listing submit routes' dependency: 503 while the listing queue is past its bound
     (checked once the key may submit listings, so a refused key gets its 401 or 403)."""
-    admission.check()
+    await admission.check()
     return key

@@ -12,12 +12,19 @@ around it), ``keys`` (a :class:`api.keys.model.KeyVerifier`), ``presigner`` (def
 :class:`api.presign.S3Presigner` on the settings), ``readiness`` (default Redis and broker),
 ``limits`` (default :class:`api.limits.KeyLimits`: per-key rate and daily quota in Redis),
 ``listing_admission`` (default :class:`api.admission.ListingAdmission`: 503 for listings while
-their queue is past its bound) and ``eraser`` (default :class:`api.storage.S3ObjectEraser`).
+their queue is past its bound), ``eraser`` (default :class:`api.storage.S3ObjectEraser`),
+``origins`` (default :class:`api.cors.RegisteredOrigins` over ``keys``, if it has ``all_origins``:
+the CORS origins a preflight is answered for), ``pages`` (default :class:`api.pages.PageSettings`:
+the pages for people, such as the try-on page at ``/try-on``, outside the OpenAPI document) and
+``review`` (default :class:`api.review.desk.ReviewDesk` on the key store's database, when ``keys``
+has one: ``/v1/review``, and each tenant's review policy written on its new listing jobs).
 
 Every error is ``application/problem+json`` (``api.problems``); bodies over
 ``api_max_body_bytes`` get 413 before parsing, every ``/v1`` request counts against its key's
-rate (``api.limits``); requests are counted by route
-template and status (``api.metrics``, served on ``/metrics``).
+rate (``api.limits``) and, from a browser, must come from one of its key's CORS origins
+(``api.cors``); requests are counted by route template and status (``api.metrics``, served on
+``/metrics``). The OpenAPI document is ``api.openapi``'s: FastAPI's, with links and the event
+schema added.
 """
 
 from __future__ import annotations
@@ -33,12 +40,15 @@ from prometheus_client import CollectorRegistry
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from api.admission import ListingAdmission
+from api.cors import KeyCors, NoOrigins, OriginSource, RegisteredOrigins, origin_allowed
+from api.keys.errors import KeyStoreUnavailable
 from api.keys.model import KeyVerifier
 from api.limits import BodySizeLimit, KeyLimits, rate_limited
 from api.metrics import ApiMetrics, MetricsMiddleware
+from api.openapi import document
+from api.pages import PageSettings, install_pages
 from api.presign import Presigner, S3Presigner
 from api.problems import (
-    PROBLEM_MEDIA_TYPE,
     Problem,
     ProblemError,
     field_errors,
@@ -46,6 +56,8 @@ from api.problems import (
     problem_responses,
 )
 from api.readiness import Readiness
+from api.review import routes as review_routes
+from api.review.desk import ReviewDesk
 from api.routes import batch, erase, events, health, jobs, submit
 from api.settings import ApiSettings
 from api.storage import ObjectEraser, S3ObjectEraser
@@ -78,6 +90,9 @@ def create_app(
     limits: KeyLimits | None = None,
     listing_admission: ListingAdmission | None = None,
     eraser: ObjectEraser | None = None,
+    origins: RegisteredOrigins | None = None,
+    pages: PageSettings | None = None,
+    review: ReviewDesk | None = None,
 ) -> FastAPI:
     """The API app over these services (the caller owns them and closes them)."""
     settings = settings if settings is not None else ApiSettings()
@@ -98,15 +113,27 @@ def create_app(
         listing_admission if listing_admission is not None else ListingAdmission(settings)
     )
     app.state.eraser = eraser if eraser is not None else S3ObjectEraser(settings)
+    engine = getattr(keys, "engine", None)
+    if review is None and engine is not None and producer is not None:
+        review = ReviewDesk(engine, producer)
+    if review is not None:
+        review.attach()
+    app.state.review = review
 
-    # every /v1 request counts against its key's rate (api.limits); health and metrics do not
-    limited: dict[str, Any] = {"dependencies": [Depends(rate_limited)], "responses": problem_responses(429)}
+    # every /v1 request comes from one of its key's origins, if from a browser (api.cors), and
+    # counts against its key's rate (api.limits); health and metrics do neither
+    limited: dict[str, Any] = {
+        "dependencies": [Depends(origin_allowed), Depends(rate_limited)],
+        "responses": problem_responses(403, 429),
+    }
     app.include_router(submit.router, **limited)
     app.include_router(batch.router, **limited)
     app.include_router(jobs.router, **limited)
     app.include_router(events.router, **limited)
     app.include_router(erase.router, **limited)
+    app.include_router(review_routes.router, **limited)
     app.include_router(health.router)
+    install_pages(app, pages if pages is not None else PageSettings())
     _install_problem_handlers(app)
     # the last added is the outermost: metrics count the 413s the size limit answers
     app.add_middleware(
@@ -114,8 +141,11 @@ def create_app(
         max_bytes=settings.api_max_body_bytes,
         max_bytes_by_path={batch.BATCH_PATH: settings.api_max_batch_body_bytes},
     )
+    if origins is None:
+        origins = RegisteredOrigins(keys if isinstance(keys, OriginSource) else NoOrigins())
+    app.add_middleware(KeyCors, origins=origins)
     app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)
-    app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
+    app.openapi = lambda: document(app)  # type: ignore[method-assign]
     return app
 
 
@@ -162,6 +192,7 @@ def _install_problem_handlers(app: FastAPI) -> None:
     app.add_exception_handler(StarletteHTTPException, http_error)
     app.add_exception_handler(StoreError, unavailable)
     app.add_exception_handler(PublishError, unavailable)
+    app.add_exception_handler(KeyStoreUnavailable, unavailable)
     app.add_exception_handler(Exception, internal)
 
 
@@ -172,18 +203,3 @@ def _reason(status: int) -> str:
         return HTTPStatus(status).phrase
     except ValueError:
         return "Error"
-
-
-def _openapi(app: FastAPI) -> dict[str, Any]:
-    """FastAPI's document, with error responses documented as problem+json only."""
-    if app.openapi_schema is not None:
-        return app.openapi_schema
-    document = FastAPI.openapi(app)
-    for path in document.get("paths", {}).values():
-        for operation in path.values():
-            for status, response in operation.get("responses", {}).items():
-                content = response.get("content", {})
-                if status[0] in "45" and PROBLEM_MEDIA_TYPE in content:
-                    content.pop("application/json", None)
-    app.openapi_schema = document
-    return document

@@ -6,41 +6,44 @@
   counted as it streams and refused once the count passes the bound, so an endless body is never
   buffered whole.
 - :class:`KeyLimits`: per-key request rate and daily job quota, counted in Redis (under
-  ``{redis_key_prefix}limits``, so every API replica shares them) by the ``limits`` library.
-  The rate (``api_rate_limit``) is a *moving window*: exact (no double burst at a window edge as
-  a fixed window allows) and its Redis script admits or refuses atomically without charging a
-  refused request; it keeps one list entry per request, which is fine at per-second and
-  per-minute rates. The quota (``api_daily_quota``) is a *fixed window* of a day from the key's
-  first counted submission: one counter per key, where a moving window would keep up to a
-  quota's worth of entries. Over either: 429 problem+json with ``Retry-After`` (seconds); every
-  rate-checked answer carries ``RateLimit-Limit``, ``RateLimit-Remaining`` and
-  ``RateLimit-Reset`` (IETF draft ``ratelimit-headers``). Redis unavailable: 503.
-  The limits are the settings' for every key today; per-key overrides can come from the key
-  record (``api.keys``) later, read where :class:`KeyLimits` picks the items.
+  ``{redis_key_prefix}limits:``, so every API replica shares them), each by one Lua script: one
+  round trip, on the event loop. The rate (the key's ``rate_limit``, else ``api_rate_limit``;
+  the ``limits`` library's notation, parsed by it) is a *moving window*: exact (no double burst
+  at a window edge as a fixed window allows), admitted or refused atomically, and a refused
+  request is charged nowhere; it keeps one sorted-set entry per request, which is fine at
+  per-second and per-minute rates. The quota (the key's ``daily_quota``, else
+  ``api_daily_quota``) is a *fixed window* of a day from the key's first counted submission: one
+  counter per key, checked and counted in one step, so concurrent submits never pass it. Over
+  either: 429 problem+json with ``Retry-After`` (seconds); every rate-checked answer carries
+  ``RateLimit-Limit``, ``RateLimit-Remaining`` and ``RateLimit-Reset`` (IETF draft
+  ``ratelimit-headers``). Redis unavailable: 503.
 
 Both are FastAPI dependencies: :func:`rate_limited` on every ``/v1`` router (``api.app``),
-:func:`submission_quota` on each submit route, :meth:`KeyLimits.take_quota` in the batch route.
+:meth:`KeyLimits.take_quota_async` in each submit route's dependency (``api.routes.submit``),
+:meth:`KeyLimits.take_quota` in the batch route.
 """
 
 from __future__ import annotations
 
+import asyncio
 import math
-import time
-from collections.abc import Callable, Iterator, Mapping
+import uuid
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Final
 
+import redis
+import redis.asyncio
 from fastapi import Depends, Request, Response
 from limits import RateLimitItem, RateLimitItemPerDay, parse_many
-from limits.errors import StorageError
-from limits.storage import RedisStorage, Storage
-from limits.strategies import FixedWindowRateLimiter, MovingWindowRateLimiter
+from redis.commands.core import AsyncScript, Script
+from redis.exceptions import RedisError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from api.auth import authenticated, require
+from api.auth import authenticated
 from api.keys.model import ApiKey
-from api.keys.model import Scope as KeyScope
 from api.problems import Problem, ProblemError, problem_response
 from api.settings import ApiSettings
 
@@ -131,73 +134,197 @@ class Allowance:
         }
 
 
+#: one round trip for every rate limit of a key. KEYS: a sorted set per limit (its requests'
+#: times in ms); ARGV: a member unique to this request, then each limit's amount and window (ms).
+#: All limits are checked before any is charged, so a refused request is not counted anywhere.
+#: Time is Redis's own (``TIME``), the same for every API replica. Answers ``{1, remaining,
+#: reset_ms, ...}`` per limit, or ``{0, the refusing limit's index, retry_after_ms}``.
+RATE_SCRIPT: Final = """
+local clock = redis.call('TIME')
+local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
+local counts = {}
+for i, key in ipairs(KEYS) do
+  local amount, window = tonumber(ARGV[2 * i]), tonumber(ARGV[2 * i + 1])
+  redis.call('ZREMRANGEBYSCORE', key, '-inf', now - window)
+  local count = redis.call('ZCARD', key)
+  if count >= amount then
+    local frees = redis.call('ZRANGE', key, count - amount, count - amount, 'WITHSCORES')
+    return {0, i, tonumber(frees[2]) + window - now}
+  end
+  counts[i] = count
+end
+local answer = {1}
+for i, key in ipairs(KEYS) do
+  local amount, window = tonumber(ARGV[2 * i]), tonumber(ARGV[2 * i + 1])
+  redis.call('ZADD', key, now, ARGV[1])
+  redis.call('PEXPIRE', key, window)
+  local oldest = redis.call('ZRANGE', key, 0, 0, 'WITHSCORES')
+  answer[2 * i] = amount - counts[i] - 1
+  answer[2 * i + 1] = tonumber(oldest[2]) + window - now
+end
+return answer
+"""
+
+#: check and count in one step, so concurrent submits never pass the quota. KEYS[1]: the key's
+#: counter; ARGV: quota, cost, window (s). Answers ``{1 or 0 (refused), left, seconds to renewal}``.
+QUOTA_SCRIPT: Final = """
+local quota, cost, window = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local used = tonumber(redis.call('GET', KEYS[1]) or '0')
+if used + cost > quota then
+  local ttl = redis.call('TTL', KEYS[1])
+  if ttl < 0 then ttl = window end
+  return {0, quota - used, ttl}
+end
+used = redis.call('INCRBY', KEYS[1], cost)
+if redis.call('TTL', KEYS[1]) < 0 then redis.call('EXPIRE', KEYS[1], window) end
+return {1, quota - used, redis.call('TTL', KEYS[1])}
+"""
+
+#: the quota's window: a day from the key's first counted submission
+QUOTA_WINDOW: Final = RateLimitItemPerDay(1)
+
+
+@lru_cache(maxsize=1024)
+def parsed_rates(rate_limit: str) -> tuple[RateLimitItem, ...]:
+    """The limits of a rate in ``limits``' notation (``""``: none), parsed once per text."""
+    rate_limit = rate_limit.strip()
+    return tuple(parse_many(rate_limit)) if rate_limit else ()
+
+
 class KeyLimits:
     """Per-key request rate (moving window) and daily job quota (fixed window) in Redis.
 
-    Parameters: ``settings`` (``api_rate_limit``, ``api_daily_quota``, ``redis_url``,
-    ``redis_key_prefix``, ``redis_timeout_s``); keyword-only ``storage``, a ``limits`` storage
-    (default: Redis at ``redis_url``; tests may pass ``limits.storage.MemoryStorage``).
+    Each is one Lua script, so one round trip: the rate (:data:`RATE_SCRIPT`, every limit of the
+    key at once) and the quota (:data:`QUOTA_SCRIPT`). The dependencies call them on the event
+    loop (``redis.asyncio``), so a request spends no thread on them; :meth:`take_quota` is the
+    blocking form, for routes that already run in the thread pool.
+
+    Parameters: ``settings`` (``api_rate_limit`` and ``api_daily_quota``, each key's default;
+    ``redis_url``, ``redis_key_prefix``, ``redis_timeout_s``). A key's own ``rate_limit`` and
+    ``daily_quota`` (``api.keys``) replace the defaults where they are set.
     """
 
-    def __init__(self, settings: ApiSettings, *, storage: Storage | None = None) -> None:
-        rate = settings.api_rate_limit.strip()
-        self.rates: list[RateLimitItem] = parse_many(rate) if rate else []
-        self.quota = RateLimitItemPerDay(settings.api_daily_quota) if settings.api_daily_quota else None
-        if storage is None:
-            storage = RedisStorage(
-                settings.redis_url.get_secret_value(),
-                key_prefix=f"{settings.redis_key_prefix}limits",
-                wrap_exceptions=True,
-                socket_timeout=settings.redis_timeout_s,
-                socket_connect_timeout=settings.redis_timeout_s,
-            )
-        self._moving = MovingWindowRateLimiter(storage)
-        self._fixed = FixedWindowRateLimiter(storage)
+    def __init__(self, settings: ApiSettings) -> None:
+        self.settings = settings
+        self.default_rate = settings.api_rate_limit
+        self.default_quota = settings.api_daily_quota
+        self.prefix = f"{settings.redis_key_prefix}limits:"
+        self._sync: tuple[redis.Redis, Script] | None = None
+        self._async: (
+            tuple[asyncio.AbstractEventLoop, redis.asyncio.Redis, AsyncScript, AsyncScript] | None
+        ) = None
 
-    def hit_rate(self, key_id: str) -> Allowance | None:
-        """Count one request of ``key_id``; the tightest allowance, or ``None`` without limits.
+    def rates_of(self, key: ApiKey) -> tuple[RateLimitItem, ...]:
+        return parsed_rates(self.default_rate if key.rate_limit is None else key.rate_limit)
+
+    def quota_of(self, key: ApiKey | str) -> int:
+        """The key's jobs per day (0: none); a bare key id gets the service's default."""
+        if isinstance(key, str) or key.daily_quota is None:
+            return self.default_quota
+        return key.daily_quota
+
+    async def hit_rate(self, key: ApiKey) -> Allowance | None:
+        """Count one request of ``key``; the tightest allowance, or ``None`` without limits.
         Raises a 429 :class:`ProblemError` when over a limit (the request is not counted)."""
-        tightest: Allowance | None = None
-        for item in self.rates:
-            with _storage_errors():
-                admitted = self._moving.hit(item, "rate", key_id)
-                reset, remaining = self._moving.get_window_stats(item, "rate", key_id)
-            allowance = Allowance(item.amount, max(0, remaining), _seconds_until(reset))
-            if not admitted:
-                raise ProblemError(
-                    429,
-                    "Too Many Requests",
-                    f"this key made {item.amount} requests per {_window(item)}; retry after "
-                    f"{allowance.reset_s} s",
-                    kind=RATE_LIMITED,
-                    headers={"Retry-After": str(allowance.reset_s), **allowance.headers()},
-                )
-            if tightest is None or allowance.remaining < tightest.remaining:
-                tightest = allowance
-        return tightest
+        items = self.rates_of(key)
+        if not items:
+            return None
+        args: list[str | int] = [uuid.uuid4().hex]
+        for item in items:
+            args += [item.amount, item.get_expiry() * 1000]
+        keys = [
+            f"{self.prefix}rate:{key.key_id}:{item.amount}/{item.multiples}{item.GRANULARITY.name}"
+            for item in items
+        ]
+        with _storage_errors():
+            rate_script = self._async_scripts()[0]
+            answer = await rate_script(keys=keys, args=args)
+        if not answer[0]:
+            item = items[int(answer[1]) - 1]
+            retry_after = _seconds(int(answer[2]))
+            refused = Allowance(item.amount, 0, retry_after)
+            raise ProblemError(
+                429,
+                "Too Many Requests",
+                f"this key made {item.amount} requests per {_window(item)}; retry after {retry_after} s",
+                kind=RATE_LIMITED,
+                headers={"Retry-After": str(retry_after), **refused.headers()},
+            )
+        allowances = [
+            Allowance(item.amount, max(0, int(answer[1 + 2 * i])), _seconds(int(answer[2 + 2 * i])))
+            for i, item in enumerate(items)
+        ]
+        return min(allowances, key=lambda allowance: allowance.remaining)
 
-    def take_quota(self, key_id: str, *, cost: int = 1) -> None:
-        """Count ``cost`` submitted jobs of ``key_id`` against its daily quota; a 429
-        :class:`ProblemError` (nothing counted) when they do not fit. Concurrent calls near the
-        end of a quota may pass it by a few (check and count are two calls)."""
-        if self.quota is None:
+    async def take_quota_async(self, key: ApiKey, *, cost: int = 1) -> None:
+        """Count ``cost`` submitted jobs of ``key`` against its daily quota; a 429
+        :class:`ProblemError` (nothing counted) when they do not fit."""
+        quota = self.quota_of(key)
+        if not quota:
             return
         with _storage_errors():
-            fits = self._fixed.test(self.quota, "quota", key_id, cost=cost)
-            if fits:
-                fits = self._fixed.hit(self.quota, "quota", key_id, cost=cost)
-            if fits:
-                return
-            reset, remaining = self._fixed.get_window_stats(self.quota, "quota", key_id)
-        retry_after = _seconds_until(reset)
+            quota_script = self._async_scripts()[1]
+            answer = await quota_script(keys=[self._quota_key(key)], args=[quota, cost, _DAY_S])
+        self._check_quota(answer, quota, cost)
+
+    def take_quota(self, key: ApiKey | str, *, cost: int = 1) -> None:
+        """:meth:`take_quota_async`, blocking (for a route in the thread pool). A bare key id is
+        held to the service's default quota: pass the :class:`ApiKey` for its own."""
+        quota = self.quota_of(key)
+        if not quota:
+            return
+        with _storage_errors():
+            answer = self._sync_script()(keys=[self._quota_key(key)], args=[quota, cost, _DAY_S])
+        self._check_quota(answer, quota, cost)
+
+    def _quota_key(self, key: ApiKey | str) -> str:
+        return f"{self.prefix}quota:{key if isinstance(key, str) else key.key_id}"
+
+    @staticmethod
+    def _check_quota(answer: list[int], quota: int, cost: int) -> None:
+        if answer[0]:
+            return
+        retry_after = max(1, int(answer[2]))
         raise ProblemError(
             429,
             "Too Many Requests",
-            f"this key's daily quota of {self.quota.amount} jobs has {max(0, remaining)} left, "
+            f"this key's daily quota of {quota} jobs has {max(0, int(answer[1]))} left, "
             f"fewer than the {cost} asked for; it renews in {retry_after} s",
             kind=QUOTA_EXCEEDED,
             headers={"Retry-After": str(retry_after)},
         )
+
+    def _async_scripts(self) -> tuple[AsyncScript, AsyncScript]:
+        """The scripts on a client of the running event loop (an asyncio client is bound to the
+        loop it first ran on; a test may serve the app on several loops, one after another)."""
+        loop = asyncio.get_running_loop()
+        if self._async is None or self._async[0] is not loop:
+            client = redis.asyncio.Redis.from_url(
+                self.settings.redis_url.get_secret_value(),
+                socket_timeout=self.settings.redis_timeout_s,
+                socket_connect_timeout=self.settings.redis_timeout_s,
+            )
+            self._async = (
+                loop,
+                client,
+                client.register_script(RATE_SCRIPT),
+                client.register_script(QUOTA_SCRIPT),
+            )
+        return self._async[2], self._async[3]
+
+    def _sync_script(self) -> Script:
+        if self._sync is None:
+            client = redis.Redis.from_url(
+                self.settings.redis_url.get_secret_value(),
+                socket_timeout=self.settings.redis_timeout_s,
+                socket_connect_timeout=self.settings.redis_timeout_s,
+            )
+            self._sync = (client, client.register_script(QUOTA_SCRIPT))
+        return self._sync[1]
+
+
+#: the quota's window in seconds
+_DAY_S: Final = QUOTA_WINDOW.get_expiry()
 
 
 @contextmanager
@@ -205,7 +332,7 @@ def _storage_errors() -> Iterator[None]:
     """The limit store unavailable: 503, as any other service behind the API."""
     try:
         yield
-    except StorageError as error:
+    except (RedisError, OSError) as error:
         raise ProblemError(
             503,
             "Service Unavailable",
@@ -214,8 +341,9 @@ def _storage_errors() -> Iterator[None]:
         ) from error
 
 
-def _seconds_until(epoch: float) -> int:
-    return max(1, math.ceil(epoch - time.time()))
+def _seconds(milliseconds: int) -> int:
+    """Whole seconds, rounded up, at least 1 (``Retry-After`` and ``RateLimit-Reset``)."""
+    return max(1, math.ceil(milliseconds / 1000))
 
 
 def _window(item: RateLimitItem) -> str:
@@ -223,36 +351,22 @@ def _window(item: RateLimitItem) -> str:
     return granularity if item.multiples == 1 else f"{item.multiples} {granularity}s"
 
 
-# --- the dependencies ---
+# --- the dependencies (async: no I/O but the limits' own, on the event loop) ---
 
 
-def key_limits(request: Request) -> KeyLimits:
+async def key_limits(request: Request) -> KeyLimits:
     limits: KeyLimits = request.app.state.limits
     return limits
 
 
-def rate_limited(
+async def rate_limited(
+    request: Request,
     response: Response,
     key: ApiKey = Depends(authenticated),  # noqa: B008
-    limits: KeyLimits = Depends(key_limits),  # noqa: B008
 ) -> ApiKey:
     """Count this request against its key's rate; 429 problem when over it."""
-    allowance = limits.hit_rate(key.key_id)
+    limits: KeyLimits = request.app.state.limits
+    allowance = await limits.hit_rate(key)
     if allowance is not None:
         response.headers.update(allowance.headers())
     return key
-
-
-def submission_quota(scope: KeyScope) -> Callable[..., object]:
-    """A dependency that counts one job against the key's daily quota, once the key is known to
-    hold ``scope`` (a key that may not submit never spends quota); 429 problem when used up."""
-
-    def counted(
-        key: ApiKey = Depends(require(scope)),  # noqa: B008
-        limits: KeyLimits = Depends(key_limits),  # noqa: B008
-    ) -> ApiKey:
-        limits.take_quota(key.key_id)
-        return key
-
-    counted.__name__ = f"quota_{scope.name.lower()}"
-    return counted

@@ -128,7 +128,8 @@ def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
 DESCRIPTIONS: Final = {
     400: "malformed request (not JSON)",
     401: "no key, or a key that is unknown or revoked",
-    403: "the key lacks the scope this route needs",
+    403: "the key lacks the scope this route needs, or the browser Origin is not one of the key's "
+    "CORS origins (type origin-not-allowed)",
     404: "no such job for this key's requester",
     409: "the job cannot change that way now",
     413: "the body is over the configured size",

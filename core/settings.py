@@ -13,6 +13,8 @@ from typing import Any
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from core.contracts.jobs import ReviewPolicy
+
 
 class AtelierSettings(BaseSettings):
     # a refused value may be a secret (a broker URL carries its password): errors never echo input
@@ -68,6 +70,11 @@ class AtelierSettings(BaseSettings):
     dead_letter_queue: str = "atelier.dead_letter"
     delivery_limit: int = Field(
         default=5, ge=1, description="deliveries of one message before the quorum queue dead-letters it"
+    )
+    review_policy: ReviewPolicy = Field(
+        default=ReviewPolicy.AUTO,
+        description="review policy of a requester that has none of its own (auto: the quality gate "
+        "alone; flagged: people review what the gate flagged; all: people review every image)",
     )
     max_message_bytes: int = Field(
         default=256 * 1024,

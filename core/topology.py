@@ -37,6 +37,9 @@ LISTING_TASK = "atelier.listing.generate"
 TRYON_TASK = "atelier.tryon.generate"
 #: Celery task that delivers one signed webhook; kwargs ``callback_kwargs(job_id, event)``
 CALLBACK_TASK = "atelier.callbacks.deliver"
+#: Celery task that makes one listing image again after a reviewer rejected it (issue 14);
+#: kwargs ``regenerate_kwargs(job_id, variant, regeneration)``; on the listing queue
+REGENERATE_TASK = "atelier.listing.regenerate"
 
 #: the task a job of each kind is published as
 TASK_FOR_KIND = {JobKind.LISTING: LISTING_TASK, JobKind.TRYON: TRYON_TASK}
@@ -50,6 +53,17 @@ def callback_kwargs(job_id: str, event: str) -> dict[str, str]:
 def callback_task_id(job_id: str, event: str) -> str:
     """``<job id>.<event>``, e.g. ``3f2a....job.succeeded``: the task id of a callback delivery."""
     return f"{job_id}.{event}"
+
+
+def regenerate_kwargs(job_id: str, variant: int, regeneration: int) -> dict[str, str | int]:
+    """The keyword arguments of a ``REGENERATE_TASK`` message: remake number ``regeneration``
+    (from 1) of ``variant`` of ``job_id``."""
+    return {"job_id": job_id, "variant": variant, "regeneration": regeneration}
+
+
+def regenerate_task_id(job_id: str, variant: int, regeneration: int) -> str:
+    """``<job id>.regenerate.<variant>.<regeneration>``: the task id of one remake."""
+    return f"{job_id}.regenerate.{variant}.{regeneration}"
 
 
 @dataclass(frozen=True)
@@ -79,6 +93,7 @@ class Topology:
             LISTING_TASK: {"queue": self.listing.name},
             TRYON_TASK: {"queue": self.tryon.name},
             CALLBACK_TASK: {"queue": self.callbacks.name},
+            REGENERATE_TASK: {"queue": self.listing.name},
         }
 
     def queue_for(self, task_name: str) -> Queue:

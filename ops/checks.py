@@ -31,7 +31,7 @@ from kombu import Connection
 from core.settings import ServiceSettings
 from core.topology import broker_ssl
 from ops.extras import require
-from serving_contract.tensors import PRODUCT_GENERATOR, TRYON_GENERATOR
+from serving_contract.tensors import MODELS
 
 #: the optional SDK each check needs beyond the base install (``ops.extras``), by check name
 CHECK_SDKS: dict[str, str] = {"s3": "minio"}
@@ -120,8 +120,8 @@ def triton_opener(settings: ServiceSettings) -> urllib.request.OpenerDirector:
 
 
 def check_triton(settings: ServiceSettings, models: Sequence[str] | None = None) -> str:
-    """Triton's server is ready and so is each model (default: both of the serving contract)."""
-    names = list(models) if models is not None else [PRODUCT_GENERATOR.name, TRYON_GENERATOR.name]
+    """Triton's server is ready and so is each model (default: every model of the serving contract)."""
+    names = list(models) if models is not None else [spec.name for spec in MODELS]
     base = triton_http_base(settings)
     opener = triton_opener(settings)
 

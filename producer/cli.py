@@ -24,10 +24,11 @@ from rich.text import Text
 
 from api.cli import app as api_app
 from api.keys.cli import app as keys_app
+from api.review.cli import app as review_app
 from core.contracts.bounds import MAX_MESSAGE_CHARS, excerpt
 from core.contracts.jobs import JobEvent, JobRecord, JobState
 from core.contracts.v1 import ListingImageRequest, TryOnRequest, parse_request, validate_request
-from core.jobs import JobNotFound, StoreError, WatchTimeout, cancel_refusal
+from core.jobs import JobNotFound, StoreError, WatchTimeout, cancel_pending, cancel_refusal
 from core.publish import PublishError
 from embedded.up import app as up_app
 from ops.cli import app as ops_app
@@ -38,6 +39,7 @@ app = typer.Typer(name="atelier", help="Submit and follow Atelier image jobs.", 
 app.add_typer(dlq_app, name="dlq")
 app.add_typer(ops_app, name="ops")
 app.add_typer(keys_app, name="keys")
+app.add_typer(review_app, name="review")
 app.add_typer(api_app, name="api")
 app.add_typer(up_app, name="up")
 out = Console()
@@ -312,7 +314,8 @@ def watch(
 
 @app.command()
 def cancel(job_id: str) -> None:
-    """Cancel a queued job; a running job is not interrupted."""
+    """Cancel a job: a queued one at once; a running one stops at its next step, keeping none
+    of its images."""
     with _producer() as producer:
         try:
             record = producer.cancel(job_id)
@@ -321,7 +324,8 @@ def cancel(job_id: str) -> None:
     reason = cancel_refusal(record)
     if reason is not None:
         raise _fail(f"job {job_id} not canceled: {reason}")
-    out.print(f"job {job_id} canceled", highlight=False, soft_wrap=True, markup=False)
+    said = "cancel requested: it stops at its next step" if cancel_pending(record) else "canceled"
+    out.print(f"job {job_id} {said}", highlight=False, soft_wrap=True, markup=False)
 
 
 @app.command()

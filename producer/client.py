@@ -25,16 +25,16 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any, NamedTuple
 
-from core.contracts.jobs import JobError, JobEventType, JobKind, JobRecord, JobState
+from core.contracts.jobs import JobError, JobEventType, JobKind, JobRecord, JobState, ReviewPolicy
 from core.contracts.v1 import ListingImageRequest, TryOnRequest, parse_request, validate_request
 from core.errors import ErrorCode
 from core.jobs import JobPage, JobStore, list_jobs, utcnow
 from core.publish import Publisher
 from core.settings import AtelierSettings
-from core.topology import TASK_FOR_KIND
+from core.topology import REGENERATE_TASK, TASK_FOR_KIND, regenerate_kwargs, regenerate_task_id
 
 log = logging.getLogger(__name__)
 
@@ -68,8 +68,15 @@ def request_fingerprint(body: Mapping[str, Any]) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
-def record_for(request: Request, job_id: str) -> JobRecord:
-    """The ``queued`` record of a new job."""
+#: a requester's review policy, looked up when its job is recorded
+PolicyResolver = Callable[[str], ReviewPolicy]
+
+
+def record_for(
+    request: Request, job_id: str, *, review_policy: ReviewPolicy = ReviewPolicy.AUTO
+) -> JobRecord:
+    """The ``queued`` record of a new job; a listing's under its requester's ``review_policy``
+    (a try-on is never held for review: a shopper is waiting, and it never reaches a catalog)."""
     now = utcnow()
     if isinstance(request, ListingImageRequest):
         kind, subject = JobKind.LISTING, request.listing_id
@@ -85,6 +92,7 @@ def record_for(request: Request, job_id: str) -> JobRecord:
         updated_at=now,
         seed=request.seed,
         model_version=None if request.model_version is None else str(request.model_version),
+        review_policy=review_policy if kind is JobKind.LISTING else ReviewPolicy.AUTO,
     )
 
 
@@ -96,8 +104,11 @@ class Producer:
 
     - ``store``: the :class:`JobStore`; default one on ``settings.redis_url``.
     - ``watch_poll_interval_s``: how often :meth:`watch` re-reads a record when no change
-    - ``watch_poll_interval_s``: how often :meth:`watch` re-reads a record when no change
       notice arrives (default 1.0).
+    - ``review_policy_for``: the review policy of a requester (``core.contracts.jobs.ReviewPolicy``),
+      written on each new job's record; default ``settings.review_policy`` for everyone. The API
+      sets its own, reading each tenant's policy (``api.review.policies``); a lookup that raises
+      fails the submission before anything is stored.
     """
 
     def __init__(
@@ -107,8 +118,13 @@ class Producer:
         store: JobStore | None = None,
         publisher: Publisher | None = None,
         watch_poll_interval_s: float = 1.0,
+        review_policy_for: PolicyResolver | None = None,
     ) -> None:
         self.settings = settings if settings is not None else AtelierSettings()
+        default_policy = self.settings.review_policy
+        self.review_policy_for: PolicyResolver = (
+            review_policy_for if review_policy_for is not None else lambda requester: default_policy
+        )
         self.store = store if store is not None else JobStore(self.settings)
         self.publisher = publisher if publisher is not None else Publisher(self.settings)
         self.watch_poll_interval_s = watch_poll_interval_s
@@ -133,7 +149,10 @@ class Producer:
         """Like :meth:`submit`, and tells whether a new job was created."""
         if not isinstance(request, ListingImageRequest | TryOnRequest):
             request = parse_request(request)
-        record = record_for(request, new_job_id())
+        policy = ReviewPolicy.AUTO
+        if isinstance(request, ListingImageRequest):
+            policy = self.review_policy_for(request.requester)
+        record = record_for(request, new_job_id(), review_policy=policy)
         body = request.model_dump(mode="json")
         fingerprint = request_fingerprint(body) if request.idempotency_key is not None else None
         job_id, created = self.store.create(
@@ -184,6 +203,16 @@ class Producer:
             self._notify(job_id, self.store.get_request(job_id), JobEventType.CANCELED)
         return record
 
+    def regenerate(self, job_id: str, variant: int, regeneration: int) -> None:
+        """Ask a worker for remake number ``regeneration`` of a listing image a reviewer rejected
+        (``REGENERATE_TASK``); confirmed or raises ``core.publish.PublishError``."""
+        self.publisher.send(
+            REGENERATE_TASK,
+            regenerate_kwargs(job_id, variant, regeneration),
+            task_id=regenerate_task_id(job_id, variant, regeneration),
+            job_id=job_id,
+        )
+
     def watch(self, job_id: str, timeout: float) -> Iterator[JobRecord]:
         """Yield the record now and on every change until it is terminal; raises
         :class:`core.jobs.WatchTimeout` after ``timeout`` seconds."""
@@ -213,6 +242,11 @@ class Producer:
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
+
+    def notify(self, job_id: str, event: JobEventType) -> None:
+        """Queue ``event``'s callback of ``job_id`` if its request subscribed to it (e.g. the end
+        of a review, ``job.approved``); logged, not raised, when the broker refuses."""
+        self._notify(job_id, self.store.get_request(job_id), event)
 
     def _notify(self, job_id: str, request_json: Mapping[str, Any] | None, event: JobEventType) -> None:
         """Queue the ``event`` callback if the request subscribed to it (the worker sends it).

@@ -71,6 +71,7 @@ class Job(BaseModel):
     updated_at: datetime | None = None
     started_at: datetime | None = None
     finished_at: datetime | None = None
+    cancel_requested_at: datetime | None = None
     attempts: int = 0
     model: str | None = None
     model_version: str | None = None

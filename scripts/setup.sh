@@ -15,6 +15,8 @@ command -v redis-server >/dev/null 2>&1 || need_apt+=(redis-server)
 command -v pg_ctlcluster >/dev/null 2>&1 || need_apt+=(postgresql)
 # the TypeScript types check and the Node receiver example (tests/unit/test_typescript_types.py, ...)
 command -v npm >/dev/null 2>&1 || need_apt+=(npm)
+# the real-browser tests (tests/browser): Playwright drives Debian's chromium, never a download
+command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
 "$PYTHON" -c "import venv, ensurepip" 2>/dev/null || need_apt+=(python3-venv)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "setup: installing Debian packages: ${need_apt[*]}"

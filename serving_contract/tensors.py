@@ -102,7 +102,38 @@ TRYON_GENERATOR = ModelSpec(
     doc="conditional VAE: measurements + garment + size + seed -> try-on image",
 )
 
-MODELS = (PRODUCT_GENERATOR, TRYON_GENERATOR)
+#: size of the judge's feature vector (its penultimate layer, training/evaluate/classifier.py)
+JUDGE_FEATURE_DIM = 128
+
+QUALITY_JUDGE = ModelSpec(
+    name="quality_judge",
+    inputs=(
+        TensorSpec(
+            "IMAGE",
+            "uint8",
+            (PRODUCT_IMAGE_SIZE, PRODUCT_IMAGE_SIZE, 3),
+            "a product image, as product_cgan returns it",
+        ),
+    ),
+    outputs=(
+        TensorSpec(
+            "PROBABILITIES",
+            "float32",
+            (NUM_CATEGORIES,),
+            "softmax over the taxonomy: which category the image shows",
+        ),
+        TensorSpec(
+            "FEATURES",
+            "float32",
+            (JUDGE_FEATURE_DIM,),
+            "the judge's feature vector (penultimate layer), for near-duplicates and distances",
+        ),
+    ),
+    max_batch_size=64,
+    doc="classifier (the evaluation's judge): product image -> category probabilities + features",
+)
+
+MODELS = (PRODUCT_GENERATOR, TRYON_GENERATOR, QUALITY_JUDGE)
 
 
 def empty_batch(spec: ModelSpec, batch: int) -> dict[str, np.ndarray]:

@@ -66,10 +66,22 @@ def export(
     version: int = 1,
     noise_scale: Annotated[float, typer.Option(help="product noise truncation (1 = none)")] = 1.0,
 ) -> None:
-    """Write both models' TorchScript, model.py and config.pbtxt into the repository."""
+    """Write the models' TorchScript, model.py and config.pbtxt into the repository (the judge too)."""
     from training.export import export_trained
 
     export_trained(cgan_run, cvae_run, repository, version, noise_scale=noise_scale)
+
+
+@app.command()
+def export_judge(
+    repository: Repository = Path("triton_models"),
+    judge: Path = JUDGE_PATH,
+    version: int = 1,
+) -> None:
+    """Write the judge classifier as the quality_judge model (TorchScript, model.py, config.pbtxt)."""
+    from training.export import export_quality_judge
+
+    export_quality_judge(repository, version, weights=judge)
 
 
 @app.command()

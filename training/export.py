@@ -28,8 +28,10 @@ from serving_contract.palette import NUM_COLOURS
 from serving_contract.sizing import MEASUREMENTS, NUM_SIZES
 from serving_contract.taxonomy import NUM_CATEGORIES, wearable_categories
 from serving_contract.tensors import (
+    JUDGE_FEATURE_DIM,
     PRODUCT_GENERATOR,
     PRODUCT_IMAGE_SIZE,
+    QUALITY_JUDGE,
     TRITON_DTYPES,
     TRYON_GENERATOR,
     ModelSpec,
@@ -43,6 +45,9 @@ from training.cvae.serving import TryOnServing
 
 #: the source files copied into each version folder as ``model.py``, one per model name
 BACKENDS_DIR = Path(__file__).parent / "serving_backends"
+
+#: the committed judge classifier (training/evaluate/classifier.py), served as ``quality_judge``
+JUDGE_WEIGHTS = Path(__file__).parent / "evaluate" / "weights" / "judge.pt"
 
 #: torch 2.13 warns that TorchScript is deprecated in favour of torch.export; TorchScript is still
 #: what Triton's pytorch (libtorch) backend loads, so a ``model.pt`` keeps that door open too
@@ -94,6 +99,25 @@ class ProductServing(nn.Module):
         return to_uint8_hwc(self.generator(z * self.noise_scale, category, colour))
 
 
+class JudgeServing(nn.Module):
+    """The judge classifier as served: uint8 ``[N, 32, 32, 3]`` -> (probabilities ``[N, 10]``,
+    features ``[N, 128]``), both float32.
+
+    It takes the images exactly as ``product_cgan`` returns them, so the worker can hand the
+    generated batch over unchanged; the scaling to [-1, 1] it was trained on happens here, in the
+    TorchScript, and cannot drift from the evaluation's (``to_unit_range``).
+    """
+
+    def __init__(self, judge: nn.Module) -> None:
+        super().__init__()
+        self.judge = channels_last(judge.eval())
+
+    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        x = images.permute(0, 3, 1, 2).float() / 127.5 - 1.0
+        logits, features = self.judge(x.contiguous(memory_format=torch.channels_last))
+        return torch.softmax(logits, dim=1), features
+
+
 @dataclass(frozen=True)
 class DynamicBatching:
     """Triton's dynamic batcher settings for a model.
@@ -107,13 +131,11 @@ class DynamicBatching:
     max_queue_delay_us: int = 2000
 
 
-def backend_parameters(spec: ModelSpec, *, latent_dim: int) -> dict[str, str]:
-    """The config ``parameters`` the model's ``model.py`` reads: latent size and request limits."""
-    parameters = {
-        "latent_dim": str(latent_dim),
-        "forward_batch": str(FORWARD_BATCH),
-        "num_categories": str(NUM_CATEGORIES),
-    }
+def backend_parameters(spec: ModelSpec, *, latent_dim: int | None = None) -> dict[str, str]:
+    """The config ``parameters`` the model's ``model.py`` reads: latent size (generators only),
+    forward batch and request limits."""
+    parameters = {} if latent_dim is None else {"latent_dim": str(latent_dim)}
+    parameters |= {"forward_batch": str(FORWARD_BATCH), "num_categories": str(NUM_CATEGORIES)}
     if spec.name == PRODUCT_GENERATOR.name:
         parameters["num_colours"] = str(NUM_COLOURS)
     elif spec.name == TRYON_GENERATOR.name:
@@ -122,7 +144,7 @@ def backend_parameters(spec: ModelSpec, *, latent_dim: int) -> dict[str, str]:
         parameters["measurement_names"] = json.dumps([f"{m.name} {m.unit}" for m in MEASUREMENTS])
         parameters["measurement_low"] = json.dumps([m.low for m in MEASUREMENTS])
         parameters["measurement_high"] = json.dumps([m.high for m in MEASUREMENTS])
-    else:
+    elif spec.name != QUALITY_JUDGE.name:  # the judge takes images only, checked by Triton's shapes
         raise ValueError(f"no serving backend for model {spec.name!r}")
     return parameters
 
@@ -173,7 +195,7 @@ def write_config(
     spec: ModelSpec,
     repository: Path,
     *,
-    latent_dim: int,
+    latent_dim: int | None = None,
     instance_kind: InstanceKind = "KIND_CPU",
     instance_count: int = 1,
     dynamic_batching: DynamicBatching | None = DynamicBatching(),
@@ -216,7 +238,7 @@ def export_model(
     repository: Path,
     version: int = 1,
     *,
-    latent_dim: int,
+    latent_dim: int | None = None,
     example_inputs: tuple,
     instance_kind: InstanceKind = "KIND_CPU",
     instance_count: int = 1,
@@ -286,6 +308,22 @@ def export_tryon_vae(vae: TryOnVAE, repository: Path, version: int = 1, **settin
     )
 
 
+def export_quality_judge(
+    repository: Path, version: int = 1, *, weights: Path = JUDGE_WEIGHTS, **settings: Any
+) -> Path:
+    """Export the judge classifier saved at ``weights`` as ``quality_judge`` (``settings``: see
+    ``export_model``)."""
+    from training.evaluate.classifier import FEATURE_DIM, load_judge  # pulls in the data modules
+
+    if FEATURE_DIM != JUDGE_FEATURE_DIM:
+        raise ValueError(f"the judge has {FEATURE_DIM} features, the serving contract {JUDGE_FEATURE_DIM}")
+    judge, _ = load_judge(weights)
+    example = (torch.zeros(2, PRODUCT_IMAGE_SIZE, PRODUCT_IMAGE_SIZE, 3, dtype=torch.uint8),)
+    return export_model(
+        QUALITY_JUDGE, JudgeServing(judge), repository, version, example_inputs=example, **settings
+    )
+
+
 def export_trained(
     cgan_run: Path,
     cvae_run: Path,
@@ -293,9 +331,11 @@ def export_trained(
     version: int = 1,
     *,
     noise_scale: float = 1.0,
+    judge_weights: Path = JUDGE_WEIGHTS,
     **settings: Any,
 ) -> None:
-    """Export the EMA generator of ``cgan_run`` and the try-on VAE of ``cvae_run`` (last checkpoints)."""
+    """Export the EMA generator of ``cgan_run``, the try-on VAE of ``cvae_run`` (last checkpoints)
+    and the judge classifier at ``judge_weights``."""
     from training.cgan.train import CganConfig  # pulls in the training data modules
 
     cgan = _last_checkpoint(cgan_run)
@@ -305,6 +345,7 @@ def export_trained(
     vae = TryOnVAE()
     vae.load_state_dict(_last_checkpoint(cvae_run)["model"])
     export_tryon_vae(vae, repository, version, **settings)
+    export_quality_judge(repository, version, weights=judge_weights, **settings)
 
 
 def _last_checkpoint(run_dir: Path) -> dict[str, Any]:

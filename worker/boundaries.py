@@ -14,7 +14,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from core.contracts.jobs import JobEvent, JobEventType, JobRecord, JobState, StoredImage
+from core.contracts.jobs import JobEvent, JobEventType, JobKind, JobRecord, JobState, StoredImage
 from worker.callbacks import DeliveryOutcome
 from worker.inference import Generated
 
@@ -115,6 +115,8 @@ class Images(Protocol):
     ) -> StoredImage: ...
 
     def get_listing_image(self, job_id: str, variant: int) -> bytes: ...
+
+    def remove_job_images(self, kind: JobKind | str, job_id: str) -> int: ...
 
 
 class Notify(Protocol):

@@ -38,7 +38,7 @@ from pydantic import BaseModel, ValidationError
 from core.contracts.v1 import ListingImageRequest, TryOnRequest
 from core.dead_letters import dead_letter_headers, new_message_id
 from core.errors import ErrorCode, PermanentError
-from core.topology import CALLBACK_TASK, LISTING_TASK, TRYON_TASK
+from core.topology import CALLBACK_TASK, LISTING_TASK, REGENERATE_TASK, TRYON_TASK
 from worker import context, metrics, pipeline
 from worker.context import WorkerContext
 
@@ -51,6 +51,7 @@ REQUIRED_KWARGS: dict[str, dict[str, type]] = {
     LISTING_TASK: {"job_id": str, "request": dict},
     TRYON_TASK: {"job_id": str, "request": dict},
     CALLBACK_TASK: {"job_id": str, "event": str},
+    REGENERATE_TASK: {"job_id": str, "variant": int, "regeneration": int},
 }
 #: the longest reason kept (a validation error can be long)
 MAX_REASON_CHARS = 500
@@ -108,7 +109,8 @@ def _check_payload(task: str, payload: Any, job_id: str | None) -> Poison | None
     if isinstance(kwargs.get("job_id"), str):
         job_id = kwargs["job_id"]
     for name, kind in REQUIRED_KWARGS.get(task, {}).items():
-        if not isinstance(kwargs.get(name), kind):
+        value = kwargs.get(name)
+        if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
             problem = "missing" if name not in kwargs else f"not a {kind.__name__}"
             return Poison(ErrorCode.INVALID_ARGUMENTS, f"keyword argument {name!r} is {problem}", job_id)
     model = REQUEST_MODELS.get(task)

@@ -30,6 +30,7 @@ from core.errors import AtelierError, ErrorCode, PermanentError, RetryableError
 from core.worker_settings import WorkerSettings
 from serving_contract.tensors import (
     CLIENT_DTYPES,
+    MODELS,
     PRODUCT_GENERATOR,
     TRYON_GENERATOR,
     ModelSpec,
@@ -184,15 +185,12 @@ class InferenceClient(PerProcessClient[Any]):
     # --- helpers for health checks and the CLI ---
 
     def ready(self) -> bool:
-        """Whether the server and both models answer ready now (no retry, never raises)."""
+        """Whether the server and every model answer ready now (no retry, never raises)."""
         timeout = self.settings.triton_timeout_s
         try:
             return bool(
                 self.client.is_server_ready(client_timeout=timeout)
-                and all(
-                    self.client.is_model_ready(spec.name, client_timeout=timeout)
-                    for spec in (PRODUCT_GENERATOR, TRYON_GENERATOR)
-                )
+                and all(self.client.is_model_ready(spec.name, client_timeout=timeout) for spec in MODELS)
             )
         except Exception:  # any failure means "not ready"; the caller only wants a yes or no
             return False

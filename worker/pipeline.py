@@ -13,7 +13,9 @@ notify. ``worker/tasks.py`` calls them; the unit tests call them with ``worker.s
 - **Store**: one object per variant at ``{kind}/{job_id}/{variant}.{ext}``, so a redelivery
   overwrites and never duplicates; metadata says which job, model, version and seed made it.
 - **Record**: one transition to ``succeeded`` with the results (presigned links), model,
-  version and seed, then the ``job.succeeded`` callback is queued.
+  version and seed, then the ``job.succeeded`` callback is queued; or, when the requester's
+  review policy asks people to look (``core.jobs.review.held_for_review``), to
+  ``awaiting_review`` with each image's review set, and ``job.review_required``.
 - **Failures** (:func:`failures`): a ``RetryableError`` retries the job after a capped
   exponential backoff with jitter (:class:`RetryLater`, which the task turns into a Celery
   retry) until ``job_retry_attempts`` attempts are used; then, or at once for any other
@@ -36,7 +38,7 @@ import numpy as np
 from billiard.exceptions import SoftTimeLimitExceeded
 from pydantic import ValidationError
 
-from core.contracts.jobs import EVENT_FOR_STATE, JobEventType, JobKind, JobState, StoredImage
+from core.contracts.jobs import EVENT_FOR_STATE, JobEventType, JobKind, JobState, ReviewPolicy, StoredImage
 from core.contracts.v1 import (
     CallbackSpec,
     GarmentByAttributes,
@@ -46,6 +48,8 @@ from core.contracts.v1 import (
     TryOnRequest,
 )
 from core.errors import AtelierError, ErrorCode, PermanentError, RetryableError, as_atelier_error
+from core.jobs.machine import cancel_pending, utcnow
+from core.jobs.review import OPEN_STATUSES, held_for_review, status_of
 from serving_contract.palette import colour_by_name
 from serving_contract.sizing import size_by_label
 from serving_contract.taxonomy import category_by_slug
@@ -107,6 +111,8 @@ def run_listing(
         seed = job_seed(req.seed, job_id)
         seeds = variant_seeds(seed, req.variants)
         attributes = req.attributes
+        if stopped_for_cancel(job_id, req, ctx):
+            return
         with metrics.stage(JobKind.LISTING, "inference"):
             generated = ctx.inference.generate_products(
                 [attributes.category_index] * len(seeds),
@@ -115,6 +121,8 @@ def run_listing(
                 version=req.model_version,
             )
         metadata = listing_metadata(job_id, req, generated)
+        if stopped_for_cancel(job_id, req, ctx):
+            return
         stored = store_images(ctx, JobKind.LISTING, job_id, generated.images, seeds, req.output, metadata)
         succeed(job_id, req, ctx, generated, seed, stored)
 
@@ -130,7 +138,11 @@ def run_tryon(
     with failures(job_id, req, ctx):
         seed = job_seed(req.seed, job_id)
         seeds = variant_seeds(seed, TRYON_VARIANTS)
+        if stopped_for_cancel(job_id, req, ctx):
+            return
         garment = load_garment(req, seed, ctx)
+        if stopped_for_cancel(job_id, req, ctx):
+            return
         n = len(seeds)
         with metrics.stage(JobKind.TRYON, "inference"):
             generated = ctx.inference.generate_tryon(
@@ -142,6 +154,8 @@ def run_tryon(
                 version=req.model_version,
             )
         metadata = tryon_metadata(job_id, req, generated, garment)
+        if stopped_for_cancel(job_id, req, ctx):
+            return
         stored = store_images(ctx, JobKind.TRYON, job_id, generated.images, seeds, req.output, metadata)
         succeed(job_id, req, ctx, generated, seed, stored)
 
@@ -175,12 +189,18 @@ def start(job_id: str, req: Request, ctx: WorkerContext, *, redelivered: bool) -
     if record is None:
         _log(logging.WARNING, job_id, "has no record (expired or never created): message dropped")
         return False
-    if record.state.terminal:
-        # canceled before it ran, or an earlier delivery finished it: make sure its callbacks
-        # are queued (each is sent once, whoever queues it), and do no work
+    if record.state.terminal or record.state is JobState.AWAITING_REVIEW:
+        # canceled before it ran, or an earlier delivery finished it (or left it to people):
+        # make sure its callbacks are queued (each is sent once, whoever queues it), and do no work
         _log(logging.INFO, job_id, f"is {record.state.value}: message dropped")
-        catch_up(ctx, job_id, req.callback, events_before(record.started_at is not None))
+        earlier = events_before(record.started_at is not None)
+        if record.state in (JobState.APPROVED, JobState.REJECTED):
+            earlier.append(JobEventType.REVIEW_REQUIRED)
+        catch_up(ctx, job_id, req.callback, earlier)
         notify(ctx, job_id, req.callback, EVENT_FOR_STATE[record.state])
+        return False
+    if cancel_pending(record):
+        stop_canceled(job_id, req, ctx)
         return False
     if record.state is JobState.RUNNING and redelivered:
         # the attempt before may have died between its start and queuing job.started (a broker
@@ -341,21 +361,56 @@ def tryon_metadata(job_id: str, req: TryOnRequest, generated: Generated, garment
 def succeed(
     job_id: str, req: Request, ctx: WorkerContext, generated: Generated, seed: int, stored: list[StoredImage]
 ) -> None:
-    """Record the results and the model that made them in one transition; notify."""
+    """Record the results and the model that made them in one transition; notify. The job ends
+    ``succeeded``, or awaits people (``awaiting_review``) when its requester's review policy and
+    its images' gate reports say so (``core.jobs.review.held_for_review``). A cancel asked
+    meanwhile wins: the job ends ``canceled`` instead, without its objects."""
+    record = ctx.store.get(job_id)
+    policy = record.review_policy if record is not None else ReviewPolicy.AUTO
+    images, held = held_for_review(JobKind(req.kind), policy, stored, now=utcnow())
+    state = JobState.AWAITING_REVIEW if held else JobState.SUCCEEDED
     done = ctx.store.transition(
         job_id,
-        JobState.SUCCEEDED,
-        results=stored,
+        state,
+        only_if=lambda record: record.cancel_requested_at is None,
+        results=images,
         model=generated.model,
         model_version=generated.version,
         seed=seed,
     )
     if not done:
+        if stopped_for_cancel(job_id, req, ctx):
+            return
         _log(logging.WARNING, job_id, "left running while it ran: results not recorded")
         return
-    _log(logging.INFO, job_id, f"succeeded: {len(stored)} images", model=generated.model)
-    metrics.job_finished(ctx.store, job_id)
-    notify(ctx, job_id, req.callback, JobEventType.SUCCEEDED)
+    if held:
+        pending = sum(status_of(image) in OPEN_STATUSES for image in images)
+        what = f"awaits review ({policy.value}): {pending} of {len(images)} images pending"
+        _log(logging.INFO, job_id, what, model=generated.model)
+    else:
+        _log(logging.INFO, job_id, f"succeeded: {len(stored)} images", model=generated.model)
+        metrics.job_finished(ctx.store, job_id)
+    notify(ctx, job_id, req.callback, EVENT_FOR_STATE[state])
+
+
+def stopped_for_cancel(job_id: str, req: Request, ctx: WorkerContext) -> bool:
+    """Whether the requester asked to cancel the job while it ran; if so, it is ended
+    ``canceled`` (:func:`stop_canceled`) and the caller stops before its next step."""
+    record = ctx.store.get(job_id)
+    if record is None or not cancel_pending(record):
+        return False
+    stop_canceled(job_id, req, ctx)
+    return True
+
+
+def stop_canceled(job_id: str, req: Request, ctx: WorkerContext) -> None:
+    """End a running job whose cancel was asked: delete every object it stored first (a failed
+    delete raises and the job's retry tries again), then ``canceled``, then its callback."""
+    removed = ctx.bucket().remove_job_images(req.kind, job_id)
+    if ctx.store.transition(job_id, JobState.CANCELED, only_from=[JobState.RUNNING]):
+        _log(logging.INFO, job_id, f"canceled while running ({removed} stored objects removed)")
+        metrics.job_finished(ctx.store, job_id)
+        notify(ctx, job_id, req.callback, JobEventType.CANCELED)
 
 
 def fail(job_id: str, callback: CallbackSpec | None, ctx: WorkerContext, failure: AtelierError) -> None:

@@ -20,6 +20,7 @@ from typing import Any
 
 import urllib3
 from minio import Minio
+from minio.deleteobjects import DeleteObject
 from minio.error import InvalidResponseError, S3Error, ServerError
 
 from core.contracts.jobs import JobKind, StoredImage
@@ -208,6 +209,16 @@ class ImageStore:
                 for o in self.client.list_objects(self.bucket, prefix=prefix, recursive=True)
                 if o.object_name is not None
             )
+
+    def remove_job_images(self, kind: JobKind | str, job_id: str) -> int:
+        """Delete every object of the job (a canceled job keeps none); how many there were."""
+        keys = self.list_keys(job_prefix(kind, job_id))
+        if keys:
+            with storage_errors(f"remove {job_prefix(kind, job_id)}"):
+                errors = list(self.client.remove_objects(self.bucket, [DeleteObject(key) for key in keys]))
+            if errors:
+                raise RetryableError(ErrorCode.STORAGE_UNAVAILABLE, f"could not remove {errors[0].name}")
+        return len(keys)
 
     def get_listing_image(self, job_id: str, variant: int) -> bytes:
         """The stored image of a listing job's variant (any format): a try-on's garment.

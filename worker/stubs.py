@@ -19,7 +19,7 @@ from typing import Any
 import httpx
 import numpy as np
 
-from core.contracts.jobs import JobEventType, StoredImage
+from core.contracts.jobs import JobEventType, JobKind, StoredImage
 from core.errors import ErrorCode, PermanentError
 from core.jobs import MemoryJobStore
 from core.worker_settings import WorkerSettings
@@ -137,6 +137,12 @@ class MemoryImageStore(_Failures):
             url=f"https://s3.test/{key}?sig",
             url_expires_at=datetime.now(UTC) + timedelta(hours=1),
         )
+
+    def remove_job_images(self, kind: JobKind | str, job_id: str) -> int:
+        keys = [key for key in self.objects if key.startswith(job_prefix(kind, job_id))]
+        for key in keys:
+            del self.objects[key]
+        return len(keys)
 
     def get_listing_image(self, job_id: str, variant: int) -> bytes:
         prefix = f"{job_prefix('listing', job_id)}{variant}."

@@ -7,6 +7,7 @@ Message keyword arguments:
 - ``LISTING_TASK``, ``TRYON_TASK``: ``job_id``, ``request`` (the request as JSON); task id = job id.
 - ``CALLBACK_TASK``: ``job_id``, ``event`` (e.g. ``job.succeeded``); retries add ``payload``, the
   event as built on the first attempt, so every attempt sends the same body.
+- ``REGENERATE_TASK``: ``job_id``, ``variant``, ``regeneration`` (``worker.regeneration``).
 
 A retry publishes a new message with a countdown (on RabbitMQ through Celery's native delayed
 delivery, which needs the topic exchange). If that message cannot be published, the job's
@@ -24,11 +25,12 @@ from celery.exceptions import Reject, Retry
 
 from core.errors import RetryableError
 from core.jobs import StoreUnavailable
-from core.topology import CALLBACK_TASK, LISTING_TASK, TRYON_TASK, callback_kwargs
+from core.topology import CALLBACK_TASK, LISTING_TASK, REGENERATE_TASK, TRYON_TASK, callback_kwargs
 from worker import context, model_versions, notifications, pipeline
 from worker.app import app, topology
 from worker.app import settings as app_settings
 from worker.context import WorkerContext
+from worker.regeneration import regenerate
 
 #: the shortest retry delay: native delayed delivery counts whole seconds and refuses 0
 MIN_COUNTDOWN_S = 1
@@ -46,6 +48,18 @@ def generate_listing(self: Task, job_id: str, request: dict[str, Any]) -> None:
 def generate_tryon(self: Task, job_id: str, request: dict[str, Any]) -> None:
     """A try-on image (``worker.pipeline.run_tryon``)."""
     _run_job(self, pipeline.run_tryon, job_id, request)
+
+
+@app.task(name=REGENERATE_TASK, bind=True, max_retries=None)
+def regenerate_listing_image(self: Task, job_id: str, variant: int, regeneration: int) -> None:
+    """One listing image made again after a reviewer rejected it (``worker.regeneration``)."""
+    queue = topology.queue_for(REGENERATE_TASK).name
+    try:
+        regenerate(job_id, variant, regeneration, _context(), tries=self.request.retries + 1)
+    except pipeline.RetryLater as later:
+        _retry(self, later.countdown, exc=later.error, queue=queue)
+    except StoreUnavailable as error:
+        _retry(self, _store_backoff(self), exc=error, queue=queue)
 
 
 @app.task(name=CALLBACK_TASK, bind=True, max_retries=None)

@@ -4,7 +4,9 @@ Added to ``atelier`` in ``producer.cli``. The database and the pepper come from
 ``ATELIER_DATABASE_URL`` and ``ATELIER_KEY_PEPPER`` (``api.keys.settings``). The database code
 (SQLAlchemy, Alembic, psycopg: the ``api`` extra) is imported by each command, so ``atelier``
 itself starts without it. ``create`` prints the secret token once, alone on stdout (so
-``KEY=$(atelier keys create ...)`` works), and what it made on stderr. Exit codes: 0 success,
+``KEY=$(atelier keys create ...)`` works), and what it made on stderr. A key may carry its own
+rate limit and daily quota (``--rate-limit``, ``--daily-quota``); without them the API's settings
+apply (``api.limits``). Exit codes: 0 success,
 1 the database failed or the key is unknown, 2 invalid input (a refused scope, requester, origin).
 """
 
@@ -70,13 +72,34 @@ def create(
     cors_origin: Annotated[
         list[str] | None, typer.Option(help="an origin allowed to use a publishable key (repeat for several)")
     ] = None,
+    rate_limit: Annotated[
+        str | None,
+        typer.Option(
+            help="this key's request rate, e.g. '20/second' or '600/minute;20/second' ('' for none); "
+            "default: the API's ATELIER_API_RATE_LIMIT"
+        ),
+    ] = None,
+    daily_quota: Annotated[
+        int | None,
+        typer.Option(
+            help="jobs this key may submit per day (0 for none); default: the API's ATELIER_API_DAILY_QUOTA"
+        ),
+    ] = None,
 ) -> None:
     """Create a key and print its secret token, once: it is stored hashed and cannot be shown again."""
     with _store() as store:
         key, token = store.create(
-            requester, scopes=scope, name=name, publishable=publishable, cors_origins=cors_origin or ()
+            requester,
+            scopes=scope,
+            name=name,
+            publishable=publishable,
+            cors_origins=cors_origin or (),
+            rate_limit=rate_limit,
+            daily_quota=daily_quota,
         )
     err.print(f"created key {key.key_id} for {escape(key.requester)}: {', '.join(sorted(key.scopes))}")
+    if key.rate_limit is not None or key.daily_quota is not None:
+        err.print(f"its limits: rate {_rate(key)}, daily quota {_quota(key)}")
     err.print("the secret token follows; store it now, it is not shown again")
     typer.echo(token)
 
@@ -93,7 +116,18 @@ def list_(
         for key in keys:
             typer.echo(json.dumps(_as_json(key)))
         return
-    table = Table("key id", "requester", "name", "scopes", "publishable", "origins", "created", "revoked")
+    table = Table(
+        "key id",
+        "requester",
+        "name",
+        "scopes",
+        "publishable",
+        "origins",
+        "rate",
+        "quota",
+        "created",
+        "revoked",
+    )
     for key in keys:
         table.add_row(
             key.key_id,
@@ -102,6 +136,8 @@ def list_(
             ", ".join(sorted(key.scopes)),
             "yes" if key.publishable else "no",
             " ".join(key.cors_origins) or "-",
+            escape(_rate(key)),
+            _quota(key),
             _when(key.created_at),
             _when(key.revoked_at),
         )
@@ -111,7 +147,8 @@ def list_(
 
 @app.command()
 def revoke(key_id: Annotated[str, typer.Argument(help="the key id `atelier keys list` shows")]) -> None:
-    """Revoke a key: it stops authenticating at once, and its row stays for the record."""
+    """Revoke a key: it stops authenticating within ATELIER_KEY_CACHE_S (5 s by default: each API
+    process trusts a key it verified that long), and its row stays for the record."""
     with _store() as store:
         key = store.revoke(key_id)
     err.print(f"revoked key {key.key_id} of {escape(key.requester)} at {_when(key.revoked_at)}")
@@ -139,6 +176,15 @@ def migrate(
     err.print(f"key store schema at revision {reached}")
 
 
+def _rate(key: ApiKey) -> str:
+    """The key's rate limit as listed: ``default`` (the API's), ``none`` or its own."""
+    return "default" if key.rate_limit is None else key.rate_limit or "none"
+
+
+def _quota(key: ApiKey) -> str:
+    return "default" if key.daily_quota is None else str(key.daily_quota or "none")
+
+
 def _when(moment: datetime | None) -> str:
     return moment.isoformat(timespec="seconds") if moment else "-"
 
@@ -151,6 +197,8 @@ def _as_json(key: ApiKey) -> dict[str, object]:
         "scopes": sorted(key.scopes),
         "publishable": key.publishable,
         "cors_origins": list(key.cors_origins),
+        "rate_limit": key.rate_limit,
+        "daily_quota": key.daily_quota,
         "created_at": key.created_at.isoformat() if key.created_at else None,
         "revoked_at": key.revoked_at.isoformat() if key.revoked_at else None,
         "last_used_at": key.last_used_at.isoformat() if key.last_used_at else None,

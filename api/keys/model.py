@@ -38,6 +38,11 @@ class ApiKey:
     extra: dict[str, str] = field(default_factory=dict)
     #: when the key last authenticated, to the store's resolution (``api.keys.store``); None: never
     last_used_at: datetime | None = None
+    #: this key's request rate (``limits``' notation, ``;`` between limits; ``""``: none);
+    #: ``None``: the service's ``api_rate_limit``
+    rate_limit: str | None = None
+    #: jobs this key may submit per day (0: no quota); ``None``: the service's ``api_daily_quota``
+    daily_quota: int | None = None
 
     def allows(self, scope: Scope) -> bool:
         return scope in self.scopes
@@ -49,3 +54,7 @@ class KeyVerifier(Protocol):
     def authenticate(self, secret: str) -> ApiKey | None:
         """The key whose secret this is, if it exists and is not revoked; ``None`` otherwise."""
         ...
+
+    # A verifier may also offer ``cached(secret) -> ApiKey | None``: the key if it verified a
+    # moment ago, with no I/O (``api.keys.store.KeyStore.cached``); ``api.auth`` then calls
+    # ``authenticate`` only when that answers ``None``.

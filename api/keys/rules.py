@@ -1,5 +1,9 @@
 """What a new key may be: the checks ``KeyStore.create`` runs before it writes anything.
 
+A key's own limits, where it has any, are checked as the service's are (``api.settings``): a rate
+in the ``limits`` library's notation (``"600/minute;20/second"``; ``""`` for no rate limit) and a
+daily quota of 0 (none) or more jobs.
+
 The requester follows the contracts' ``Identifier`` rule (``core.contracts.v1``), so a key's
 requester is always one a job request could carry. A publishable key ships inside a browser or a
 phone app, where anyone can read it: it holds only ``PUBLISHABLE_SCOPES`` and names the exact
@@ -13,9 +17,11 @@ from collections.abc import Iterable
 from typing import Final
 from urllib.parse import urlsplit
 
+from limits import parse_many
+
 from api.keys.errors import InvalidKeyRequest, ScopeNotAllowed
 from api.keys.model import PUBLISHABLE_SCOPES, Scope
-from api.keys.tables import MAX_NAME_CHARS
+from api.keys.tables import MAX_NAME_CHARS, MAX_RATE_LIMIT_CHARS
 from core.contracts.bounds import quoted
 from core.contracts.v1 import MAX_IDENTIFIER_CHARS
 
@@ -24,6 +30,8 @@ REQUESTER_PATTERN: Final = re.compile(rf"^[A-Za-z0-9][A-Za-z0-9._:-]{{0,{MAX_IDE
 #: most CORS origins on one key, and the longest one
 MAX_CORS_ORIGINS: Final = 32
 MAX_ORIGIN_CHARS: Final = 255
+#: the largest daily quota a key may have (PostgreSQL ``integer``)
+MAX_DAILY_QUOTA: Final = 2**31 - 1
 
 
 def checked_requester(requester: str) -> str:
@@ -100,3 +108,32 @@ def _checked_origin(origin: str) -> str:
     if ":" in parts.hostname:  # an IPv6 literal keeps its brackets
         netloc = f"[{parts.hostname}]" if port in (None, default_port) else f"[{parts.hostname}]:{port}"
     return f"{parts.scheme}://{netloc}"
+
+
+def checked_rate_limit(rate_limit: str | None) -> str | None:
+    """A key's own rate limit in ``limits``' notation, stripped (``""``: no rate limit);
+    ``None`` keeps the service's."""
+    if rate_limit is None:
+        return None
+    rate_limit = rate_limit.strip()
+    refusal = InvalidKeyRequest(
+        f"rate limit {quoted(rate_limit)}: limits like '20/second' or '600/minute;20/second' "
+        f"(at most {MAX_RATE_LIMIT_CHARS} characters), or '' for none"
+    )
+    if len(rate_limit) > MAX_RATE_LIMIT_CHARS or not rate_limit.isascii():
+        raise refusal
+    if rate_limit:
+        try:
+            items = parse_many(rate_limit)
+        except ValueError:
+            raise refusal from None
+        if not items or any(item.amount < 1 for item in items):
+            raise refusal
+    return rate_limit
+
+
+def checked_daily_quota(daily_quota: int | None) -> int | None:
+    """A key's own daily job quota (0: none); ``None`` keeps the service's."""
+    if daily_quota is not None and not 0 <= daily_quota <= MAX_DAILY_QUOTA:
+        raise InvalidKeyRequest(f"daily quota {daily_quota}: 0 (none) to {MAX_DAILY_QUOTA} jobs")
+    return daily_quota

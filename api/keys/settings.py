@@ -29,6 +29,13 @@ class DatabaseSettings(BaseSettings):
         description="server-side secret mixed into every key hash (HMAC-SHA256): a copy of the database "
         "alone then cannot check a guessed key. Changing it invalidates every key.",
     )
+    key_cache_s: float = Field(
+        default=5.0,
+        ge=0,
+        description="how long the API trusts a key it verified without asking the database again "
+        "(api.keys.cache): a key revoked elsewhere may still authenticate for up to this long; 0: "
+        "every request asks",
+    )
     database_connect_timeout_s: int = Field(
         default=5, gt=0, description="how long opening a database connection may take before it fails"
     )

@@ -5,6 +5,9 @@ reach the rest through ``atelier keys``. Secrets are hashed (``api.keys.tokens``
 on a new key live in ``api.keys.rules``, the schema in ``api.keys.tables`` and its migrations.
 A tenant is created with its first key. PostgreSQL failing to answer raises
 :class:`~api.keys.errors.KeyStoreUnavailable` (retryable); refusals are ``KeyStoreError``\\ s.
+A store made with ``cache_s`` keeps verified keys that long (``api.keys.cache``), so most
+requests authenticate without a query; a revoke through it takes effect at once, one made
+elsewhere within ``cache_s``.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from api.keys import rules
+from api.keys.cache import VerifiedKeys
 from api.keys.errors import KeyNotFound, KeyStoreUnavailable
 from api.keys.model import ApiKey, Scope
 from api.keys.settings import DatabaseSettings
@@ -41,10 +45,17 @@ class KeyStore:
     ``pepper``: the HMAC key of every secret's hash (``ATELIER_KEY_PEPPER``); it must be the same
     for every process sharing the database, or their keys stop authenticating.
     ``connect_timeout_s``: how long opening a connection may take (URL only).
+    ``cache_s``: how long a verified key is kept without asking the database (0, the default
+    here: every call asks; the API's default is ``ATELIER_KEY_CACHE_S``).
     """
 
     def __init__(
-        self, database: Engine | str, *, pepper: SecretStr | str = "", connect_timeout_s: int = 5
+        self,
+        database: Engine | str,
+        *,
+        pepper: SecretStr | str = "",
+        connect_timeout_s: int = 5,
+        cache_s: float = 0.0,
     ) -> None:
         if isinstance(database, str):
             database = create_engine(
@@ -57,6 +68,7 @@ class KeyStore:
         self._sessions = sessionmaker(database, expire_on_commit=False)
         secret = pepper.get_secret_value() if isinstance(pepper, SecretStr) else pepper
         self._pepper = secret.encode()
+        self._verified = VerifiedKeys(cache_s)
 
     @classmethod
     def from_settings(cls, settings: DatabaseSettings | None = None) -> KeyStore:
@@ -65,6 +77,7 @@ class KeyStore:
             settings.database_url.get_secret_value(),
             pepper=settings.key_pepper,
             connect_timeout_s=settings.database_connect_timeout_s,
+            cache_s=settings.key_cache_s,
         )
 
     def create(
@@ -76,10 +89,15 @@ class KeyStore:
         publishable: bool = False,
         cors_origins: Iterable[str] = (),
         tenant_name: str | None = None,
+        rate_limit: str | None = None,
+        daily_quota: int | None = None,
     ) -> tuple[ApiKey, str]:
         """A new key for ``requester`` (its tenant created on its first key) and the key's secret
-        token: return it to its owner once, it cannot be read back."""
+        token: return it to its owner once, it cannot be read back. ``rate_limit`` and
+        ``daily_quota`` are the key's own limits (``None``: the service's, ``api.limits``)."""
         requester = rules.checked_requester(requester)
+        rate_limit = rules.checked_rate_limit(rate_limit)
+        daily_quota = rules.checked_daily_quota(daily_quota)
         granted = rules.checked_scopes(scopes, publishable=publishable)
         origins = rules.checked_origins(cors_origins, publishable=publishable)
         name = rules.checked_name(name)
@@ -102,11 +120,20 @@ class KeyStore:
                     scopes=sorted(granted),
                     publishable=publishable,
                     cors_origins=list(origins),
+                    rate_limit=rate_limit,
+                    daily_quota=daily_quota,
                 )
                 .returning(KeyRow)
             ).one()
             session.commit()
         return _as_api_key(row), token
+
+    def cached(self, secret: str) -> ApiKey | None:
+        """The key of this token if it verified less than ``cache_s`` ago; ``None`` when it must be
+        looked up (:meth:`authenticate`). No I/O: the API calls it on its event loop."""
+        if self._verified.ttl_s <= 0 or key_id_of(secret) is None:
+            return None
+        return self._verified.get(hash_token(secret, pepper=self._pepper))
 
     def authenticate(self, secret: str) -> ApiKey | None:
         """The key whose secret token this is, if it exists and is not revoked; ``None`` otherwise
@@ -114,6 +141,9 @@ class KeyStore:
         key_id = key_id_of(secret)
         if key_id is None:
             return None
+        found = self.cached(secret)
+        if found is not None:
+            return found
         with self._session() as session:
             row = session.get(KeyRow, key_id)
             if row is None or row.revoked_at is not None:
@@ -125,7 +155,9 @@ class KeyStore:
                 session.execute(update(KeyRow).where(KeyRow.key_id == key_id).values(last_used_at=now))
                 session.commit()
                 row.last_used_at = now
-        return _as_api_key(row)
+        key = _as_api_key(row)
+        self._verified.put(row.secret_hash, key)
+        return key
 
     def get(self, key_id: str) -> ApiKey:
         """The key with this public id, revoked or not; :class:`KeyNotFound` if there is none."""
@@ -143,6 +175,17 @@ class KeyStore:
         with self._session() as session:
             return tuple(_as_api_key(row) for row in session.scalars(query))
 
+    def all_origins(self) -> frozenset[str]:
+        """Every CORS origin of an active publishable key: what a browser's preflight, which
+        carries no key, is answered for (``api.cors``)."""
+        query = (
+            select(func.unnest(KeyRow.cors_origins))
+            .where(KeyRow.publishable, KeyRow.revoked_at.is_(None))
+            .distinct()
+        )
+        with self._session() as session:
+            return frozenset(session.scalars(query))
+
     def revoke(self, key_id: str) -> ApiKey:
         """Revoke the key: it never authenticates again. Revoking a revoked key changes nothing
         (it keeps its first ``revoked_at``); an unknown id raises :class:`KeyNotFound`."""
@@ -154,6 +197,7 @@ class KeyStore:
                     .values(revoked_at=func.now())
                 )
                 session.commit()
+            self._verified.forget(key_id)
         return self.get(key_id)
 
     def close(self) -> None:
@@ -194,4 +238,6 @@ def _as_api_key(row: KeyRow) -> ApiKey:
         created_at=row.created_at,
         revoked_at=row.revoked_at,
         last_used_at=row.last_used_at,
+        rate_limit=row.rate_limit,
+        daily_quota=row.daily_quota,
     )

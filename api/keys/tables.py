@@ -3,8 +3,9 @@ them; a change here needs a new revision there).
 
 ``tenants``: one row per requester, created with its first key; the next issues hang quotas,
 review decisions and their audit trail off it. ``api_keys``: one row per key, holding a hash of
-the secret and never the secret itself (``api.keys.tokens`` says why HMAC-SHA256). A revoked key
-keeps its row (``revoked_at``), so listings and audits still name it.
+the secret and never the secret itself (``api.keys.tokens`` says why HMAC-SHA256), and the key's
+own rate limit and daily quota where it has any (NULL: the service's, ``api.limits``). A revoked
+key keeps its row (``revoked_at``), so listings and audits still name it.
 
 PostgreSQL only, on purpose: scopes and origins are ``text[]``, and a CHECK keeps a publishable
 key within its scopes even if a future code path forgets to.
@@ -19,6 +20,7 @@ from sqlalchemy import (
     DateTime,
     ForeignKey,
     Index,
+    Integer,
     MetaData,
     String,
     Text,
@@ -33,6 +35,8 @@ from core.contracts.v1 import MAX_IDENTIFIER_CHARS
 
 #: longest key or tenant name
 MAX_NAME_CHARS = 200
+#: longest rate limit of a key (``limits``' notation)
+MAX_RATE_LIMIT_CHARS = 200
 #: the publishable scopes as an SQL array literal, for the CHECK constraint
 PUBLISHABLE_SCOPES_SQL = "ARRAY[" + ", ".join(f"'{scope}'" for scope in sorted(PUBLISHABLE_SCOPES)) + "]"
 
@@ -69,6 +73,7 @@ class KeyRow(Base):
             f"NOT publishable OR scopes <@ {PUBLISHABLE_SCOPES_SQL}::text[]", name="publishable_scopes"
         ),
         CheckConstraint("cardinality(scopes) > 0", name="some_scope"),
+        CheckConstraint("daily_quota >= 0", name="daily_quota_not_negative"),
     )
 
     key_id: Mapped[str] = mapped_column(String(32), primary_key=True)
@@ -83,3 +88,7 @@ class KeyRow(Base):
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     #: refreshed at most once per ``LAST_USED_RESOLUTION`` (``api.keys.store``), not on every request
     last_used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    #: this key's rate (``limits``' notation, ``''``: none); NULL: the service's ``api_rate_limit``
+    rate_limit: Mapped[str | None] = mapped_column(String(MAX_RATE_LIMIT_CHARS))
+    #: this key's jobs per day (0: none); NULL: the service's ``api_daily_quota``
+    daily_quota: Mapped[int | None] = mapped_column(Integer)

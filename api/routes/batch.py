@@ -170,7 +170,7 @@ def submit_listing_batch(
             kind="validation",
             errors=[FieldError(loc=["body", "items"], type="too_long", msg=message)],
         )
-    limits.take_quota(key.key_id, cost=len(batch.items))
+    limits.take_quota(key, cost=len(batch.items))
     results: list[BatchItemResult] = []
     for index, item in enumerate(batch.items):
         checked = _validated(index, item, key)

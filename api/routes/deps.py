@@ -1,5 +1,7 @@
 """What the routes take from the app: the producer (the same core as the Python client) and
-the presigner, as FastAPI dependencies, so a test builds the app against real services."""
+the presigner, as FastAPI dependencies, so a test builds the app against real services. They are
+``async``, though they wait for nothing: FastAPI runs a plain ``def`` dependency in its thread
+pool, a hop each request would pay for a mere attribute read."""
 
 from __future__ import annotations
 
@@ -12,12 +14,12 @@ from core.contracts.jobs import JobRecord
 from producer.client import Producer
 
 
-def producer(request: Request) -> Producer:
+async def producer(request: Request) -> Producer:
     submitter: Producer = request.app.state.producer
     return submitter
 
 
-def presigner(request: Request) -> Presigner:
+async def presigner(request: Request) -> Presigner:
     signer: Presigner = request.app.state.presigner
     return signer
 
@@ -45,7 +47,7 @@ def job_resource(record: JobRecord, signer: Presigner) -> Job:
             url=signed.url,
             url_expires_at=signed.url_expires_at,
         )
-        for signed in (signer.sign(image) for image in record.results)
+        for signed in (signer.sign(image) for image in record.catalog_images())
     ]
     return Job(
         id=record.job_id,
@@ -57,6 +59,7 @@ def job_resource(record: JobRecord, signer: Presigner) -> Job:
         updated_at=record.updated_at,
         started_at=record.started_at,
         finished_at=record.finished_at,
+        cancel_requested_at=record.cancel_requested_at,
         attempts=record.attempts,
         model=record.model,
         model_version=record.model_version,

@@ -13,7 +13,8 @@ and nothing polls the record), not from the moment the client happened to be lis
 
 While nothing happens a comment line goes out every ``api_events_keepalive_s`` so proxies keep
 the connection; a stream open ``api_events_max_s`` is ended and the client reconnects. Another
-requester's job is 404, as everywhere; the key needs the ``read`` scope. SSE framing, pings and
+requester's job is 404, as everywhere (and a listing job to a publishable key,
+``api.routes.jobs.readable_record``); the key needs the ``read`` scope. SSE framing, pings and
 disconnects are ``sse-starlette``'s.
 """
 
@@ -25,6 +26,7 @@ from typing import Annotated, Any
 
 import anyio
 from fastapi import APIRouter, Depends, Header, Path, Request
+from pydantic import BaseModel, Field
 from sse_starlette import EventSourceResponse, ServerSentEvent
 from starlette.concurrency import run_in_threadpool
 
@@ -32,9 +34,10 @@ from api.auth import require
 from api.keys.model import ApiKey, Scope
 from api.presign import Presigner
 from api.problems import problem_responses
-from api.routes.deps import own_record, presigner, producer
+from api.routes.deps import presigner, producer
+from api.routes.jobs import readable_record
 from api.settings import ApiSettings
-from core.contracts.jobs import JobEvent, StoredImage
+from core.contracts.jobs import JobEvent, JobEventType, StoredImage
 from core.jobs import JobEventFollower, StoredEvent
 from core.jobs.follower import MAX_BLOCK_S
 from producer.client import Producer
@@ -57,12 +60,34 @@ LastEventId = Annotated[
     ),
 ]
 
+
+class JobEventFrame(BaseModel):
+    """One event of the stream as an SSE parser hands it over (``event``, ``id``, ``data``).
+
+    The stream's ``schema`` in the document, read per event as OpenAPI before 3.2 reads a
+    ``text/event-stream`` schema (3.2 names it ``itemSchema``). ``data`` is the JSON text of a
+    :class:`~core.contracts.jobs.JobEvent`: ``contentSchema`` points at that component, which
+    ``api.openapi`` publishes with one ``data`` schema per event type.
+    """
+
+    event: JobEventType = Field(description="the event type; the same as data's `type`")
+    id: str = Field(pattern=r"^[0-9]+$", description="the event id: increases along the job's life")
+    data: str = Field(
+        description="a JobEvent as one line of JSON",
+        json_schema_extra={
+            "contentMediaType": "application/json",
+            "contentSchema": {"$ref": "#/components/schemas/JobEvent"},
+        },
+    )
+
+
 _RESPONSES: dict[int | str, dict[str, Any]] = {
     200: {
         "description": "the job's events, one per state change, until the terminal one. Each has "
-        "`event:` the event type, `id:` the event id (increasing) and `data:` a JobEvent "
-        "(JSON); comment lines keep the connection open.",
-        "content": {EVENT_STREAM: {"schema": {"type": "string"}}},
+        "`event:` the event type, `id:` the event id (increasing) and `data:` a JobEvent as JSON "
+        "(`#/components/schemas/JobEvent`; its `data` has one schema per event type); comment "
+        "lines keep the connection open.",
+        "content": {EVENT_STREAM: {"schema": {"$ref": "#/components/schemas/JobEventFrame"}}},
     },
     **problem_responses(401, 403, 404, 422, 503),
 }
@@ -90,7 +115,7 @@ async def job_events(
 ) -> EventSourceResponse:
     """Every state change of the job as it happens, from after ``Last-Event-ID`` when given;
     the stream ends after the terminal event."""
-    await run_in_threadpool(own_record, submitter, key.requester, job_id)
+    await run_in_threadpool(readable_record, submitter, key, job_id)
     frames = _frames(
         JobEventFollower(submitter.settings),
         job_id,

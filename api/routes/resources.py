@@ -54,13 +54,18 @@ class Job(BaseModel):
     updated_at: datetime | None = None
     started_at: datetime | None = None
     finished_at: datetime | None = None
+    cancel_requested_at: datetime | None = None
     attempts: int = 0
     model: str | None = None
     model_version: str | None = None
     seed: int | None = None
     idempotency_key: str | None = None
     error: JobError | None = None
-    outputs: list[Output] = Field(default_factory=list, description="the images, once the job succeeded")
+    outputs: list[Output] = Field(
+        default_factory=list,
+        description="the images that may reach a catalog: all of a succeeded job, "
+        "the approved ones of an approved job",
+    )
 
 
 class JobList(BaseModel):

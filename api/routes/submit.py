@@ -17,24 +17,30 @@ An honoured wait is confirmed with ``Preference-Applied: wait=N`` (N as capped);
 preferences, and a ``wait`` that is not a number of seconds, are ignored, as the RFC asks. The
 wait follows the job's event stream (``core.jobs.JobEventFollower``): the route is ``async``
 and holds no thread while it waits; the submit itself runs in the thread pool, as before.
+
+What runs before the submit is one dependency per route (:func:`submission`): the key's scope,
+admission (listings) and quota, in that order, each answered on the event loop. The submit
+itself (validate, ``Producer.enqueue``, read the job back) is the one trip through the thread
+pool a request makes; the services come from the app's state, not from a dependency each.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Request, Response
 from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 
-from api.admission import admit_listings
+from api.admission import ListingAdmission
 from api.auth import require
 from api.keys.model import ApiKey, Scope
-from api.limits import submission_quota
+from api.limits import KeyLimits
 from api.presign import Presigner
 from api.problems import FieldError, ProblemError, field_errors, problem_responses
-from api.routes.deps import job_resource, presigner, producer
+from api.routes.deps import job_resource
 from api.routes.resources import Job, ListingSubmission, TryOnSubmission
 from api.settings import ApiSettings
 from core.contracts.bounds import bounded_errors
@@ -143,9 +149,23 @@ def _submit(
     return job_resource(submitter.status(submission.job_id), signer)
 
 
-def _settings(request: Request) -> ApiSettings:
-    settings: ApiSettings = request.app.state.settings
-    return settings
+def submission(scope: Scope, *, admit: bool) -> Callable[..., Awaitable[ApiKey]]:
+    """The submit route's dependency: the key holds ``scope`` (else 403), the listing queue has
+    room if ``admit`` (else 503, ``api.admission``), and the key's daily quota takes one more job
+    (else 429, ``api.limits``). Each is checked only once the one before passed, so a key that may
+    not submit never spends quota."""
+
+    async def submitting(request: Request, key: ApiKey = Depends(require(scope))) -> ApiKey:  # noqa: B008
+        state = request.app.state
+        if admit:
+            admission: ListingAdmission = state.listing_admission
+            await admission.check()
+        limits: KeyLimits = state.limits
+        await limits.take_quota_async(key)
+        return key
+
+    submitting.__name__ = f"submission_{scope.name.lower()}"
+    return submitting
 
 
 def preferred_wait(prefer: str | None) -> int | None:
@@ -204,22 +224,24 @@ def _validated(model: type[ListingImageRequest] | type[TryOnRequest], data: dict
     response_model=Job,
     responses=_RESPONSES,
     summary="Submit a listing's product images",
-    dependencies=[Depends(admit_listings), Depends(submission_quota(Scope.SUBMIT_LISTINGS))],
 )
 async def submit_listing(
     body: ListingSubmission,
+    request: Request,
     response: Response,
     idempotency_key: IdempotencyKey = None,
     prefer: Prefer = None,
-    key: ApiKey = Depends(require(Scope.SUBMIT_LISTINGS)),  # noqa: B008
-    submitter: Producer = Depends(producer),  # noqa: B008
-    signer: Presigner = Depends(presigner),  # noqa: B008
-    settings: ApiSettings = Depends(_settings),  # noqa: B008
+    key: ApiKey = Depends(submission(Scope.SUBMIT_LISTINGS, admit=True)),  # noqa: B008
 ) -> Job:
     """Queue product images for a listing; 202 with the job and ``Location`` (with
     ``Prefer: wait=N``, 200 with the finished job if it ends within N seconds)."""
-    job = await run_in_threadpool(_accept_listing, body, response, idempotency_key, key, submitter, signer)
-    return await _after_wait(job, prefer, response, submitter=submitter, signer=signer, settings=settings)
+    state = request.app.state
+    job = await run_in_threadpool(
+        _accept_listing, body, response, idempotency_key, key, state.producer, state.presigner
+    )
+    return await _after_wait(
+        job, prefer, response, submitter=state.producer, signer=state.presigner, settings=state.settings
+    )
 
 
 def _accept_listing(
@@ -240,23 +262,25 @@ def _accept_listing(
     response_model=Job,
     responses=_RESPONSES,
     summary="Submit a virtual try-on",
-    dependencies=[Depends(submission_quota(Scope.SUBMIT_TRYONS))],
 )
 async def submit_tryon(
     body: TryOnSubmission,
+    request: Request,
     response: Response,
     idempotency_key: IdempotencyKey = None,
     prefer: Prefer = None,
-    key: ApiKey = Depends(require(Scope.SUBMIT_TRYONS)),  # noqa: B008
-    submitter: Producer = Depends(producer),  # noqa: B008
-    signer: Presigner = Depends(presigner),  # noqa: B008
-    settings: ApiSettings = Depends(_settings),  # noqa: B008
+    key: ApiKey = Depends(submission(Scope.SUBMIT_TRYONS, admit=False)),  # noqa: B008
 ) -> Job:
     """Queue a try-on image; 202 with the job and ``Location`` (with ``Prefer: wait=N``, 200
     with the finished job if it ends within N seconds). A garment from a listing must name one
     of this requester's listing jobs."""
-    job = await run_in_threadpool(_accept_tryon, body, response, idempotency_key, key, submitter, signer)
-    return await _after_wait(job, prefer, response, submitter=submitter, signer=signer, settings=settings)
+    state = request.app.state
+    job = await run_in_threadpool(
+        _accept_tryon, body, response, idempotency_key, key, state.producer, state.presigner
+    )
+    return await _after_wait(
+        job, prefer, response, submitter=state.producer, signer=state.presigner, settings=state.settings
+    )
 
 
 def _accept_tryon(

@@ -93,6 +93,7 @@ def run(
         "size": size,
         "namespace": space,
         "load_average": load_average,
+        "load_average_end": round(os.getloadavg()[0], 2),
         "duration_s": chosen.duration_s,
         "warmup_s": chosen.warmup_s,
         "points": points,

@@ -1,25 +1,36 @@
 """One measured point: ``concurrency`` clients submitting listings as fast as they can, through
 the HTTP API or through ``Producer.submit`` directly.
 
-Each client is a thread with a connection of its own, kept for the whole point: an
-``httpx.Client`` (HTTP/1.1 keep-alive) with its own key, or a ``Producer`` (its own Redis and
-broker connections). Both submit the same request, a listing with a new listing id each time,
-so no submit is an idempotent replay. Latency is the wall time of one call as the client sees
-it, from the request to the job id in hand. Calls ending in the first ``warmup_s`` (connections
-opening, the API's caches filling) are left out; the point's rate is the calls that ended in the
-measured window, divided by its length. A refused or failed call is counted as an error and
-kept out of the latencies (the limits are raised so that none should be).
+Each client is a thread with a connection of its own, kept for the whole point: an HTTP/1.1
+keep-alive connection with its own key, or a ``Producer`` (its own Redis and broker
+connections). The HTTP client is the standard library's ``http.client``, the leanest there is:
+the clients share the machine's cores with the API, so a heavier client (``httpx`` costs about
+0.5 ms more CPU per call here) would slow the API it measures and count its own cost as the
+API's. Both submit the same request, a listing with a new listing id each time, so no submit is
+an idempotent replay. Latency is the wall time of one call as the client sees it, from the
+request to the job id in hand. Calls ending in the first ``warmup_s`` (connections opening, the
+API's caches filling) are left out; the point's rate is the calls that ended in the measured
+window, divided by its length. A refused or failed call is counted as an error and kept out of
+the latencies (the limits are raised so that none should be).
+
+Each point also says where the CPU went over the measured window, per submit: the benchmark's own
+process (the clients: for ``direct``, every ``Producer.submit``), and for ``api`` the API's process
+(read from ``/proc``; ``None`` where there is none).
 """
 
 from __future__ import annotations
 
+import http.client
+import json
+import os
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
-import httpx
 import numpy as np
 
 from bench.api.rig import REQUESTER, Rig
@@ -41,6 +52,10 @@ class Point:
     errors: int
     first_error: str | None
     latencies_ms: list[float]
+    #: CPU seconds spent over the measured window by the benchmark's process (the clients)
+    client_cpu_s: float = 0.0
+    #: and by the API's process (``None``: not measured, or no API in this mode)
+    server_cpu_s: float | None = None
 
     def as_dict(self) -> dict[str, Any]:
         values = np.asarray(self.latencies_ms) if self.latencies_ms else np.zeros(1)
@@ -58,7 +73,29 @@ class Point:
                 "mean": round(float(values.mean()), 3),
                 "max": round(float(values.max()), 3),
             },
+            "cpu_ms_per_submit": {
+                "client": _per_submit(self.client_cpu_s, self.submits),
+                "server": None if self.server_cpu_s is None else _per_submit(self.server_cpu_s, self.submits),
+            },
         }
+
+
+def _per_submit(cpu_s: float, submits: int) -> float | None:
+    return round(cpu_s * 1000 / submits, 3) if submits else None
+
+
+def process_cpu_s(pid: int | None = None) -> float | None:
+    """CPU seconds (user + system) of process ``pid`` (default this one) so far; ``None`` when it
+    cannot be read (``/proc`` is Linux's)."""
+    if pid is None:
+        spent = os.times()
+        return spent.user + spent.system
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = stat[stat.rindex(")") + 2 :].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def listing(client: int, n: int) -> dict[str, Any]:
@@ -73,18 +110,25 @@ def listing(client: int, n: int) -> dict[str, Any]:
 
 
 def api_submitter(rig: Rig, client: int) -> tuple[Callable[[dict[str, Any]], None], Callable[[], None]]:
-    """Submit through ``POST /v1/listings`` with the client's own key and connection."""
-    http = httpx.Client(
-        base_url=rig.url, timeout=HTTP_TIMEOUT_S, headers={"Authorization": f"Bearer {rig.tokens[client]}"}
-    )
+    """Submit through ``POST /v1/listings`` with the client's own key and keep-alive connection
+    (``http.client`` opens it again if the server closed it)."""
+    address = urlsplit(rig.url)
+    connection = http.client.HTTPConnection(address.hostname or "", address.port, timeout=HTTP_TIMEOUT_S)
+    headers = {"Authorization": f"Bearer {rig.tokens[client]}", "Content-Type": "application/json"}
 
     def submit(request: dict[str, Any]) -> None:
         body = {k: v for k, v in request.items() if k != "requester"}  # the key's requester
-        response = http.post("/v1/listings", json=body)
-        if response.status_code != 202:
-            raise RuntimeError(f"{response.status_code}: {response.text[:300]}")
+        try:
+            connection.request("POST", "/v1/listings", body=json.dumps(body), headers=headers)
+            response = connection.getresponse()
+            answer = response.read()
+        except (OSError, http.client.HTTPException):
+            connection.close()  # the next call opens a new connection
+            raise
+        if response.status != 202:
+            raise RuntimeError(f"{response.status}: {answer[:300]!r}")
 
-    return submit, http.close
+    return submit, connection.close
 
 
 def direct_submitter(rig: Rig, client: int) -> tuple[Callable[[dict[str, Any]], None], Callable[[], None]]:
@@ -134,15 +178,23 @@ def measure(
             ended[client].append((finished, finished - began))
 
     threads = [threading.Thread(target=client_loop, args=(i,), daemon=True) for i in range(concurrency)]
+    server_pid = rig.api_pid if mode == "api" else None
     try:
         for thread in threads:
             thread.start()
         ready.wait()
         start = time.perf_counter()
         window_start, window_end = start + warmup_s, start + warmup_s + duration_s
-        while (now := time.perf_counter()) < window_end:
-            on_progress(now - start, sum(len(calls) for calls in ended))
-            time.sleep(min(0.2, window_end - now))
+
+        def wait_until(moment: float) -> None:
+            while (now := time.perf_counter()) < moment:
+                on_progress(now - start, sum(len(calls) for calls in ended))
+                time.sleep(min(0.2, moment - now))
+
+        wait_until(window_start)
+        client_before, server_before = process_cpu_s(), process_cpu_s(server_pid) if server_pid else None
+        wait_until(window_end)
+        client_after, server_after = process_cpu_s(), process_cpu_s(server_pid) if server_pid else None
         stop.set()
         for thread in threads:
             thread.join()
@@ -162,4 +214,6 @@ def measure(
         errors=len(errors),
         first_error=errors[0] if errors else None,
         latencies_ms=latencies,
+        client_cpu_s=(client_after or 0.0) - (client_before or 0.0),
+        server_cpu_s=None if server_before is None or server_after is None else server_after - server_before,
     )

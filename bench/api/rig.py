@@ -48,6 +48,8 @@ class Rig:
     url: str
     tokens: list[str]
     settings: WorkerSettings
+    #: the API's process, for its CPU time (``bench.api.load``)
+    api_pid: int | None = None
 
 
 @contextlib.contextmanager
@@ -77,4 +79,4 @@ def running_api(*, clients: int, workdir: Path) -> Iterator[Rig]:
         )
         leaving.callback(api.stop)
         api.start()
-        yield Rig(url=api.url, tokens=tokens, settings=settings)
+        yield Rig(url=api.url, tokens=tokens, settings=settings, api_pid=api.pid)

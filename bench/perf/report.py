@@ -234,6 +234,24 @@ def _verdict(target: dict[str, Any]) -> str:
     return "met" if target["met"] else "**missed**"
 
 
+def api_summary(path: Path) -> list[str]:
+    """The API load benchmark's ratios, read from its own results (``python -m bench.api``)."""
+    if not path.exists():
+        return []
+    ratios = json.loads(path.read_text()).get("ratios", [])
+    if not ratios:
+        return []
+    clients = "/".join(str(r["concurrency"]) for r in ratios)
+    p99 = " / ".join(f"{r['p99_ratio']:.2f}x" for r in ratios)
+    met = [str(r["concurrency"]) for r in ratios if r["meets_target"]]
+    verdict = (
+        f"met at {', '.join(met)} client(s) only"
+        if met and len(met) < len(ratios)
+        else ("met at every concurrency" if met else "not met")
+    )
+    return [f"API p99 / direct p99 at {clients} clients: {p99}; the 1.5x target is {verdict}."]
+
+
 def render(data: dict[str, Any]) -> str:
     bench, goals = data["benchmarks"], data.get("targets", {})
     any_run: dict[str, Any] = next(iter(bench.values()), {})
@@ -246,6 +264,9 @@ def render(data: dict[str, Any]) -> str:
         "[docs/benchmarks/determinism.md](docs/benchmarks/determinism.md).",
         "The HTTP API under load against direct `Producer.submit` (`python -m bench.api`):",
         "[docs/benchmarks/api.md](docs/benchmarks/api.md).",
+        *api_summary(ROOT / "bench" / "api" / "results.json"),
+        "The quality gate's recall, false flags and cost, one request or two (`python -m bench.gate`):",
+        "[docs/benchmarks/gate.md](docs/benchmarks/gate.md).",
         "",
         f"Command: `{any_run.get('command', '?')}` (size `{any_run.get('size', '?')}`"
         f"{', GPU' if any_run.get('gpu') else ', CPU only'})  ",

@@ -53,7 +53,7 @@ export interface paths {
         };
         /**
          * List Jobs
-         * @description The key's requester's jobs, newest first, a page at a time.
+         * @description The key's requester's jobs, newest first, a page at a time (not for a publishable key).
          */
         get: operations["list_jobs_v1_jobs_get"];
         put?: never;
@@ -95,7 +95,9 @@ export interface paths {
         put?: never;
         /**
          * Cancel Job
-         * @description Cancel a queued job (it never starts); 409 with the reason when it is past queued.
+         * @description Cancel a job. Queued or awaiting review: canceled now (200). Running: marked, and its
+         *     worker ends it ``canceled`` before its next inference or upload, keeping none of its objects
+         *     (202; follow the job or its events). Finished: 409 with the reason.
          */
         post: operations["cancel_job_v1_jobs__job_id__cancel_post"];
         delete?: never;
@@ -276,9 +278,12 @@ export interface components {
              * Events
              * @description which events to deliver; all of them by default
              * @default [
+             *       "job.approved",
              *       "job.canceled",
              *       "job.failed",
              *       "job.queued",
+             *       "job.rejected",
+             *       "job.review_required",
              *       "job.started",
              *       "job.succeeded"
              *     ]
@@ -360,6 +365,45 @@ export interface components {
              */
             variant: number;
         };
+        /**
+         * GateCheck
+         * @description One automatic check of one image: its score against its threshold.
+         */
+        GateCheck: {
+            /**
+             * Name
+             * @description e.g. category, colour, duplicate, blank
+             */
+            name: string;
+            /** Passed */
+            passed: boolean;
+            /** Score */
+            score: number;
+            /** Threshold */
+            threshold: number;
+        };
+        /**
+         * GateReport
+         * @description What the quality gate said of an image: every check, and after how many tries.
+         */
+        GateReport: {
+            /** Checks */
+            checks?: components["schemas"]["GateCheck"][];
+            /** Passed */
+            passed: boolean;
+            /**
+             * Seed
+             * @description the seed of the kept generation
+             * @default null
+             */
+            seed: number | null;
+            /**
+             * Tries
+             * @description generations of this variant, the kept one last
+             * @default 1
+             */
+            tries: number;
+        };
         /** Health */
         Health: {
             /**
@@ -373,6 +417,53 @@ export interface components {
             status: string;
         };
         /**
+         * ImageDecision
+         * @enum {string}
+         */
+        ImageDecision: "pending" | "approved" | "rejected" | "regenerating";
+        /**
+         * ImageReview
+         * @description A person's decision on one image (the audit trail is in PostgreSQL).
+         */
+        ImageReview: {
+            /**
+             * Decided At
+             * @default null
+             */
+            decided_at: string | null;
+            /**
+             * Reason
+             * @default null
+             */
+            reason: string | null;
+            /**
+             * Regenerations
+             * @description times people had this image made again
+             * @default 0
+             */
+            regenerations: number;
+            /**
+             * Reviewer
+             * @description the key id that decided
+             * @default null
+             */
+            reviewer: string | null;
+            /** @default pending */
+            status: components["schemas"]["ImageDecision"];
+        };
+        /**
+         * ImageUnderReview
+         * @description An image as events report it before (or without) approval: no link.
+         */
+        ImageUnderReview: {
+            /** @default null */
+            gate: components["schemas"]["GateReport"] | null;
+            /** @default null */
+            review: components["schemas"]["ImageReview"] | null;
+            /** Variant */
+            variant: number;
+        };
+        /**
          * Job
          * @description A job as its requester sees it.
          */
@@ -382,6 +473,8 @@ export interface components {
              * @default 0
              */
             attempts: number;
+            /** Cancel Requested At */
+            cancel_requested_at?: string | null;
             /**
              * Created At
              * Format: date-time
@@ -404,7 +497,7 @@ export interface components {
             model_version?: string | null;
             /**
              * Outputs
-             * @description the images, once the job succeeded
+             * @description the images that may reach a catalog: all of a succeeded job, the approved ones of an approved job
              */
             outputs?: components["schemas"]["Output"][];
             /** Requester */
@@ -422,6 +515,77 @@ export interface components {
             /** Updated At */
             updated_at?: string | null;
         };
+        /**
+         * JobApprovedData
+         * @description ``data`` of ``job.approved``: review is over; ``results`` links the approved images only.
+         */
+        JobApprovedData: {
+            /** Job Id */
+            job_id: string;
+            kind: components["schemas"]["JobKind"];
+            /**
+             * Model
+             * @description the model that made the images
+             */
+            model: string | null;
+            /**
+             * Model Version
+             * @description its version
+             */
+            model_version: string | null;
+            /**
+             * Rejected
+             * @description the others, with reasons
+             */
+            rejected?: components["schemas"]["ImageUnderReview"][];
+            /** Requester */
+            requester: string;
+            /**
+             * Results
+             * @description the approved images, links presigned
+             */
+            results: components["schemas"]["StoredImage"][];
+            /**
+             * Seed
+             * @description the seed the images were made with
+             */
+            seed: number | null;
+            /**
+             * @description the state the event reports (enum property replaced by openapi-typescript)
+             * @enum {string}
+             */
+            state: "approved";
+            /**
+             * Subject
+             * @description listing id or shopper reference
+             */
+            subject: string;
+        } & {
+            [key: string]: unknown;
+        };
+        /**
+         * JobCanceledData
+         * @description ``data`` of ``job.canceled``: the job was canceled while queued and never ran.
+         */
+        JobCanceledData: {
+            /** Job Id */
+            job_id: string;
+            kind: components["schemas"]["JobKind"];
+            /** Requester */
+            requester: string;
+            /**
+             * @description the state the event reports (enum property replaced by openapi-typescript)
+             * @enum {string}
+             */
+            state: "canceled";
+            /**
+             * Subject
+             * @description listing id or shopper reference
+             */
+            subject: string;
+        } & {
+            [key: string]: unknown;
+        };
         /** JobError */
         JobError: {
             /** @description machine-readable reason (core.contracts.codes.ErrorCode) */
@@ -432,10 +596,78 @@ export interface components {
             retryable: boolean;
         };
         /**
+         * JobEvent
+         * @description The body of a callback and of each SSE frame (Standard Webhooks: ``type``, ``timestamp``,
+         *     ``data``).
+         *
+         *     ``data`` is published as :data:`TypedEventData` (the fields each event type carries) but read
+         *     as a plain dict: a receiver on an older release still reads an event whose ``error.code`` was
+         *     added after it (the published schema lists the codes known today). :meth:`typed_data` gives
+         *     the typed view to a receiver that wants it.
+         */
+        JobEvent: {
+            /** Data */
+            data: components["schemas"]["JobQueuedData"] | components["schemas"]["JobStartedData"] | components["schemas"]["JobSucceededData"] | components["schemas"]["JobFailedData"] | components["schemas"]["JobCanceledData"] | components["schemas"]["JobReviewRequiredData"] | components["schemas"]["JobApprovedData"] | components["schemas"]["JobRejectedData"];
+            /**
+             * Timestamp
+             * Format: date-time
+             */
+            timestamp: string;
+            type: components["schemas"]["JobEventType"];
+        };
+        /**
+         * JobEventFrame
+         * @description One event of the stream as an SSE parser hands it over (``event``, ``id``, ``data``).
+         *
+         *     The stream's ``schema`` in the document, read per event as OpenAPI before 3.2 reads a
+         *     ``text/event-stream`` schema (3.2 names it ``itemSchema``). ``data`` is the JSON text of a
+         *     :class:`~core.contracts.jobs.JobEvent`: ``contentSchema`` points at that component, which
+         *     ``api.openapi`` publishes with one ``data`` schema per event type.
+         */
+        JobEventFrame: {
+            /**
+             * Data
+             * @description a JobEvent as one line of JSON
+             */
+            data: string;
+            /** @description the event type; the same as data's `type` */
+            event: components["schemas"]["JobEventType"];
+            /**
+             * Id
+             * @description the event id: increases along the job's life
+             */
+            id: string;
+        };
+        /**
          * JobEventType
          * @enum {string}
          */
-        JobEventType: "job.queued" | "job.started" | "job.succeeded" | "job.failed" | "job.canceled";
+        JobEventType: "job.queued" | "job.started" | "job.succeeded" | "job.failed" | "job.canceled" | "job.review_required" | "job.approved" | "job.rejected";
+        /**
+         * JobFailedData
+         * @description ``data`` of ``job.failed``: the job ended without images.
+         */
+        JobFailedData: {
+            /** @description why (error codes may be added in minor versions) */
+            error: components["schemas"]["JobError"];
+            /** Job Id */
+            job_id: string;
+            kind: components["schemas"]["JobKind"];
+            /** Requester */
+            requester: string;
+            /**
+             * @description the state the event reports (enum property replaced by openapi-typescript)
+             * @enum {string}
+             */
+            state: "failed";
+            /**
+             * Subject
+             * @description listing id or shopper reference
+             */
+            subject: string;
+        } & {
+            [key: string]: unknown;
+        };
         /**
          * JobKind
          * @enum {string}
@@ -455,10 +687,160 @@ export interface components {
             next_cursor?: string | null;
         };
         /**
+         * JobQueuedData
+         * @description ``data`` of ``job.queued``: the job is recorded and published.
+         */
+        JobQueuedData: {
+            /** Job Id */
+            job_id: string;
+            kind: components["schemas"]["JobKind"];
+            /** Requester */
+            requester: string;
+            /**
+             * @description the state the event reports (enum property replaced by openapi-typescript)
+             * @enum {string}
+             */
+            state: "queued";
+            /**
+             * Subject
+             * @description listing id or shopper reference
+             */
+            subject: string;
+        } & {
+            [key: string]: unknown;
+        };
+        /**
+         * JobRejectedData
+         * @description ``data`` of ``job.rejected``: people rejected every image; nothing reaches the catalog.
+         */
+        JobRejectedData: {
+            /**
+             * Images
+             * @description each image with its reason
+             */
+            images: components["schemas"]["ImageUnderReview"][];
+            /** Job Id */
+            job_id: string;
+            kind: components["schemas"]["JobKind"];
+            /** Requester */
+            requester: string;
+            /**
+             * @description the state the event reports (enum property replaced by openapi-typescript)
+             * @enum {string}
+             */
+            state: "rejected";
+            /**
+             * Subject
+             * @description listing id or shopper reference
+             */
+            subject: string;
+        } & {
+            [key: string]: unknown;
+        };
+        /**
+         * JobReviewRequiredData
+         * @description ``data`` of ``job.review_required``: images are stored and wait for people; no links yet.
+         */
+        JobReviewRequiredData: {
+            /**
+             * Images
+             * @description each image, its gate scores and decision so far
+             */
+            images: components["schemas"]["ImageUnderReview"][];
+            /** Job Id */
+            job_id: string;
+            kind: components["schemas"]["JobKind"];
+            /** Requester */
+            requester: string;
+            /**
+             * @description the state the event reports (enum property replaced by openapi-typescript)
+             * @enum {string}
+             */
+            state: "awaiting_review";
+            /**
+             * Subject
+             * @description listing id or shopper reference
+             */
+            subject: string;
+        } & {
+            [key: string]: unknown;
+        };
+        /**
+         * JobStartedData
+         * @description ``data`` of ``job.started``: a worker took the job (again, on a redelivery).
+         */
+        JobStartedData: {
+            /**
+             * Attempts
+             * @description the attempt now running, from 1
+             */
+            attempts: number;
+            /** Job Id */
+            job_id: string;
+            kind: components["schemas"]["JobKind"];
+            /** Requester */
+            requester: string;
+            /**
+             * @description the state the event reports (enum property replaced by openapi-typescript)
+             * @enum {string}
+             */
+            state: "running";
+            /**
+             * Subject
+             * @description listing id or shopper reference
+             */
+            subject: string;
+        } & {
+            [key: string]: unknown;
+        };
+        /**
          * JobState
          * @enum {string}
          */
-        JobState: "queued" | "running" | "succeeded" | "failed" | "canceled";
+        JobState: "queued" | "running" | "succeeded" | "failed" | "canceled" | "awaiting_review" | "approved" | "rejected";
+        /**
+         * JobSucceededData
+         * @description ``data`` of ``job.succeeded``: the images are stored; ``results`` links to them.
+         */
+        JobSucceededData: {
+            /** Job Id */
+            job_id: string;
+            kind: components["schemas"]["JobKind"];
+            /**
+             * Model
+             * @description the model that made the images
+             */
+            model: string | null;
+            /**
+             * Model Version
+             * @description its version
+             */
+            model_version: string | null;
+            /** Requester */
+            requester: string;
+            /**
+             * Results
+             * @description the images, links presigned
+             */
+            results: components["schemas"]["StoredImage"][];
+            /**
+             * Seed
+             * @description the seed the images were made with
+             */
+            seed: number | null;
+            /**
+             * @description the state the event reports (enum property replaced by openapi-typescript)
+             * @enum {string}
+             */
+            state: "succeeded";
+            /**
+             * Subject
+             * @description listing id or shopper reference
+             */
+            subject: string;
+        } & {
+            [key: string]: unknown;
+        };
         /** ListingAttributes */
         ListingAttributes: {
             /**
@@ -618,6 +1000,40 @@ export interface components {
             type: string;
         };
         /**
+         * StoredImage
+         * @description One generated image in object storage.
+         */
+        StoredImage: {
+            /** Bucket */
+            bucket: string;
+            /** Content Type */
+            content_type: string;
+            /**
+             * @description the quality gate's scores
+             * @default null
+             */
+            gate: components["schemas"]["GateReport"] | null;
+            /** Key */
+            key: string;
+            /**
+             * @description people's decision, when the review policy asks for one
+             * @default null
+             */
+            review: components["schemas"]["ImageReview"] | null;
+            /**
+             * Url
+             * @description presigned GET link, valid until url_expires_at
+             */
+            url: string;
+            /**
+             * Url Expires At
+             * Format: date-time
+             */
+            url_expires_at: string;
+            /** Variant */
+            variant: number;
+        };
+        /**
          * TryOnSubmission
          * @description A try-on request as submitted over HTTP (``requester`` comes from the key).
          */
@@ -765,7 +1181,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description the key lacks the scope this route needs */
+            /** @description the key lacks the scope this route needs, or the browser Origin is not one of the key's CORS origins (type origin-not-allowed) */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -833,7 +1249,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description the key lacks the scope this route needs */
+            /** @description the key lacks the scope this route needs, or the browser Origin is not one of the key's CORS origins (type origin-not-allowed) */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -901,6 +1317,15 @@ export interface operations {
                     "application/json": components["schemas"]["Job"];
                 };
             };
+            /** @description the job is running: it ends canceled at its next step */
+            202: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Job"];
+                };
+            };
             /** @description no key, or a key that is unknown or revoked */
             401: {
                 headers: {
@@ -910,7 +1335,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description the key lacks the scope this route needs */
+            /** @description the key lacks the scope this route needs, or the browser Origin is not one of the key's CORS origins (type origin-not-allowed) */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -981,13 +1406,13 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
-            /** @description the job's events, one per state change, until the terminal one. Each has `event:` the event type, `id:` the event id (increasing) and `data:` a JobEvent (JSON); comment lines keep the connection open. */
+            /** @description the job's events, one per state change, until the terminal one. Each has `event:` the event type, `id:` the event id (increasing) and `data:` a JobEvent as JSON (`#/components/schemas/JobEvent`; its `data` has one schema per event type); comment lines keep the connection open. */
             200: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "text/event-stream": string;
+                    "text/event-stream": components["schemas"]["JobEventFrame"];
                 };
             };
             /** @description no key, or a key that is unknown or revoked */
@@ -999,7 +1424,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description the key lacks the scope this route needs */
+            /** @description the key lacks the scope this route needs, or the browser Origin is not one of the key's CORS origins (type origin-not-allowed) */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -1091,7 +1516,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description the key lacks the scope this route needs */
+            /** @description the key lacks the scope this route needs, or the browser Origin is not one of the key's CORS origins (type origin-not-allowed) */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -1169,7 +1594,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description the key lacks the scope this route needs */
+            /** @description the key lacks the scope this route needs, or the browser Origin is not one of the key's CORS origins (type origin-not-allowed) */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -1261,7 +1686,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description the key lacks the scope this route needs */
+            /** @description the key lacks the scope this route needs, or the browser Origin is not one of the key's CORS origins (type origin-not-allowed) */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -1336,7 +1761,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description the key lacks the scope this route needs */
+            /** @description the key lacks the scope this route needs, or the browser Origin is not one of the key's CORS origins (type origin-not-allowed) */
             403: {
                 headers: {
                     [name: string]: unknown;

@@ -2,8 +2,12 @@
 
 States move ``queued -> running -> succeeded | failed``, or ``queued -> canceled``, or
 ``queued -> failed`` (the publish was not confirmed, or the worker refused the request before
-starting it); ``running -> running`` is a redelivery after a worker was lost. A terminal state
-never changes again. Each transition emits the event of the same name.
+starting it); ``running -> running`` is a redelivery after a worker was lost. When the
+requester's review policy (:class:`ReviewPolicy`) asks people to look, a job whose images are
+stored goes ``running -> awaiting_review`` instead, and ends ``approved`` (at least one image
+approved: only those get links) or ``rejected`` (every image rejected), or ``canceled``. A
+terminal state never changes again. Each transition emits the event of its state
+(``EVENT_FOR_STATE``).
 """
 
 from __future__ import annotations
@@ -11,9 +15,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, GetJsonSchemaHandler
+from pydantic import BaseModel, ConfigDict, Field, GetJsonSchemaHandler, TypeAdapter
 from pydantic.json_schema import JsonSchemaValue
 from pydantic_core import CoreSchema
 
@@ -31,13 +35,18 @@ class JobState(StrEnum):
     SUCCEEDED = "succeeded"
     FAILED = "failed"
     CANCELED = "canceled"
+    AWAITING_REVIEW = "awaiting_review"
+    APPROVED = "approved"
+    REJECTED = "rejected"
 
     @property
     def terminal(self) -> bool:
         return self in TERMINAL_STATES
 
 
-TERMINAL_STATES = frozenset({JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELED})
+TERMINAL_STATES = frozenset(
+    {JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELED, JobState.APPROVED, JobState.REJECTED}
+)
 
 
 class JobEventType(StrEnum):
@@ -46,6 +55,9 @@ class JobEventType(StrEnum):
     SUCCEEDED = "job.succeeded"
     FAILED = "job.failed"
     CANCELED = "job.canceled"
+    REVIEW_REQUIRED = "job.review_required"
+    APPROVED = "job.approved"
+    REJECTED = "job.rejected"
 
 
 #: the event each state transition emits
@@ -55,7 +67,54 @@ EVENT_FOR_STATE = {
     JobState.SUCCEEDED: JobEventType.SUCCEEDED,
     JobState.FAILED: JobEventType.FAILED,
     JobState.CANCELED: JobEventType.CANCELED,
+    JobState.AWAITING_REVIEW: JobEventType.REVIEW_REQUIRED,
+    JobState.APPROVED: JobEventType.APPROVED,
+    JobState.REJECTED: JobEventType.REJECTED,
 }
+
+
+class ReviewPolicy(StrEnum):
+    """Who checks a requester's generated images before they get catalog links."""
+
+    AUTO = "auto"  #: the quality gate alone
+    FLAGGED = "flagged"  #: people review the images the gate flagged; the rest pass
+    ALL = "all"  #: people review every image
+
+
+class GateCheck(BaseModel):
+    """One automatic check of one image: its score against its threshold."""
+
+    name: str = Field(description="e.g. category, colour, duplicate, blank")
+    score: float
+    threshold: float
+    passed: bool
+
+
+class GateReport(BaseModel):
+    """What the quality gate said of an image: every check, and after how many tries."""
+
+    passed: bool
+    checks: list[GateCheck] = Field(default_factory=list)
+    tries: int = Field(default=1, ge=1, description="generations of this variant, the kept one last")
+    seed: int | None = Field(default=None, description="the seed of the kept generation")
+
+
+class ImageDecision(StrEnum):
+    PENDING = "pending"
+    APPROVED = "approved"
+    REJECTED = "rejected"
+    #: rejected by a person who asked for another: the worker makes it, and it comes back pending
+    REGENERATING = "regenerating"
+
+
+class ImageReview(BaseModel):
+    """A person's decision on one image (the audit trail is in PostgreSQL)."""
+
+    status: ImageDecision = ImageDecision.PENDING
+    reason: str | None = None
+    reviewer: str | None = Field(default=None, description="the key id that decided")
+    decided_at: datetime | None = None
+    regenerations: int = Field(default=0, ge=0, description="times people had this image made again")
 
 
 class StoredImage(BaseModel):
@@ -67,6 +126,18 @@ class StoredImage(BaseModel):
     content_type: str
     url: str = Field(description="presigned GET link, valid until url_expires_at")
     url_expires_at: datetime
+    gate: GateReport | None = Field(default=None, description="the quality gate's scores")
+    review: ImageReview | None = Field(
+        default=None, description="people's decision, when the review policy asks for one"
+    )
+
+
+class ImageUnderReview(BaseModel):
+    """An image as events report it before (or without) approval: no link."""
+
+    variant: int
+    gate: GateReport | None = None
+    review: ImageReview | None = None
 
 
 class JobError(BaseModel):
@@ -88,12 +159,19 @@ class JobRecord(BaseModel):
     created_at: datetime
     started_at: datetime | None = None
     finished_at: datetime | None = None
+    cancel_requested_at: datetime | None = Field(
+        default=None, description="a cancel asked while the job ran: it stops at its next step"
+    )
     attempts: int = 0
     model: str | None = None
     model_version: str | None = None
     seed: int | None = None
     updated_at: datetime | None = Field(default=None, description="last change of this record")
     idempotency_key: str | None = None
+    review_policy: ReviewPolicy = Field(
+        default=ReviewPolicy.AUTO,
+        description="set at submit from the requester's tenant, never by the caller",
+    )
     results: list[StoredImage] = Field(default_factory=list)
     error: JobError | None = None
     callback_state: str | None = Field(
@@ -104,49 +182,140 @@ class JobRecord(BaseModel):
         description="delivery outcome per event type, e.g. {'job.succeeded': 'delivered'}",
     )
 
+    def catalog_images(self) -> list[StoredImage]:
+        """The images that may get links: all of a succeeded job, the approved ones of an
+        approved job, none in any other state (awaiting review, rejected, canceled...)."""
+        if self.state is JobState.SUCCEEDED:
+            return list(self.results)
+        if self.state is JobState.APPROVED:
+            return [i for i in self.results if i.review and i.review.status is ImageDecision.APPROVED]
+        return []
+
 
 class JobEventData(BaseModel):
-    """What a callback's ``data`` holds (``worker.notifications.build_event``).
+    """What every event's ``data`` holds (``core.jobs.events.build_event``); each event type's
+    model below adds its own fields and fixes ``state``, the union's discriminator.
 
-    Used for the published JSON schema only: ``JobEvent.data`` stays a plain dict for the
-    code that reads it, so receivers tolerate fields and error codes added later.
+    ``extra="allow"``: a field added in a later minor version is kept, never refused.
     """
 
     model_config = ConfigDict(extra="allow")
 
     job_id: str
     kind: JobKind
-    state: JobState = Field(description="the state the event reports")
     requester: str
     subject: str = Field(description="listing id or shopper reference")
-    attempts: int | None = Field(default=None, description="job.started only")
-    model: str | None = Field(default=None, description="job.succeeded only")
-    model_version: str | None = Field(default=None, description="job.succeeded only")
-    seed: int | None = Field(default=None, description="job.succeeded only")
-    results: list[StoredImage] | None = Field(default=None, description="job.succeeded only")
-    error: JobError | None = Field(default=None, description="job.failed only")
+
+
+class JobQueuedData(JobEventData):
+    """``data`` of ``job.queued``: the job is recorded and published."""
+
+    state: Literal[JobState.QUEUED] = Field(description="the state the event reports")
+
+
+class JobStartedData(JobEventData):
+    """``data`` of ``job.started``: a worker took the job (again, on a redelivery)."""
+
+    state: Literal[JobState.RUNNING] = Field(description="the state the event reports")
+    attempts: int = Field(ge=1, description="the attempt now running, from 1")
+
+
+class JobSucceededData(JobEventData):
+    """``data`` of ``job.succeeded``: the images are stored; ``results`` links to them."""
+
+    state: Literal[JobState.SUCCEEDED] = Field(description="the state the event reports")
+    model: str | None = Field(description="the model that made the images")
+    model_version: str | None = Field(description="its version")
+    seed: int | None = Field(description="the seed the images were made with")
+    results: list[StoredImage] = Field(description="the images, links presigned")
+
+
+class JobFailedData(JobEventData):
+    """``data`` of ``job.failed``: the job ended without images."""
+
+    state: Literal[JobState.FAILED] = Field(description="the state the event reports")
+    error: JobError = Field(description="why (error codes may be added in minor versions)")
+
+
+class JobCanceledData(JobEventData):
+    """``data`` of ``job.canceled``: the job was canceled while queued and never ran."""
+
+    state: Literal[JobState.CANCELED] = Field(description="the state the event reports")
+
+
+class JobReviewRequiredData(JobEventData):
+    """``data`` of ``job.review_required``: images are stored and wait for people; no links yet."""
+
+    state: Literal[JobState.AWAITING_REVIEW] = Field(description="the state the event reports")
+    images: list[ImageUnderReview] = Field(description="each image, its gate scores and decision so far")
+
+
+class JobApprovedData(JobEventData):
+    """``data`` of ``job.approved``: review is over; ``results`` links the approved images only."""
+
+    state: Literal[JobState.APPROVED] = Field(description="the state the event reports")
+    model: str | None = Field(description="the model that made the images")
+    model_version: str | None = Field(description="its version")
+    seed: int | None = Field(description="the seed the images were made with")
+    results: list[StoredImage] = Field(description="the approved images, links presigned")
+    rejected: list[ImageUnderReview] = Field(default_factory=list, description="the others, with reasons")
+
+
+class JobRejectedData(JobEventData):
+    """``data`` of ``job.rejected``: people rejected every image; nothing reaches the catalog."""
+
+    state: Literal[JobState.REJECTED] = Field(description="the state the event reports")
+    images: list[ImageUnderReview] = Field(description="each image with its reason")
+
+
+#: ``JobEvent.data`` as published: one model per event type, told apart by ``state`` (each
+#: event type reports exactly one state: ``EVENT_FOR_STATE``)
+TypedEventData = Annotated[
+    JobQueuedData
+    | JobStartedData
+    | JobSucceededData
+    | JobFailedData
+    | JobCanceledData
+    | JobReviewRequiredData
+    | JobApprovedData
+    | JobRejectedData,
+    Field(discriminator="state"),
+]
+#: validates ``data`` as the typed union (strict: an error code newer than this release fails)
+TYPED_EVENT_DATA: TypeAdapter[TypedEventData] = TypeAdapter(TypedEventData)
 
 
 @dataclass(frozen=True)
 class DocumentedAs:
-    """Annotation: publish ``model``'s JSON schema for a field that validates as something
-    looser (a dict that code indexes by key)."""
+    """Annotation: publish the JSON schema of ``annotation`` (a model or a union of models) for a
+    field that validates as something looser (a dict that code indexes by key)."""
 
-    model: type[BaseModel]
+    annotation: Any
 
     def __get_pydantic_json_schema__(
         self, _schema: CoreSchema, handler: GetJsonSchemaHandler
     ) -> JsonSchemaValue:
-        return handler(self.model.__pydantic_core_schema__)
+        return handler(TypeAdapter(self.annotation).core_schema)
 
 
 class JobEvent(BaseModel):
-    """The body of a callback (Standard Webhooks: ``type``, ``timestamp``, ``data``).
+    """The body of a callback and of each SSE frame (Standard Webhooks: ``type``, ``timestamp``,
+    ``data``).
 
-    ``data`` is read as a plain dict: a receiver on an older release still reads an event whose
-    ``error.code`` was added after it (the published schema lists the codes known today).
+    ``data`` is published as :data:`TypedEventData` (the fields each event type carries) but read
+    as a plain dict: a receiver on an older release still reads an event whose ``error.code`` was
+    added after it (the published schema lists the codes known today). :meth:`typed_data` gives
+    the typed view to a receiver that wants it.
     """
 
     type: JobEventType
     timestamp: datetime
-    data: Annotated[dict[str, Any], DocumentedAs(JobEventData)]
+    data: Annotated[dict[str, Any], DocumentedAs(TypedEventData)]
+
+    def typed_data(self) -> JobEventData:
+        """``data`` as the model of its event type; ``ValueError`` (a pydantic
+        ``ValidationError``) if it does not fit that model or reports another event's state."""
+        typed: JobEventData = TYPED_EVENT_DATA.validate_python(self.data)
+        if EVENT_FOR_STATE[JobState(self.data["state"])] is not self.type:
+            raise ValueError(f"{self.type.value} cannot report the state {self.data['state']!r}")
+        return typed

@@ -240,8 +240,16 @@ class BodyMeasurements(Contract):
         }
 
 
+def _tag_required(schema: dict[str, Any]) -> None:
+    """On the wire the garment union needs its ``source`` tag (the default is for Python
+    callers only): say so in the JSON schema, so clients do not send a garment without it."""
+    schema["required"] = ["source", *[name for name in schema.get("required", []) if name != "source"]]
+
+
 class GarmentFromListing(Contract):
     """A product image Atelier generated earlier: the listing job and which variant."""
+
+    model_config = ConfigDict(json_schema_extra=_tag_required)
 
     source: Literal["listing"] = "listing"
     job_id: Annotated[
@@ -252,6 +260,8 @@ class GarmentFromListing(Contract):
 
 class GarmentByAttributes(Contract):
     """A garment described by attributes; the product model generates it first."""
+
+    model_config = ConfigDict(json_schema_extra=_tag_required)
 
     source: Literal["attributes"] = "attributes"
     category: CategorySlug

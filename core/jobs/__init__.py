@@ -22,7 +22,7 @@ from core.jobs.errors import (
 from core.jobs.events import StoredEvent
 from core.jobs.follower import JobEventFollower
 from core.jobs.listing import IndexEntry, InvalidCursor, JobPage, list_jobs
-from core.jobs.machine import ALLOWED_TRANSITIONS, MUTABLE_FIELDS, cancel_refusal, utcnow
+from core.jobs.machine import ALLOWED_TRANSITIONS, MUTABLE_FIELDS, cancel_pending, cancel_refusal, utcnow
 from core.jobs.memory import MemoryJobStore
 from core.jobs.store import JobStore
 
@@ -42,6 +42,7 @@ __all__ = [
     "StoreUnavailable",
     "StoredEvent",
     "WatchTimeout",
+    "cancel_pending",
     "cancel_refusal",
     "list_jobs",
     "redis_client",

@@ -19,7 +19,15 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from core.contracts.jobs import EVENT_FOR_STATE, JobEvent, JobEventType, JobRecord
+from core.contracts.jobs import (
+    EVENT_FOR_STATE,
+    ImageDecision,
+    ImageUnderReview,
+    JobEvent,
+    JobEventType,
+    JobRecord,
+    StoredImage,
+)
 
 #: most events one job's stream keeps (the oldest go first): queued, a start per delivery, the end
 EVENTS_MAX_LEN = 64
@@ -58,11 +66,15 @@ def build_event(record: JobRecord, event: JobEventType) -> JobEvent:
     }
     if event is JobEventType.STARTED:
         data["attempts"] = record.attempts
-    if event is JobEventType.SUCCEEDED:
+    if event in (JobEventType.SUCCEEDED, JobEventType.APPROVED):
         data["model"] = record.model
         data["model_version"] = record.model_version
         data["seed"] = record.seed
-        data["results"] = [image.model_dump(mode="json") for image in record.results]
+        data["results"] = [image.model_dump(mode="json") for image in record.catalog_images()]
+    if event is JobEventType.APPROVED:
+        data["rejected"] = [_unlinked(image) for image in record.results if not _approved(image)]
+    if event in (JobEventType.REVIEW_REQUIRED, JobEventType.REJECTED):
+        data["images"] = [_unlinked(image) for image in record.results]
     if event is JobEventType.FAILED and record.error is not None:
         data["error"] = record.error.model_dump(mode="json")
     when = {
@@ -70,6 +82,16 @@ def build_event(record: JobRecord, event: JobEventType) -> JobEvent:
         JobEventType.STARTED: record.started_at,
     }.get(event, record.finished_at)
     return JobEvent(type=event, timestamp=when or record.updated_at or datetime.now(UTC), data=data)
+
+
+def _approved(image: StoredImage) -> bool:
+    return image.review is not None and image.review.status is ImageDecision.APPROVED
+
+
+def _unlinked(image: StoredImage) -> dict[str, Any]:
+    """An image as events show it before approval: its scores and decision, never a link."""
+    unlinked = ImageUnderReview(variant=image.variant, gate=image.gate, review=image.review)
+    return unlinked.model_dump(mode="json")
 
 
 def change_event(record: JobRecord) -> JobEvent:

@@ -12,7 +12,10 @@
   ``<record version>-0`` (``core.jobs.events``), expiring with the record;
 - ``{prefix}running`` and ``{prefix}queued``: sorted sets of job ids, scored by when the job
   entered that state (epoch seconds), which the stuck-job sweeper reads oldest first;
-- ``{prefix}lease:{job_id}``: held (with a TTL) by the worker running the job.
+- ``{prefix}lease:{job_id}``: held (with a TTL) by the worker running the job;
+- ``{prefix}review:{requester}``: a sorted set of the requester's jobs awaiting review, scored by
+  when each entered that state (epoch seconds), which ``GET /v1/review/images`` pages through
+  oldest first.
 """
 
 from __future__ import annotations
@@ -49,3 +52,6 @@ class JobKeys:
 
     def lease(self, job_id: str) -> str:
         return f"{self.prefix}lease:{job_id}"
+
+    def awaiting_review(self, requester: str) -> str:
+        return f"{self.prefix}review:{requester}"

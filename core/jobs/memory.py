@@ -44,6 +44,7 @@ class MemoryJobStore(JobStateMachine):
         self._leases: dict[str, tuple[str, float]] = {}
         self._running: dict[str, float] = {}
         self._queued: dict[str, float] = {}
+        self._awaiting_review: dict[str, dict[str, float]] = {}
         self._requeued: dict[str, int] = {}
         self._versions: dict[str, int] = {}
         self._events: dict[str, list[StoredEvent]] = {}
@@ -108,6 +109,19 @@ class MemoryJobStore(JobStateMachine):
             entries = [entry for entry in entries if entry.comes_after(before)]
         return entries[:count]
 
+    def awaiting_review_index(
+        self, requester: str, *, after: IndexEntry | None = None, count: int = 100
+    ) -> list[IndexEntry]:
+        """As ``JobStore.awaiting_review_index``: oldest first, strictly after ``after``."""
+        with self._lock:
+            index = self._awaiting_review.get(requester, {})
+            entries = sorted(IndexEntry(score, job_id) for job_id, score in index.items())
+        return [entry for entry in entries if after is None or entry > after][:count]
+
+    def forget_awaiting_review(self, requester: str, job_id: str) -> None:
+        with self._lock:
+            self._awaiting_review.get(requester, {}).pop(job_id, None)
+
     def find_by_idempotency_key(self, requester: str, key: str) -> str | None:
         with self._lock:
             return self._idempotency.get((requester, key))
@@ -136,7 +150,7 @@ class MemoryJobStore(JobStateMachine):
                 table.pop(job_id, None)
             for index in (self._running, self._queued, self._requeued):
                 index.pop(job_id, None)
-            for jobs in self._by_requester.values():
+            for jobs in (*self._by_requester.values(), *self._awaiting_review.values()):
                 jobs.pop(job_id, None)
             for scoped_key in [k for k, named in self._idempotency.items() if named == job_id]:
                 del self._idempotency[scoped_key]
@@ -171,7 +185,7 @@ class MemoryJobStore(JobStateMachine):
             if not accepts(record.state, updated.state, mode=mode, only_from=only_from):
                 return None
             self.records[job_id] = updated
-            self._follow_state(job_id, updated.state, mode)
+            self._follow_state(updated, mode)
             version = self._versions[job_id] = self._versions.get(job_id, 0) + 1
             if mode is Mode.TRANSITION:
                 events = self._events.setdefault(job_id, [])
@@ -191,8 +205,14 @@ class MemoryJobStore(JobStateMachine):
             self._changed.wait_for(lambda: self.events(job_id, after=after), timeout)
             return self.events(job_id, after=after)
 
-    def _follow_state(self, job_id: str, state: JobState, mode: Mode) -> None:
+    def _follow_state(self, record: JobRecord, mode: Mode) -> None:
         """The indexes and the lease after a write, as ``scripts/write_change.lua`` keeps them."""
+        job_id, state = record.job_id, record.state
+        awaiting = self._awaiting_review.setdefault(record.requester, {})
+        if state is not JobState.AWAITING_REVIEW:
+            awaiting.pop(job_id, None)
+        elif mode is Mode.TRANSITION:
+            awaiting[job_id] = self.clock()
         if state is not JobState.QUEUED:
             self._queued.pop(job_id, None)
         if state is JobState.RUNNING:

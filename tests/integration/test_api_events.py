@@ -30,6 +30,7 @@ from embedded.triton import TritonServer
 from producer.client import Producer
 from tests.examples import LISTING_EXAMPLE, TRYON_EXAMPLE
 from tests.integration.services import require_services, serving
+from worker.storage import ImageStore
 
 pytestmark = [pytest.mark.triton, pytest.mark.slow]
 
@@ -55,6 +56,8 @@ class Live:
     a: str
     b: str
     a_submit_only: str
+    #: the stack's bucket, to see what a job left behind
+    images: ImageStore
 
     def client(self, token: str | None, timeout: float = JOB_TIMEOUT_S) -> httpx.Client:
         headers = {} if token is None else {"Authorization": f"Bearer {token}"}
@@ -130,6 +133,7 @@ def live(
                     )[1],
                     b=keys.create("shop-b", scopes=[Scope.SUBMIT_LISTINGS, Scope.READ])[1],
                     a_submit_only=keys.create("shop-a", scopes=[Scope.SUBMIT_LISTINGS])[1],
+                    images=ImageStore(stack.settings),
                 )
         finally:
             producer.close()
@@ -200,6 +204,28 @@ def test_a_listener_of_a_queued_job_gets_keepalive_comments_and_sees_it_canceled
         thread.join()
     assert stream.ended and [f.event for f in stream.frames] == ["job.queued", "job.canceled"]
     assert stream.comments, "no keep-alive comment while the job waited"
+
+
+def test_a_running_job_canceled_over_http_stops_at_its_next_step_and_keeps_no_object(live: Live) -> None:
+    """Eight 1024-px images take the worker a second or more to encode and store: the cancel,
+    sent as soon as the stream says the job started, lands while it runs (202), and the worker
+    ends it canceled before it records success, with none of its objects left."""
+    slow = {**LISTING, "variants": 8, "output": {"format": "png", "size": 1024}}
+    with live.client(live.a) as client:
+        job_id = client.post("/v1/listings", json=slow).json()["id"]
+        started = events(client, job_id, stop_after=2)
+        assert [f.event for f in started.frames] == ["job.queued", "job.started"]
+        canceled = client.post(f"/v1/jobs/{job_id}/cancel")
+        assert canceled.status_code == 202, canceled.text
+        assert canceled.json()["state"] == "running"
+        rest = events(client, job_id, **{"Last-Event-ID": str(started.frames[-1].id)})
+        assert [f.event for f in rest.frames] == ["job.canceled"]
+        job = client.get(f"/v1/jobs/{job_id}").json()
+    assert job["state"] == "canceled" and job["outputs"] == []
+    assert live.images.list_keys(f"listing/{job_id}/") == []
+    with live.client(live.a) as client:
+        refused = client.post(f"/v1/jobs/{job_id}/cancel")
+    assert refused.status_code == 200 and refused.json()["state"] == "canceled"  # idempotent
 
 
 def test_events_of_another_requesters_job_are_404_and_need_the_read_scope(live: Live) -> None:

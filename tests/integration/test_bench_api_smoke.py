@@ -50,11 +50,14 @@ def test_api_benchmark_runs_tiny_and_cleans_up(tmp_path: Path) -> None:
         assert point["submits"] > 0 and point["submits_per_s"] > 0
         latency = point["latency_ms"]
         assert 0 < latency["p50"] <= latency["p99"] <= latency["max"]
+        cpu = point["cpu_ms_per_submit"]  # the clients' process, and the API's where there is one
+        assert cpu["client"] > 0
+        assert (cpu["server"] is not None and cpu["server"] > 0) == (point["mode"] == "api")
     assert [row["concurrency"] for row in results["ratios"]] == list(LEVELS)
     for row in results["ratios"]:
         assert row["p99_ratio"] > 0 and isinstance(row["meets_target"], bool)
     report = (tmp_path / "docs" / "api.md").read_text()
-    assert "API p99 / direct p99" in report and "## Target" in report
+    assert "API p99 / direct p99" in report and "## Target" in report and "## Where the CPU goes" in report
     assert (tmp_path / "docs" / "api.png").stat().st_size > 0
 
     # nothing is left behind: the namespace's Redis keys and queues, the key store's database

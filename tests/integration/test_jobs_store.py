@@ -22,6 +22,7 @@ from core.jobs import (
     JobStore,
     MemoryJobStore,
     WatchTimeout,
+    cancel_pending,
     cancel_refusal,
     list_jobs,
     utcnow,
@@ -36,6 +37,7 @@ QUEUED, RUNNING, SUCCEEDED, FAILED, CANCELED = (
     JobState.FAILED,
     JobState.CANCELED,
 )
+AWAITING_REVIEW, APPROVED, REJECTED = JobState.AWAITING_REVIEW, JobState.APPROVED, JobState.REJECTED
 
 #: either store: every test below taking ``store`` runs on both
 Store = JobStore | MemoryJobStore
@@ -259,7 +261,10 @@ def test_redelivery_running_to_running_counts_attempts(store: Store) -> None:
         ((), SUCCEEDED),  # queued -> succeeded skips running
         ((), QUEUED),
         ((RUNNING,), QUEUED),
-        ((RUNNING,), CANCELED),  # cancel never interrupts a running job
+        ((), AWAITING_REVIEW),  # review follows a run
+        ((RUNNING, AWAITING_REVIEW), SUCCEEDED),  # a reviewed job ends approved or rejected
+        ((RUNNING, AWAITING_REVIEW), RUNNING),
+        ((RUNNING, AWAITING_REVIEW, APPROVED), REJECTED),
         ((RUNNING, SUCCEEDED), FAILED),  # terminal states never change
         ((RUNNING, SUCCEEDED), RUNNING),
         ((RUNNING, FAILED), SUCCEEDED),
@@ -358,12 +363,23 @@ def test_cancel_queued_job(store: Store) -> None:
     assert not store.transition(job_id, RUNNING)
 
 
-def test_cancel_running_job_returns_it_unchanged_with_a_reason(store: Store) -> None:
+def test_cancel_of_a_running_job_marks_it_for_its_worker_once(store: Store) -> None:
     job_id = created(store, (RUNNING,))
-    before = store.get(job_id)
     record = store.request_cancel(job_id)
-    assert record == before and record.state is RUNNING
-    assert "does not interrupt" in (cancel_refusal(record) or "")
+    assert record.state is RUNNING and record.cancel_requested_at is not None
+    assert cancel_refusal(record) is None and cancel_pending(record)
+    assert store.request_cancel(job_id).cancel_requested_at == record.cancel_requested_at
+    assert store.transition(job_id, CANCELED, only_from=[RUNNING])  # what its worker does next
+    assert store.require(job_id).finished_at is not None
+
+
+def test_cancel_of_a_job_awaiting_review_cancels_it_and_a_finished_job_says_why_not(store: Store) -> None:
+    waiting = created(store, (RUNNING, AWAITING_REVIEW))
+    assert store.request_cancel(waiting).state is CANCELED
+    done = created(store, (RUNNING, SUCCEEDED))
+    before = store.get(done)
+    record = store.request_cancel(done)
+    assert record == before and cancel_refusal(record) == "the job already ended succeeded"
 
 
 def test_cancel_unknown_job_raises(store: Store) -> None:

@@ -153,7 +153,7 @@ def inference(triton: TritonServer) -> Iterator[InferenceClient]:
 @pytest.mark.triton
 def test_batched_generation_returns_one_image_per_variant(inference: InferenceClient) -> None:
     assert inference.ready()
-    assert set(inference.model_versions()) == {"product_cgan", "tryon_cvae"}
+    assert set(inference.model_versions()) == {"product_cgan", "tryon_cvae", "quality_judge"}
     products = inference.generate_products([0, 1, 2, 3, 4, 6, 0, 1], [1, 2, 3, 4, 5, 6, 7, 8], range(8))
     assert products.images.shape == (8, 32, 32, 3) and products.images.dtype == np.uint8
     assert (products.model, products.version) == ("product_cgan", "1")

@@ -21,7 +21,7 @@ from billiard.exceptions import SoftTimeLimitExceeded
 from core.contracts.jobs import JobEventType, JobState
 from core.contracts.v1 import parse_request
 from core.errors import PermanentError, RetryableError, as_atelier_error
-from core.jobs import MemoryJobStore, StoreUnavailable
+from core.jobs import MemoryJobStore, StoreUnavailable, cancel_refusal
 from core.worker_settings import WorkerSettings, new_webhook_secret
 from producer.client import record_for
 from producer.webhook_verify import verify
@@ -557,3 +557,76 @@ def test_a_job_queued_callback_the_producer_lost_is_queued_again_when_the_job_st
 
     assert h.events(lost) == ["job.queued", "job.started", "job.succeeded"]
     assert h.events(sent) == ["job.started", "job.succeeded"]
+
+
+# --- cancel while running ---
+
+
+def test_a_cancel_asked_before_inference_stops_the_job_before_triton_is_called() -> None:
+    h = Harness()
+    job_id, request = h.submit(listing())
+    original = h.store.transition
+
+    def cancel_after_start(job: str, to_state: Any, **kwargs: Any) -> bool:
+        done = original(job, to_state, **kwargs)
+        if JobState(to_state) is JobState.RUNNING:
+            h.store.request_cancel(job)
+        return done
+
+    h.store.transition = cancel_after_start  # type: ignore[method-assign]
+    run_listing(job_id, request, h.ctx)
+
+    record = h.store.records[job_id]
+    assert record.state is JobState.CANCELED and h.triton.calls == [] and h.bucket.objects == {}
+    assert h.events(job_id) == ["job.started", "job.canceled"]
+
+
+def test_a_cancel_asked_during_inference_stops_before_the_upload() -> None:
+    h = Harness()
+    job_id, request = h.submit(listing())
+    generate = h.triton.generate_products
+
+    def generate_then_cancel(*args: Any, **kwargs: Any) -> Generated:
+        h.store.request_cancel(job_id)
+        return generate(*args, **kwargs)
+
+    h.triton.generate_products = generate_then_cancel  # type: ignore[method-assign]
+    run_listing(job_id, request, h.ctx)
+
+    assert h.store.records[job_id].state is JobState.CANCELED and h.bucket.objects == {}
+    assert h.events(job_id) == ["job.started", "job.canceled"]
+
+
+def test_a_cancel_asked_during_the_upload_wins_over_success_and_keeps_no_object() -> None:
+    h = Harness()
+    job_id, request = h.submit(listing())
+    put = h.bucket.put_image
+
+    def put_then_cancel(*args: Any, **kwargs: Any) -> Any:
+        stored = put(*args, **kwargs)
+        h.store.request_cancel(job_id)
+        return stored
+
+    h.bucket.put_image = put_then_cancel  # type: ignore[method-assign]
+    run_listing(job_id, request, h.ctx)
+
+    record = h.store.records[job_id]
+    assert record.state is JobState.CANCELED and record.results == [] and h.bucket.objects == {}
+    assert h.bucket.puts == 3 and h.events(job_id) == ["job.started", "job.canceled"]
+
+
+def test_a_cancel_after_the_job_succeeded_is_refused_with_the_reason() -> None:
+    h = Harness()
+    job_id, request = h.submit(listing())
+    run_listing(job_id, request, h.ctx)
+    record = h.store.request_cancel(job_id)
+    assert record.state is JobState.SUCCEEDED and cancel_refusal(record) == "the job already ended succeeded"
+
+
+def test_a_redelivered_job_whose_cancel_was_asked_ends_canceled_without_running() -> None:
+    h = Harness()
+    job_id, request = h.submit(listing())
+    assert h.store.transition(job_id, JobState.RUNNING)  # its worker died
+    assert cancel_refusal(h.store.request_cancel(job_id)) is None  # accepted: it stops at its next step
+    run_listing(job_id, request, h.ctx, redelivered=True)
+    assert h.store.records[job_id].state is JobState.CANCELED and h.triton.calls == []

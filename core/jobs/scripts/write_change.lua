@@ -1,10 +1,12 @@
 -- Write one change of a job record (compare-and-set on its version), with the indexes that
 -- follow its state: it leaves the queued index, enters the running one on a transition to
--- running, and leaves the running index and drops its lease in any other state.
+-- running, and leaves the running index and drops its lease in any other state; it enters its
+-- requester's index of jobs awaiting review on a transition to awaiting_review (the index lives
+-- as long as its newest job), and leaves it in any other state.
 -- A transition also appends its event to the job's stream, its id the record's new version,
 -- keeping at most the given number of events, expiring with the record.
 -- KEYS[1] job hash, KEYS[2] index of running jobs, KEYS[3] the job's lease, KEYS[4] index of queued jobs,
--- KEYS[5] the job's event stream
+-- KEYS[5] the job's event stream, KEYS[6] the requester's index of jobs awaiting review
 -- ARGV: expected version, new state, new record, mode ('transition' | 'update'),
 --       states the job must be in (space separated, '' = any), change channel, job id, now (epoch s),
 --       allowed transitions (JSON: {from: {to: 1}}, from core.jobs.machine.ALLOWED_TRANSITIONS),
@@ -29,6 +31,15 @@ if ARGV[2] == 'running' then
 else
   redis.call('ZREM', KEYS[2], ARGV[7])
   redis.call('DEL', KEYS[3])
+end
+if ARGV[2] == 'awaiting_review' then
+  if ARGV[4] == 'transition' then
+    redis.call('ZADD', KEYS[6], ARGV[8], ARGV[7])
+    local job_ttl = redis.call('PTTL', KEYS[1])
+    if job_ttl > redis.call('PTTL', KEYS[6]) then redis.call('PEXPIRE', KEYS[6], job_ttl) end
+  end
+else
+  redis.call('ZREM', KEYS[6], ARGV[7])
 end
 local version = redis.call('HINCRBY', KEYS[1], 'version', 1)
 if ARGV[4] == 'transition' then

@@ -1,0 +1,12 @@
+"""Pages for people, served by the API process beside ``/v1``: server-rendered HTML (Jinja2,
+``templates/``), plain CSS and a little vanilla JavaScript as ES modules (``static/``), no build
+step. One module per page (``tryon``: the shopper's try-on page); a page calls the public API
+from the browser with a publishable key, like any shop's own page would (``page_key``), under a
+strict Content Security Policy (``headers``). ``install_pages`` adds them to an app; none of
+them is an API operation, so none is in the OpenAPI document.
+"""
+
+from api.pages.settings import PageSettings
+from api.pages.site import install_pages
+
+__all__ = ["PageSettings", "install_pages"]

@@ -1,0 +1,1 @@
+"""The quality gate benchmark: ``python -m bench.gate`` (see ``__main__``)."""

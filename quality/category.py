@@ -1,0 +1,17 @@
+"""Does the image show the requested category? The judge's probability for it says."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from quality.verdict import Check
+
+
+def category_check(probabilities: np.ndarray, category: int, *, min_probability: float) -> Check:
+    """``probabilities``: the judge's softmax over the taxonomy for one image.
+
+    A probability rather than the judge's top guess: shirts, t-shirts and pullovers look alike at
+    32x32 (the judge's top guess agrees with a requested shirt only about 3 times in 4), and an
+    image of a requested shirt that the judge splits between shirt and t-shirt is a fine shirt.
+    """
+    return Check.at_least("category", float(probabilities[category]), min_probability)
