@@ -90,21 +90,29 @@ class ListingAdmission:
             log.warning("could not read the listing queue's depth: %r", error)
             return None
 
-    async def check(self) -> None:
-        """Raise a 503 :class:`ProblemError` with ``Retry-After`` when the queue is past its bound."""
+    async def refusal(self) -> ProblemError | None:
+        """The 503 :class:`ProblemError` with ``Retry-After`` a listing submit gets while the queue
+        is past its bound; ``None`` while it has room."""
         if not self.bound:
-            return
+            return None
         depth = await self.depth()
-        if depth is not None and depth > self.bound:
-            retry_after = self.settings.api_admission_retry_after_s
-            raise ProblemError(
-                503,
-                "Service Unavailable",
-                f"the listing queue holds more than {self.bound} jobs; submit listings again in "
-                f"{retry_after} s (try-ons are still accepted)",
-                kind="listing-queue-full",
-                headers={"Retry-After": str(retry_after)},
-            )
+        if depth is None or depth <= self.bound:
+            return None
+        retry_after = self.settings.api_admission_retry_after_s
+        return ProblemError(
+            503,
+            "Service Unavailable",
+            f"the listing queue holds more than {self.bound} jobs; submit listings again in "
+            f"{retry_after} s (try-ons are still accepted)",
+            kind="listing-queue-full",
+            headers={"Retry-After": str(retry_after)},
+        )
+
+    async def check(self) -> None:
+        """Raise :meth:`refusal`'s 503 when the queue is past its bound."""
+        refused = await self.refusal()
+        if refused is not None:
+            raise refused
 
 
 async def listing_admission(request: Request) -> ListingAdmission:

@@ -121,12 +121,13 @@ def create_app(
     app.state.review = review
 
     # every /v1 request comes from one of its key's origins, if from a browser (api.cors), and
-    # counts against its key's rate (api.limits); health and metrics do neither
+    # counts against its key's rate (api.limits); health and metrics do neither. The submit
+    # routes check both in their own single dependency (with the quota: one Redis round trip)
     limited: dict[str, Any] = {
         "dependencies": [Depends(origin_allowed), Depends(rate_limited)],
         "responses": problem_responses(403, 429),
     }
-    app.include_router(submit.router, **limited)
+    app.include_router(submit.router, responses=limited["responses"])
     app.include_router(batch.router, **limited)
     app.include_router(jobs.router, **limited)
     app.include_router(events.router, **limited)

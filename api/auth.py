@@ -58,8 +58,13 @@ def require(scope: Scope) -> Callable[..., object]:
 
     async def scoped(key: ApiKey = Depends(authenticated)) -> ApiKey:  # noqa: B008
         if not key.allows(scope):
-            raise ProblemError(403, "Forbidden", f"this key lacks the {scope.value!r} scope")
+            raise missing_scope(scope)
         return key
 
     scoped.__name__ = f"require_{scope.name.lower()}"
     return scoped
+
+
+def missing_scope(scope: Scope) -> ProblemError:
+    """The 403 problem of a key without ``scope``."""
+    return ProblemError(403, "Forbidden", f"this key lacks the {scope.value!r} scope")

@@ -6,8 +6,8 @@
   counted as it streams and refused once the count passes the bound, so an endless body is never
   buffered whole.
 - :class:`KeyLimits`: per-key request rate and daily job quota, counted in Redis (under
-  ``{redis_key_prefix}limits:``, so every API replica shares them), each by one Lua script: one
-  round trip, on the event loop. The rate (the key's ``rate_limit``, else ``api_rate_limit``;
+  ``{redis_key_prefix}limits:``, so every API replica shares them) by one Lua script: one round
+  trip on the event loop for a request's rate, and for a submit's rate and quota together. The rate (the key's ``rate_limit``, else ``api_rate_limit``;
   the ``limits`` library's notation, parsed by it) is a *moving window*: exact (no double burst
   at a window edge as a fixed window allows), admitted or refused atomically, and a refused
   request is charged nowhere; it keeps one sorted-set entry per request, which is fine at
@@ -18,9 +18,9 @@
   ``RateLimit-Limit``, ``RateLimit-Remaining`` and ``RateLimit-Reset`` (IETF draft
   ``ratelimit-headers``). Redis unavailable: 503.
 
-Both are FastAPI dependencies: :func:`rate_limited` on every ``/v1`` router (``api.app``),
-:meth:`KeyLimits.take_quota_async` in each submit route's dependency (``api.routes.submit``),
-:meth:`KeyLimits.take_quota` in the batch route.
+:func:`rate_limited` is the dependency of every ``/v1`` router (``api.app``) but the submit routes,
+whose one dependency (``api.routes.submit``) counts rate and quota in one step with
+:meth:`KeyLimits.count`; the batch route takes its quota with :meth:`KeyLimits.take_quota`.
 """
 
 from __future__ import annotations
@@ -134,50 +134,61 @@ class Allowance:
         }
 
 
-#: one round trip for every rate limit of a key. KEYS: a sorted set per limit (its requests'
-#: times in ms); ARGV: a member unique to this request, then each limit's amount and window (ms).
-#: All limits are checked before any is charged, so a refused request is not counted anywhere.
-#: Time is Redis's own (``TIME``), the same for every API replica. Answers ``{1, remaining,
-#: reset_ms, ...}`` per limit, or ``{0, the refusing limit's index, retry_after_ms}``.
-RATE_SCRIPT: Final = """
-local clock = redis.call('TIME')
-local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
+#: one round trip for every limit of a request. KEYS: a sorted set per rate limit (its requests'
+#: times in ms), then the quota's counter if jobs are taken. ARGV: a member unique to this request,
+#: the number of rate limits, the jobs to take from the quota (0: none), the quota, its window (s),
+#: then each rate limit's amount and window (ms). Every rate limit is checked before any is charged,
+#: so a refused request is counted nowhere; the quota is checked and counted in one step once the
+#: rates passed, so concurrent submits never pass it (a refused quota still counts the request
+#: against the rates, as any other answered request). Time is Redis's own (``TIME``), the same for
+#: every API replica. Answers ``{0, the refusing rate's index, retry_after_ms}``, or ``{1, remaining,
+#: reset_ms, ...}`` per rate limit, then, if jobs were taken, ``{taken (1) or refused (0), left,
+#: seconds to the quota's renewal}``.
+LIMITS_SCRIPT: Final = """
+local rates, jobs = tonumber(ARGV[2]), tonumber(ARGV[3])
+local now = 0
+if rates > 0 then
+  local clock = redis.call('TIME')
+  now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
+end
 local counts = {}
-for i, key in ipairs(KEYS) do
-  local amount, window = tonumber(ARGV[2 * i]), tonumber(ARGV[2 * i + 1])
-  redis.call('ZREMRANGEBYSCORE', key, '-inf', now - window)
-  local count = redis.call('ZCARD', key)
+for i = 1, rates do
+  local amount, window = tonumber(ARGV[4 + 2 * i]), tonumber(ARGV[5 + 2 * i])
+  redis.call('ZREMRANGEBYSCORE', KEYS[i], '-inf', now - window)
+  local count = redis.call('ZCARD', KEYS[i])
   if count >= amount then
-    local frees = redis.call('ZRANGE', key, count - amount, count - amount, 'WITHSCORES')
+    local frees = redis.call('ZRANGE', KEYS[i], count - amount, count - amount, 'WITHSCORES')
     return {0, i, tonumber(frees[2]) + window - now}
   end
   counts[i] = count
 end
 local answer = {1}
-for i, key in ipairs(KEYS) do
-  local amount, window = tonumber(ARGV[2 * i]), tonumber(ARGV[2 * i + 1])
-  redis.call('ZADD', key, now, ARGV[1])
-  redis.call('PEXPIRE', key, window)
-  local oldest = redis.call('ZRANGE', key, 0, 0, 'WITHSCORES')
+for i = 1, rates do
+  local amount, window = tonumber(ARGV[4 + 2 * i]), tonumber(ARGV[5 + 2 * i])
+  redis.call('ZADD', KEYS[i], now, ARGV[1])
+  redis.call('PEXPIRE', KEYS[i], window)
+  local oldest = redis.call('ZRANGE', KEYS[i], 0, 0, 'WITHSCORES')
   answer[2 * i] = amount - counts[i] - 1
   answer[2 * i + 1] = tonumber(oldest[2]) + window - now
 end
-return answer
-"""
-
-#: check and count in one step, so concurrent submits never pass the quota. KEYS[1]: the key's
-#: counter; ARGV: quota, cost, window (s). Answers ``{1 or 0 (refused), left, seconds to renewal}``.
-QUOTA_SCRIPT: Final = """
-local quota, cost, window = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
-local used = tonumber(redis.call('GET', KEYS[1]) or '0')
-if used + cost > quota then
-  local ttl = redis.call('TTL', KEYS[1])
-  if ttl < 0 then ttl = window end
-  return {0, quota - used, ttl}
+if jobs > 0 then
+  local counter, quota, day = KEYS[rates + 1], tonumber(ARGV[4]), tonumber(ARGV[5])
+  local used = tonumber(redis.call('GET', counter) or '0')
+  if used + jobs > quota then
+    local ttl = redis.call('TTL', counter)
+    if ttl < 0 then ttl = day end
+    table.insert(answer, 0)
+    table.insert(answer, quota - used)
+    table.insert(answer, ttl)
+    return answer
+  end
+  used = redis.call('INCRBY', counter, jobs)
+  if redis.call('TTL', counter) < 0 then redis.call('EXPIRE', counter, day) end
+  table.insert(answer, 1)
+  table.insert(answer, quota - used)
+  table.insert(answer, redis.call('TTL', counter))
 end
-used = redis.call('INCRBY', KEYS[1], cost)
-if redis.call('TTL', KEYS[1]) < 0 then redis.call('EXPIRE', KEYS[1], window) end
-return {1, quota - used, redis.call('TTL', KEYS[1])}
+return answer
 """
 
 #: the quota's window: a day from the key's first counted submission
@@ -194,10 +205,10 @@ def parsed_rates(rate_limit: str) -> tuple[RateLimitItem, ...]:
 class KeyLimits:
     """Per-key request rate (moving window) and daily job quota (fixed window) in Redis.
 
-    Each is one Lua script, so one round trip: the rate (:data:`RATE_SCRIPT`, every limit of the
-    key at once) and the quota (:data:`QUOTA_SCRIPT`). The dependencies call them on the event
-    loop (``redis.asyncio``), so a request spends no thread on them; :meth:`take_quota` is the
-    blocking form, for routes that already run in the thread pool.
+    Both are counted by one Lua script (:data:`LIMITS_SCRIPT`), so a submit's rate and quota cost
+    one round trip: :meth:`count` on the event loop (``redis.asyncio``), so a request spends no
+    thread on them; :meth:`take_quota` is the blocking form of the quota alone, for routes that
+    already run in the thread pool.
 
     Parameters: ``settings`` (``api_rate_limit`` and ``api_daily_quota``, each key's default;
     ``redis_url``, ``redis_key_prefix``, ``redis_timeout_s``). A key's own ``rate_limit`` and
@@ -210,9 +221,7 @@ class KeyLimits:
         self.default_quota = settings.api_daily_quota
         self.prefix = f"{settings.redis_key_prefix}limits:"
         self._sync: tuple[redis.Redis, Script] | None = None
-        self._async: (
-            tuple[asyncio.AbstractEventLoop, redis.asyncio.Redis, AsyncScript, AsyncScript] | None
-        ) = None
+        self._async: tuple[asyncio.AbstractEventLoop, redis.asyncio.Redis, AsyncScript] | None = None
 
     def rates_of(self, key: ApiKey) -> tuple[RateLimitItem, ...]:
         return parsed_rates(self.default_rate if key.rate_limit is None else key.rate_limit)
@@ -223,79 +232,57 @@ class KeyLimits:
             return self.default_quota
         return key.daily_quota
 
-    async def hit_rate(self, key: ApiKey) -> Allowance | None:
-        """Count one request of ``key``; the tightest allowance, or ``None`` without limits.
-        Raises a 429 :class:`ProblemError` when over a limit (the request is not counted)."""
-        items = self.rates_of(key)
-        if not items:
-            return None
-        args: list[str | int] = [uuid.uuid4().hex]
-        for item in items:
-            args += [item.amount, item.get_expiry() * 1000]
-        keys = [
-            f"{self.prefix}rate:{key.key_id}:{item.amount}/{item.multiples}{item.GRANULARITY.name}"
-            for item in items
-        ]
-        with _storage_errors():
-            rate_script = self._async_scripts()[0]
-            answer = await rate_script(keys=keys, args=args)
-        if not answer[0]:
-            item = items[int(answer[1]) - 1]
-            retry_after = _seconds(int(answer[2]))
-            refused = Allowance(item.amount, 0, retry_after)
-            raise ProblemError(
-                429,
-                "Too Many Requests",
-                f"this key made {item.amount} requests per {_window(item)}; retry after {retry_after} s",
-                kind=RATE_LIMITED,
-                headers={"Retry-After": str(retry_after), **refused.headers()},
-            )
-        allowances = [
-            Allowance(item.amount, max(0, int(answer[1 + 2 * i])), _seconds(int(answer[2 + 2 * i])))
-            for i, item in enumerate(items)
-        ]
-        return min(allowances, key=lambda allowance: allowance.remaining)
+    async def count(self, key: ApiKey, *, jobs: int = 0) -> Allowance | None:
+        """Count one request of ``key`` against its rate and, if ``jobs``, take them from its daily
+        quota, in one round trip; the tightest rate allowance, or ``None`` without a rate limit.
 
-    async def take_quota_async(self, key: ApiKey, *, cost: int = 1) -> None:
-        """Count ``cost`` submitted jobs of ``key`` against its daily quota; a 429
-        :class:`ProblemError` (nothing counted) when they do not fit."""
-        quota = self.quota_of(key)
-        if not quota:
-            return
+        Raises a 429 :class:`ProblemError` for the first limit the request is over, the rate before
+        the quota: nothing is counted against a refused rate; a refused quota takes no job and
+        the request still counts against the rate (as any other answered request)."""
+        items = self.rates_of(key)
+        quota = self.quota_of(key) if jobs else 0
+        if not items and not quota:
+            return None
+        keys, args = self._script_input(key, items, jobs if quota else 0, quota)
         with _storage_errors():
-            quota_script = self._async_scripts()[1]
-            answer = await quota_script(keys=[self._quota_key(key)], args=[quota, cost, _DAY_S])
-        self._check_quota(answer, quota, cost)
+            script = self._async_script()
+            answer = await script(keys=keys, args=args)
+        allowance = _rate_answer(items, answer)
+        if quota:
+            _check_quota(answer[1 + 2 * len(items) :], quota, jobs)
+        return allowance
+
+    async def hit_rate(self, key: ApiKey) -> Allowance | None:
+        """Count one request of ``key`` against its rate (:meth:`count` without jobs)."""
+        return await self.count(key)
 
     def take_quota(self, key: ApiKey | str, *, cost: int = 1) -> None:
-        """:meth:`take_quota_async`, blocking (for a route in the thread pool). A bare key id is
-        held to the service's default quota: pass the :class:`ApiKey` for its own."""
+        """Count ``cost`` submitted jobs of ``key`` against its daily quota, blocking (for a route
+        in the thread pool); a 429 :class:`ProblemError` (nothing counted) when they do not fit. A
+        bare key id is held to the service's default quota: pass the :class:`ApiKey` for its own."""
         quota = self.quota_of(key)
-        if not quota:
+        if not quota or cost <= 0:
             return
+        keys, args = self._script_input(key, (), cost, quota)
         with _storage_errors():
-            answer = self._sync_script()(keys=[self._quota_key(key)], args=[quota, cost, _DAY_S])
-        self._check_quota(answer, quota, cost)
+            answer = self._sync_script()(keys=keys, args=args)
+        _check_quota(answer[1:], quota, cost)
 
-    def _quota_key(self, key: ApiKey | str) -> str:
-        return f"{self.prefix}quota:{key if isinstance(key, str) else key.key_id}"
+    def _script_input(
+        self, key: ApiKey | str, items: tuple[RateLimitItem, ...], jobs: int, quota: int
+    ) -> tuple[list[str], list[str | int]]:
+        """:data:`LIMITS_SCRIPT`'s KEYS and ARGV for these rate limits and ``jobs`` of ``quota``."""
+        key_id = key if isinstance(key, str) else key.key_id
+        keys = [f"{self.prefix}rate:{key_id}:{_rate_name(item)}" for item in items]
+        args: list[str | int] = [uuid.uuid4().hex, len(items), jobs, quota, _DAY_S]
+        for item in items:
+            args += [item.amount, item.get_expiry() * 1000]
+        if jobs:
+            keys.append(f"{self.prefix}quota:{key_id}")
+        return keys, args
 
-    @staticmethod
-    def _check_quota(answer: list[int], quota: int, cost: int) -> None:
-        if answer[0]:
-            return
-        retry_after = max(1, int(answer[2]))
-        raise ProblemError(
-            429,
-            "Too Many Requests",
-            f"this key's daily quota of {quota} jobs has {max(0, int(answer[1]))} left, "
-            f"fewer than the {cost} asked for; it renews in {retry_after} s",
-            kind=QUOTA_EXCEEDED,
-            headers={"Retry-After": str(retry_after)},
-        )
-
-    def _async_scripts(self) -> tuple[AsyncScript, AsyncScript]:
-        """The scripts on a client of the running event loop (an asyncio client is bound to the
+    def _async_script(self) -> AsyncScript:
+        """The script on a client of the running event loop (an asyncio client is bound to the
         loop it first ran on; a test may serve the app on several loops, one after another)."""
         loop = asyncio.get_running_loop()
         if self._async is None or self._async[0] is not loop:
@@ -304,13 +291,8 @@ class KeyLimits:
                 socket_timeout=self.settings.redis_timeout_s,
                 socket_connect_timeout=self.settings.redis_timeout_s,
             )
-            self._async = (
-                loop,
-                client,
-                client.register_script(RATE_SCRIPT),
-                client.register_script(QUOTA_SCRIPT),
-            )
-        return self._async[2], self._async[3]
+            self._async = (loop, client, client.register_script(LIMITS_SCRIPT))
+        return self._async[2]
 
     def _sync_script(self) -> Script:
         if self._sync is None:
@@ -319,8 +301,49 @@ class KeyLimits:
                 socket_timeout=self.settings.redis_timeout_s,
                 socket_connect_timeout=self.settings.redis_timeout_s,
             )
-            self._sync = (client, client.register_script(QUOTA_SCRIPT))
+            self._sync = (client, client.register_script(LIMITS_SCRIPT))
         return self._sync[1]
+
+
+def _rate_name(item: RateLimitItem) -> str:
+    return f"{item.amount}/{item.multiples}{item.GRANULARITY.name}"
+
+
+def _rate_answer(items: tuple[RateLimitItem, ...], answer: list[int]) -> Allowance | None:
+    """The tightest allowance in the script's answer; a 429 problem if a rate refused it."""
+    if not answer[0]:
+        item = items[int(answer[1]) - 1]
+        retry_after = _seconds(int(answer[2]))
+        refused = Allowance(item.amount, 0, retry_after)
+        raise ProblemError(
+            429,
+            "Too Many Requests",
+            f"this key made {item.amount} requests per {_window(item)}; retry after {retry_after} s",
+            kind=RATE_LIMITED,
+            headers={"Retry-After": str(retry_after), **refused.headers()},
+        )
+    if not items:
+        return None
+    allowances = [
+        Allowance(item.amount, max(0, int(answer[1 + 2 * i])), _seconds(int(answer[2 + 2 * i])))
+        for i, item in enumerate(items)
+    ]
+    return min(allowances, key=lambda allowance: allowance.remaining)
+
+
+def _check_quota(answer: list[int], quota: int, jobs: int) -> None:
+    """A 429 problem if the quota's part of the script's answer refused the jobs."""
+    if answer[0]:
+        return
+    retry_after = max(1, int(answer[2]))
+    raise ProblemError(
+        429,
+        "Too Many Requests",
+        f"this key's daily quota of {quota} jobs has {max(0, int(answer[1]))} left, "
+        f"fewer than the {jobs} asked for; it renews in {retry_after} s",
+        kind=QUOTA_EXCEEDED,
+        headers={"Retry-After": str(retry_after)},
+    )
 
 
 #: the quota's window in seconds
@@ -366,7 +389,7 @@ async def rate_limited(
 ) -> ApiKey:
     """Count this request against its key's rate; 429 problem when over it."""
     limits: KeyLimits = request.app.state.limits
-    allowance = await limits.hit_rate(key)
+    allowance = await limits.count(key)
     if allowance is not None:
         response.headers.update(allowance.headers())
     return key

@@ -48,6 +48,16 @@ class Submission(NamedTuple):
     created: bool
 
 
+class Accepted(NamedTuple):
+    """What :meth:`Producer.accept` gives back: the job's record and whether it is new."""
+
+    #: a new job's record as this call stored it (``queued``); an idempotent replay's earlier
+    #: job as it is now
+    record: JobRecord
+    #: False when an earlier job with the same idempotency key came back instead
+    created: bool
+
+
 def new_job_id() -> str:
     """A job id: 32 lowercase hex digits (a uuid4); also the Celery task id."""
     return uuid.uuid4().hex
@@ -147,12 +157,27 @@ class Producer:
 
     def enqueue(self, request: Request | Mapping[str, Any] | str) -> Submission:
         """Like :meth:`submit`, and tells whether a new job was created."""
+        job_id, created, _ = self._enqueue(request)
+        return Submission(job_id, created)
+
+    def accept(self, request: Request | Mapping[str, Any] | str) -> Accepted:
+        """Like :meth:`enqueue`, with the job's record instead of its id: the record this call
+        stored, so a caller that answers with the job (the HTTP API) need not read it back; only
+        an idempotent replay, whose job is an earlier one, is read from the store."""
+        job_id, created, stored = self._enqueue(request)
+        return Accepted(stored if stored is not None else self.status(job_id), created)
+
+    def _enqueue(self, request: Request | Mapping[str, Any] | str) -> tuple[str, bool, JobRecord | None]:
+        """Record and publish: the job id, whether it is new, and the record as stored (``None``
+        when the store holds another: a replay's earlier job, or one a worker already moved on)."""
         if not isinstance(request, ListingImageRequest | TryOnRequest):
             request = parse_request(request)
         policy = ReviewPolicy.AUTO
         if isinstance(request, ListingImageRequest):
             policy = self.review_policy_for(request.requester)
         record = record_for(request, new_job_id(), review_policy=policy)
+        if request.idempotency_key is not None:
+            record = record.model_copy(update={"idempotency_key": request.idempotency_key})
         body = request.model_dump(mode="json")
         fingerprint = request_fingerprint(body) if request.idempotency_key is not None else None
         job_id, created = self.store.create(
@@ -160,20 +185,20 @@ class Producer:
         )
         if not created:
             log.info("idempotent resubmission", extra={"job_id": job_id, "requester": request.requester})
-            return Submission(job_id, False)
+            return job_id, False, None
         try:
             self.publisher.publish(TASK_FOR_KIND[record.kind], job_id, body)
         except Exception as error:
             if not self._mark_publish_failed(record, request, error):
                 # the message did reach a worker, which already moved the job on: it is queued
                 log.warning("publish reported %r but the job is past queued", error, extra={"job_id": job_id})
-                return Submission(job_id, True)
+                return job_id, True, None
             raise
         log.info(
             "submitted", extra={"job_id": job_id, "kind": record.kind.value, "requester": record.requester}
         )
         self._notify(job_id, body, JobEventType.QUEUED)
-        return Submission(job_id, True)
+        return job_id, True, record
 
     def status(self, job_id: str) -> JobRecord:
         """The job's record; raises :class:`core.jobs.JobNotFound`."""

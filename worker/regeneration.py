@@ -22,7 +22,7 @@ from __future__ import annotations
 import logging
 from typing import Protocol, cast
 
-from core.contracts.jobs import EVENT_FOR_STATE, ImageDecision, ImageReview, JobKind, StoredImage
+from core.contracts.jobs import EVENT_FOR_STATE, ImageDecision, ImageReview, JobKind, JobState, StoredImage
 from core.contracts.v1 import CallbackSpec, ListingImageRequest
 from core.errors import ErrorCode
 from core.jobs.review import ReviewChange, image_of, regenerated_seed
@@ -55,7 +55,13 @@ def regenerate(job_id: str, variant: int, regeneration: int, ctx: WorkerContext,
     record = store.get(job_id)
     stored_request = store.get_request(job_id)
     image = image_of(record, variant) if record is not None else None
-    if record is None or stored_request is None or image is None or not _wanted(image, regeneration):
+    if (
+        record is None
+        or record.state is not JobState.AWAITING_REVIEW
+        or stored_request is None
+        or image is None
+        or not _wanted(image, regeneration)
+    ):
         _log(job_id, variant, regeneration, "no longer wanted: message dropped")
         return
     try:

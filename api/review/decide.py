@@ -48,10 +48,10 @@ class _Refused(Exception):
 
 @dataclass(frozen=True)
 class Decisions:
-    """Applies decisions through ``producer`` (its job store and publisher) and ``log``."""
+    """Applies decisions through ``producer`` (its job store and publisher), audited in ``audit``."""
 
     producer: Producer
-    log: DecisionLog
+    audit: DecisionLog
 
     def decide(self, key: ApiKey, decisions: Sequence[DecisionRequest]) -> list[DecisionResult]:
         """What came of each decision, in order; none depends on another's outcome."""
@@ -97,7 +97,7 @@ class Decisions:
             decided_at=now,
         )
         review = ImageReview(status=status, reason=asked.reason, reviewer=key.key_id, decided_at=now)
-        with self.log.database.session() as session:
+        with self.audit.database.session() as session:
             DecisionLog.append(session, audited)
             change = self.producer.store.decide_image(asked.job_id, asked.variant, review)
             if not change.applied:

@@ -18,24 +18,30 @@ preferences, and a ``wait`` that is not a number of seconds, are ignored, as the
 wait follows the job's event stream (``core.jobs.JobEventFollower``): the route is ``async``
 and holds no thread while it waits; the submit itself runs in the thread pool, as before.
 
-What runs before the submit is one dependency per route (:func:`submission`): the key's scope,
-admission (listings) and quota, in that order, each answered on the event loop. The submit
-itself (validate, ``Producer.enqueue``, read the job back) is the one trip through the thread
-pool a request makes; the services come from the app's state, not from a dependency each.
+What runs before the submit is one dependency per route (:func:`submission`), on the event loop:
+the key (401), its origin (403, ``api.cors``), its rate (429), its scope (403), admission for
+listings (503) and its daily quota (429), answered in that order, as on every other ``/v1`` route,
+with the rate and the quota counted in one Redis round trip (``api.limits``). The submit itself
+(validate, ``Producer.accept``, which gives back the record it stored, so nothing is read back)
+is the one trip a request makes off the event loop, to the submit threads
+(:data:`SUBMIT_THREADS`); the services come from the app's state, not from a dependency each.
 """
 
 from __future__ import annotations
 
+import asyncio
 import math
 from collections.abc import Awaitable, Callable
-from typing import Annotated, Any
+from concurrent.futures import ThreadPoolExecutor
+from typing import Annotated, Any, Final, TypeVar
 
 from fastapi import APIRouter, Depends, Header, Request, Response
+from fastapi.security import HTTPAuthorizationCredentials
 from pydantic import ValidationError
-from starlette.concurrency import run_in_threadpool
 
 from api.admission import ListingAdmission
-from api.auth import require
+from api.auth import authenticated, bearer, missing_scope
+from api.cors import origin_allowed
 from api.keys.model import ApiKey, Scope
 from api.limits import KeyLimits
 from api.presign import Presigner
@@ -56,6 +62,21 @@ from core.publish import PublishError
 from producer.client import Producer
 
 router = APIRouter(prefix="/v1", tags=["submit"])
+
+#: threads that run the submits (validate, record, publish and wait for the broker's confirm): as
+#: many as the broker connections a producer pools (Celery's ``broker_pool_limit``), so a submit
+#: never waits for a connection and the two cores are not shared among more threads than help
+SUBMIT_THREADS: Final = 10
+_submit_threads = ThreadPoolExecutor(SUBMIT_THREADS, thread_name_prefix="atelier-submit")
+
+T = TypeVar("T")
+
+
+async def in_submit_thread(call: Callable[..., T], *args: Any) -> T:
+    """``call(*args)`` in a submit thread; the event loop serves other requests meanwhile. A plain
+    executor: a hop costs less CPU than FastAPI's thread pool (anyio's), which it needs for nothing
+    here (no cancellation to carry into the thread, no context variables)."""
+    return await asyncio.get_running_loop().run_in_executor(_submit_threads, call, *args)
 
 #: the pattern of an idempotency key (a v1 identifier)
 IDEMPOTENCY_KEY_PATTERN = rf"^[A-Za-z0-9][A-Za-z0-9._:-]{{0,{MAX_IDENTIFIER_CHARS - 1}}}$"
@@ -127,7 +148,7 @@ def _submit(
     submitter: Producer, signer: Presigner, request: ListingImageRequest | TryOnRequest, response: Response
 ) -> Job:
     try:
-        submission = submitter.enqueue(request)
+        record, created = submitter.accept(request)
     except IdempotencyConflict as conflict:
         raise ProblemError(
             422,
@@ -140,28 +161,44 @@ def _submit(
         raise ProblemError(
             503, "Service Unavailable", f"could not queue the job: {error}", headers={"Retry-After": "1"}
         ) from None
-    response.headers["Location"] = f"/v1/jobs/{submission.job_id}"
-    if submission.created:
+    response.headers["Location"] = f"/v1/jobs/{record.job_id}"
+    if created:
         response.status_code = 202
     else:
         response.status_code = 200
         response.headers["Idempotent-Replayed"] = "true"
-    return job_resource(submitter.status(submission.job_id), signer)
+    return job_resource(record, signer)
 
 
 def submission(scope: Scope, *, admit: bool) -> Callable[..., Awaitable[ApiKey]]:
-    """The submit route's dependency: the key holds ``scope`` (else 403), the listing queue has
-    room if ``admit`` (else 503, ``api.admission``), and the key's daily quota takes one more job
-    (else 429, ``api.limits``). Each is checked only once the one before passed, so a key that may
-    not submit never spends quota."""
+    """The submit route's one dependency, in the order every ``/v1`` route answers: the caller's
+    key (else 401), its origin if from a browser (else 403, ``api.cors``), its rate (else 429),
+    ``scope`` (else 403), room in the listing queue if ``admit`` (else 503, ``api.admission``) and
+    one more job in its daily quota (else 429, ``api.limits``). The rate and the quota are one
+    Redis round trip: scope and admission are known before it, and the quota is taken only when
+    both passed, so a key that may not submit never spends quota. One dependency, not one per
+    check: FastAPI's solving costs CPU per dependency, and this runs on every submit."""
 
-    async def submitting(request: Request, key: ApiKey = Depends(require(scope))) -> ApiKey:  # noqa: B008
+    async def submitting(
+        request: Request,
+        response: Response,
+        credentials: HTTPAuthorizationCredentials | None = Depends(bearer),  # noqa: B008
+    ) -> ApiKey:
+        key = await authenticated(request, credentials)
+        await origin_allowed(request, key)
         state = request.app.state
-        if admit:
+        refused = None
+        if not key.allows(scope):
+            refused = missing_scope(scope)
+        elif admit:
             admission: ListingAdmission = state.listing_admission
-            await admission.check()
+            refused = await admission.refusal()
         limits: KeyLimits = state.limits
-        await limits.take_quota_async(key)
+        allowance = await limits.count(key, jobs=0 if refused is not None else 1)
+        if refused is not None:
+            raise refused
+        if allowance is not None:
+            response.headers.update(allowance.headers())
         return key
 
     submitting.__name__ = f"submission_{scope.name.lower()}"
@@ -199,7 +236,7 @@ async def _after_wait(
         async with JobEventFollower(submitter.settings) as follower:
             if await follower.wait_for_end(job.id, timeout=wait) is None:
                 return job
-        job = job_resource(await run_in_threadpool(submitter.status, job.id), signer)
+        job = job_resource(await in_submit_thread(submitter.status, job.id), signer)
     response.status_code = 200
     return job
 
@@ -236,7 +273,7 @@ async def submit_listing(
     """Queue product images for a listing; 202 with the job and ``Location`` (with
     ``Prefer: wait=N``, 200 with the finished job if it ends within N seconds)."""
     state = request.app.state
-    job = await run_in_threadpool(
+    job = await in_submit_thread(
         _accept_listing, body, response, idempotency_key, key, state.producer, state.presigner
     )
     return await _after_wait(
@@ -275,7 +312,7 @@ async def submit_tryon(
     with the finished job if it ends within N seconds). A garment from a listing must name one
     of this requester's listing jobs."""
     state = request.app.state
-    job = await run_in_threadpool(
+    job = await in_submit_thread(
         _accept_tryon, body, response, idempotency_key, key, state.producer, state.presigner
     )
     return await _after_wait(

@@ -168,6 +168,68 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/review/decisions": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Decide
+         * @description Approve or reject images (1 to 200); each decision applies, or not, on its own, and is
+         *     audited when it applies. A reject needs a reason and may ask for the image to be made again.
+         */
+        post: operations["decide_v1_review_decisions_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/review/images": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * List Images
+         * @description Images of jobs awaiting review, oldest job first, each with the request's attributes, the
+         *     gate's scores and the job's other variants (links signed now).
+         */
+        get: operations["list_images_v1_review_images_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/review/images/{job_id}/{variant}/audit": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Audit Trail
+         * @description Every decision that applied to the image, oldest first (kept after the job expires).
+         */
+        get: operations["audit_trail_v1_review_images__job_id___variant__audit_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/tryons": {
         parameters: {
             query?: never;
@@ -214,6 +276,35 @@ export interface paths {
 export type webhooks = Record<string, never>;
 export interface components {
     schemas: {
+        /**
+         * AuditEntry
+         * @description One decision that applied to an image.
+         */
+        AuditEntry: {
+            /**
+             * Decided At
+             * Format: date-time
+             */
+            decided_at: string;
+            decision: components["schemas"]["DecisionKind"];
+            /** Reason */
+            reason: string | null;
+            /** Regenerate */
+            regenerate: boolean;
+            /**
+             * Reviewer
+             * @description the id of the key that decided
+             */
+            reviewer: string;
+        };
+        /** AuditTrail */
+        AuditTrail: {
+            /**
+             * Entries
+             * @description oldest first
+             */
+            entries: components["schemas"]["AuditEntry"][];
+        };
         /**
          * BatchItemResult
          * @description What became of one item.
@@ -295,6 +386,68 @@ export interface components {
              * @description where signed status events are POSTed: http(s), at most 2048 characters
              */
             url: string;
+        };
+        /** DecisionBatch */
+        DecisionBatch: {
+            /** Decisions */
+            decisions: components["schemas"]["DecisionRequest"][];
+        };
+        /**
+         * DecisionKind
+         * @enum {string}
+         */
+        DecisionKind: "approve" | "reject";
+        /**
+         * DecisionOutcome
+         * @description What came of one decision (the ``outcome`` of ``POST /v1/review/decisions``).
+         * @enum {string}
+         */
+        DecisionOutcome: "applied" | "conflict" | "not_found" | "invalid" | "unavailable";
+        /**
+         * DecisionRequest
+         * @description A person's decision on one image.
+         */
+        DecisionRequest: {
+            decision: components["schemas"]["DecisionKind"];
+            /** Job Id */
+            job_id: string;
+            /**
+             * Reason
+             * @description why; required to reject
+             */
+            reason?: string | null;
+            /**
+             * Regenerate
+             * @description reject only: make this image again (with a derived seed), for review
+             * @default false
+             */
+            regenerate: boolean;
+            /** Variant */
+            variant: number;
+        };
+        /**
+         * DecisionResult
+         * @description What came of one decision; each applies, or not, on its own.
+         */
+        DecisionResult: {
+            /** Detail */
+            detail: string;
+            /** Job Id */
+            job_id: string;
+            /** @description the job's state after this decision, when known */
+            job_state: components["schemas"]["JobState"] | null;
+            /** @description applied; conflict (the job is no longer awaiting review, or the image was decided already); not_found (no such job for this key, or no such variant); invalid (a reject without a reason, an approve asking to regenerate); unavailable (a service behind failed: nothing applied, decide again) */
+            outcome: components["schemas"]["DecisionOutcome"];
+            /** Variant */
+            variant: number;
+        };
+        /** DecisionResults */
+        DecisionResults: {
+            /**
+             * Results
+             * @description one per decision, in the order sent
+             */
+            results: components["schemas"]["DecisionResult"][];
         };
         /**
          * ErrorCode
@@ -394,9 +547,8 @@ export interface components {
             /**
              * Seed
              * @description the seed of the kept generation
-             * @default null
              */
-            seed: number | null;
+            seed?: number | null;
             /**
              * Tries
              * @description generations of this variant, the kept one last
@@ -426,16 +578,10 @@ export interface components {
          * @description A person's decision on one image (the audit trail is in PostgreSQL).
          */
         ImageReview: {
-            /**
-             * Decided At
-             * @default null
-             */
-            decided_at: string | null;
-            /**
-             * Reason
-             * @default null
-             */
-            reason: string | null;
+            /** Decided At */
+            decided_at?: string | null;
+            /** Reason */
+            reason?: string | null;
             /**
              * Regenerations
              * @description times people had this image made again
@@ -445,9 +591,8 @@ export interface components {
             /**
              * Reviewer
              * @description the key id that decided
-             * @default null
              */
-            reviewer: string | null;
+            reviewer?: string | null;
             /** @default pending */
             status: components["schemas"]["ImageDecision"];
         };
@@ -923,6 +1068,21 @@ export interface components {
             variants: number;
         };
         /**
+         * OtherVariant
+         * @description Another image of the same job, for comparison.
+         */
+        OtherVariant: {
+            gate?: components["schemas"]["GateReport"] | null;
+            review?: components["schemas"]["ImageReview"] | null;
+            /**
+             * Url
+             * @description GET link signed on this read
+             */
+            url: string;
+            /** Variant */
+            variant: number;
+        };
+        /**
          * Output
          * @description One generated image, with a GET link signed on this read.
          */
@@ -998,6 +1158,62 @@ export interface components {
              * @default about:blank
              */
             type: string;
+        };
+        /**
+         * ReviewItem
+         * @description One image waiting for people, with what they need to decide.
+         */
+        ReviewItem: {
+            /**
+             * Attributes
+             * @description the request's attributes: category, colour, style
+             */
+            attributes: {
+                [key: string]: unknown;
+            };
+            /** @description the quality gate's scores; null when no gate ran */
+            gate: components["schemas"]["GateReport"] | null;
+            /** Job Id */
+            job_id: string;
+            kind: components["schemas"]["JobKind"];
+            /**
+             * Others
+             * @description the job's other variants
+             */
+            others: components["schemas"]["OtherVariant"][];
+            /** Requester */
+            requester: string;
+            review: components["schemas"]["ImageReview"];
+            /**
+             * Subject
+             * @description listing id
+             */
+            subject: string;
+            /**
+             * Url
+             * @description GET link signed on this read, valid until url_expires_at
+             */
+            url: string;
+            /**
+             * Url Expires At
+             * Format: date-time
+             */
+            url_expires_at: string;
+            /** Variant */
+            variant: number;
+        };
+        /**
+         * ReviewPage
+         * @description One page of images waiting for people, oldest job first.
+         */
+        ReviewPage: {
+            /** Items */
+            items: components["schemas"]["ReviewItem"][];
+            /**
+             * Next Cursor
+             * @description pass as ?cursor= for the next page; null on the last page
+             */
+            next_cursor?: string | null;
         };
         /**
          * StoredImage
@@ -1605,6 +1821,232 @@ export interface operations {
             };
             /** @description the body is over the configured size */
             413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the request breaks a rule (errors name each field and rule), or reuses an idempotency key */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description over the key's request rate or daily job quota; retry after Retry-After seconds */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description a service behind the API (Redis, the broker) is unavailable, or the listing queue is full; retry after Retry-After seconds */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    decide_v1_review_decisions_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["DecisionBatch"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["DecisionResults"];
+                };
+            };
+            /** @description no key, or a key that is unknown or revoked */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the key lacks the scope this route needs, or the browser Origin is not one of the key's CORS origins (type origin-not-allowed) */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the request breaks a rule (errors name each field and rule), or reuses an idempotency key */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description over the key's request rate or daily job quota; retry after Retry-After seconds */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description a service behind the API (Redis, the broker) is unavailable, or the listing queue is full; retry after Retry-After seconds */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    list_images_v1_review_images_get: {
+        parameters: {
+            query?: {
+                /** @description the images' review status */
+                status?: components["schemas"]["ImageDecision"];
+                /** @description admin keys only: another requester */
+                requester?: string | null;
+                /** @description only jobs that asked for this category */
+                category?: string | null;
+                /** @description only images the quality gate flagged (true) or passed (false) */
+                flagged?: boolean | null;
+                /** @description next_cursor of the previous page */
+                cursor?: string | null;
+                /** @description images per page */
+                limit?: number;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ReviewPage"];
+                };
+            };
+            /** @description no key, or a key that is unknown or revoked */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the key lacks the scope this route needs, or the browser Origin is not one of the key's CORS origins (type origin-not-allowed) */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the request breaks a rule (errors name each field and rule), or reuses an idempotency key */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description over the key's request rate or daily job quota; retry after Retry-After seconds */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description a service behind the API (Redis, the broker) is unavailable, or the listing queue is full; retry after Retry-After seconds */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    audit_trail_v1_review_images__job_id___variant__audit_get: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description the job id */
+                job_id: string;
+                /** @description the image's variant */
+                variant: number;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["AuditTrail"];
+                };
+            };
+            /** @description no key, or a key that is unknown or revoked */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the key lacks the scope this route needs, or the browser Origin is not one of the key's CORS origins (type origin-not-allowed) */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description no such job for this key's requester */
+            404: {
                 headers: {
                     [name: string]: unknown;
                 };

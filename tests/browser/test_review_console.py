@@ -23,8 +23,10 @@ from playwright.sync_api import Locator, Page, Request, expect
 from api.keys.model import Scope
 from api.review.database import Database
 from api.review.policies import PolicyStore
-from core.contracts.jobs import JobEventType, ReviewPolicy
+from core.contracts.jobs import GateCheck, GateReport, JobEventType, JobRecord, JobState, ReviewPolicy
+from core.jobs.machine import Mode
 from embedded.receiver import CallbackReceiver
+from quality.settings import GateSettings
 from tests.browser.conftest import BrowserStack
 
 pytestmark = [pytest.mark.browser, pytest.mark.triton, pytest.mark.slow]
@@ -34,6 +36,8 @@ JOB_TIMEOUT_S = 120.0
 #: the same for the page to show it (ms, Playwright's unit)
 SHOWN_TIMEOUT_MS = 30_000
 REQUESTER = "shop-a"
+#: the gate's colour threshold (CIE76 distance), as the service reads it
+MAX_COLOUR_DELTA_E = GateSettings().max_colour_delta_e
 Screenshots = Callable[[Page, str], Path]
 
 
@@ -152,8 +156,18 @@ def go_to(page: Page, job_id: str, variant: int) -> Locator:
     return target
 
 
+def apply_filters(page: Page) -> None:
+    page.get_by_role("button", name="Apply filters").click()
+    expect(page.locator("#grid")).to_have_attribute("aria-busy", "false")
+
+
 def reject_with_keyboard(page: Page, key: str, reason: str) -> None:
-    """``r`` or ``g`` on the focused card, then the reason, then Enter."""
+    """``r`` or ``g`` on the focused card, then the reason, then Enter; returns once the
+    card shows what came of it."""
+    focused = page.locator("#grid > li:has(.card:focus)")
+    decided = card(
+        page, str(focused.get_attribute("data-job")), int(str(focused.get_attribute("data-variant")))
+    )
     page.keyboard.press(key)
     dialog = page.get_by_role("dialog")
     expect(dialog).to_be_visible()
@@ -161,6 +175,7 @@ def reject_with_keyboard(page: Page, key: str, reason: str) -> None:
     page.keyboard.type(reason)
     page.keyboard.press("Enter")
     expect(dialog).to_be_hidden()
+    expect(decided.locator(".outcome")).to_contain_text("Rejected")
 
 
 def requests_made(page: Page) -> list[Request]:
@@ -281,7 +296,7 @@ def test_a_reviewer_decides_from_the_keyboard_and_the_requester_is_called_back(
     page.keyboard.press("/")
     expect(page.get_by_label("Category")).to_be_focused()
     page.get_by_label("Category").select_option("coat")
-    page.get_by_role("button", name="Apply filters").click()
+    apply_filters(page)
     expect(page.locator("#grid > li")).to_have_count(2)
     go_to(page, bulk, 0)
     page.keyboard.press("x")
@@ -295,7 +310,7 @@ def test_a_reviewer_decides_from_the_keyboard_and_the_requester_is_called_back(
 
     # reject one image of the pullover; reject the other and have it made again
     page.get_by_label("Category").select_option("")
-    page.get_by_role("button", name="Apply filters").click()
+    apply_filters(page)
     expect(page.locator("#grid > li")).to_have_count(3)  # what is still pending
     go_to(page, remade, 0)
     reject_with_keyboard(page, "r", "visible defect")
@@ -400,18 +415,71 @@ def test_a_decision_on_a_job_canceled_meanwhile_shows_the_conflict(
     expect(page.locator("#audit-state")).to_have_text("No decision recorded yet.")
 
 
-def test_the_gate_filter_shows_only_images_it_names_and_the_help_lists_the_keys(
-    page: Page, browser_stack: BrowserStack, reviewed_requester: str, screenshots: Screenshots
+def gate_report(*, colour_score: float) -> GateReport:
+    """A report as the quality gate writes one (``quality``'s checks; ``ATELIER_GATE_*`` thresholds)."""
+    colour_passed = colour_score <= MAX_COLOUR_DELTA_E
+    return GateReport(
+        passed=colour_passed,
+        checks=[
+            GateCheck(name="category", score=0.91, threshold=0.099, passed=True),
+            GateCheck(name="colour", score=colour_score, threshold=MAX_COLOUR_DELTA_E, passed=colour_passed),
+            GateCheck(name="duplicate", score=64, threshold=15, passed=True),
+        ],
+        tries=1 if colour_passed else 3,
+        seed=1234,
+    )
+
+
+def with_gate_reports(stack: BrowserStack, job_id: str, reports: dict[int, GateReport]) -> None:
+    """Put ``reports`` on the job's stored images, through the job store (real Redis), as the
+    worker's quality gate does when it judges them: the listing worker here stores none yet."""
+
+    def change(record: JobRecord) -> JobRecord:
+        results = [i.model_copy(update={"gate": reports.get(i.variant, i.gate)}) for i in record.results]
+        return record.model_copy(update={"results": results})
+
+    written = stack.stack.producer.store.write_change(
+        job_id, change, mode=Mode.UPDATE, only_from=(JobState.AWAITING_REVIEW,)
+    )
+    assert written is not None, f"job {job_id} is not awaiting review"
+
+
+def test_the_gates_scores_are_shown_against_their_thresholds_and_filter_the_grid(
+    page: Page,
+    browser_stack: BrowserStack,
+    callback_receiver: CallbackReceiver,
+    reviewed_requester: str,
+    screenshots: Screenshots,
 ) -> None:
+    job_id = submit_listing(browser_stack, callback_receiver, category="shirt", colour="purple", variants=2)
+    wait_for_state(browser_stack, job_id, "awaiting_review")
+    with_gate_reports(
+        browser_stack, job_id, {0: gate_report(colour_score=9.5), 1: gate_report(colour_score=31.2)}
+    )
     open_console(page, browser_stack)
     sign_in(page, browser_stack.reviewer)
-    for value, flagged in (("true", True), ("false", False)):
+
+    flagged = card(page, job_id, 1)
+    expect(flagged.locator(".gate-verdict")).to_have_text("Gate failed after 3 tries: colour")
+    rows = flagged.locator(".gate-checks tbody tr")
+    expect(rows).to_have_count(3)
+    expect(rows.nth(1).locator("th, td")).to_have_text(["colour", "31.2", "24.8", "failed"])  # vs threshold
+    expect(rows.nth(1)).to_have_class("failed")
+    expect(rows.nth(0).locator("th, td")).to_have_text(["category", "0.91", "0.099", "passed"])
+    expect(flagged.locator(".others-list")).to_contain_text("Image 0: pending · gate passed")
+    expect(card(page, job_id, 0).locator(".gate-verdict")).to_have_text("Gate passed")
+    screenshots(page, "review-gate")
+
+    for value, shown, hidden in (("true", 1, 0), ("false", 0, 1)):
         page.get_by_label("Gate").select_option(value)
-        page.get_by_role("button", name="Apply filters").click()
-        expect(page.locator("#grid")).to_have_attribute("aria-busy", "false")
-        for shown in page.locator("#grid > li").all():
-            assert ("flagged" in (shown.get_attribute("class") or "").split()) is flagged
-    page.locator("body").focus()
+        apply_filters(page)
+        expect(card(page, job_id, shown)).to_be_visible()
+        expect(card(page, job_id, hidden)).to_have_count(0)
+        for each in page.locator("#grid > li").all():  # and only images the filter names
+            assert ("flagged" in (each.get_attribute("class") or "").split()) is (value == "true")
+
+    # the help overlay, on ?, lists the keys
+    page.locator("#grid > li .card").first.focus()
     page.keyboard.press("?")
     help_dialog = page.get_by_role("dialog", name="Keyboard shortcuts")
     expect(help_dialog).to_be_visible()
@@ -419,6 +487,18 @@ def test_the_gate_filter_shows_only_images_it_names_and_the_help_lists_the_keys(
     screenshots(page, "review-help")
     page.keyboard.press("Escape")
     expect(help_dialog).to_be_hidden()
+    expect(page.locator("#grid > li .card").first).to_be_focused()  # back where it was
+
+    # leave nothing pending for the next test
+    page.get_by_label("Gate").select_option("")
+    apply_filters(page)
+    go_to(page, job_id, 0)
+    page.keyboard.press("x")
+    page.keyboard.press("j")
+    page.keyboard.press("x")
+    page.keyboard.press("A")
+    expect(page.locator("#announce")).to_have_text("Approved 2 images.")
+    wait_for_callback(callback_receiver, job_id, JobEventType.APPROVED)
 
 
 def test_an_admin_reviewer_chooses_whose_images_to_see(
@@ -436,7 +516,7 @@ def test_an_admin_reviewer_chooses_whose_images_to_see(
     requester = page.get_by_label("Requester")
     expect(requester).to_be_visible()
     requester.fill(REQUESTER)
-    page.get_by_role("button", name="Apply filters").click()
+    apply_filters(page)
     shown = card(page, job_id, 0)
     expect(shown).to_be_visible(timeout=SHOWN_TIMEOUT_MS)
     expect(shown.locator(".card-attrs")).to_contain_text(f"Requester{REQUESTER}")

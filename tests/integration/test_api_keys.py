@@ -27,6 +27,7 @@ from api.keys.model import PUBLISHABLE_SCOPES, KeyVerifier, Scope
 from api.keys.settings import DatabaseSettings
 from api.keys.store import KeyStore
 from api.keys.tables import Base
+from api.review import tables as review_tables  # noqa: F401 - the review tables share Base's metadata
 from producer.cli import app
 
 PEPPER = "test-pepper"

@@ -16,6 +16,7 @@ from api.keys.errors import KeyStoreUnavailable
 from api.keys.model import ApiKey, Scope
 from api.pages import PageSettings
 from api.pages.review_console import CATEGORY_CHOICES, SHORTCUTS, key_map
+from api.pages.templating import STATIC_DIRECTORY
 from api.readiness import Readiness
 from api.settings import ApiSettings
 from serving_contract.taxonomy import CATEGORIES
@@ -195,7 +196,7 @@ def test_the_category_filter_offers_every_category_of_the_taxonomy() -> None:
 
 def test_the_static_files_of_the_console_are_served() -> None:
     checked = client()
-    for name in ("review.js", "review-api.js", "review-cards.js", "review-key.js"):
+    for name in ("review.js", "review-api.js", "review-cards.js", "review-outcomes.js", "review-key.js"):
         answer = checked.get(f"/static/{name}")
         assert answer.status_code == 200 and "javascript" in answer.headers["content-type"], name
     css = checked.get("/static/review.css")
@@ -241,3 +242,27 @@ def test_the_console_itself_needs_no_key_store() -> None:
     keys = StubKeys()
     keys.down = True  # the frame holds no key: only the key check and the API calls need the store
     assert client(keys).get("/review").status_code == 200
+
+
+def test_the_script_handles_every_action_the_shortcuts_name() -> None:
+    script = (STATIC_DIRECTORY / "review.js").read_text()
+    block = re.search(r"const ACTIONS = \{(.*?)\n\};", script, re.S)
+    assert block is not None
+    handled = set(re.findall(r"^\s+(\w+):", block.group(1), re.M))
+    assert handled == {shortcut.action for shortcut in SHORTCUTS}
+
+
+def test_the_page_preloads_every_module_the_console_imports() -> None:
+    """A module missing here still loads, one round trip later; one too many is wasted."""
+    imported: set[str] = set()
+    todo = ["review.js"]
+    while todo:
+        source = (STATIC_DIRECTORY / todo.pop()).read_text()
+        for module in re.findall(r'^import .* from "\./([\w.-]+)";$', source, re.M):
+            if module not in imported:
+                imported.add(module)
+                todo.append(module)
+    preloaded = set(
+        re.findall(r'<link rel="modulepreload" href="/static/([\w.-]+)">', client().get("/review").text)
+    )
+    assert preloaded == imported

@@ -9,6 +9,7 @@ from sqlalchemy import create_engine, pool
 
 from api.keys.settings import DatabaseSettings
 from api.keys.tables import Base
+from api.review import tables as review_tables  # noqa: F401 - its tables join Base's metadata
 
 config = context.config
 url: str = config.attributes.get("url") or DatabaseSettings().database_url.get_secret_value()

@@ -139,7 +139,9 @@ export function renderAuditEntry(entry) {
   const regenerated = entry.regenerate ? ", regenerate" : "";
   const reason = entry.reason ? `: ${entry.reason}` : "";
   li.querySelector(".audit-what").textContent = `${what}${regenerated}${reason}`;
-  const when = entry.decided_at ? new Date(entry.decided_at).toLocaleString("en-GB", { timeZoneName: "short" }) : "";
+  const when = entry.decided_at
+    ? new Date(entry.decided_at).toLocaleString("en-GB", { dateStyle: "medium", timeStyle: "long" })
+    : "";
   li.querySelector(".audit-meta").textContent = `by ${entry.reviewer || "unknown"}${when ? `, ${when}` : ""}`;
   return li;
 }

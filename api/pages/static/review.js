@@ -7,6 +7,7 @@ import { FieldErrors } from "./problems.js";
 import { keyLabel } from "./page-key.js";
 import { ApiRefused, ReviewApi } from "./review-api.js";
 import { renderAuditEntry, renderCard, updateOther } from "./review-cards.js";
+import { RETRYABLE, outcomeText, summary } from "./review-outcomes.js";
 import { ReviewKey } from "./review-key.js";
 
 const $ = (id) => document.getElementById(id);
@@ -70,7 +71,7 @@ $("key-form").addEventListener("submit", async (event) => {
   }
   signedIn(key, who);
   await load({ append: false });
-  current()?.querySelector(".card").focus();
+  (current()?.querySelector(".card") || $("reload")).focus(); // the key field is gone: focus the work
 });
 
 $("sign-out").addEventListener("click", () => signOut());
@@ -96,9 +97,6 @@ function failed(error, what) {
 
 const cards = () => [...grid.children];
 const current = () => grid.querySelector("li.current") || grid.firstElementChild;
-/** Outcomes after which the image may be decided again: the decision broke a rule, or nothing
- *  applied because a service behind the API failed. */
-const RETRYABLE = new Set(["invalid", "unavailable"]);
 const open = (li) => !li.dataset.outcome || RETRYABLE.has(li.dataset.outcome);
 const selected = () => cards().filter((li) => li.querySelector(".select-box").checked && open(li));
 const titleOf = (li) => li.querySelector(".card-title").textContent;
@@ -189,33 +187,6 @@ grid.addEventListener("change", (event) => {
 
 // --- decisions ---
 
-/** What a decision's result says of its job, by the job's state. */
-const JOB_STATES = {
-  awaiting_review: " The job waits for its other images.",
-  approved: " The job is approved: its approved images get links.",
-  rejected: " The job is rejected.",
-  canceled: " The job is canceled.",
-};
-
-/** How a card, and a summary, name an outcome other than "applied". */
-const OUTCOME_LABELS = {
-  conflict: ["Not applied (conflict)", "not applied (conflict)"],
-  not_found: ["Not found", "not found"],
-  invalid: ["Refused", "refused"],
-  unavailable: ["Not applied (a service failed; decide again)", "not applied (a service failed)"],
-};
-
-/** What a card says once its decision is back. */
-function outcomeText(result, decision) {
-  const state = JOB_STATES[result.job_state] ?? (result.job_state ? ` The job is ${result.job_state}.` : "");
-  if (result.outcome === "applied") {
-    if (decision.decision === "approve") return `Approved.${state}`;
-    if (decision.regenerate) return `Rejected (${decision.reason}): regenerating; the new image comes back for review.`;
-    return `Rejected (${decision.reason}).${state}`;
-  }
-  return `${OUTCOME_LABELS[result.outcome]?.[0] || result.outcome}: ${result.detail || "no detail"}`;
-}
-
 function showOutcome(li, result, decision) {
   li.removeAttribute("aria-busy");
   li.dataset.outcome = result.outcome;
@@ -233,21 +204,6 @@ function showOutcome(li, result, decision) {
     reason: decision.reason,
   };
   for (const other of cards()) if (other.dataset.job === decision.job_id) updateOther(other, decision.variant, review);
-}
-
-/** One sentence for what came back: "Approved 3 images. 1 not applied (conflict): …" */
-function summary(results, decisions) {
-  const applied = results.filter((r) => r.outcome === "applied").length;
-  const parts = [];
-  if (applied) {
-    const verb = decisions[0].decision === "approve" ? "Approved" : decisions[0].regenerate ? "Rejected for regeneration" : "Rejected";
-    parts.push(`${verb} ${applied} image${applied === 1 ? "" : "s"}.`);
-  }
-  for (const [outcome, [, word]] of Object.entries(OUTCOME_LABELS)) {
-    const these = results.filter((r) => r.outcome === outcome);
-    if (these.length) parts.push(`${these.length} ${word}: ${these[0].detail || "no detail"}.`);
-  }
-  return parts.join(" ");
 }
 
 /** Send one decision for each card in `lis`, in turns of config.maxDecisions; show each result. */
@@ -281,7 +237,11 @@ async function decide(lis, decision, { reason = null, regenerate = false } = {})
   if (!results.length) return;
   announce(targets.length === 1 ? `${titleOf(targets[0])}: ${targets[0].querySelector(".outcome").textContent}` : summary(results, decisions));
   if (auditOf && targets.includes(auditOf)) showAudit(auditOf);
-  if (targets.length === 1 && !open(targets[0])) nextOpen(targets[0]);
+  // on to the next image, unless the reviewer already moved elsewhere while this one was sent
+  const decided = targets.length === 1 && !open(targets[0]) ? targets[0] : null;
+  if (decided && (decided.contains(document.activeElement) || document.activeElement === document.body)) {
+    nextOpen(decided);
+  }
 }
 
 /** Move on to the next card still waiting for a decision (or the previous one). */
