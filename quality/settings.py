@@ -41,6 +41,16 @@ class GateSettings(BaseSettings):
     min_foreground_fraction: float = Field(
         default=0.05, ge=0.0, le=1.0, description="share of product (non-background) pixels an image needs"
     )
+    enabled: bool = Field(
+        default=True, description="judge every generated listing image (off: images go unchecked)"
+    )
+    max_tries: int = Field(
+        default=3,
+        ge=1,
+        le=8,
+        description="generations a listing variant gets (the first, then regenerations with derived "
+        "seeds) before it is kept as flagged",
+    )
     max_clipped_fraction: float = Field(
         default=0.02,
         ge=0.0,

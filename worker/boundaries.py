@@ -1,9 +1,10 @@
-"""What a job talks to, as protocols: the status store, inference, the image store, and the two
-halves of notifying (queue a callback; deliver one). ``worker.context.WorkerContext`` holds one
-of each; the real ones are ``core.jobs.JobStore``, ``worker.inference.InferenceClient``,
-``worker.storage.ImageStore``, ``worker.app``'s ``enqueue_callback`` and
-``worker.callbacks.CallbackSender``. The in-memory ones that unit tests and benchmarks use
-instead ship beside them: ``core.jobs.MemoryJobStore`` and ``worker.stubs``.
+"""What a job talks to, as protocols: the status store, inference, the quality gate, the image
+store, and the two halves of notifying (queue a callback; deliver one).
+``worker.context.WorkerContext`` holds one of each; the real ones are ``core.jobs.JobStore``,
+``worker.inference.InferenceClient``, ``worker.gating.JudgeGate``, ``worker.storage.ImageStore``,
+``worker.app``'s ``enqueue_callback`` and ``worker.callbacks.CallbackSender``. The in-memory ones
+that unit tests and benchmarks use instead ship beside them: ``core.jobs.MemoryJobStore`` and
+``worker.stubs``.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from core.contracts.jobs import JobEvent, JobEventType, JobKind, JobRecord, JobState, StoredImage
+from quality.verdict import Verdict
 from worker.callbacks import DeliveryOutcome
 from worker.inference import Generated
 
@@ -102,7 +104,20 @@ class Inference(Protocol):
         """One try-on image per row: uint8 ``[N, 64, 64, 3]``."""
         ...
 
+    def judge_products(self, images: np.ndarray) -> np.ndarray: ...
+
     def close(self) -> None: ...
+
+
+class QualityGate(Protocol):
+    """The automatic checks of a listing job's images (``worker.gating.JudgeGate``)."""
+
+    @property
+    def max_tries(self) -> int: ...
+
+    def judge(
+        self, images: np.ndarray, probabilities: np.ndarray, *, category: int, colour: int
+    ) -> list[Verdict]: ...
 
 
 class Images(Protocol):

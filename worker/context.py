@@ -22,8 +22,10 @@ from dataclasses import dataclass, field
 
 from core.jobs import JobStore
 from core.worker_settings import WorkerSettings
-from worker.boundaries import Callbacks, Images, Inference, Notify, StatusStore
+from quality.settings import GateSettings
+from worker.boundaries import Callbacks, Images, Inference, Notify, QualityGate, StatusStore
 from worker.callbacks import CallbackSender
+from worker.gating import JudgeGate
 from worker.inference import InferenceClient
 from worker.storage import ImageStore
 
@@ -49,6 +51,8 @@ class WorkerContext:
     images: Images
     callbacks: Callbacks
     notify: Notify
+    #: the quality gate on listing images; ``None``: off (``ATELIER_GATE_ENABLED=false``)
+    gate: QualityGate | None = None
     uploads: ThreadPoolExecutor = field(default_factory=upload_threads, repr=False)
     _bucket_ready: bool = field(default=False, repr=False)
 
@@ -66,6 +70,7 @@ class WorkerContext:
             images=ImageStore(settings),
             callbacks=CallbackSender(settings),
             notify=notify,
+            gate=default_gate(),
         )
 
     def bucket(self) -> Images:
@@ -83,6 +88,12 @@ class WorkerContext:
         self.inference.close()
         self.callbacks.close()
         self.store.close()
+
+
+def default_gate() -> QualityGate | None:
+    """The gate with thresholds from ``ATELIER_GATE_*``, or ``None`` when it is turned off."""
+    settings = GateSettings()
+    return JudgeGate(settings) if settings.enabled else None
 
 
 #: builds a process's context: called on first use, and again in a forked child

@@ -32,6 +32,7 @@ from serving_contract.tensors import (
     CLIENT_DTYPES,
     MODELS,
     PRODUCT_GENERATOR,
+    QUALITY_JUDGE,
     TRYON_GENERATOR,
     ModelSpec,
     empty_batch,
@@ -182,6 +183,16 @@ class InferenceClient(PerProcessClient[Any]):
         batch["SEED"][:, 0] = seeds
         return self._generate(TRYON_GENERATOR, batch, _version(version, self.settings.tryon_model_version))
 
+    def judge_products(self, images: np.ndarray) -> np.ndarray:
+        """``quality_judge``: category probabilities ``[N, categories]`` (float32) for product
+        images uint8 ``[N, 32, 32, 3]`` as ``generate_products`` returns them."""
+        parts: list[np.ndarray] = []
+        for part in chunks(len(images), QUALITY_JUDGE.max_batch_size):
+            batch = {"IMAGE": np.ascontiguousarray(images[part], dtype=np.uint8)}
+            probabilities, _ = self._infer_with_retry(QUALITY_JUDGE, batch, "", call=self._judge)
+            parts.append(probabilities)
+        return np.concatenate(parts)
+
     # --- helpers for health checks and the CLI ---
 
     def ready(self) -> bool:
@@ -220,7 +231,12 @@ class InferenceClient(PerProcessClient[Any]):
         return Generated(np.concatenate(parts), spec.name, version)
 
     def _infer_with_retry(
-        self, spec: ModelSpec, arrays: dict[str, np.ndarray], version: str
+        self,
+        spec: ModelSpec,
+        arrays: dict[str, np.ndarray],
+        version: str,
+        *,
+        call: Callable[[ModelSpec, dict[str, np.ndarray], str], tuple[np.ndarray, str]] | None = None,
     ) -> tuple[np.ndarray, str]:
         s = self.settings
         retrying = Retrying(
@@ -232,7 +248,7 @@ class InferenceClient(PerProcessClient[Any]):
             sleep=self._sleep,
         )
         try:
-            return retrying(self._infer, spec, arrays, version)
+            return retrying(call or self._infer, spec, arrays, version)
         except RetryableError as error:
             tries = s.inference_retry_attempts
             raise type(error)(error.code, f"{error.message} (gave up after {tries} tries)") from error
@@ -262,6 +278,31 @@ class InferenceClient(PerProcessClient[Any]):
             )
         answered = str(result.get_response().model_version or version)
         return images, answered
+
+    def _judge(self, spec: ModelSpec, arrays: dict[str, np.ndarray], version: str) -> tuple[np.ndarray, str]:
+        images = arrays["IMAGE"]
+        tensor = grpcclient.InferInput("IMAGE", list(images.shape), CLIENT_DTYPES[images.dtype.name])
+        tensor.set_data_from_numpy(images)
+        try:
+            result = self.client.infer(
+                spec.name,
+                [tensor],
+                model_version=version,
+                outputs=[grpcclient.InferRequestedOutput("PROBABILITIES")],
+                client_timeout=self.settings.triton_timeout_s,
+            )
+        except Exception as error:
+            raise classify(error, model=spec.name, version=version) from error
+        return _judge_result(spec, result, len(images)), str(result.get_response().model_version or version)
+
+
+def _judge_result(spec: ModelSpec, result: Any, n: int) -> np.ndarray:
+    probabilities = result.as_numpy("PROBABILITIES")
+    expected = (n, *spec.outputs[0].shape)
+    if probabilities is None or probabilities.shape != expected:
+        got = None if probabilities is None else probabilities.shape
+        raise PermanentError(ErrorCode.INFERENCE_REJECTED, f"{spec.name} returned {got}, expected {expected}")
+    return np.asarray(probabilities, dtype=np.float32)
 
 
 def _version(requested: int | str | None, default: str) -> str:

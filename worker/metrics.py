@@ -23,7 +23,7 @@ import re
 import shutil
 import tempfile
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from enum import Enum
 from pathlib import Path
@@ -45,6 +45,7 @@ from prometheus_client import (
 
 from core.contracts.codes import ErrorCode
 from core.contracts.jobs import JobRecord
+from quality.verdict import Verdict
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +56,7 @@ STAGE_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 
 #: seconds; one callback POST is bounded by ``callback_timeout_s`` (15 s by default)
 CALLBACK_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 15, 30)
 #: job stages timed by :func:`stage` or :func:`job_finished`
-STAGES = ("queue_wait", "inference", "encode", "upload", "total")
+STAGES = ("queue_wait", "inference", "gate", "encode", "upload", "total")
 
 _TASK = ["name", "hostname", "queue_name"]
 
@@ -96,7 +97,7 @@ JOB_RETRIES = Counter(
 JOB_STAGE_SECONDS = Histogram(
     "atelier_job_stage_seconds",
     "Seconds per job stage: queue_wait (submitted to first start), inference (one model call), "
-    "encode and upload (per image), total (submitted to ended).",
+    "gate (judging a job's images), encode and upload (per image), total (submitted to ended).",
     ["kind", "stage"],
     buckets=STAGE_BUCKETS,
 )
@@ -144,6 +145,37 @@ def stage(kind: str, name: str) -> Iterator[None]:
         yield
     finally:
         JOB_STAGE_SECONDS.labels(kind=str(kind), stage=name).observe(time.perf_counter() - started)
+
+
+GATE_CHECKS = Counter(
+    "atelier_gate_checks",
+    "Quality-gate checks of the kept listing images, by requested category, check and outcome.",
+    ["category", "check", "outcome"],
+)
+GATE_IMAGES = Counter(
+    "atelier_gate_images",
+    "Kept listing images by requested category and gate outcome (pass rate: passed / all).",
+    ["category", "outcome"],
+)
+GATE_REGENERATIONS = Counter(
+    "atelier_gate_regenerations",
+    "Listing variants generated again because the gate failed them.",
+    ["category"],
+)
+
+
+def gate_verdicts(category: str, verdicts: Sequence[Verdict], tries: Sequence[int]) -> None:
+    """Count the gate's final verdict on each kept image, each check, and the regenerations."""
+    for verdict, tried in zip(verdicts, tries, strict=True):
+        GATE_IMAGES.labels(category=category, outcome=_outcome(verdict.passed)).inc()
+        for check in verdict.checks:
+            GATE_CHECKS.labels(category=category, check=check.name, outcome=_outcome(check.passed)).inc()
+        if tried > 1:
+            GATE_REGENERATIONS.labels(category=category).inc(tried - 1)
+
+
+def _outcome(passed: bool) -> str:
+    return "passed" if passed else "failed"
 
 
 def job_started(kind: str) -> None:

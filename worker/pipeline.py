@@ -38,7 +38,15 @@ import numpy as np
 from billiard.exceptions import SoftTimeLimitExceeded
 from pydantic import ValidationError
 
-from core.contracts.jobs import EVENT_FOR_STATE, JobEventType, JobKind, JobState, ReviewPolicy, StoredImage
+from core.contracts.jobs import (
+    EVENT_FOR_STATE,
+    GateReport,
+    JobEventType,
+    JobKind,
+    JobState,
+    ReviewPolicy,
+    StoredImage,
+)
 from core.contracts.v1 import (
     CallbackSpec,
     GarmentByAttributes,
@@ -58,6 +66,7 @@ from worker import metrics
 from worker.boundaries import Images
 from worker.context import WorkerContext
 from worker.encoding import decode, encode
+from worker.gating import gate_listing
 from worker.inference import Generated
 from worker.storage import image_key
 
@@ -99,7 +108,8 @@ class Garment:
 def run_listing(
     job_id: str, request: Mapping[str, Any], ctx: WorkerContext, *, redelivered: bool = False
 ) -> None:
-    """Product images for a listing: one batched ``product_cgan`` call for all variants.
+    """Product images for a listing: one batched ``product_cgan`` call for all variants, judged
+    by the quality gate, failing variants generated again (``worker.gating``).
 
     ``redelivered``: the broker delivered this message before (a worker was lost) or it is a
     retry; a running job then counts another attempt instead of being dropped as a duplicate.
@@ -120,10 +130,16 @@ def run_listing(
                 seeds,
                 version=req.model_version,
             )
+        reports: Sequence[GateReport | None] = [None] * len(seeds)
+        if ctx.gate is not None:
+            gated = gate_listing(ctx.inference, ctx.gate, req, generated, seeds)
+            generated, seeds, reports = gated.generated, gated.seeds, gated.reports
         metadata = listing_metadata(job_id, req, generated)
         if stopped_for_cancel(job_id, req, ctx):
             return
-        stored = store_images(ctx, JobKind.LISTING, job_id, generated.images, seeds, req.output, metadata)
+        stored = store_images(
+            ctx, JobKind.LISTING, job_id, generated.images, seeds, req.output, metadata, reports=reports
+        )
         succeed(job_id, req, ctx, generated, seed, stored)
 
 
@@ -296,20 +312,38 @@ def store_images(
     seeds: Sequence[int],
     output: OutputSpec,
     metadata: Mapping[str, Any],
+    *,
+    reports: Sequence[GateReport | None] | None = None,
 ) -> list[StoredImage]:
-    """Encode each variant and write it at its deterministic key, with its seed in the metadata.
+    """Encode each variant and write it at its deterministic key, with its seed (and the gate's
+    verdict, when it ran: ``reports``) in the metadata and on the stored image.
 
     The puts run on the process's upload threads (``ctx.uploads``) while the next variant is
     encoded; the first failed put raises its typed error here, like a sequential one."""
     bucket = ctx.bucket()
     uploads: list[Future[StoredImage]] = []
-    for variant, (image, seed) in enumerate(zip(images, seeds, strict=True)):
+    reports = reports if reports is not None else [None] * len(seeds)
+    for variant, (image, seed, report) in enumerate(zip(images, seeds, reports, strict=True)):
         with metrics.stage(kind, "encode"):
             data, content_type = encode(image, output.format, output.size)
         key = image_key(kind, job_id, variant, output.format)
-        details = {**metadata, "variant": variant, "seed": seed}
+        details = {**metadata, "variant": variant, "seed": seed, **gate_metadata(report)}
         uploads.append(ctx.uploads.submit(_put, bucket, kind, key, data, content_type, details, variant))
-    return [upload.result() for upload in uploads]
+    stored = [upload.result() for upload in uploads]
+    return [image.model_copy(update={"gate": report}) for image, report in zip(stored, reports, strict=True)]
+
+
+def gate_metadata(report: GateReport | None) -> dict[str, Any]:
+    """The gate's verdict as object metadata: passed or the failed checks, scores, tries."""
+    if report is None:
+        return {}
+    failed = [check.name for check in report.checks if not check.passed]
+    scores = ",".join(f"{check.name}={check.score:.4g}" for check in report.checks)
+    return {
+        "gate": "passed" if report.passed else "failed:" + "+".join(failed),
+        "gate_scores": scores,
+        "gate_tries": report.tries,
+    }
 
 
 def _put(
@@ -368,6 +402,9 @@ def succeed(
     record = ctx.store.get(job_id)
     policy = record.review_policy if record is not None else ReviewPolicy.AUTO
     images, held = held_for_review(JobKind(req.kind), policy, stored, now=utcnow())
+    if not held and stored and all(image.gate is not None and not image.gate.passed for image in stored):
+        gate_failed(job_id, req, ctx, stored)
+        return
     state = JobState.AWAITING_REVIEW if held else JobState.SUCCEEDED
     done = ctx.store.transition(
         job_id,
@@ -391,6 +428,15 @@ def succeed(
         _log(logging.INFO, job_id, f"succeeded: {len(stored)} images", model=generated.model)
         metrics.job_finished(ctx.store, job_id)
     notify(ctx, job_id, req.callback, EVENT_FOR_STATE[state])
+
+
+def gate_failed(job_id: str, req: Request, ctx: WorkerContext, stored: Sequence[StoredImage]) -> None:
+    """No variant passed the gate and nobody reviews: the job fails, keeping none of its images."""
+    tries = max(image.gate.tries for image in stored if image.gate is not None)
+    failed = sorted({c.name for i in stored if i.gate is not None for c in i.gate.checks if not c.passed})
+    ctx.bucket().remove_job_images(req.kind, job_id)
+    message = f"no variant passed the quality gate in {tries} tries (failed: {', '.join(failed)})"
+    fail(job_id, req.callback, ctx, PermanentError(ErrorCode.QUALITY_GATE_FAILED, message))
 
 
 def stopped_for_cancel(job_id: str, req: Request, ctx: WorkerContext) -> bool:

@@ -23,8 +23,15 @@ from core.contracts.jobs import JobEventType, JobKind, StoredImage
 from core.errors import ErrorCode, PermanentError
 from core.jobs import MemoryJobStore
 from core.worker_settings import WorkerSettings
-from serving_contract.tensors import PRODUCT_GENERATOR, PRODUCT_IMAGE_SIZE, TRYON_GENERATOR, TRYON_IMAGE_SIZE
-from worker.boundaries import Callbacks, Images, Inference, StatusStore
+from quality.verdict import Check, Verdict
+from serving_contract.taxonomy import NUM_CATEGORIES
+from serving_contract.tensors import (
+    PRODUCT_GENERATOR,
+    PRODUCT_IMAGE_SIZE,
+    TRYON_GENERATOR,
+    TRYON_IMAGE_SIZE,
+)
+from worker.boundaries import Callbacks, Images, Inference, QualityGate, StatusStore
 from worker.callbacks import CallbackSender
 from worker.context import WorkerContext
 from worker.inference import Generated
@@ -51,7 +58,8 @@ class _Failures:
 class StubInference(_Failures):
     """Both generators without a model: each image is one grey level computed from its inputs,
     so a test can tell which inputs went where (products ``(7*seed + 3*category + colour) %
-    256``, try-ons ``(mean garment + seed) % 256``). ``calls`` lists ``(model, inputs)``.
+    256``, try-ons ``(mean garment + seed) % 256``); the judge agrees with every request.
+    ``calls`` lists ``(model, inputs)`` of the generators, ``judged`` the judge's batch sizes.
 
     Parameters: ``errors`` to raise, one per call (after the call is recorded).
     """
@@ -59,6 +67,8 @@ class StubInference(_Failures):
     def __init__(self, *errors: BaseException) -> None:
         super().__init__(errors)
         self.calls: list[tuple[str, dict[str, Any]]] = []
+        #: the size of each ``judge_products`` batch (``calls`` lists the generators only)
+        self.judged: list[int] = []
 
     def generate_products(
         self,
@@ -96,8 +106,49 @@ class StubInference(_Failures):
         values = [(int(g.mean()) + s) % 256 for g, s in zip(garments, seeds, strict=True)]
         return Generated(_images(values, TRYON_IMAGE_SIZE), TRYON_GENERATOR.name, _answered(version))
 
+    def judge_products(self, images: np.ndarray) -> np.ndarray:
+        """Every category at probability 1: the stub judge agrees with any request."""
+        self.judged.append(len(images))
+        self.maybe_fail()
+        return np.ones((len(images), NUM_CATEGORIES), dtype=np.float32)
+
     def close(self) -> None:
         """Nothing to close."""
+
+
+class ScriptedGate:
+    """A quality gate that fails what it is told: ``failing_values[v]`` names the checks that
+    fail for a stub image of grey level ``v`` (:class:`StubInference` computes it from the seed,
+    category and colour), so a test can plant a defect and watch it regenerated. With no script
+    every image passes. ``seen`` counts the images judged."""
+
+    def __init__(
+        self, failing_values: Mapping[int, Sequence[str]] | None = None, *, max_tries: int = 3
+    ) -> None:
+        self.failing_values = dict(failing_values or {})
+        self._max_tries = max_tries
+        self.seen = 0
+
+    @property
+    def max_tries(self) -> int:
+        return self._max_tries
+
+    def judge(
+        self, images: np.ndarray, probabilities: np.ndarray, *, category: int, colour: int
+    ) -> list[Verdict]:
+        verdicts = []
+        for image in images:
+            self.seen += 1
+            failed = set(self.failing_values.get(int(image[0, 0, 0]), ()))
+            checks = tuple(
+                Check.at_least(name, 0.0 if name in failed else 1.0, 0.5) for name in GATE_CHECK_NAMES
+            )
+            verdicts.append(Verdict(checks))
+        return verdicts
+
+
+#: the checks :class:`ScriptedGate` reports, as the real gate names its main ones
+GATE_CHECK_NAMES = ("category", "colour", "duplicate", "blank")
 
 
 def _images(values: Sequence[int], size: int) -> np.ndarray:
@@ -204,10 +255,12 @@ def stub_context(
     images: Images | None = None,
     callbacks: Callbacks | None = None,
     notify: RecordingNotifier | None = None,
+    gate: QualityGate | None = None,
 ) -> WorkerContext:
     """A ``WorkerContext`` that touches no service; each part defaults to its stand-in
     (``MemoryJobStore``, :class:`StubInference`, :class:`MemoryImageStore`, a sender posting to
-    a :class:`RecordingReceiver` that answers 204, :class:`RecordingNotifier`)."""
+    a :class:`RecordingReceiver` that answers 204, :class:`RecordingNotifier`, a
+    :class:`ScriptedGate` that passes everything)."""
     return WorkerContext(
         settings=settings,
         store=store if store is not None else MemoryJobStore(),
@@ -215,4 +268,5 @@ def stub_context(
         images=images if images is not None else MemoryImageStore(),
         callbacks=callbacks if callbacks is not None else RecordingReceiver().sender(settings),
         notify=notify if notify is not None else RecordingNotifier(),
+        gate=gate if gate is not None else ScriptedGate(),
     )

@@ -35,6 +35,9 @@ class ErrorCode(StrEnum):
     GARMENT_NOT_WEARABLE = "garment_not_wearable"
     #: the message's request does not validate (permanent; the producer never sends one)
     INVALID_REQUEST = "invalid_request"
+    #: no variant of the listing passed the quality gate in its tries, and no person reviews it
+    #: (review policy ``auto``; permanent: the same request makes the same images)
+    QUALITY_GATE_FAILED = "quality_gate_failed"
     #: the job ran past the task's soft time limit (permanent: a retry would run as long)
     JOB_TIME_LIMIT = "job_time_limit"
     #: the job's message was redelivered more often than ``job_retry_attempts`` allows

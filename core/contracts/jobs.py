@@ -183,10 +183,11 @@ class JobRecord(BaseModel):
     )
 
     def catalog_images(self) -> list[StoredImage]:
-        """The images that may get links: all of a succeeded job, the approved ones of an
-        approved job, none in any other state (awaiting review, rejected, canceled...)."""
+        """The images that may get links: those of a succeeded job the quality gate passed (or
+        that no gate judged), the approved ones of an approved job, none in any other state
+        (awaiting review, rejected, canceled...)."""
         if self.state is JobState.SUCCEEDED:
-            return list(self.results)
+            return [i for i in self.results if i.gate is None or i.gate.passed]
         if self.state is JobState.APPROVED:
             return [i for i in self.results if i.review and i.review.status is ImageDecision.APPROVED]
         return []

@@ -201,9 +201,14 @@ def check_objects(pipeline: Pipeline, request: dict[str, Any], record: JobRecord
         metadata = pipeline.images.metadata(key)
         assert metadata["job-id"] == record.job_id and metadata["kind"] == kind
         assert metadata["model"] == record.model and metadata["model-version"] == record.model_version
-        assert (metadata["seed"], metadata["variant"]) == (str(request["seed"] + variant), str(variant))
+        gate = record.results[variant].gate
+        # a variant the quality gate failed was generated again with a derived seed (worker.gating)
+        seed = gate.seed if gate is not None and gate.tries > 1 else request["seed"] + variant
+        assert (metadata["seed"], metadata["variant"]) == (str(seed), str(variant))
         assert metadata["content-type"] == f"image/{fmt}"
         if kind == "listing":
+            assert gate is not None and metadata["gate-tries"] == str(gate.tries)
+            assert metadata["gate"] == "passed" if gate.passed else metadata["gate"].startswith("failed:")
             assert metadata["category"] == request["attributes"]["category"]
             assert metadata["colour"] == request["attributes"]["colour"]
         assert decode(pipeline.images.get_bytes(key)).shape == (size, size, 3)

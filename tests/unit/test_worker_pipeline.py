@@ -19,14 +19,16 @@ import pytest
 from billiard.exceptions import SoftTimeLimitExceeded
 
 from core.contracts.jobs import JobEventType, JobState
-from core.contracts.v1 import parse_request
+from core.contracts.v1 import ListingImageRequest, parse_request
 from core.errors import PermanentError, RetryableError, as_atelier_error
 from core.jobs import MemoryJobStore, StoreUnavailable, cancel_refusal
 from core.worker_settings import WorkerSettings, new_webhook_secret
 from producer.client import record_for
 from producer.webhook_verify import verify
+from quality.verdict import Check, Verdict
 from worker.callbacks import message_id
 from worker.encoding import decode
+from worker.gating import retry_seed
 from worker.inference import Generated
 from worker.notifications import build_event, deliver_callback
 from worker.pipeline import (
@@ -38,7 +40,14 @@ from worker.pipeline import (
     run_tryon,
     variant_seeds,
 )
-from worker.stubs import MemoryImageStore, RecordingNotifier, RecordingReceiver, StubInference, stub_context
+from worker.stubs import (
+    MemoryImageStore,
+    RecordingNotifier,
+    RecordingReceiver,
+    ScriptedGate,
+    StubInference,
+    stub_context,
+)
 
 SECRET = new_webhook_secret()
 HOOK = "https://shop.example/hooks/atelier"
@@ -57,6 +66,7 @@ class Harness:
         triton: StubInference | None = None,
         bucket: MemoryImageStore | None = None,
         receiver: Callable[[httpx.Request], httpx.Response] | None = None,
+        gate: ScriptedGate | None = None,
         **overrides: Any,
     ) -> None:
         values: dict[str, Any] = {
@@ -81,6 +91,7 @@ class Harness:
             images=self.bucket,
             callbacks=self.receiver.sender(self.settings),
             notify=self.notifier,
+            gate=gate,
         )
 
     @property
@@ -164,7 +175,11 @@ def test_listing_job_batches_all_variants_in_one_call_and_stores_one_object_per_
         "style": {"fit": "relaxed"},
         "variant": 2,
         "seed": 7,
+        "gate": "passed",
+        "gate_scores": "category=1,colour=1,duplicate=1,blank=1",
+        "gate_tries": 1,
     }
+    assert h.triton.judged == [3]  # the gate judged the whole batch once
     assert h.events(job_id) == ["job.started", "job.succeeded"]
 
 
@@ -630,3 +645,90 @@ def test_a_redelivered_job_whose_cancel_was_asked_ends_canceled_without_running(
     assert cancel_refusal(h.store.request_cancel(job_id)) is None  # accepted: it stops at its next step
     run_listing(job_id, request, h.ctx, redelivered=True)
     assert h.store.records[job_id].state is JobState.CANCELED and h.triton.calls == []
+
+
+# --- the quality gate ---
+
+
+def stub_value(seed: int, request: dict[str, Any]) -> int:
+    """The grey level ``StubInference`` gives the product image of ``seed`` for ``request``."""
+    attributes = ListingImageRequest.model_validate(request).attributes
+    return (7 * seed + 3 * attributes.category_index + attributes.colour_index) % 256
+
+
+def test_a_variant_the_gate_fails_is_regenerated_with_a_derived_seed_and_kept_when_it_passes() -> None:
+    request = listing()
+    seeds = variant_seeds(5, 3)
+    gate = ScriptedGate({stub_value(seeds[1], request): ["colour"]})
+    h = Harness(gate=gate)
+    job_id, body = h.submit(request)
+    run_listing(job_id, body, h.ctx)
+
+    record = h.store.records[job_id]
+    assert record.state is JobState.SUCCEEDED and len(h.store.records[job_id].catalog_images()) == 3
+    regenerated = record.results[1].gate
+    assert regenerated is not None and regenerated.passed and regenerated.tries == 2
+    assert regenerated.seed == retry_seed(seeds[1], 2)
+    assert [call[1]["seeds"] for call in h.triton.calls if call[0] == "product_cgan"] == [
+        seeds,
+        [retry_seed(seeds[1], 2)],
+    ]
+    metadata = h.bucket.objects[record.results[1].key][2]
+    assert metadata["seed"] == retry_seed(seeds[1], 2) and metadata["gate"] == "passed"
+    assert metadata["gate_tries"] == 2
+
+
+def test_a_variant_failing_every_try_is_kept_flagged_without_a_link_and_the_rest_succeed() -> None:
+    request = listing()
+    seeds = variant_seeds(5, 3)
+    always = {
+        stub_value(retry_seed(seeds[0], n) if n > 1 else seeds[0], request): ["category"] for n in (1, 2, 3)
+    }
+    h = Harness(gate=ScriptedGate(always))
+    job_id, body = h.submit(request)
+    run_listing(job_id, body, h.ctx)
+
+    record = h.store.records[job_id]
+    flagged = record.results[0].gate
+    assert record.state is JobState.SUCCEEDED and flagged is not None
+    assert not flagged.passed and flagged.tries == 3
+    assert [check.name for check in flagged.checks if not check.passed] == ["category"]
+    assert [image.variant for image in record.catalog_images()] == [1, 2]
+    assert h.bucket.objects[record.results[0].key][2]["gate"] == "failed:category"
+
+
+def test_a_job_whose_every_variant_fails_the_gate_fails_and_keeps_no_image() -> None:
+    class FailingEverything(ScriptedGate):
+        def judge(self, images: Any, probabilities: Any, *, category: int, colour: int) -> list[Any]:
+            return [Verdict(tuple(Check.at_least(n, 0.0, 0.5) for n in ("blank",))) for _ in images]
+
+    h = Harness(gate=FailingEverything(max_tries=2))
+    job_id, body = h.submit(listing())
+    run_listing(job_id, body, h.ctx)
+
+    record = h.store.records[job_id]
+    assert record.state is JobState.FAILED and record.error is not None
+    assert record.error.code == "quality_gate_failed" and "2 tries" in record.error.message
+    assert h.bucket.objects == {} and h.events(job_id) == ["job.started", "job.failed"]
+
+
+def test_the_same_request_ends_with_the_same_images_and_reports() -> None:
+    request = listing()
+    seeds = variant_seeds(5, 3)
+    outcomes = []
+    for _ in range(2):
+        h = Harness(gate=ScriptedGate({stub_value(seeds[2], request): ["duplicate"]}))
+        job_id, body = h.submit(request, job_id="0" * 32)
+        run_listing(job_id, body, h.ctx)
+        record = h.store.records[job_id]
+        outcomes.append(([i.gate for i in record.results], sorted(h.bucket.objects.items())))
+    assert outcomes[0] == outcomes[1]
+
+
+def test_with_the_gate_off_nothing_is_judged() -> None:
+    h = Harness()
+    h.ctx.gate = None
+    job_id, body = h.submit(listing())
+    run_listing(job_id, body, h.ctx)
+    assert [call[0] for call in h.triton.calls] == ["product_cgan"] and h.triton.judged == []
+    assert all(image.gate is None for image in h.store.records[job_id].results)

@@ -112,11 +112,28 @@ function updateCounts() {
   $("approve-selected").disabled = chosen === 0;
 }
 
+/** Requests one "load" may make while pages come back short. */
+const FOLLOW_LIMIT = 10;
+
+/** Up to a grid page of images from `cursor` on. The API looks at a bounded number of jobs per
+ *  request, so a rare filter may answer a short page with a cursor: follow it a few times. */
+async function fetchPage(cursor) {
+  const items = [];
+  let next = cursor;
+  for (let request = 0; request < FOLLOW_LIMIT; request += 1) {
+    const page = await api.list(filters, { cursor: next, limit: config.pageSize - items.length });
+    items.push(...page.items);
+    next = page.next_cursor;
+    if (!next || items.length >= config.pageSize) break;
+  }
+  return { items, next };
+}
+
 async function load({ append }) {
   grid.setAttribute("aria-busy", "true");
   let page;
   try {
-    page = await api.list(filters, { cursor: append ? nextCursor : null, limit: config.pageSize });
+    page = await fetchPage(append ? nextCursor : null);
   } catch (error) {
     failed(error, "The images could not be loaded");
     return;
@@ -131,12 +148,13 @@ async function load({ append }) {
   for (const item of page.items) {
     grid.append(renderCard(item, { categories: config.categories, showRequester: identity.admin }));
   }
-  nextCursor = page.next_cursor;
+  nextCursor = page.next;
   $("more").hidden = !nextCursor;
-  $("empty").hidden = grid.children.length > 0;
+  $("empty").hidden = grid.children.length > 0 || Boolean(nextCursor);
   updateCounts();
   const count = page.items.length;
-  announce(count ? `${count} image${count === 1 ? "" : "s"} loaded.` : "No image waits for review with these filters.");
+  if (count) announce(`${count} image${count === 1 ? "" : "s"} loaded.`);
+  else announce(nextCursor ? "None found yet: press Show more to look further." : "No image waits for review with these filters.");
   const firstNew = grid.children[first];
   if (firstNew) makeCurrent(firstNew, { focus: append });
 }
