@@ -8,6 +8,9 @@ version that made the first batch, and the whole set is judged again (a duplicat
 others), up to ``ATELIER_GATE_MAX_TRIES`` generations. The same request therefore always ends
 with the same images. A variant still failing after its last try is kept with its report: the
 requester's review policy decides what happens to it (``core.jobs.review``).
+
+A variant that people had made again (``worker.regeneration``) goes through the same loop
+(:func:`gate_remake`), judged last beside the job's other kept images.
 """
 
 from __future__ import annotations
@@ -71,28 +74,82 @@ def gate_listing(
     seeds: Sequence[int],
 ) -> Gated:
     """Judge ``generated`` (made from ``seeds``) and regenerate failing variants (see the module)."""
-    category, colour = req.attributes.category_index, req.attributes.colour_index
     images = np.array(generated.images, copy=True)
+    outcomes = _judge_until_passed(inference, gate, req, images, range(len(seeds)), seeds, generated.version)
+    return _gated(req, Generated(images, generated.model, generated.version), outcomes)
+
+
+def gate_remake(
+    inference: Inference,
+    gate: QualityGate,
+    req: ListingImageRequest,
+    others: Sequence[np.ndarray],
+    remade: Generated,
+    seed: int,
+) -> Gated:
+    """Judge a variant that people had made again (``remade``, one image from ``seed``) after the
+    job's other kept images ``others`` (uint8 ``[32, 32, 3]`` each, as the model made them), and
+    regenerate it the same way while it fails. It comes last, so a near-duplicate pair fails the
+    newcomer, never an image already kept. Only the remade variant is reported and counted: the
+    others keep their own reports."""
+    images = np.stack([*others, *remade.images])
+    outcomes = _judge_until_passed(inference, gate, req, images, [len(others)], [seed], remade.version)
+    return _gated(req, Generated(images[len(others) :], remade.model, remade.version), outcomes)
+
+
+@dataclass(frozen=True)
+class _Outcome:
+    """The gate's last verdict on one judged variant, the seed that made it and its generations."""
+
+    verdict: Verdict
+    seed: int
+    tries: int
+
+
+def _judge_until_passed(
+    inference: Inference,
+    gate: QualityGate,
+    req: ListingImageRequest,
+    images: np.ndarray,
+    candidates: Sequence[int],
+    seeds: Sequence[int],
+    version: str,
+) -> list[_Outcome]:
+    """Judge the whole of ``images``; while one of ``candidates`` (indices into ``images``, first
+    made from ``seeds``) fails, generate it again from :func:`retry_seed` in place, and judge the
+    whole set again (a duplicate depends on the others), up to ``gate.max_tries`` generations.
+    One outcome per candidate; the other images are context only."""
+    category, colour = req.attributes.category_index, req.attributes.colour_index
     kept_seeds, tries = list(seeds), [1] * len(seeds)
     verdicts = _judge(inference, gate, images, category, colour)
     for attempt in range(2, gate.max_tries + 1):
-        failing = [i for i, verdict in enumerate(verdicts) if not verdict.passed]
+        failing = [j for j, i in enumerate(candidates) if not verdicts[i].passed]
         if not failing:
             break
-        retry_seeds = [retry_seed(seeds[i], attempt) for i in failing]
+        retry_seeds = [retry_seed(seeds[j], attempt) for j in failing]
         with metrics.stage(JobKind.LISTING, "inference"):
             again = inference.generate_products(
-                [category] * len(failing), [colour] * len(failing), retry_seeds, version=generated.version
+                [category] * len(failing), [colour] * len(failing), retry_seeds, version=version
             )
-        for j, i in enumerate(failing):
-            images[i], kept_seeds[i], tries[i] = again.images[j], retry_seeds[j], attempt
+        for k, j in enumerate(failing):
+            images[candidates[j]], kept_seeds[j], tries[j] = again.images[k], retry_seeds[k], attempt
         verdicts = _judge(inference, gate, images, category, colour)
-    reports = [
-        GateReport(passed=v.passed, checks=[_check(c) for c in v.checks], tries=t, seed=s)
-        for v, t, s in zip(verdicts, tries, kept_seeds, strict=True)
+    return [
+        _Outcome(verdicts[i], seed, tried)
+        for i, seed, tried in zip(candidates, kept_seeds, tries, strict=True)
     ]
-    metrics.gate_verdicts(req.attributes.category, verdicts, tries)
-    return Gated(Generated(images, generated.model, generated.version), kept_seeds, reports)
+
+
+def _gated(req: ListingImageRequest, generated: Generated, outcomes: Sequence[_Outcome]) -> Gated:
+    """The kept images with their seeds and reports; the verdicts counted in the metrics."""
+    reports = [
+        GateReport(
+            passed=o.verdict.passed, checks=[_check(c) for c in o.verdict.checks], tries=o.tries, seed=o.seed
+        )
+        for o in outcomes
+    ]
+    metrics.gate_verdicts(req.attributes.category, [o.verdict for o in outcomes], [o.tries for o in outcomes])
+    return Gated(generated, [o.seed for o in outcomes], reports)
 
 
 def _judge(

@@ -8,7 +8,18 @@ for another (``POST /v1/review/decisions`` with ``regenerate``), and the API pub
 - **Seed**: derived from the job's seed, the variant and the remake number
   (``core.jobs.review.regenerated_seed``), with the model version that made the other images:
   the same decisions on the same request make the same images.
-- **Store** at the variant's key: the rejected image is overwritten, nothing is left behind.
+- **Gate** (when the worker has one): the new image is judged last beside the job's other kept
+  images (pending or approved; :func:`worker.gating.gate_remake`), so the near-duplicate check
+  fails it, not them; while it fails it is made again from ``worker.gating.retry_seed`` of its
+  seed, up to ``ATELIER_GATE_MAX_TRIES`` generations, and it keeps its report either way (a
+  person decides next). The others are judged as the model made them (32 px): each one whose
+  gate report records its seed is made again in the same Triton request as the new image (the
+  seed contract gives the same pixels at any batch position, docs/determinism.md), which costs
+  a few rows of one request where reading them back would cost two S3 calls and a decode each
+  and give back an upscaled, maybe lossy copy; only one without a recorded seed (made while the
+  gate was off) is read back from S3 and shrunk to 32 px.
+- **Store** at the variant's key: the rejected image is overwritten, nothing is left behind; the
+  gate's verdict goes in the object metadata (``worker.pipeline.gate_metadata``) and on the image.
 - **Record**: the new image in the old one's place, pending again
   (``JobStateMachine.regenerated_image``); the job stays awaiting review, so no callback.
 - **Failures**: a retryable one (Triton or S3 unavailable) retries with the jobs' backoff until
@@ -22,15 +33,33 @@ from __future__ import annotations
 import logging
 from typing import Protocol, cast
 
-from core.contracts.jobs import EVENT_FOR_STATE, ImageDecision, ImageReview, JobKind, JobState, StoredImage
+import numpy as np
+
+from core.contracts.jobs import (
+    EVENT_FOR_STATE,
+    GateReport,
+    ImageDecision,
+    ImageReview,
+    JobKind,
+    JobRecord,
+    JobState,
+    StoredImage,
+)
 from core.contracts.v1 import CallbackSpec, ListingImageRequest
-from core.errors import ErrorCode
-from core.jobs.review import ReviewChange, image_of, regenerated_seed
+from core.errors import ErrorCode, PermanentError
+from core.jobs.review import ReviewChange, image_of, regenerated_seed, status_of
+from serving_contract.tensors import PRODUCT_IMAGE_SIZE
 from worker import metrics, pipeline
 from worker.boundaries import JobRecords
 from worker.context import WorkerContext
-from worker.encoding import encode
+from worker.encoding import decode, encode
+from worker.gating import gate_remake
+from worker.inference import Generated
 from worker.storage import image_key
+
+#: review statuses of images that can no longer reach a catalog as they are, so a remake need not
+#: differ from them: rejected, or about to be replaced by their own remake
+_LEAVING = frozenset({ImageDecision.REJECTED, ImageDecision.REGENERATING})
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +95,7 @@ def regenerate(job_id: str, variant: int, regeneration: int, ctx: WorkerContext,
         return
     try:
         req = ListingImageRequest.model_validate(stored_request)
-        remade = _remake(job_id, req, variant, regeneration, record.seed, record.model_version, ctx)
+        remade = _remake(job_id, req, variant, regeneration, record, ctx)
     except Exception as error:
         failure = pipeline.job_failure(error)
         if failure.code is ErrorCode.INTERNAL_ERROR:
@@ -95,17 +124,21 @@ def _remake(
     req: ListingImageRequest,
     variant: int,
     regeneration: int,
-    job_seed: int | None,
-    model_version: str | None,
+    record: JobRecord,
     ctx: WorkerContext,
 ) -> StoredImage:
-    """Generate, encode and store the remade image; the stored image (no review yet)."""
-    seed = regenerated_seed(pipeline.job_seed(job_seed, job_id), variant, regeneration)
-    attributes = req.attributes
-    with metrics.stage(JobKind.LISTING, "inference"):
-        generated = ctx.inference.generate_products(
-            [attributes.category_index], [attributes.colour_index], [seed], version=model_version
-        )
+    """Generate (and gate) the remade image, encode and store it; the stored image (no review yet)."""
+    seed = regenerated_seed(pipeline.job_seed(record.seed, job_id), variant, regeneration)
+    report: GateReport | None = None
+    if ctx.gate is None:
+        generated = _generate(ctx, req, [seed], record.model_version)
+    else:
+        others = [
+            image for image in record.results if image.variant != variant and status_of(image) not in _LEAVING
+        ]
+        generated, kept = _generate_beside(ctx, job_id, req, others, seed, record.model_version)
+        gated = gate_remake(ctx.inference, ctx.gate, req, kept, generated, seed)
+        generated, seed, report = gated.generated, gated.seeds[0], gated.reports[0]
     with metrics.stage(JobKind.LISTING, "encode"):
         data, content_type = encode(generated.images[0], req.output.format, req.output.size)
     metadata = {
@@ -113,10 +146,54 @@ def _remake(
         "variant": variant,
         "seed": seed,
         "regeneration": regeneration,
+        **pipeline.gate_metadata(report),
     }
     key = image_key(JobKind.LISTING, job_id, variant, req.output.format)
     with metrics.stage(JobKind.LISTING, "upload"):
-        return ctx.bucket().put_image(key, data, content_type, metadata, variant=variant)
+        stored = ctx.bucket().put_image(key, data, content_type, metadata, variant=variant)
+    return stored.model_copy(update={"gate": report})
+
+
+def _generate(
+    ctx: WorkerContext, req: ListingImageRequest, seeds: list[int], version: str | None
+) -> Generated:
+    """One Triton request: the request's product from each of ``seeds``."""
+    attributes = req.attributes
+    n = len(seeds)
+    with metrics.stage(JobKind.LISTING, "inference"):
+        return ctx.inference.generate_products(
+            [attributes.category_index] * n, [attributes.colour_index] * n, seeds, version=version
+        )
+
+
+def _generate_beside(
+    ctx: WorkerContext,
+    job_id: str,
+    req: ListingImageRequest,
+    others: list[StoredImage],
+    seed: int,
+    version: str | None,
+) -> tuple[Generated, list[np.ndarray]]:
+    """The remade image from ``seed``, and ``others`` as the model made them, in variant order:
+    made again from their recorded seeds in the same request, else read back from S3 (see the
+    module)."""
+    seeded = {o.variant: o.gate.seed for o in others if o.gate is not None and o.gate.seed is not None}
+    generated = _generate(ctx, req, [*seeded.values(), seed], version)
+    made = dict(zip(seeded, generated.images[:-1], strict=True))
+    kept = [made[o.variant] if o.variant in made else _read_back(ctx, job_id, o.variant) for o in others]
+    return Generated(generated.images[-1:], generated.model, generated.version), kept
+
+
+def _read_back(ctx: WorkerContext, job_id: str, variant: int) -> np.ndarray:
+    """A stored variant shrunk back to the model's size (area average): as close as the object
+    allows to what the model made, for an image whose seed is not on record."""
+    data = ctx.bucket().get_listing_image(job_id, variant)
+    try:
+        return decode(data, size=PRODUCT_IMAGE_SIZE)
+    except ValueError as error:
+        raise PermanentError(
+            ErrorCode.OBJECT_NOT_FOUND, f"variant {variant}'s stored image cannot be judged beside: {error}"
+        ) from None
 
 
 def _give_up(

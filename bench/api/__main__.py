@@ -3,7 +3,8 @@
 At 1, 8 and 32 concurrent clients, submits per second and p50/p99 latency through
 ``POST /v1/listings`` side by side with direct ``Producer.submit``, in one run against the
 machine's Redis, RabbitMQ (``ATELIER_REDIS_URL``, ``ATELIER_BROKER_URL``) and PostgreSQL
-(``ATELIER_DATABASE_URL``): see ``bench.api.rig`` and ``bench.api.load``. Writes
+(``ATELIER_DATABASE_URL``): see ``bench.api.rig`` and ``bench.api.load``. Every point is measured
+in several short rounds and reported by its medians over them (``bench.api.rounds``). Writes
 ``bench/api/results.json``, ``docs/benchmarks/api.png`` and the generated report
 ``docs/benchmarks/api.md`` with the ratio API p99 / direct p99 at each concurrency (issue 13's
 target: at most 1.5x).
@@ -27,6 +28,7 @@ from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedCo
 from bench.api.load import Mode, measure
 from bench.api.report import DOCS, ratios, write_report
 from bench.api.rig import running_api
+from bench.api.rounds import combined, order
 from bench.faults.report import machine
 
 RESULTS = Path(__file__).parent / "results.json"
@@ -38,13 +40,15 @@ MODES: tuple[Mode, ...] = ("direct", "api")
 
 @dataclass(frozen=True)
 class Size:
-    """How long each point runs."""
+    """How often and how long each point runs: ``rounds`` times ``duration_s`` after a
+    ``warmup_s`` each (new connections, the API's caches)."""
 
+    rounds: int
     duration_s: float
     warmup_s: float
 
 
-SIZES = {"default": Size(15.0, 3.0), "quick": Size(5.0, 1.0), "tiny": Size(0.5, 0.2)}
+SIZES = {"default": Size(5, 5.0, 1.0), "quick": Size(3, 2.0, 0.5), "tiny": Size(1, 0.5, 0.2)}
 
 
 def run(
@@ -57,7 +61,7 @@ def run(
     """Measure every point, write the results and the report; returns the results."""
     console = console or Console()
     chosen = SIZES[size]
-    points: list[dict[str, Any]] = []
+    measured: dict[tuple[Mode, int], list[dict[str, Any]]] = {}
     space = ""
     load_average = round(os.getloadavg()[0], 2)  # other work on the machine shows in the figures
     columns = (
@@ -72,21 +76,25 @@ def run(
             space = rig.settings.exchange
             console.print(f"API at {rig.url}; logs in {workdir}/logs (removed at the end)")
             with Progress(*columns, console=console) as progress:
-                for level in LEVELS:
-                    for mode in MODES:
-                        task = progress.add_task(
-                            f"{mode:>6} x{level:<2}", total=chosen.warmup_s + chosen.duration_s, calls=0
-                        )
-                        measured = measure(
-                            rig,
-                            mode,
-                            level,
-                            duration_s=chosen.duration_s,
-                            warmup_s=chosen.warmup_s,
-                            on_progress=reporter(progress, task),
-                        )
-                        points.append(measured.as_dict())
+                for round_index in range(chosen.rounds):
+                    for level in LEVELS:
+                        for mode in order(round_index, MODES):
+                            task = progress.add_task(
+                                f"round {round_index + 1}/{chosen.rounds} {mode:>6} x{level:<2}",
+                                total=chosen.warmup_s + chosen.duration_s,
+                                calls=0,
+                            )
+                            point = measure(
+                                rig,
+                                mode,
+                                level,
+                                duration_s=chosen.duration_s,
+                                warmup_s=chosen.warmup_s,
+                                on_progress=reporter(progress, task),
+                            )
+                            measured.setdefault((mode, level), []).append(point.as_dict())
             console.print("stopping the API; deleting the queued jobs and the key store")
+    points = [combined(measured[(mode, level)]) for level in LEVELS for mode in MODES]
     results: dict[str, Any] = {
         "machine": machine(),
         "command": shlex.join(["python", "-m", "bench.api", *([f"--{size}"] if size != "default" else [])]),
@@ -94,6 +102,7 @@ def run(
         "namespace": space,
         "load_average": load_average,
         "load_average_end": round(os.getloadavg()[0], 2),
+        "rounds": chosen.rounds,
         "duration_s": chosen.duration_s,
         "warmup_s": chosen.warmup_s,
         "points": points,
@@ -120,7 +129,7 @@ def reporter(progress: Progress, task: TaskID) -> Callable[[float, int], None]:
 
 
 def main(
-    quick: Annotated[bool, typer.Option(help="5 s per point instead of 15")] = False,
+    quick: Annotated[bool, typer.Option(help="3 rounds of 2 s per point instead of 5 of 5 s")] = False,
     tiny: Annotated[bool, typer.Option(help="half a second per point (the smoke test)")] = False,
     results_path: Annotated[Path, typer.Option("--results", help="where the results go")] = RESULTS,
     docs: Annotated[Path, typer.Option(help="where api.md and api.png go")] = DOCS,

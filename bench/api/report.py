@@ -40,10 +40,14 @@ def ratios(points: list[dict[str, Any]]) -> list[dict[str, Any]]:
             return round(a / b, 2) if b > 0 else None
 
         p99 = ratio(api["latency_ms"]["p99"], direct["latency_ms"]["p99"])
+        by_round = [
+            ratio(a["p99"], d["p99"]) for a, d in zip(api.get("by_round", []), direct.get("by_round", []), strict=False)
+        ]
         rows.append(
             {
                 "concurrency": level,
                 "p99_ratio": p99,
+                "p99_ratio_by_round": by_round,
                 "p50_ratio": ratio(api["latency_ms"]["p50"], direct["latency_ms"]["p50"]),
                 "throughput_ratio": ratio(api["submits_per_s"], direct["submits_per_s"]),
                 "meets_target": p99 is not None and p99 <= MAX_P99_RATIO,
@@ -68,17 +72,22 @@ def write_report(results: dict[str, Any], *, docs: Path = DOCS, profile: Path = 
         "most in the p99s, least in the p50s: both ratios are given).",
         "",
         f"At each concurrency ({', '.join(map(str, levels))} clients, one thread each) the clients submit "
-        "listings back to back for "
-        f"{results['duration_s']:g} s after a {results['warmup_s']:g} s warm-up, first directly with "
-        "`Producer.submit` (a producer per client), then through `POST /v1/listings` (a standard-library "
-        "`http.client` keep-alive connection and an API key per client), in the same run, on the same "
-        "Redis, RabbitMQ and PostgreSQL. The API is one `atelier api serve` process (uvicorn with uvloop "
-        "and httptools, one event loop, submits in its thread pool), with its key check, rate limit, "
-        "daily quota and admission control on but raised out of the way. No worker runs: the jobs stay "
-        "queued and are deleted with the run's namespace. Latency is a call's wall time as the client "
-        "sees it. The clients (one process, a thread each), the API, Redis, RabbitMQ and PostgreSQL all "
-        "share the machine's cores, so a client's own cost slows what it measures: hence the leanest "
-        "HTTP client, and the CPU table below.",
+        "listings back to back, directly with `Producer.submit` (a producer per client) and through "
+        "`POST /v1/listings` (a standard-library `http.client` keep-alive connection and an API key per "
+        "client), in the same run, on the same Redis, RabbitMQ and PostgreSQL. The run is "
+        f"{results.get('rounds', 1)} round(s); each round measures every point for "
+        f"{results['duration_s']:g} s after a {results['warmup_s']:g} s warm-up, both modes back to back "
+        "at each concurrency (which goes first alternates by round), and each figure below is the "
+        "median over the rounds, so a burst of other work on the shared machine spoils a round, not "
+        "the figure (the per-round figures are in `bench/api/results.json`). The API is one "
+        "`atelier api serve` process (uvicorn with uvloop and httptools, one event loop, submits in "
+        "its submit threads), with its key check, rate limit, daily quota and admission control on "
+        "but raised out of the way. No worker runs: the jobs stay queued and are deleted with the "
+        "run's namespace. Latency is a call's wall time as the client sees it. Both modes are "
+        "measured the same way: the same client threads and timing code in one benchmark process, "
+        "the same requests. The clients, the API, Redis, RabbitMQ and PostgreSQL all share the "
+        "machine's cores, so a client's own cost slows what it measures: hence the leanest HTTP "
+        "client, and the CPU table below.",
         "",
         "![submits per second and latency by concurrency](api.png)",
         "",
@@ -97,6 +106,17 @@ def write_report(results: dict[str, Any], *, docs: Path = DOCS, profile: Path = 
             f"| {api['latency_ms']['p99']:.2f} | **{row['p99_ratio']}x**{mark} "
             f"| {row['p50_ratio']}x | {direct['errors']}, {api['errors']} |"
         )
+    if any(row.get("p99_ratio_by_round") for row in results["ratios"]):
+        lines += [
+            "",
+            "API p99 / direct p99 in each round (the two measured back to back), for the spread:",
+            "",
+            *(
+                f"- {row['concurrency']} client(s): "
+                + ", ".join(f"{value}x" for value in row["p99_ratio_by_round"])
+                for row in results["ratios"]
+            ),
+        ]
     lines += [
         "",
         "## Where the CPU goes",

@@ -82,22 +82,47 @@ def planted_jobs(
     return planted
 
 
+def counts(client: grpcclient.InferenceServerClient) -> dict[str, tuple[int, int]]:
+    """(images, executions) so far of the generator and the judge, from Triton's statistics."""
+    result = {}
+    for spec in (PRODUCT_GENERATOR, QUALITY_JUDGE):
+        [stats] = client.get_inference_statistics(spec.name).model_stats
+        result[spec.name] = (int(stats.inference_count), int(stats.execution_count))
+    return result
+
+
 def measure_designs(
-    url: str, server_pid: int | None, settings: GateSettings, *, quick: bool, progress: Progress
+    client: grpcclient.InferenceServerClient,
+    url: str,
+    server_pid: int | None,
+    settings: GateSettings,
+    *,
+    quick: bool,
+    progress: Progress,
 ) -> list[dict[str, Any]]:
-    """Every design at every (job size, concurrency), in interleaved rounds; medians per point."""
+    """Every design at every (job size, concurrency), in interleaved rounds; medians per point.
+
+    Beside time and CPU, each point gets the images per execution of each model (Triton's
+    statistics): how full its batcher filled the fixed 8-row forwards, whatever the load."""
     sizes, concurrencies = ((4,), (1,)) if quick else ((4, 8), (1, 4))
     rounds, window_s = (1, 1.0) if quick else (8, 2.0)
     names = [*designs.DESIGNS, designs.WITH_CHECKS]
     points = [(s, c) for s in sizes for c in concurrencies]
     task = progress.add_task("designs: images/s and latency", total=rounds * len(points) * len(names))
     measured: dict[tuple[str, int, int], list[clients.Point]] = {}
+    batches: dict[tuple[str, int, int], dict[str, list[int]]] = {}
     with clients.ClientPool(url, max(concurrencies), gate=settings.model_dump()) as pool:
         for _ in range(rounds):  # interleaved: a burst of load from elsewhere hits every design alike
             for size, concurrency in points:
                 for name in names:
+                    before = counts(client)
                     point = pool.measure(name, size, concurrency, window_s, server_pid=server_pid)
-                    measured.setdefault((name, size, concurrency), []).append(point)
+                    key = (name, size, concurrency)
+                    measured.setdefault(key, []).append(point)
+                    for model, (images, executions) in counts(client).items():
+                        totals = batches.setdefault(key, {}).setdefault(model, [0, 0])
+                        totals[0] += images - before[model][0]
+                        totals[1] += executions - before[model][1]
                     progress.advance(task)
     return [
         {
@@ -110,6 +135,10 @@ def measure_designs(
             # nearest to what the design does on a machine of its own
             "images_per_s_best": max(p.images_per_s for p in runs),
             "latency_min_ms": min(p.latency_min_ms for p in runs),
+            "images_per_execution": {
+                model: round(images / executions, 2) if executions else 0.0
+                for model, (images, executions) in batches[(name, size, concurrency)].items()
+            },
             "all_rounds": [asdict(p) for p in runs],
         }
         for (name, size, concurrency), runs in measured.items()
@@ -188,7 +217,7 @@ def main(
             }
             test_clean, test_planted = gated["test"]
             design_points = measure_designs(
-                server.grpc_url, server.pid, settings, quick=quick, progress=progress
+                client, server.grpc_url, server.pid, settings, quick=quick, progress=progress
             )
             compute_ms = triton_compute_ms(client)
             warm = design_differences(client)

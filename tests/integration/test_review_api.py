@@ -4,10 +4,11 @@ worker's end of a job (``worker.pipeline.succeed``, on the real job store) leave
 ``awaiting_review``, reviewers list the images waiting, decide (audited in PostgreSQL, applied
 in Redis), and the job ends ``approved`` (links for the approved images only) or ``rejected``,
 its callback queued once. A decision racing a cancel or another reviewer changes the job once,
-and the audit trail says what applied. Tenants are kept apart, scopes enforced, a remake queued.
+and the audit trail says what applied. Tenants are kept apart, scopes enforced, a remake queued
+and made (``worker.regeneration`` on the real store; stub model, bucket and gate), gated again.
 
-No worker runs: jobs are moved through their states with the store, as the worker would, and
-the messages the API publishes are read back from the namespace's queues.
+No worker process runs: jobs are moved through their states with the store, as the worker
+would, and the messages the API publishes are read back from the namespace's queues.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from api.settings import ApiSettings
 from core.contracts.jobs import GateCheck, GateReport, JobEventType, JobState, StoredImage
 from core.contracts.v1 import parse_request
 from core.jobs import utcnow
+from core.jobs.review import regenerated_seed
 from core.topology import REGENERATE_TASK, build_topology
 from core.worker_settings import WorkerSettings
 from producer.cli import app as atelier
@@ -48,8 +50,9 @@ from tests.integration.services import (
     serving,
 )
 from worker.inference import Generated
-from worker.pipeline import succeed
-from worker.stubs import stub_context
+from worker.pipeline import job_seed, succeed
+from worker.regeneration import regenerate
+from worker.stubs import MemoryImageStore, stub_context
 
 PEPPER = "review-test-pepper"
 HOOK = {"url": "https://shop.example/hooks/atelier", "events": [e.value for e in JobEventType]}
@@ -226,7 +229,13 @@ def test_under_flagged_only_a_job_the_gate_flagged_waits_and_auto_jobs_end_as_be
     ]
     assert statuses == ["approved", "pending"]
     auto = review.submit(review.b_submitter)
-    assert review.finish_running(auto, [False, False]) is JobState.SUCCEEDED  # the gate alone
+    assert review.finish_running(auto, [True, False]) is JobState.SUCCEEDED  # the gate alone
+    linked = review.producer.store.require(auto).catalog_images()
+    assert [image.variant for image in linked] == [0]  # the flagged image gets no link
+    nothing_passed = review.submit(review.b_submitter)
+    assert review.finish_running(nothing_passed, [False, False]) is JobState.FAILED
+    error = review.producer.store.require(nothing_passed).error
+    assert error is not None and error.code == "quality_gate_failed"
     queued = review.callbacks()
     assert (flagged, "job.review_required") in queued and (clean, "job.succeeded") in queued
 
@@ -408,8 +417,10 @@ def test_a_decision_racing_a_cancel_and_other_reviewers_changes_the_job_once(rev
     print(f"race winners over 8 rounds: {sorted(w.value for w in winners)}")
 
 
-def test_a_reject_with_regenerate_queues_a_remake_and_the_image_comes_back_pending(review: Review) -> None:
-    job_id = review.held(2)
+def test_a_reject_with_regenerate_queues_a_remake_and_the_image_comes_back_pending_and_gated(
+    review: Review,
+) -> None:
+    job_id = review.held([True, True])
     review.listing_messages()
     results = review.decide(
         review.reviewer,
@@ -429,12 +440,24 @@ def test_a_reject_with_regenerate_queues_a_remake_and_the_image_comes_back_pendi
     with review.client(review.reviewer) as client:
         regenerating = client.get("/v1/review/images", params={"status": "regenerating"}).json()["items"]
     assert [(i["job_id"], i["variant"]) for i in regenerating if i["job_id"] == job_id] == [(job_id, 1)]
-    # the worker's write (worker.regeneration): the new image, pending again
-    assert store.regenerated_image(job_id, stored(job_id, 1, True), regeneration=1).applied
+    # the worker's remake (worker.regeneration) on the real store, with the stub model, bucket
+    # and gate: the new image, gated and pending again
+    bucket = MemoryImageStore()
+    worker = stub_context(
+        WorkerSettings.model_validate(review.settings.model_dump()), store=store, images=bucket
+    )
+    regenerate(job_id, 1, 1, worker)
+    remade = store.require(job_id).results[1]
+    seed = regenerated_seed(job_seed(store.require(job_id).seed, job_id), 1, 1)
+    assert (
+        remade.gate is not None and remade.gate.passed and (remade.gate.tries, remade.gate.seed) == (1, seed)
+    )
+    assert bucket.objects[remade.key][2]["gate"] == "passed"
     with review.client(review.reviewer) as client:
         waiting = client.get("/v1/review/images", params={"limit": 200}).json()["items"]
     mine = [i for i in waiting if i["job_id"] == job_id]
     assert [i["variant"] for i in mine] == [1] and mine[0]["review"]["regenerations"] == 1
+    assert mine[0]["gate"] == remade.gate.model_dump(mode="json")
     approved = review.decide(review.reviewer, {"job_id": job_id, "variant": 1, "decision": "approve"})
     assert approved[0]["job_state"] == "approved"
     trail = review.audit(review.reviewer, job_id, 1).json()["entries"]

@@ -348,7 +348,8 @@ def test_a_remake_replaces_the_image_at_the_same_key_with_a_derived_seed_and_put
     data, _, metadata = h.bucket.objects[f"listing/{job_id}/1.png"]
     assert data != before[f"listing/{job_id}/1.png"][0]
     assert metadata["seed"] == regenerated_seed(5, 1, 1) and metadata["regeneration"] == 1
-    assert h.triton.calls[-1][1]["seeds"] == [regenerated_seed(5, 1, 1)]
+    # one request: the other kept variants again from their seeds (for the gate), the remake last
+    assert h.triton.calls[-1][1]["seeds"] == [5, 7, regenerated_seed(5, 1, 1)]
     assert h.events(job_id) == ["job.started", "job.review_required"]  # no callback for a remake
     # a duplicate of the message, or a stale one, does nothing
     regenerate(job_id, 1, regeneration, h.ctx)
