@@ -2,12 +2,13 @@
 
 - :class:`BodySizeLimit`: request bodies over ``api_max_body_bytes`` (``api_max_batch_body_bytes``
   on the batch route) are refused with 413 before anything parses them. A pure ASGI middleware: a
-  declared ``Content-Length`` over the bound is refused at once; a body without one (chunked) is
-  counted as it streams and refused once the count passes the bound, so an endless body is never
-  buffered whole.
+  declared ``Content-Length`` over the bound is refused at once, and one within it passes untouched
+  (HTTP framing ends the body there); a body without one (chunked) is counted as it streams and
+  refused once the count passes the bound, so an endless body is never buffered whole.
 - :class:`KeyLimits`: per-key request rate and daily job quota, counted in Redis (under
   ``{redis_key_prefix}limits:``, so every API replica shares them) by one Lua script: one round
-  trip on the event loop for a request's rate, and for a submit's rate and quota together. The rate (the key's ``rate_limit``, else ``api_rate_limit``;
+  trip on the event loop for a request's rate, and for a submit's rate and quota together. The
+  rate (the key's ``rate_limit``, else ``api_rate_limit``;
   the ``limits`` library's notation, parsed by it) is a *moving window*: exact (no double burst
   at a window edge as a fixed window allows), admitted or refused atomically, and a refused
   request is charged nowhere; it keeps one sorted-set entry per request, which is fine at
@@ -35,16 +36,16 @@ from functools import lru_cache
 from typing import Final
 
 import redis
-import redis.asyncio
 from fastapi import Depends, Request, Response
 from limits import RateLimitItem, RateLimitItemPerDay, parse_many
-from redis.commands.core import AsyncScript, Script
+from redis.commands.core import Script
 from redis.exceptions import RedisError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.auth import authenticated
 from api.keys.model import ApiKey
 from api.problems import Problem, ProblemError, problem_response
+from api.redis_script import PipelinedScript
 from api.settings import ApiSettings
 
 #: the problem type of a refused request (rate) and of a refused submission (quota)
@@ -72,9 +73,19 @@ class BodySizeLimit:
             await self.app(scope, receive, send)
             return
         max_bytes = self.max_bytes_by_path.get(scope["path"], self.max_bytes)
-        declared = dict(scope["headers"]).get(b"content-length")
+        declared: bytes | None = None
+        chunked = False
+        for name, value in scope["headers"]:
+            if name == b"content-length":
+                declared = value
+            elif name == b"transfer-encoding":
+                chunked = True
         if declared is not None and (not declared.isdigit() or int(declared) > max_bytes):
             await self._refuse(scope, receive, send, max_bytes)
+            return
+        if declared is not None and not chunked:
+            # the server reads exactly the declared length (HTTP framing): nothing more can come
+            await self.app(scope, receive, send)
             return
         received = 0
         too_large = False
@@ -206,9 +217,9 @@ class KeyLimits:
     """Per-key request rate (moving window) and daily job quota (fixed window) in Redis.
 
     Both are counted by one Lua script (:data:`LIMITS_SCRIPT`), so a submit's rate and quota cost
-    one round trip: :meth:`count` on the event loop (``redis.asyncio``), so a request spends no
-    thread on them; :meth:`take_quota` is the blocking form of the quota alone, for routes that
-    already run in the thread pool.
+    one round trip: :meth:`count` on the event loop (``api.redis_script``, a lean pipelined client:
+    this runs on every request), so a request spends no thread on them; :meth:`take_quota` is the
+    blocking form of the quota alone (redis-py), for routes that already run in the thread pool.
 
     Parameters: ``settings`` (``api_rate_limit`` and ``api_daily_quota``, each key's default;
     ``redis_url``, ``redis_key_prefix``, ``redis_timeout_s``). A key's own ``rate_limit`` and
@@ -221,7 +232,7 @@ class KeyLimits:
         self.default_quota = settings.api_daily_quota
         self.prefix = f"{settings.redis_key_prefix}limits:"
         self._sync: tuple[redis.Redis, Script] | None = None
-        self._async: tuple[asyncio.AbstractEventLoop, redis.asyncio.Redis, AsyncScript] | None = None
+        self._async: tuple[asyncio.AbstractEventLoop, PipelinedScript] | None = None
 
     def rates_of(self, key: ApiKey) -> tuple[RateLimitItem, ...]:
         return parsed_rates(self.default_rate if key.rate_limit is None else key.rate_limit)
@@ -245,8 +256,8 @@ class KeyLimits:
             return None
         keys, args = self._script_input(key, items, jobs if quota else 0, quota)
         with _storage_errors():
-            script = self._async_script()
-            answer = await script(keys=keys, args=args)
+            answer = await self._async_script()(keys, args)
+        assert isinstance(answer, list)
         allowance = _rate_answer(items, answer)
         if quota:
             _check_quota(answer[1 + 2 * len(items) :], quota, jobs)
@@ -281,18 +292,18 @@ class KeyLimits:
             keys.append(f"{self.prefix}quota:{key_id}")
         return keys, args
 
-    def _async_script(self) -> AsyncScript:
-        """The script on a client of the running event loop (an asyncio client is bound to the
+    def _async_script(self) -> PipelinedScript:
+        """The script on a connection of the running event loop (a connection is bound to the
         loop it first ran on; a test may serve the app on several loops, one after another)."""
         loop = asyncio.get_running_loop()
         if self._async is None or self._async[0] is not loop:
-            client = redis.asyncio.Redis.from_url(
+            script = PipelinedScript(
                 self.settings.redis_url.get_secret_value(),
-                socket_timeout=self.settings.redis_timeout_s,
-                socket_connect_timeout=self.settings.redis_timeout_s,
+                LIMITS_SCRIPT,
+                timeout_s=self.settings.redis_timeout_s,
             )
-            self._async = (loop, client, client.register_script(LIMITS_SCRIPT))
-        return self._async[2]
+            self._async = (loop, script)
+        return self._async[1]
 
     def _sync_script(self) -> Script:
         if self._sync is None:

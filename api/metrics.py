@@ -38,11 +38,17 @@ class ApiMetrics:
 
 
 class MetricsMiddleware:
-    """Counts every answer (the 413s of :class:`api.limits.BodySizeLimit` too: put it outside)."""
+    """Counts every answer (the 413s of :class:`api.limits.BodySizeLimit` too: put it outside).
+
+    Each series' child is looked up once and kept (``labels()`` validates and locks on every
+    call, a cost every request would pay): there are a few per route, so the cache stays small.
+    """
 
     def __init__(self, app: ASGIApp, *, metrics: ApiMetrics) -> None:
         self.app = app
         self.metrics = metrics
+        self._counters: dict[tuple[str, str, int], Counter] = {}
+        self._timers: dict[tuple[str, str], Histogram] = {}
 
     @staticmethod
     def _template(scope: Scope) -> str:
@@ -68,5 +74,13 @@ class MetricsMiddleware:
             await self.app(scope, receive, recording_send)
         finally:
             route, method = self._template(scope), scope.get("method", "")
-            self.metrics.requests.labels(method, route, str(status)).inc()
-            self.metrics.latency.labels(method, route).observe(time.perf_counter() - started)
+            counter = self._counters.get((method, route, status))
+            if counter is None:
+                counter = self._counters[method, route, status] = self.metrics.requests.labels(
+                    method, route, str(status)
+                )
+            timer = self._timers.get((method, route))
+            if timer is None:
+                timer = self._timers[method, route] = self.metrics.latency.labels(method, route)
+            counter.inc()
+            timer.observe(time.perf_counter() - started)

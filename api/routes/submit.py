@@ -78,6 +78,7 @@ async def in_submit_thread(call: Callable[..., T], *args: Any) -> T:
     here (no cancellation to carry into the thread, no context variables)."""
     return await asyncio.get_running_loop().run_in_executor(_submit_threads, call, *args)
 
+
 #: the pattern of an idempotency key (a v1 identifier)
 IDEMPOTENCY_KEY_PATTERN = rf"^[A-Za-z0-9][A-Za-z0-9._:-]{{0,{MAX_IDENTIFIER_CHARS - 1}}}$"
 

@@ -32,20 +32,21 @@ from pydantic import SecretStr
 RESULT = Path(__file__).parent / "profile.json"
 #: what a sample is charged to: the first bucket whose frames its stack holds, in this order
 BUCKETS: Final = (
-    ("Producer.enqueue: record and publish (the core a direct submit runs)", ("Producer.enqueue",)),
-    ("Producer.status: the job read back for the answer", ("Producer.status",)),
-    ("validation and the job resource, in the thread", ("_accept_listing",)),
-    ("rate limit script (Redis, on the event loop)", ("rate_limited",)),
-    ("quota script (Redis, on the event loop)", ("KeyLimits.take_quota_async",)),
+    ("Producer: record and publish (the core a direct submit runs)", ("Producer._enqueue",)),
+    ("Producer.status: a job read back (now only for an idempotent replay)", ("Producer.status",)),
+    ("validation and the job resource, in the submit thread", ("_accept_listing",)),
+    ("rate limit and quota: one script (Redis, on the event loop)", ("KeyLimits.count",)),
     ("key check (from the cache)", ("authenticated",)),
     ("request body parsing and validation", ("request_body_to_args",)),
     ("FastAPI's dependency solving, the rest", ("solve_dependencies",)),
-    ("thread pool hand-off", ("run_in_threadpool", "WorkerThread.run")),
+    ("thread hand-off", ("in_submit_thread", "_worker", "run_in_threadpool", "WorkerThread.run")),
     ("response serialization and sending", ("serialize_response", "Response.__call__")),
     ("middleware, routing and the event loop, the rest", ("drive",)),
 )
-#: the frames that mark a sample as the submit path's (setup and teardown are left out)
-PATH_FRAMES: Final = frozenset({"drive", "WorkerThread.run"})
+#: the frames that mark a sample as the submit path's (setup and teardown are left out): the
+#: driver on the event loop, the submit threads (``concurrent.futures``' ``_worker``) and
+#: FastAPI's thread pool (anyio's ``WorkerThread``)
+PATH_FRAMES: Final = frozenset({"drive", "_worker", "WorkerThread.run"})
 
 
 def listing_body(n: int) -> bytes:

@@ -41,7 +41,8 @@ def ratios(points: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
         p99 = ratio(api["latency_ms"]["p99"], direct["latency_ms"]["p99"])
         by_round = [
-            ratio(a["p99"], d["p99"]) for a, d in zip(api.get("by_round", []), direct.get("by_round", []), strict=False)
+            ratio(a["p99"], d["p99"])
+            for a, d in zip(api.get("by_round", []), direct.get("by_round", []), strict=False)
         ]
         rows.append(
             {

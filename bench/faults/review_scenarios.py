@@ -125,10 +125,10 @@ def sigkill_between_gate_and_upload(workdir: Path, triton_grpc_url: str, size: s
     """Listing jobs of requesters under the ``auto``, ``flagged`` and ``all`` policies (a strict
     gate, so it flags some images); for three in four, the pool process is SIGKILLed right after
     the quality gate judged the job, before its upload (workers of the test-only
-    ``bench.faults.gate_kill_app``). Each job must end once, as its
-    policy says for its gate reports (``succeeded``, ``awaiting_review`` or, under ``auto`` with
-    every variant flagged, ``failed``), with one set of objects, each subscribed event once, and
-    the same images, seeds and gate reports as an undisturbed run of the same requests."""
+    ``bench.faults.gate_kill_app``). Each job must end once, as its policy says for its gate
+    reports (``succeeded``, ``awaiting_review`` or, under ``auto`` with every variant flagged,
+    ``failed``), with one set of objects, each subscribed event once, and the same images, seeds
+    and gate reports as an undisturbed run of the same requests (submitted again afterwards)."""
     jobs = GATE_KILL_SIZES[size]
     result = ScenarioResult("sigkill_between_gate_and_upload", size, jobs, 0)
     started = time.monotonic()
@@ -418,7 +418,7 @@ def review_decision_cancel_race(workdir: Path, triton_grpc_url: str, size: str) 
         canceled = [j for j, r in records.items() if r.state is JobState.CANCELED]
         typical_ms = round(statistics.median(pacer.decision_s or [0.0]) * 1000)
         result.faults = {
-            f"two reviewers' decisions and a cancel sent together (cancel 0-{2 * typical_ms} ms later)": len(
+            f"two reviewers' decisions and a cancel sent together (cancel 0-{typical_ms} ms later)": len(
                 rounds
             )
         }
@@ -483,7 +483,7 @@ def review_decision_cancel_race(workdir: Path, triton_grpc_url: str, size: str) 
 
 class Pacer:
     """When each party of a race leaves after the start line, so that both sides win some rounds
-    whatever this machine's speed: the cancel after ``u * 2 * L``, one reviewer (the approver
+    whatever this machine's speed: the cancel after ``u * L``, one reviewer (the approver
     and the rejecter by turns) after ``v * L``, the other at once. ``L`` is the median time a
     decision call has taken so far (``FIRST_GUESS_S`` before any); ``u`` and ``v`` go evenly over
     [0, 1), each in its own shuffled order."""
@@ -507,7 +507,7 @@ class Pacer:
             "approve": 0.0,
             "reject": 0.0,
             late: self.second[n] * typical,
-            "cancel": self.cancel[n] * 2 * typical,
+            "cancel": self.cancel[n] * typical,
         }
 
 

@@ -1,5 +1,6 @@
 """The models in the worker process: the same TorchScript files Triton serves, behind the same
-two calls as ``worker.inference.InferenceClient`` (``generate_products``, ``generate_tryon``).
+calls as ``worker.inference.InferenceClient`` (``generate_products``, ``generate_tryon``,
+``judge_products`` for the quality gate).
 
 The committed python backends do the work (``bench.backends``): each item's noise drawn on the CPU
 from its own seed, the model run ``forward_batch`` rows at a time, ``inference_mode``. Used only by
@@ -19,12 +20,12 @@ import torch
 
 from bench.backends import VERSION, load_backend
 from embedded.triton import DEFAULT_REPOSITORY
-from serving_contract.tensors import PRODUCT_GENERATOR, TRYON_GENERATOR
+from serving_contract.tensors import PRODUCT_GENERATOR, QUALITY_JUDGE, TRYON_GENERATOR
 from worker.inference import Generated
 
 
 class TorchInference:
-    """Both models loaded in this process on first use (after the pool's fork).
+    """The models loaded in this process on first use (after the pool's fork).
 
     Parameters (keyword-only): ``repository`` (default the committed ``triton_models/``),
     ``threads`` (torch intra-op threads; default ``OMP_NUM_THREADS`` or 1).
@@ -37,13 +38,13 @@ class TorchInference:
         self._pid: int | None = None
 
     def load(self) -> None:
-        """Load both backends (once per process)."""
+        """Load every backend (once per process)."""
         if self._pid == os.getpid():
             return
         torch.set_num_threads(self.threads)
         self._backends = {
             spec.name: load_backend(spec.name, repository=self.repository)
-            for spec in (PRODUCT_GENERATOR, TRYON_GENERATOR)
+            for spec in (PRODUCT_GENERATOR, TRYON_GENERATOR, QUALITY_JUDGE)
         }
         self._pid = os.getpid()
 
@@ -87,6 +88,13 @@ class TorchInference:
             torch.from_numpy(np.ascontiguousarray(garments, dtype=np.uint8)),
         )
         return Generated(images, TRYON_GENERATOR.name, VERSION)
+
+    def judge_products(self, images: np.ndarray) -> np.ndarray:
+        self.load()
+        probabilities, _ = self._backends[QUALITY_JUDGE.name].forward(
+            torch.from_numpy(np.ascontiguousarray(images, dtype=np.uint8))
+        )
+        return np.asarray(probabilities.numpy(), dtype=np.float32)
 
     def close(self) -> None:
         self._backends = {}

@@ -196,6 +196,95 @@ def test_concurrent_submits_never_pass_a_quota(settings: ApiSettings) -> None:
         limits.take_quota(key.key_id)
 
 
+class RoundTrips:
+    """The commands Redis receives that name ``marker`` (``MONITOR``, so other clients of the shared
+    Redis do not count), collected in a thread until :meth:`stop`; commands a script runs inside
+    Redis come as ``lua`` and are left out: only what the client sent counts."""
+
+    def __init__(self, settings: ApiSettings, marker: str) -> None:
+        import threading
+
+        import redis
+
+        self.client = redis.Redis.from_url(settings.redis_url.get_secret_value())
+        self.monitor = self.client.monitor().__enter__()
+        self.marker = marker
+        self.commands: list[str] = []
+        self.thread = threading.Thread(target=self._collect, daemon=True)
+        self.thread.start()
+
+    def _collect(self) -> None:
+        while True:
+            seen = self.monitor.next_command()
+            if seen["command"] == "ECHO STOP-MONITOR":
+                return
+            if self.marker in seen["command"] and seen.get("client_type") != "lua":
+                self.commands.append(seen["command"].split()[0])
+
+    def stop(self) -> list[str]:
+        self.client.execute_command("ECHO", "STOP-MONITOR")
+        self.thread.join(10)
+        self.client.close()
+        return self.commands
+
+
+def test_a_submit_counts_its_rate_and_quota_in_one_round_trip_rate_first(settings: ApiSettings) -> None:
+    import asyncio
+
+    limits = KeyLimits(settings)
+    key = own_key(f"both-{time.time_ns()}", rate_limit="3/minute", daily_quota=1)
+
+    async def scenario() -> None:
+        trips = RoundTrips(settings, key.key_id)
+        allowance = await limits.count(key, jobs=1)
+        assert trips.stop() == ["EVALSHA"]  # rate and quota: one script, one round trip
+        assert allowance is not None and (allowance.limit, allowance.remaining) == (3, 2)
+        # over the quota: 429 quota-exceeded, and the request still counts against the rate
+        with pytest.raises(ProblemError) as over_quota:
+            await limits.count(key, jobs=1)
+        assert over_quota.value.problem.type.endswith("/quota-exceeded")
+        assert (await limits.count(key)).remaining == 0  # type: ignore[union-attr]
+        # over the rate: 429 rate-limited before the quota is looked at, nothing counted
+        with pytest.raises(ProblemError) as over_rate:
+            await limits.count(key, jobs=1)
+        assert over_rate.value.problem.type.endswith("/rate-limited")
+        assert over_rate.value.headers["RateLimit-Limit"] == "3"
+
+    asyncio.run(scenario())
+    fresh = own_key(f"fresh-{time.time_ns()}", rate_limit="", daily_quota=0)
+    trips = RoundTrips(settings, fresh.key_id)
+    assert asyncio.run(limits.count(fresh, jobs=1)) is None
+    assert trips.stop() == []  # no limits: no round trip at all
+
+
+def quota_used(api: Api, key_id: str) -> int:
+    """The jobs counted against ``key_id``'s daily quota so far (its counter in Redis)."""
+    import redis
+
+    client = redis.Redis.from_url(api.settings.redis_url.get_secret_value())
+    try:
+        return int(client.get(f"{KeyLimits(api.settings).prefix}quota:{key_id}") or 0)
+    finally:
+        client.close()
+
+
+def test_a_submit_refused_by_its_rate_or_scope_spends_no_quota(api: Api) -> None:
+    read_only, token = api.keys.create("shop-a", scopes=[Scope.READ], daily_quota=5)
+    with api.client(token) as client:
+        forbidden = [client.post("/v1/tryons", json=TRYON) for _ in range(3)]
+    assert [a.status_code for a in forbidden] == [403] * 3
+    assert forbidden[0].headers["content-type"] == "application/problem+json"
+    assert quota_used(api, read_only.key_id) == 0
+
+    submitter, token = api.keys.create("shop-a", scopes=SCOPES, rate_limit="2/minute", daily_quota=5)
+    with api.client(token) as client:
+        taken = client.post("/v1/tryons", json=TRYON)
+        assert taken.status_code == 202 and taken.headers["ratelimit-remaining"] == "1"
+        assert client.get("/v1/jobs").status_code == 200  # the rate's last request
+        refusal(client.post("/v1/tryons", json=TRYON), "rate-limited")
+    assert quota_used(api, submitter.key_id) == 1
+
+
 # --- the CLI and the cache ---
 
 

@@ -2,8 +2,10 @@
 services with workers SIGKILLed mid-job, Triton SIGKILLed and restarted, the S3 server stopped
 and restarted, a private RabbitMQ node killed and restarted while a producer keeps submitting,
 a callback receiver that is down, failing, slow or gone, poison messages, a job that crashes
-its worker on every delivery, and cancels racing the start. No job may be lost or duplicated;
-the scenario's own checks must all hold."""
+its worker on every delivery, cancels racing the start, workers SIGKILLed between the quality
+gate and the upload under each review policy, and reviewers' decisions racing a cancel (these two
+also need PostgreSQL, ``ATELIER_DATABASE_URL``). No job may be lost or duplicated; the scenario's
+own checks must all hold."""
 
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from bench.faults.queue_scenarios import cancel_race, crash_loop, poison_messages
+from bench.faults.review_scenarios import review_decision_cancel_race, sigkill_between_gate_and_upload
 from bench.faults.scenarios import (
     callback_receiver_faults,
     rabbitmq_restart,
@@ -116,4 +119,30 @@ def test_cancels_racing_the_start_end_each_job_canceled_or_succeeded_never_both(
 
     assert (result.lost, result.duplicated) == (0, 0), result.as_dict()
     assert result.checks["both outcomes happened (the race was real)"], result.figures
+    assert all(result.checks.values()), result.checks
+
+
+def test_workers_sigkilled_between_the_gate_and_the_upload_end_each_job_once_as_its_policy_says(
+    triton: TritonServer, tmp_path: Path
+) -> None:
+    require_services()
+    result = sigkill_between_gate_and_upload(tmp_path, triton.grpc_url, "short")
+
+    assert (result.lost, result.duplicated) == (0, 0), result.as_dict()
+    assert result.faults_injected == 9, result.as_dict()
+    assert result.checks["the same images, seeds and gate reports as an undisturbed run"], result.figures
+    assert result.figures["ended"].get("awaiting_review", 0) > 0, result.figures
+    assert all(result.checks.values()), result.checks
+
+
+def test_review_decisions_racing_a_cancel_end_each_job_once_and_audit_only_what_applied(
+    triton: TritonServer, tmp_path: Path
+) -> None:
+    require_services()
+    result = review_decision_cancel_race(tmp_path, triton.grpc_url, "short")
+
+    assert (result.lost, result.duplicated) == (0, 0), result.as_dict()
+    assert result.checks["both sides won some jobs (the race was real)"], result.figures
+    assert result.checks["the audit trail in PostgreSQL holds exactly the decisions that applied"]
+    assert result.checks["one terminal callback per job, never a decision's and the cancel's both"]
     assert all(result.checks.values()), result.checks
