@@ -29,10 +29,10 @@ from bench.faults.scenarios import (
     _finished_at,
     _wait_callbacks,
 )
-from core.contracts.jobs import JobState
+from core.contracts.jobs import JobRecord, JobState
 from core.dead_letters import DeadLetter, DeadLetterQueue
 from core.errors import ErrorCode
-from core.jobs import JobNotFound
+from core.jobs import JobNotFound, cancel_refusal
 from producer.client import Producer
 from worker.sweeper import Outcome, Sweeper
 
@@ -249,21 +249,22 @@ RACE_CALIBRATION_JOBS = 3
 
 
 def cancel_race(workdir: Path, triton_grpc_url: str, size: str) -> ScenarioResult:
-    """Cancel each job at a moment spread over twice the time a submit takes to reach
-    ``running`` on this machine (measured first on uncanceled jobs), while the submit publishes
-    and an idle worker picks the message up: each job ends either ``canceled`` (never ran: no
-    attempt, no objects, events queued + canceled) or ``succeeded`` (the cancel was refused:
-    queued + started + succeeded), never both, and both outcomes happen."""
+    """Cancel each job at a moment spread over twice the time a submit takes to end on this
+    machine (measured first on uncanceled jobs), while the submit publishes, an idle worker
+    picks the message up and runs it: each job ends either ``canceled`` (before it ran:
+    no attempt, events queued + canceled; or while it ran: the worker stopped it at its next
+    step, events queued + started + canceled) with no objects, or ``succeeded`` (the job ended
+    before the cancel: refused, queued + started + succeeded), never both."""
     jobs = RACE_SIZES[size]
     result = ScenarioResult("cancel_race", size, jobs, 0)
     started = time.monotonic()
     with Rig(tag="fault-race", workdir=workdir, triton_grpc_url=triton_grpc_url) as rig:
         rig.start_workers({"listing": 1, "callbacks": 1})
-        window_s = 2 * _submit_to_start_s(rig)
+        window_s = 2 * _submit_to_end_s(rig)
         delays_s = [i * window_s / jobs for i in range(jobs)]
         random.Random(8).shuffle(delays_s)
         next_ids: list[str] = []
-        answers: dict[str, JobState] = {}
+        answers: dict[str, JobRecord] = {}
         requests: dict[str, dict[str, Any]] = {}
         # the job id is chosen before the submit, so the cancel need not wait for it to return;
         # one producer per thread (a kombu connection is not shared between threads)
@@ -281,14 +282,16 @@ def cancel_race(workdir: Path, triton_grpc_url: str, size: str) -> ScenarioResul
                 time.sleep(delay_s)
                 while job_id not in answers:
                     with contextlib.suppress(JobNotFound):  # not created yet
-                        answers[job_id] = rig.producer.cancel(job_id).state
+                        answers[job_id] = rig.producer.cancel(job_id)
                 submit.join()
                 rig.wait_terminal([job_id], JOB_DEADLINE_S)  # idle again before the next submit
         records = rig.records(requests)
 
         def expected(job_id: str) -> set[str]:
-            if records[job_id].state is JobState.CANCELED:
-                return {"job.queued", "job.canceled"}
+            record = records[job_id]
+            if record.state is JobState.CANCELED:
+                ran = {"job.started"} if record.started_at is not None else set()
+                return {"job.queued", "job.canceled", *ran}
             return SUCCEEDED_EVENTS
 
         outcomes = _wait_callbacks(rig, records, expected)
@@ -299,20 +302,23 @@ def cancel_race(workdir: Path, triton_grpc_url: str, size: str) -> ScenarioResul
         grouped = count_outcomes(result, records, object_sets, rig.receiver.received)
 
         ended = Counter(r.state.value for r in records.values())
+        canceled = {j: r for j, r in records.items() if r.state is JobState.CANCELED}
+        while_running = sum(r.started_at is not None for r in canceled.values())
         result.faults = {f"cancel 0-{window_s * 1000:.0f} ms into the submit": jobs}
         result.faults_injected = jobs
         result.figures["ended"] = dict(ended)
+        result.figures["canceled while running (stopped at the next step)"] = while_running
         result.checks = {
             "each job ended canceled or succeeded": set(ended) <= {"canceled", "succeeded"},
             "both outcomes happened (the race was real)": len(ended) == 2,
-            "a canceled job never ran": all(
-                (r.attempts, r.results, r.started_at, rig.images.list_keys(f"listing/{j}/"))
-                == (0, [], None, [])
-                for j, r in records.items()
-                if r.state is JobState.CANCELED
+            "a canceled job kept no result and no object": all(
+                (r.results, rig.images.list_keys(f"listing/{j}/")) == ([], []) for j, r in canceled.items()
             ),
-            "the cancel's answer matches the outcome": all(
-                (answers[j] is JobState.CANCELED) == (r.state is JobState.CANCELED)
+            "a job canceled before it ran never started": all(
+                r.attempts == 0 for r in canceled.values() if r.started_at is None
+            ),
+            "the cancel's answer matches the outcome (accepted: canceled, or marked while running)": all(
+                (cancel_refusal(answers[j]) is None) == (r.state is JobState.CANCELED)
                 for j, r in records.items()
             ),
             "each job's events match its one outcome, each under one webhook-id": all(
@@ -328,13 +334,13 @@ def cancel_race(workdir: Path, triton_grpc_url: str, size: str) -> ScenarioResul
     return result
 
 
-def _submit_to_start_s(rig: Rig) -> float:
-    """Median seconds from a submit call to its job entering ``running`` (uncanceled jobs)."""
+def _submit_to_end_s(rig: Rig) -> float:
+    """Median seconds from a submit call to its job ending ``succeeded`` (uncanceled jobs)."""
     spans = []
     for i in range(RACE_CALIBRATION_JOBS):
         began = datetime.now(UTC)
         job_id = rig.producer.submit({**rig.listing(39_000 + i, "shop-race"), "variants": 1})
         record = rig.wait_terminal([job_id], JOB_DEADLINE_S)[job_id]
-        if record.started_at is not None:
-            spans.append((record.started_at - began).total_seconds())
-    return statistics.median(spans) if spans else 0.05
+        if record.finished_at is not None:
+            spans.append((record.finished_at - began).total_seconds())
+    return statistics.median(spans) if spans else 0.1
