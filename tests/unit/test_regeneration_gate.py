@@ -3,7 +3,7 @@
 last beside the job's other kept images, made again from derived seeds while it fails, and keeps
 its report on the record and in the object's metadata. With real Redis and HTTP:
 tests/integration/test_review_api.py; with the real Triton, gate and S3:
-tests/integration/test_regeneration_gate.py.
+tests/integration/test_regeneration_gate_triton.py.
 """
 
 from __future__ import annotations
