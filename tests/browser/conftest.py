@@ -66,8 +66,11 @@ def chromium_executable() -> Path:
     return path
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser(chromium_executable: Path) -> Iterator[Browser]:
+    """Chromium for one test module. Not for the session: Playwright's sync API keeps an asyncio
+    event loop running in this thread while it is started, and later tests that call
+    ``asyncio.run`` would fail with "cannot be called from a running event loop"."""
     with sync_playwright() as playwright:
         launched = playwright.chromium.launch(executable_path=chromium_executable, headless=True)
         try:
