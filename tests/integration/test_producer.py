@@ -309,12 +309,12 @@ def test_subscribed_queued_and_canceled_events_go_to_the_callback_queue(
     ]
 
 
-def test_cancel_of_a_running_job_leaves_it_running(producer: Producer) -> None:
+def test_cancel_of_a_running_job_marks_it_for_its_worker(producer: Producer) -> None:
     job_id = producer.submit_listing(LISTING_EXAMPLE)
     assert producer.store.transition(job_id, JobState.RUNNING)
     record = producer.cancel(job_id)
-    assert record.state is JobState.RUNNING
-    assert "does not interrupt" in (cancel_refusal(record) or "")
+    assert record.state is JobState.RUNNING and record.cancel_requested_at is not None
+    assert cancel_refusal(record) is None  # accepted: its worker ends it canceled at its next step
 
 
 def test_watch_follows_the_job_to_its_end(producer: Producer) -> None:
@@ -518,8 +518,11 @@ def test_cli_submit_status_cancel(cli_env: AtelierSettings) -> None:
         app, ["submit", "listing", "--json", json.dumps({**LISTING_EXAMPLE, "idempotency_key": None})]
     )
     JobStore(cli_env).transition(running.stdout.strip(), JobState.RUNNING)
+    marked = runner.invoke(app, ["cancel", running.stdout.strip()])
+    assert marked.exit_code == 0 and "stops at its next step" in marked.stdout
+    JobStore(cli_env).transition(running.stdout.strip(), JobState.FAILED)
     refused = runner.invoke(app, ["cancel", running.stdout.strip()])
-    assert refused.exit_code == 1 and "does not interrupt" in refused.stderr
+    assert refused.exit_code == 1 and "already ended failed" in refused.stderr
     assert runner.invoke(app, ["status", uuid.uuid4().hex]).exit_code == 1
 
 
