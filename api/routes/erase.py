@@ -7,10 +7,11 @@ lease, index entries and the idempotency key). Objects go first so that a failur
 never leaves images without the record that names them; a second DELETE after a 204 is 404.
 
 A queued job is canceled first (it never starts; no ``job.canceled`` callback is sent for a
-job being erased). A running job is answered 409 with ``Retry-After`` until it ends: a cancel
-does not interrupt a running job in this release, and erasing under a running worker could
-leave the images it stores next. Erasure needs the ``cancel`` scope (the same power over a
-job's life; no new scope for keys to carry); another requester's job, or a listing job, is 404.
+job being erased). A running job is answered 409 with ``Retry-After`` until it ends: erasing
+under a running worker could leave the images it stores next (cancel it first: its worker stops
+it at its next step, keeping none of its objects; then erase). Erasure needs the ``cancel``
+scope (the same power over a job's life; no new scope for keys to carry); another requester's
+job, or a listing job, is 404.
 
 The broker copy of a queued job's message cannot be removed from a RabbitMQ queue; a worker
 taking it finds no record and drops it unread.
