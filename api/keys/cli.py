@@ -23,7 +23,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from api.keys.errors import KeyNotFound, KeyStoreError, KeyStoreUnavailable
+from api.database_exits import EXIT_FAILED, database_exits
 from api.keys.model import ApiKey, Scope
 from api.keys.settings import DatabaseSettings
 
@@ -34,31 +34,14 @@ app = typer.Typer(name="keys", help="Manage tenants' API keys (kept in PostgreSQ
 out = Console()
 err = Console(stderr=True)
 
-EXIT_FAILED, EXIT_INVALID = 1, 2
-
 
 @contextmanager
 def _store() -> Iterator[KeyStore]:
     """The configured key store; its refusals and failures as messages and exit codes."""
-    from sqlalchemy.exc import ProgrammingError
-
     from api.keys.store import KeyStore
 
-    try:
-        with KeyStore.from_settings(DatabaseSettings()) as store:
-            yield store
-    except KeyNotFound as error:
-        err.print(escape(str(error)), soft_wrap=True)
-        raise typer.Exit(EXIT_FAILED) from None
-    except KeyStoreError as error:
-        err.print(escape(str(error)), soft_wrap=True)
-        raise typer.Exit(EXIT_INVALID) from None
-    except KeyStoreUnavailable as error:
-        err.print(escape(str(error)), soft_wrap=True)
-        raise typer.Exit(EXIT_FAILED) from None
-    except ProgrammingError as error:  # most often: the tables are not there yet
-        err.print(escape(str(error.orig).splitlines()[0]), "(run: atelier keys migrate)", soft_wrap=True)
-        raise typer.Exit(EXIT_FAILED) from None
+    with database_exits(err), KeyStore.from_settings(DatabaseSettings()) as store:
+        yield store
 
 
 @app.command()

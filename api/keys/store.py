@@ -12,8 +12,8 @@ elsewhere within ``cache_s``.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Iterable
+from contextlib import AbstractContextManager
 from datetime import UTC, datetime, timedelta
 from types import TracebackType
 from typing import Final
@@ -21,17 +21,17 @@ from typing import Final
 from pydantic import SecretStr
 from sqlalchemy import Engine, create_engine, func, select, update
 from sqlalchemy.dialects.postgresql import insert
-from sqlalchemy.exc import InterfaceError, OperationalError
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session
 
+from api.database import Database
 from api.keys import rules
 from api.keys.cache import VerifiedKeys
-from api.keys.errors import KeyNotFound, KeyStoreUnavailable
+from api.keys.errors import KeyNotFound
 from api.keys.model import ApiKey, Scope
 from api.keys.settings import DatabaseSettings
 from api.keys.tables import KeyRow, Tenant
 from api.keys.tokens import KEY_ID_PATTERN, hash_token, key_id_of, new_key_id, new_token, token_matches
-from core.contracts.bounds import MAX_MESSAGE_CHARS, excerpt
+from core.contracts.bounds import excerpt
 
 #: ``last_used_at`` is refreshed at most this often per key: an authenticated request is a read,
 #: not a write, except once in this long
@@ -65,7 +65,7 @@ class KeyStore:
         else:
             self._owns_engine = False
         self.engine = database
-        self._sessions = sessionmaker(database, expire_on_commit=False)
+        self._database = Database(database, what="the key store")
         secret = pepper.get_secret_value() if isinstance(pepper, SecretStr) else pepper
         self._pepper = secret.encode()
         self._verified = VerifiedKeys(cache_s)
@@ -213,18 +213,8 @@ class KeyStore:
     ) -> None:
         self.close()
 
-    @contextmanager
-    def _session(self) -> Iterator[Session]:
-        """A session whose connection failures surface as :class:`KeyStoreUnavailable`."""
-        try:
-            with self._sessions() as session:
-                yield session
-        except (OperationalError, InterfaceError) as error:
-            # the driver's message names host and port, never the password
-            reason = str(error.orig).strip().splitlines()[0] if error.orig else type(error).__name__
-            raise KeyStoreUnavailable(
-                f"the key store is unavailable: {excerpt(reason, limit=MAX_MESSAGE_CHARS)}"
-            ) from error
+    def _session(self) -> AbstractContextManager[Session]:
+        return self._database.session()
 
 
 def _as_api_key(row: KeyRow) -> ApiKey:

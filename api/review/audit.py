@@ -14,7 +14,7 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from api.review.database import Database
+from api.database import Database
 from api.review.tables import ReviewDecisionRow
 
 

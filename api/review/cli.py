@@ -19,7 +19,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from api.keys.errors import KeyStoreError, KeyStoreUnavailable
+from api.database_exits import database_exits
 from api.keys.settings import DatabaseSettings
 from core.contracts.jobs import ReviewPolicy
 from core.settings import AtelierSettings
@@ -34,17 +34,14 @@ app = typer.Typer(
 out = Console()
 err = Console(stderr=True)
 
-EXIT_FAILED, EXIT_INVALID = 1, 2
-
 
 @contextmanager
 def _database() -> Iterator[tuple[PolicyStore, DecisionLog]]:
     """The policy store and the decision log on the configured database; failures as exit codes."""
     from sqlalchemy import create_engine
-    from sqlalchemy.exc import ProgrammingError
 
+    from api.database import Database
     from api.review.audit import DecisionLog
-    from api.review.database import Database
     from api.review.policies import PolicyStore
 
     settings = DatabaseSettings()
@@ -54,16 +51,8 @@ def _database() -> Iterator[tuple[PolicyStore, DecisionLog]]:
     )
     database = Database(engine)
     try:
-        yield PolicyStore(database, default=AtelierSettings().review_policy), DecisionLog(database)
-    except KeyStoreError as error:
-        err.print(escape(str(error)), soft_wrap=True)
-        raise typer.Exit(EXIT_INVALID) from None
-    except KeyStoreUnavailable as error:
-        err.print(escape(str(error)), soft_wrap=True)
-        raise typer.Exit(EXIT_FAILED) from None
-    except ProgrammingError as error:  # most often: the tables are not there yet
-        err.print(escape(str(error.orig).splitlines()[0]), "(run: atelier keys migrate)", soft_wrap=True)
-        raise typer.Exit(EXIT_FAILED) from None
+        with database_exits(err):
+            yield PolicyStore(database, default=AtelierSettings().review_policy), DecisionLog(database)
     finally:
         engine.dispose()
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 from sqlalchemy import Engine
 
+from api.database import Database
 from api.review.audit import DecisionLog
-from api.review.database import Database
 from api.review.decide import Decisions
 from api.review.policies import POLICY_CACHE_S, CachedPolicies, PolicyStore
 from producer.client import Producer

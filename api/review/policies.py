@@ -20,9 +20,9 @@ from typing import Final
 from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert
 
+from api.database import Database
 from api.keys.errors import KeyStoreUnavailable
 from api.keys.rules import checked_requester
-from api.review.database import Database
 from api.review.tables import ReviewPolicyRow
 from core.contracts.jobs import ReviewPolicy
 

@@ -18,7 +18,7 @@ from fastapi import APIRouter, Depends, Path, Query, Request
 from api.auth import require
 from api.keys.model import ApiKey, Scope
 from api.presign import Presigner
-from api.problems import FieldError, ProblemError, problem_responses
+from api.problems import ProblemError, problem_responses
 from api.review.desk import ReviewDesk
 from api.review.queue import ImageFilter, Waiting, waiting_images
 from api.review.resources import (
@@ -32,7 +32,7 @@ from api.review.resources import (
     ReviewPage,
 )
 from api.review.tables import MAX_JOB_ID_CHARS
-from api.routes.deps import not_found, presigner
+from api.routes.deps import CursorQuery, cursor_problem, not_found, presigner
 from core.contracts.jobs import ImageDecision, ImageReview
 from core.contracts.v1 import MAX_IDENTIFIER_CHARS
 from core.jobs import InvalidCursor
@@ -74,9 +74,7 @@ def list_images(
     flagged: Annotated[
         bool | None, Query(description="only images the quality gate flagged (true) or passed (false)")
     ] = None,
-    cursor: Annotated[
-        str | None, Query(max_length=512, description="next_cursor of the previous page")
-    ] = None,
+    cursor: CursorQuery = None,
     limit: Annotated[int, Query(ge=1, le=PAGE_MAX, description="images per page")] = PAGE_DEFAULT,
     key: ApiKey = Depends(require(Scope.REVIEW)),  # noqa: B008
     desk: ReviewDesk = Depends(review_desk),  # noqa: B008
@@ -89,13 +87,7 @@ def list_images(
     try:
         page = waiting_images(desk.producer.store, tenant, filters=filters, limit=limit, cursor=cursor)
     except InvalidCursor as error:
-        raise ProblemError(
-            422,
-            "Unprocessable Content",
-            error.message,
-            kind="validation",
-            errors=[FieldError(loc=["query", "cursor"], type="invalid_cursor", msg=error.message)],
-        ) from None
+        raise cursor_problem(error) from None
     return ReviewPage(
         items=[review_item(waiting, signer) for waiting in page.images], next_cursor=page.next_cursor
     )

@@ -5,12 +5,15 @@ pool, a hop each request would pay for a mere attribute read."""
 
 from __future__ import annotations
 
-from fastapi import Request
+from typing import Annotated
+
+from fastapi import Query, Request
 
 from api.presign import Presigner
-from api.problems import ProblemError
+from api.problems import FieldError, ProblemError
 from api.routes.resources import Job, Output
 from core.contracts.jobs import JobRecord
+from core.jobs import InvalidCursor
 from producer.client import Producer
 
 
@@ -22,6 +25,21 @@ async def producer(request: Request) -> Producer:
 async def presigner(request: Request) -> Presigner:
     signer: Presigner = request.app.state.presigner
     return signer
+
+
+#: the ``cursor`` query parameter of a paged listing
+CursorQuery = Annotated[str | None, Query(max_length=512, description="next_cursor of the previous page")]
+
+
+def cursor_problem(error: InvalidCursor) -> ProblemError:
+    """422 naming the ``cursor`` query parameter: a cursor this listing did not hand out."""
+    return ProblemError(
+        422,
+        "Unprocessable Content",
+        error.message,
+        kind="validation",
+        errors=[FieldError(loc=["query", "cursor"], type="invalid_cursor", msg=error.message)],
+    )
 
 
 def not_found(job_id: str) -> ProblemError:

@@ -23,8 +23,16 @@ from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from api.auth import require
 from api.keys.model import ApiKey, Scope
 from api.presign import Presigner
-from api.problems import FieldError, ProblemError, problem_responses
-from api.routes.deps import job_resource, not_found, own_record, presigner, producer
+from api.problems import ProblemError, problem_responses
+from api.routes.deps import (
+    CursorQuery,
+    cursor_problem,
+    job_resource,
+    not_found,
+    own_record,
+    presigner,
+    producer,
+)
 from api.routes.resources import Job, JobList
 from api.settings import ApiSettings
 from core.contracts.jobs import JobKind, JobRecord, JobState
@@ -69,9 +77,7 @@ def list_jobs(
         Query(max_length=MAX_IDENTIFIER_CHARS, description="only jobs for this listing id or shopper"),
     ] = None,
     state: Annotated[JobState | None, Query(description="only jobs in this state")] = None,
-    cursor: Annotated[
-        str | None, Query(max_length=512, description="next_cursor of the previous page")
-    ] = None,
+    cursor: CursorQuery = None,
     limit: Annotated[
         int | None, Query(ge=1, le=1000, description="jobs per page (capped by the server)")
     ] = None,
@@ -92,13 +98,7 @@ def list_jobs(
     try:
         page = submitter.list_jobs(key.requester, limit=size, cursor=cursor, subject=subject, state=state)
     except InvalidCursor as error:
-        raise ProblemError(
-            422,
-            "Unprocessable Content",
-            error.message,
-            kind="validation",
-            errors=[FieldError(loc=["query", "cursor"], type="invalid_cursor", msg=error.message)],
-        ) from None
+        raise cursor_problem(error) from None
     return JobList(jobs=[job_resource(record, signer) for record in page.jobs], next_cursor=page.next_cursor)
 
 

@@ -26,11 +26,11 @@ import httpx
 from sqlalchemy import create_engine, select
 from sqlalchemy.pool import NullPool
 
+from api.database import Database
 from api.keys.migrate import upgrade
 from api.keys.model import Scope
 from api.keys.settings import DatabaseSettings
 from api.keys.store import KeyStore
-from api.review.database import Database
 from api.review.policies import CachedPolicies, PolicyStore
 from api.review.tables import ReviewDecisionRow
 from bench.faults.checks import ScenarioResult, by_job_and_event, count_outcomes

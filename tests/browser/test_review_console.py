@@ -20,8 +20,8 @@ import httpx
 import pytest
 from playwright.sync_api import Locator, Page, Request, expect
 
+from api.database import Database
 from api.keys.model import Scope
-from api.review.database import Database
 from api.review.policies import PolicyStore
 from core.contracts.jobs import GateCheck, GateReport, JobEventType, JobRecord, JobState, ReviewPolicy
 from core.jobs.machine import Mode

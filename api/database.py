@@ -1,6 +1,7 @@
-"""Sessions on the review tables, whose connection failures read as the key store's do: the
-tables live in the same PostgreSQL database, so a failure there is
-:class:`~api.keys.errors.KeyStoreUnavailable` (retryable; the API answers 503)."""
+"""Sessions on Atelier's PostgreSQL database, whose connection failures read the same wherever
+they happen: keys, review policies and the audit trail share one database, so a failure to reach
+it is :class:`~api.keys.errors.KeyStoreUnavailable` (retryable; the API answers 503), naming what
+was being read."""
 
 from __future__ import annotations
 
@@ -16,10 +17,11 @@ from core.contracts.bounds import MAX_MESSAGE_CHARS, excerpt
 
 
 class Database:
-    """Sessions on ``engine`` (shared with the key store; never disposed here)."""
+    """Sessions on ``engine`` (shared; never disposed here). ``what`` names the store in errors."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, *, what: str = "the review database") -> None:
         self.engine = engine
+        self.what = what
         self._sessions = sessionmaker(engine, expire_on_commit=False)
 
     @contextmanager
@@ -32,5 +34,5 @@ class Database:
             # the driver's message names host and port, never the password
             reason = str(error.orig).strip().splitlines()[0] if error.orig else type(error).__name__
             raise KeyStoreUnavailable(
-                f"the review database is unavailable: {excerpt(reason, limit=MAX_MESSAGE_CHARS)}"
+                f"{self.what} is unavailable: {excerpt(reason, limit=MAX_MESSAGE_CHARS)}"
             ) from error
