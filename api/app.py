@@ -4,7 +4,8 @@ Why FastAPI: the OpenAPI 3.1 document is generated from the same pydantic v2 mod
 request contracts in ``core.contracts`` (the submission bodies *are* those models, less
 ``requester``), so the published schema is the contract and cannot drift from it; uvicorn
 serves it (``atelier api serve``). Routes that call Redis or the broker are plain functions,
-which FastAPI runs in its thread pool, so the blocking clients of the core stay as they are.
+which FastAPI runs in its thread pool (the submit routes: in their own submit threads,
+``api.threads``), so the blocking clients of the core stay as they are.
 
 Everything the routes touch is injected, so tests build the app against real services:
 ``producer`` (a :class:`producer.client.Producer`: the same core as the Python client, never

@@ -3,7 +3,9 @@
 Added to ``atelier`` in ``producer.cli``. FastAPI, uvicorn and the key store's database code
 (the ``api`` extra) are imported by each command, so ``atelier`` itself starts without them.
 ``serve`` reads ``ATELIER_*`` settings (``api.settings.ApiSettings`` for the bind address and
-limits, ``api.keys.settings.DatabaseSettings`` for the key store) and runs until stopped.
+limits, ``api.keys.settings.DatabaseSettings`` for the key store) and runs until stopped. Its
+per-request access log is off unless ``--access-log``: the ``/metrics`` series count every answer
+by route and status, and a log line per request cost each submit CPU for what they already say.
 ``openapi`` writes the document ``docs/openapi.json`` holds (a unit test keeps the two in step).
 """
 
@@ -75,6 +77,9 @@ def openapi(
 def serve(
     host: Annotated[str | None, typer.Option(help="bind address (default ATELIER_API_HOST)")] = None,
     port: Annotated[int | None, typer.Option(help="port (default ATELIER_API_PORT)")] = None,
+    access_log: Annotated[
+        bool, typer.Option("--access-log/--no-access-log", help="log a line per request (uvicorn's)")
+    ] = False,
 ) -> None:
     """Serve the API with uvicorn until stopped (Ctrl-C)."""
     import uvicorn
@@ -93,4 +98,5 @@ def serve(
             port=port if port is not None else settings.api_port,
             proxy_headers=True,
             log_level="info",
+            access_log=access_log,
         )

@@ -160,9 +160,12 @@ class KeyCors:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        if not any(name == b"origin" for name, _ in scope["headers"]):
+            await self._without_origin(scope, receive, send)
+            return
         headers = Headers(scope=scope)
-        origin = headers.get("origin")
-        if origin is not None and scope["method"] == "OPTIONS" and "access-control-request-method" in headers:
+        origin = headers["origin"]
+        if scope["method"] == "OPTIONS" and "access-control-request-method" in headers:
             await self._preflight(origin, scope, receive, send)
             return
         if not (scope["path"] == "/v1" or scope["path"].startswith("/v1/")):
@@ -181,6 +184,25 @@ class KeyCors:
             await send(message)
 
         await self.app(scope, receive, send_with_cors)
+
+    async def _without_origin(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """A request without ``Origin`` (a server, the CLI; most of them): no preflight and no
+        grant, only ``Vary: Origin`` on ``/v1`` answers, added without parsing the headers when the
+        answer has no ``Vary`` of its own."""
+        if not (scope["path"] == "/v1" or scope["path"].startswith("/v1/")):
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_vary(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                raw = message.get("headers", ())
+                if not any(name.lower() == b"vary" for name, _ in raw):
+                    message["headers"] = [*raw, (b"vary", b"Origin")]  # a copy, as MutableHeaders'
+                else:
+                    MutableHeaders(scope=message).add_vary_header("Origin")
+            await send(message)
+
+        await self.app(scope, receive, send_with_vary)
 
     async def _preflight(self, origin: str, scope: Scope, receive: Receive, send: Send) -> None:
         """204 with the CORS grant for a registered origin; 403 problem otherwise (no grant, so

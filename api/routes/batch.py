@@ -1,11 +1,12 @@
 """``POST /v1/listings:batch``: up to ``api_max_batch_items`` (at most 1,000) listings in one call.
 
-Each item is validated on its own and submitted through ``Producer.enqueue``, the same core as
-``POST /v1/listings`` (record, publish, ``job.queued`` callback); one bad item does not stop the
-others. The answer is 200 with a result per item, in order: its ``index``, its ``status`` (202 a
-new job, 200 an idempotent replay, 422 refused, 503 could not be queued) and either the ``job``
-or the item's ``problem``, whose field paths start ``["body", "items", <index>, ...]``. An item
-carrying ``idempotency_key`` is idempotent on its own, as a single submit with that key is.
+Each item is validated on its own and submitted through ``Producer.accept``, the same core as
+``POST /v1/listings`` (record, publish, ``job.queued`` callback), which gives back the record it
+stored, so a new job is not read back; one bad item does not stop the others. The answer is 200
+with a result per item, in order: its ``index``, its ``status`` (202 a new job, 200 an idempotent
+replay, 422 refused, 503 could not be queued) and either the ``job`` or the item's ``problem``,
+whose field paths start ``["body", "items", <index>, ...]``. An item carrying
+``idempotency_key`` is idempotent on its own, as a single submit with that key is.
 
 The batch as a whole is refused (problem+json, nothing submitted) when it is malformed or holds
 more items than allowed (422, ``["body", "items"]``, ``too_long``), when its body is over
@@ -125,7 +126,7 @@ def _submitted(
     index: int, request: ListingImageRequest, submitter: Producer, signer: Presigner
 ) -> BatchItemResult:
     try:
-        submission = submitter.enqueue(request)
+        record, created = submitter.accept(request)
     except IdempotencyConflict as conflict:
         result = _item_problem(
             index,
@@ -141,8 +142,7 @@ def _submitted(
         return _item_problem(
             index, 503, "Service Unavailable", f"could not queue the job: {error}", kind="unavailable"
         )
-    job = job_resource(submitter.status(submission.job_id), signer)
-    return BatchItemResult(index=index, status=202 if submission.created else 200, job=job)
+    return BatchItemResult(index=index, status=202 if created else 200, job=job_resource(record, signer))
 
 
 @router.post(

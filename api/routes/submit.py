@@ -16,7 +16,7 @@ is 200 with the finished job (outputs included); otherwise the usual 202 with th
 An honoured wait is confirmed with ``Preference-Applied: wait=N`` (N as capped); other
 preferences, and a ``wait`` that is not a number of seconds, are ignored, as the RFC asks. The
 wait follows the job's event stream (``core.jobs.JobEventFollower``): the route is ``async``
-and holds no thread while it waits; the submit itself runs in the thread pool, as before.
+and holds no thread while it waits; the submit itself runs in a submit thread, as before.
 
 What runs before the submit is one dependency per route (:func:`submission`), on the event loop:
 the key (401), its origin (403, ``api.cors``), its rate (429), its scope (403), admission for
@@ -25,19 +25,23 @@ with the rate and the quota counted in one Redis round trip (``api.limits``). Th
 (validate, ``Producer.accept``, which gives back the record it stored, so nothing is read back)
 is the one trip a request makes off the event loop, to the submit threads
 (:data:`SUBMIT_THREADS`); the services come from the app's state, not from a dependency each.
+
+A plain submit (a JSON body that validates, well-formed headers, a bearer key) skips FastAPI's
+request handling (``api.routes.shortcut``, :func:`plain_submit`): the same dependency and endpoint,
+called directly, and the job serialised once. Any other request is FastAPI's, as declared.
 """
 
 from __future__ import annotations
 
-import asyncio
+import json
 import math
+import re
 from collections.abc import Awaitable, Callable
-from concurrent.futures import ThreadPoolExecutor
 from typing import Annotated, Any, Final, TypeVar
 
 from fastapi import APIRouter, Depends, Header, Request, Response
 from fastapi.security import HTTPAuthorizationCredentials
-from pydantic import ValidationError
+from pydantic import TypeAdapter, ValidationError
 
 from api.admission import ListingAdmission
 from api.auth import authenticated, bearer, missing_scope
@@ -48,7 +52,9 @@ from api.presign import Presigner
 from api.problems import FieldError, ProblemError, field_errors, problem_responses
 from api.routes.deps import job_resource
 from api.routes.resources import Job, ListingSubmission, TryOnSubmission
+from api.routes.shortcut import Shortcut, ShortcutRoute, with_shortcut
 from api.settings import ApiSettings
+from api.threads import BlockingThreads
 from core.contracts.bounds import bounded_errors
 from core.contracts.jobs import JobKind
 from core.contracts.v1 import (
@@ -61,26 +67,28 @@ from core.jobs import IdempotencyConflict, JobEventFollower, StoreError
 from core.publish import PublishError
 from producer.client import Producer
 
-router = APIRouter(prefix="/v1", tags=["submit"])
+router = APIRouter(prefix="/v1", tags=["submit"], route_class=ShortcutRoute)
 
 #: threads that run the submits (validate, record, publish and wait for the broker's confirm): as
 #: many as the broker connections a producer pools (Celery's ``broker_pool_limit``), so a submit
-#: never waits for a connection and the two cores are not shared among more threads than help
+#: never waits for a connection and the cores are not shared among more threads than help
 SUBMIT_THREADS: Final = 10
-_submit_threads = ThreadPoolExecutor(SUBMIT_THREADS, thread_name_prefix="atelier-submit")
+_submit_threads = BlockingThreads(SUBMIT_THREADS, name="atelier-submit")
 
 T = TypeVar("T")
 
 
 async def in_submit_thread(call: Callable[..., T], *args: Any) -> T:
-    """``call(*args)`` in a submit thread; the event loop serves other requests meanwhile. A plain
-    executor: a hop costs less CPU than FastAPI's thread pool (anyio's), which it needs for nothing
-    here (no cancellation to carry into the thread, no context variables)."""
-    return await asyncio.get_running_loop().run_in_executor(_submit_threads, call, *args)
+    """``call(*args)`` in a submit thread (``api.threads``: a hop that costs the event loop less
+    than FastAPI's thread pool); the event loop serves other requests meanwhile."""
+    return await _submit_threads.run(call, *args)
 
 
 #: the pattern of an idempotency key (a v1 identifier)
 IDEMPOTENCY_KEY_PATTERN = rf"^[A-Za-z0-9][A-Za-z0-9._:-]{{0,{MAX_IDENTIFIER_CHARS - 1}}}$"
+
+#: the longest ``Prefer`` header taken
+MAX_PREFER_CHARS: Final = 1024
 
 IdempotencyKey = Annotated[
     str | None,
@@ -96,7 +104,7 @@ Prefer = Annotated[
     str | None,
     Header(
         alias="Prefer",
-        max_length=1024,
+        max_length=MAX_PREFER_CHARS,
         description="RFC 7240. `wait=N`: answer once the job has ended, waiting up to N seconds "
         "(capped by the server): 200 with the finished job, or the usual 202 if it has not ended; "
         "an honoured wait is confirmed by `Preference-Applied: wait=N`",
@@ -206,6 +214,10 @@ def submission(scope: Scope, *, admit: bool) -> Callable[..., Awaitable[ApiKey]]
     return submitting
 
 
+_listing_check = submission(Scope.SUBMIT_LISTINGS, admit=True)
+_tryon_check = submission(Scope.SUBMIT_TRYONS, admit=False)
+
+
 def preferred_wait(prefer: str | None) -> int | None:
     """The N of ``wait=N`` in a ``Prefer`` header (RFC 7240: comma-separated preferences, each
     ``name[=value]`` with ``;`` parameters; names are case-insensitive, values may be quoted),
@@ -229,6 +241,8 @@ async def _after_wait(
 ) -> Job:
     """``job``, or the job once ended if ``Prefer: wait=N`` asked for it and it ended in time
     (then 200); ``Preference-Applied`` says a wait was honoured and for how long at most."""
+    if prefer is None:
+        return job
     wait = min(preferred_wait(prefer) or 0, math.floor(settings.api_prefer_wait_max_s))
     if wait <= 0:
         return job
@@ -256,6 +270,67 @@ def _validated(model: type[ListingImageRequest] | type[TryOnRequest], data: dict
         ) from None
 
 
+#: what a submit answers with: the job, serialised as FastAPI serialises a ``response_model``
+_JOB: Final = TypeAdapter(Job)
+#: the one body type a plain submit has (FastAPI takes ``+json`` types and parameters too)
+_PLAIN_CONTENT_TYPE: Final = "application/json"
+_IDEMPOTENCY_KEY_SHAPE: Final = re.compile(IDEMPOTENCY_KEY_PATTERN)
+#: the submit routes' status when the submit does not set one (as their ``status_code``)
+_SUBMIT_STATUS: Final = 202
+
+Endpoint = Callable[..., Awaitable[Job]]
+
+
+def plain_submit(
+    body_model: type[ListingSubmission] | type[TryOnSubmission],
+    check: Callable[..., Awaitable[ApiKey]],
+) -> Callable[[Endpoint], Shortcut]:
+    """The shortcut (``api.routes.shortcut``) of a submit route whose body is ``body_model`` and
+    whose dependency is ``check`` (:func:`submission`): for a plain submit (content type exactly
+    ``application/json``, a body that parses and validates as ``body_model``, well-formed
+    ``Idempotency-Key`` and ``Prefer`` if present, a bearer key), ``check`` and the endpoint are
+    called directly and the job is serialised once; anything else is declined before ``check``
+    counts anything, and FastAPI answers it (with the error it always gave)."""
+
+    def make(endpoint: Endpoint) -> Shortcut:
+        async def answer(request: Request) -> Response | None:
+            headers = request.headers
+            if headers.get("content-type") != _PLAIN_CONTENT_TYPE:
+                return None
+            idempotency_key, prefer = headers.get("idempotency-key"), headers.get("prefer")
+            if idempotency_key is not None and not _IDEMPOTENCY_KEY_SHAPE.fullmatch(idempotency_key):
+                return None
+            if prefer is not None and len(prefer) > MAX_PREFER_CHARS:
+                return None
+            credentials = await bearer(request)
+            if credentials is None:
+                return None
+            try:  # as FastAPI reads a JSON body: json.loads, then the model's validation
+                body = body_model.model_validate(json.loads(await request.body()))
+            except (ValueError, ValidationError):  # invalid JSON or UTF-8 too: FastAPI's 400/422
+                return None
+            response = Response()  # what FastAPI gives a route to set its status and headers on
+            del response.headers["content-length"]
+            response.status_code = None  # type: ignore[assignment]  # unset: the route's default
+            key = await check(request, response, credentials)
+            job = await endpoint(
+                body=body,
+                request=request,
+                response=response,
+                idempotency_key=idempotency_key,
+                prefer=prefer,
+                key=key,
+            )
+            status = response.status_code or _SUBMIT_STATUS
+            answered = Response(_JOB.dump_json(job, by_alias=True), status, media_type="application/json")
+            answered.headers.raw.extend(response.headers.raw)
+            return answered
+
+        return answer
+
+    return make
+
+
 @router.post(
     "/listings",
     status_code=202,
@@ -263,13 +338,14 @@ def _validated(model: type[ListingImageRequest] | type[TryOnRequest], data: dict
     responses=_RESPONSES,
     summary="Submit a listing's product images",
 )
+@with_shortcut(plain_submit(ListingSubmission, _listing_check))
 async def submit_listing(
     body: ListingSubmission,
     request: Request,
     response: Response,
     idempotency_key: IdempotencyKey = None,
     prefer: Prefer = None,
-    key: ApiKey = Depends(submission(Scope.SUBMIT_LISTINGS, admit=True)),  # noqa: B008
+    key: ApiKey = Depends(_listing_check),  # noqa: B008
 ) -> Job:
     """Queue product images for a listing; 202 with the job and ``Location`` (with
     ``Prefer: wait=N``, 200 with the finished job if it ends within N seconds)."""
@@ -301,13 +377,14 @@ def _accept_listing(
     responses=_RESPONSES,
     summary="Submit a virtual try-on",
 )
+@with_shortcut(plain_submit(TryOnSubmission, _tryon_check))
 async def submit_tryon(
     body: TryOnSubmission,
     request: Request,
     response: Response,
     idempotency_key: IdempotencyKey = None,
     prefer: Prefer = None,
-    key: ApiKey = Depends(submission(Scope.SUBMIT_TRYONS, admit=False)),  # noqa: B008
+    key: ApiKey = Depends(_tryon_check),  # noqa: B008
 ) -> Job:
     """Queue a try-on image; 202 with the job and ``Location`` (with ``Prefer: wait=N``, 200
     with the finished job if it ends within N seconds). A garment from a listing must name one

@@ -5,7 +5,7 @@ namespace and a scratch key store, removed afterwards), with the load benchmark'
 (``bench.api.rig``), and driven over ASGI, one ``POST /v1/listings`` after another: no socket, no
 HTTP parsing (uvicorn's share of a real server's CPU) and no client. ``py-spy record --gil``
 samples whichever thread holds the interpreter lock, so the samples are the Python CPU time of
-the event loop and the thread pool together; each is charged to the first of :data:`BUCKETS` its
+the event loop and the submit threads together; each is charged to the first of :data:`BUCKETS` its
 stack passes through. Writes ``bench/api/profile.json`` (the CPU per submit, measured without
 the profiler, and each bucket's share), which ``docs/benchmarks/api.md`` shows.
 """
@@ -30,6 +30,8 @@ from typing import Any, Final
 from pydantic import SecretStr
 
 RESULT = Path(__file__).parent / "profile.json"
+#: py-spy's name of a plain submit's handler (``api.routes.submit.plain_submit``)
+SHORTCUT_FRAME: Final = "plain_submit.<locals>.make.<locals>.answer"
 #: what a sample is charged to: the first bucket whose frames its stack holds, in this order
 BUCKETS: Final = (
     ("Producer: record and publish (the core a direct submit runs)", ("Producer._enqueue",)),
@@ -37,16 +39,29 @@ BUCKETS: Final = (
     ("validation and the job resource, in the submit thread", ("_accept_listing",)),
     ("rate limit and quota: one script (Redis, on the event loop)", ("KeyLimits.count",)),
     ("key check (from the cache)", ("authenticated",)),
-    ("request body parsing and validation", ("request_body_to_args",)),
+    (
+        "request body parsing and validation",
+        ("request_body_to_args", "BaseModel.model_validate", "loads", "Request.body"),
+    ),
     ("FastAPI's dependency solving, the rest", ("solve_dependencies",)),
-    ("thread hand-off", ("in_submit_thread", "_worker", "run_in_threadpool", "WorkerThread.run")),
-    ("response serialization and sending", ("serialize_response", "Response.__call__")),
+    (
+        "thread hand-off (to a submit thread and back)",
+        ("in_submit_thread", "BlockingThreads.run", "BlockingThreads._serve", "_settle", "run_in_threadpool"),
+    ),
+    (
+        "response serialization and sending",
+        ("serialize_response", "Response.__call__", "TypeAdapter.dump_json"),
+    ),
+    (
+        "the submit shortcut, the rest (headers, admission, the answer's headers)",
+        (SHORTCUT_FRAME, "ShortcutRoute.get_route_handler.<locals>.handler"),
+    ),
     ("middleware, routing and the event loop, the rest", ("drive",)),
 )
 #: the frames that mark a sample as the submit path's (setup and teardown are left out): the
-#: driver on the event loop, the submit threads (``concurrent.futures``' ``_worker``) and
-#: FastAPI's thread pool (anyio's ``WorkerThread``)
-PATH_FRAMES: Final = frozenset({"drive", "_worker", "WorkerThread.run"})
+#: driver on the event loop, the submit threads (``api.threads``) and FastAPI's thread pool
+#: (anyio's ``WorkerThread``, where the listing queue's depth is read)
+PATH_FRAMES: Final = frozenset({"drive", "BlockingThreads._serve", "WorkerThread.run"})
 
 
 def listing_body(n: int) -> bytes:
@@ -171,6 +186,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.drive is not None:
         args.drive.write_text(json.dumps({"cpu_ms_per_submit": run_submits(args.submits)}))
         return 0
+    load_average = round(os.getloadavg()[0], 2)  # other work on the machine skews the shares
     with tempfile.TemporaryDirectory(prefix="bench-api-profile-") as workdir:
         samples, measured = Path(workdir) / "samples.txt", Path(workdir) / "cpu.json"
         child = [
@@ -190,7 +206,8 @@ def main(argv: list[str] | None = None) -> int:
         "command": "python -m bench.api.profile",
         "submits": args.submits,
         "note": "CPU per submit measured under py-spy (its sampling costs a little); shares of the "
-        "Python CPU samples (py-spy --gil) of the event loop and the thread pool",
+        "Python CPU samples (py-spy --gil) of the event loop and the submit threads",
+        "load_average": load_average,
         "cpu_ms_per_submit": round(cpu, 3),
         "samples": total,
         "shares_percent": spent,

@@ -80,7 +80,9 @@ def write_report(results: dict[str, Any], *, docs: Path = DOCS, profile: Path = 
         f"{results['duration_s']:g} s after a {results['warmup_s']:g} s warm-up, both modes back to back "
         "at each concurrency (which goes first alternates by round), and each figure below is the "
         "median over the rounds, so a burst of other work on the shared machine spoils a round, not "
-        "the figure (the per-round figures are in `bench/api/results.json`). The API is one "
+        "the figure (the per-round figures are in `bench/api/results.json`; until this method, each "
+        "point was one 15 s run, and a burst of other work could land on one mode and not the other). "
+        "The API is one "
         "`atelier api serve` process (uvicorn with uvloop and httptools, one event loop, submits in "
         "its submit threads), with its key check, rate limit, daily quota and admission control on "
         "but raised out of the way. No worker runs: the jobs stay queued and are deleted with the "
@@ -135,9 +137,7 @@ def write_report(results: dict[str, Any], *, docs: Path = DOCS, profile: Path = 
         lines.append(_cpu_row(level, direct_cpu, api_cpu))
     lines += [
         "",
-        "From 8 clients on the two cores are saturated, and a submit's latency follows the CPU it costs "
-        "the machine: the API process alone spends more per submit than a whole direct submit, so its "
-        "throughput and latency trail by about the ratio in the last column.",
+        *_cpu_reading(results, levels),
         *_profile_lines(profile),
         "",
         "## Target",
@@ -148,6 +148,7 @@ def write_report(results: dict[str, Any], *, docs: Path = DOCS, profile: Path = 
             if not over
             else "Not met at " + ", ".join(f"{r['concurrency']} client(s) ({r['p99_ratio']}x)" for r in over)
         ),
+        *_what_remains(results, over),
         "",
     ]
     report = docs / REPORT.name
@@ -168,6 +169,73 @@ def _cpu_row(level: int, direct: dict[str, Any], api: dict[str, Any]) -> str:
     return f"| {level} | {shown(client)} | {shown(api_client)} | {shown(server)} | {ratio} |"
 
 
+def _cpu_reading(results: dict[str, Any], levels: list[int]) -> list[str]:
+    """What the CPU table says about the latencies, with this run's figures."""
+    busy = next((level for level in levels if level > 1), None)
+    if busy is None:
+        return []
+    direct, api = point(results, "direct", busy), point(results, "api", busy)
+    direct_cpu = direct.get("cpu_ms_per_submit", {}).get("client")
+    server_cpu = api.get("cpu_ms_per_submit", {}).get("server")
+    if not direct_cpu or not server_cpu:
+        return []
+    highest = levels[-1]
+    top = next(row for row in results["ratios"] if row["concurrency"] == highest)
+    lines = [
+        "",
+        "At 1 client a submit's latency is the work on its path. Directly, that is the core: validate, "
+        "record in Redis, publish and wait for the broker's confirm. Through the API the same core runs "
+        "in a submit thread, and around it come the HTTP request and answer (uvicorn, the middleware and "
+        "routing, and for a plain submit the route's shortcut past FastAPI's dependency solving and "
+        "response validation, `api/routes/shortcut.py`), the key check, one Redis round trip for the "
+        "rate and the quota, and the hand-off to the thread and back. From "
+        f"{busy} clients on, throughput is bound by CPU. The API process, whose event loop and submit "
+        f"threads share one interpreter lock, spends {server_cpu:.2f} ms of CPU per submit against "
+        f"{direct_cpu:.2f} ms for a whole direct submit, so it answers at most about "
+        f"{1000 / server_cpu:.0f} submits a second ({api['submits_per_s']:.0f} here, while the direct "
+        f"clients reach {direct['submits_per_s']:.0f}).",
+    ]
+    if api["submits_per_s"] < 0.8 * 1000 / server_cpu:
+        api_total = server_cpu + (api.get("cpu_ms_per_submit", {}).get("client") or 0.0)
+        lines[-1] += (
+            " Here it stayed well below that: the machine's cores, shared with other work, were the "
+            f"bound, and each mode got a share of them; a submit through the API cost {api_total:.2f} ms "
+            f"of CPU in all (its client and the API) against {direct_cpu:.2f} ms directly, so fewer "
+            "completed, and its latency trails by about that factor."
+        )
+    else:
+        lines[-1] += " Its latency trails by about the ratio of the two."
+    if top["p99_ratio"] is not None and top["p99_ratio"] <= MAX_P99_RATIO:
+        lines[-1] += (
+            f" At {highest} clients the direct clients, all threads of one process, queue for their own "
+            "interpreter lock too, and the two p99s come closer."
+        )
+    return lines
+
+
+def _what_remains(results: dict[str, Any], over: list[dict[str, Any]]) -> list[str]:
+    """Why the target is missed where it is: the API's CPU per submit against a direct one's."""
+    gaps = []
+    for row in over:
+        direct, api = point(results, "direct", row["concurrency"]), point(results, "api", row["concurrency"])
+        direct_cpu = direct.get("cpu_ms_per_submit", {}).get("client")
+        server_cpu = api.get("cpu_ms_per_submit", {}).get("server")
+        if direct_cpu and server_cpu:
+            gaps.append(f"{row['concurrency']} client(s): {server_cpu:.2f} ms against {direct_cpu:.2f} ms")
+    if not gaps:
+        return []
+    return [
+        "",
+        "What remains is the API process's CPU per submit against a whole direct submit's ("
+        + "; ".join(gaps)
+        + "). The core is the same in both; the rest is the HTTP request and answer, the key and the "
+        "limits, and the hand-offs between the event loop and a submit thread, each a switch between "
+        "threads that the kernel and the interpreter lock charge for. With both modes bound by one "
+        "interpreter lock each, a p99 within 1.5x of the direct one needs the API's CPU per submit "
+        "within about that factor of the direct one's.",
+    ]
+
+
 def _profile_lines(path: Path) -> list[str]:
     """The API's CPU profile (``python -m bench.api.profile``), if it was run."""
     if not path.exists():
@@ -178,7 +246,9 @@ def _profile_lines(path: Path) -> list[str]:
         f"Where the API process's CPU goes on a submit (`{found['command']}`: the app driven in-process "
         "over ASGI, one submit after another, no HTTP parsing and no client; py-spy samples of the "
         f"thread holding the interpreter lock, {found['samples']} of them; "
-        f"{found['cpu_ms_per_submit']:.2f} ms of CPU per submit, the profiler's own cost included):",
+        f"{found['cpu_ms_per_submit']:.2f} ms of CPU per submit, the profiler's own cost included; "
+        f"load average {found.get('load_average', 'n/a')} when it started: under load a thread can be "
+        "descheduled while it holds the lock, and its samples then count time it did not run):",
         "",
         "| share | where |",
         "|---:|---|",

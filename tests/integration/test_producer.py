@@ -276,6 +276,20 @@ def test_same_idempotency_key_returns_same_job_and_publishes_once(
     assert sorted(ids) == sorted([first.job_id, other_requester.job_id])
 
 
+def test_accept_gives_the_record_it_stored_and_a_replay_the_earlier_job_as_it_is(
+    producer: Producer,
+) -> None:
+    first = producer.accept(LISTING_EXAMPLE)
+    assert first.created and first.record == producer.status(first.record.job_id)
+    assert first.record.state is JobState.QUEUED
+    assert first.record.idempotency_key == LISTING_EXAMPLE["idempotency_key"]
+
+    producer.store.transition(first.record.job_id, JobState.RUNNING, only_from=(JobState.QUEUED,))
+    replay = producer.accept(LISTING_EXAMPLE)
+    assert not replay.created and replay.record.job_id == first.record.job_id
+    assert replay.record.state is JobState.RUNNING  # read from the store, not the new record
+
+
 def test_requests_without_key_are_separate_jobs(producer: Producer, settings: AtelierSettings) -> None:
     request = {**LISTING_EXAMPLE, "idempotency_key": None}
     assert producer.submit_listing(request) != producer.submit_listing(request)
