@@ -14,7 +14,7 @@ import base64
 import binascii
 import secrets as random_secrets
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import SettingsConfigDict
@@ -65,6 +65,19 @@ class WorkerSettings(ServiceSettings):
         default=2.0, gt=0, description="delay before the first job retry; doubles per attempt, with jitter"
     )
     job_retry_backoff_max_s: float = Field(default=120.0, gt=0, description="cap on one job retry delay")
+    worker_pool: Literal["threads", "prefork", "solo"] = Field(
+        default="threads",
+        description="Celery execution pool: threads keeps worker_concurrency jobs in flight in one "
+        "process (their Triton calls meet in the dynamic batcher, each message keeps its own ack); "
+        "prefork runs one job per process; an explicit --pool other than prefork wins",
+    )
+    worker_concurrency: int = Field(
+        default=8,
+        ge=1,
+        le=256,
+        description="jobs one worker process runs at once (threads) or pool processes (prefork); "
+        "a -c/--concurrency option wins; also the prefetch (prefetch multiplier 1)",
+    )
     task_soft_time_limit_s: float = Field(
         default=120.0, gt=0, description="a task still running after this fails its job (Celery soft limit)"
     )

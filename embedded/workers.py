@@ -108,6 +108,13 @@ class CeleryWorker(ChildServer):
 
     def environment(self) -> dict[str, str]:
         env = {**super().environment(), **self.settings.environment(), **self.extra_env}
+        # Celery lets a configured worker_pool override an explicit --pool prefork: unless the
+        # settings or ``env`` ask for a pool (ATELIER_WORKER_POOL), the one named here runs
+        if (
+            "worker_pool" not in self.settings.model_fields_set
+            and "ATELIER_WORKER_POOL" not in self.extra_env
+        ):
+            env["ATELIER_WORKER_POOL"] = self.pool
         asked = "metrics_port" in self.settings.model_fields_set or "ATELIER_METRICS_PORT" in self.extra_env
         if not asked:  # several workers share this machine: none binds the default metrics port
             env["ATELIER_METRICS_PORT"] = "0"

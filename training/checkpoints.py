@@ -29,6 +29,11 @@ def save(run_dir: Path, state: dict[str, Any]) -> None:
     os.replace(tmp, run_dir / CHECKPOINT_NAME)
 
 
+def load_path(run_dir: Path) -> Path:
+    """Where ``run_dir``'s checkpoint is (it may not exist yet)."""
+    return run_dir / CHECKPOINT_NAME
+
+
 def load(run_dir: Path) -> dict[str, Any] | None:
     """The last checkpoint of ``run_dir`` with generator states restored, or ``None``."""
     path = run_dir / CHECKPOINT_NAME

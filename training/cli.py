@@ -30,11 +30,80 @@ def train_cgan(
     epochs: int = 12,
     seed: int = 0,
     limit: Annotated[int | None, typer.Option(help="use only the first N images (smoke runs)")] = None,
+    catalog: Annotated[
+        Path | None, typer.Option(help="train on this catalog folder instead of Fashion-MNIST")
+    ] = None,
+    attributes: Annotated[Path, typer.Option(help="the catalog's CSV (file, category, colour)")] = Path(
+        "attributes.csv"
+    ),
+    resolution: Annotated[int, typer.Option(help="catalog image side: 32, 64 or 128")] = 32,
+    batch_size: Annotated[int, typer.Option(help="catalog: images per step and process")] = 64,
+    generator_width: Annotated[int, typer.Option(help="catalog: generator channels at 4x4")] = 256,
+    discriminator_width: Annotated[int, typer.Option(help="catalog: discriminator's first channels")] = 32,
+    steps_per_epoch: Annotated[int | None, typer.Option(help="catalog: cap steps per epoch")] = None,
+    min_side: Annotated[
+        int | None, typer.Option(help="catalog: shorter image side required (default: the resolution)")
+    ] = None,
+    skip_invalid: Annotated[
+        bool, typer.Option(help="catalog: train without invalid rows, listed in --skipped-file")
+    ] = False,
+    skipped_file: Annotated[Path | None, typer.Option(help="default RUN_DIR/skipped_rows.csv")] = None,
+    resume: Annotated[bool, typer.Option(help="catalog: continue RUN_DIR's last checkpoint")] = False,
+    distributed: Annotated[
+        bool, typer.Option(help="catalog: one DDP process of a torchrun launch (gloo CPU, NCCL GPU)")
+    ] = False,
+    export: Annotated[bool, typer.Option(help="catalog: export the next version after training")] = True,
+    out: Annotated[Path, typer.Option(help="catalog: the Triton model repository to export into")] = Path(
+        "triton_models"
+    ),
 ) -> None:
-    """Train the product cGAN (resumes from RUN_DIR's checkpoint)."""
-    from training.cgan.train import CganConfig, train
+    """Train the product cGAN: on Fashion-MNIST (resumes from RUN_DIR's checkpoint), or with
+    --catalog on a folder of images and an attributes CSV, checked row by row first."""
+    if catalog is None:
+        from training.cgan.train import CganConfig, train
 
-    train(run_dir, CganConfig(epochs=epochs, seed=seed, limit=limit))
+        train(run_dir, CganConfig(epochs=epochs, seed=seed, limit=limit))
+        return
+    import shlex
+    import sys
+
+    from training.catalog.command import CatalogRefused, CatalogRun, run_catalog_cgan
+    from training.catalog.train_cgan import CatalogCganConfig
+    from training.catalog.validate import CatalogError
+    from training.cgan.model import RESOLUTIONS
+
+    if resolution not in RESOLUTIONS:
+        typer.echo(
+            f"error: --resolution {resolution}: choose one of {', '.join(map(str, RESOLUTIONS))}", err=True
+        )
+        raise typer.Exit(2)
+    config = CatalogCganConfig(
+        resolution=resolution,
+        epochs=epochs,
+        batch_size=batch_size,
+        generator_width=generator_width,
+        discriminator_width=discriminator_width,
+        seed=seed,
+        steps_per_epoch=steps_per_epoch,
+    )
+    job = CatalogRun(
+        catalog=catalog,
+        attributes=attributes,
+        run_dir=run_dir,
+        config=config,
+        min_side=min_side,
+        skip_invalid=skip_invalid,
+        skipped_file=skipped_file,
+        resume=resume,
+        distributed=distributed,
+        export_to=out if export else None,
+        command="atelier-models " + shlex.join(sys.argv[1:]),
+    )
+    try:
+        run_catalog_cgan(job)
+    except (CatalogRefused, CatalogError, FileExistsError, ValueError) as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(2) from None
 
 
 @app.command()
@@ -43,11 +112,60 @@ def train_cvae(
     epochs: int = 15,
     examples: int = 40_000,
     seed: int = 0,
+    catalog: Annotated[
+        Path | None, typer.Option(help="render this catalog's wearable garments instead of Fashion-MNIST's")
+    ] = None,
+    attributes: Annotated[Path, typer.Option(help="the catalog's CSV (file, category, colour)")] = Path(
+        "attributes.csv"
+    ),
+    fits_like: Annotated[
+        list[str] | None,
+        typer.Option(help="catalog: SLUG=TEMPLATE, draw a catalog category as a committed one (tee=t_shirt)"),
+    ] = None,
+    skip_invalid: Annotated[bool, typer.Option(help="catalog: train without invalid rows")] = False,
+    skipped_file: Annotated[Path | None, typer.Option(help="default RUN_DIR/skipped_rows.csv")] = None,
+    resume: Annotated[bool, typer.Option(help="catalog: continue RUN_DIR's last checkpoint")] = False,
+    export: Annotated[bool, typer.Option(help="catalog: export the next version after training")] = True,
+    out: Annotated[Path, typer.Option(help="catalog: the Triton model repository to export into")] = Path(
+        "triton_models"
+    ),
 ) -> None:
-    """Train the try-on cVAE on rendered examples (resumes from RUN_DIR's checkpoint)."""
+    """Train the try-on cVAE on rendered examples (resumes from RUN_DIR's checkpoint); with
+    --catalog, the garments are the catalog's wearable products, checked row by row first."""
     from training.cvae.train import CvaeConfig, train
 
-    train(run_dir, CvaeConfig(epochs=epochs, train_examples=examples, seed=seed))
+    config = CvaeConfig(epochs=epochs, train_examples=examples, seed=seed)
+    if catalog is None:
+        train(run_dir, config)
+        return
+    import shlex
+    import sys
+
+    from training.catalog.command import CatalogCvaeRun, CatalogRefused, run_catalog_cvae
+    from training.catalog.validate import CatalogError
+
+    try:
+        mapping = dict(pair.split("=", 1) for pair in fits_like or [])
+    except ValueError:
+        typer.echo(f"error: --fits-like takes SLUG=TEMPLATE, got {fits_like}", err=True)
+        raise typer.Exit(2) from None
+    job = CatalogCvaeRun(
+        catalog=catalog,
+        attributes=attributes,
+        run_dir=run_dir,
+        config=config,
+        fits_like=mapping,
+        skip_invalid=skip_invalid,
+        skipped_file=skipped_file,
+        resume=resume,
+        export_to=out if export else None,
+        command="atelier-models " + shlex.join(sys.argv[1:]),
+    )
+    try:
+        run_catalog_cvae(job)
+    except (CatalogRefused, CatalogError, FileExistsError) as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(2) from None
 
 
 @app.command()

@@ -8,6 +8,10 @@ The config is generated from the ``ModelSpec`` in ``serving_contract.tensors``: 
 dtypes and shapes cannot drift from what the worker sends. Everything ``model.py`` needs to
 know (latent size, index ranges, measurement limits) travels as config ``parameters``, because
 production runs ``model.py`` in NVIDIA's Triton container, where this project is not installed.
+
+Every version folder also gets ``manifest.json`` (``serving_contract.manifest``): the version's
+conditions and vocabularies, image size, tensors and training data. A version trained on another
+catalog carries its own there, and its ``model.py`` takes its limits from it.
 """
 
 from __future__ import annotations
@@ -24,6 +28,8 @@ from typing import Any, Literal, TypeVar
 import torch
 from torch import nn
 
+from serving_contract import priorities
+from serving_contract.manifest import ModelManifest, default_manifest, write_manifest
 from serving_contract.palette import NUM_COLOURS
 from serving_contract.sizing import MEASUREMENTS, NUM_SIZES
 from serving_contract.taxonomy import NUM_CATEGORIES, wearable_categories
@@ -60,6 +66,13 @@ TORCHSCRIPT_DEPRECATION = r"`torch\.jit\.\w+` is deprecated"
 #: its batch on any kernel path tested (docs/determinism.md, bench/determinism); 8 keeps a lone
 #: request cheap and large batches as fast as one forward of 64 (bench/determinism/results.json)
 FORWARD_BATCH = 8
+
+#: torch intra-op threads of each model instance (``torch.set_num_threads`` in the backend). One:
+#: with torch's default of one per core, the OpenMP workers of three model instances (and the
+#: processes beside them) spin against each other on shared cores: on 2 busy cores a batch-1
+#: try-on call took 390 ms in Triton against 66 ms with one thread (bench/perf backlog's
+#: ``breakdown``). A CPU deployment scales with more instances, not more threads each
+INTRA_OP_THREADS = 1
 
 InstanceKind = Literal["KIND_CPU", "KIND_GPU"]
 M = TypeVar("M", bound=nn.Module)
@@ -125,19 +138,57 @@ class DynamicBatching:
     - ``preferred_batch_sizes`` (default 8, 16, 32, 64): batch sizes the batcher sends at once
       rather than waiting for more requests
     - ``max_queue_delay_us`` (default 2000): how long a request may wait for others to join
+    - ``priority_levels`` (default ``priorities.LEVELS``, 0: none): the queue keeps one level per
+      request priority and takes level 1 first, so a try-on's request overtakes queued backfill
+    - ``default_priority_level`` (default ``priorities.BULK``): the level of a request that names
+      none, so only a request that asks to be interactive is
     """
 
     preferred_batch_sizes: tuple[int, ...] = (8, 16, 32, 64)
     max_queue_delay_us: int = 2000
+    priority_levels: int = priorities.LEVELS
+    default_priority_level: int = priorities.BULK
+
+    def __post_init__(self) -> None:
+        if self.priority_levels < 0:
+            raise ValueError(f"priority_levels must be 0 (none) or more, got {self.priority_levels}")
+        if self.priority_levels and not 1 <= self.default_priority_level <= self.priority_levels:
+            raise ValueError(
+                f"default_priority_level must be within 1..priority_levels ({self.priority_levels}), "
+                f"got {self.default_priority_level}"
+            )
+
+    def render(self, max_batch_size: int) -> list[str]:
+        """The ``dynamic_batching { ... }`` block; preferred sizes above ``max_batch_size`` left out."""
+        sizes = [s for s in self.preferred_batch_sizes if s <= max_batch_size]
+        lines = [
+            "dynamic_batching {",
+            f"  preferred_batch_size: [ {', '.join(str(s) for s in sizes)} ]",
+            f"  max_queue_delay_microseconds: {self.max_queue_delay_us}",
+        ]
+        if self.priority_levels:
+            lines += [
+                f"  priority_levels: {self.priority_levels}",
+                f"  default_priority_level: {self.default_priority_level}",
+            ]
+        return [*lines, "}"]
 
 
-def backend_parameters(spec: ModelSpec, *, latent_dim: int | None = None) -> dict[str, str]:
+def backend_parameters(
+    spec: ModelSpec, *, latent_dim: int | None = None, manifest: ModelManifest | None = None
+) -> dict[str, str]:
     """The config ``parameters`` the model's ``model.py`` reads: latent size (generators only),
-    forward batch and request limits."""
+    forward batch, intra-op threads and request limits (the vocabulary sizes of ``manifest`` if
+    given)."""
+    num_categories = len(manifest.conditions.categories) if manifest else NUM_CATEGORIES
     parameters = {} if latent_dim is None else {"latent_dim": str(latent_dim)}
-    parameters |= {"forward_batch": str(FORWARD_BATCH), "num_categories": str(NUM_CATEGORIES)}
+    parameters |= {
+        "forward_batch": str(FORWARD_BATCH),
+        "intra_op_threads": str(INTRA_OP_THREADS),
+        "num_categories": str(num_categories),
+    }
     if spec.name == PRODUCT_GENERATOR.name:
-        parameters["num_colours"] = str(NUM_COLOURS)
+        parameters["num_colours"] = str(len(manifest.conditions.colours) if manifest else NUM_COLOURS)
     elif spec.name == TRYON_GENERATOR.name:
         parameters["num_sizes"] = str(NUM_SIZES)
         parameters["wearable_categories"] = json.dumps([c.index for c in wearable_categories()])
@@ -176,13 +227,7 @@ def render_config(
         *tensors("output", spec.outputs),
     ]
     if dynamic_batching is not None:
-        sizes = [s for s in dynamic_batching.preferred_batch_sizes if s <= spec.max_batch_size]
-        lines += [
-            "dynamic_batching {",
-            f"  preferred_batch_size: [ {', '.join(str(s) for s in sizes)} ]",
-            f"  max_queue_delay_microseconds: {dynamic_batching.max_queue_delay_us}",
-            "}",
-        ]
+        lines += dynamic_batching.render(spec.max_batch_size)
     lines += ["instance_group [", f"  {{\n    count: {instance_count}\n    kind: {instance_kind}\n  }}", "]"]
     for key, value in parameters.items():
         lines.append(
@@ -199,6 +244,7 @@ def write_config(
     instance_kind: InstanceKind = "KIND_CPU",
     instance_count: int = 1,
     dynamic_batching: DynamicBatching | None = DynamicBatching(),
+    manifest: ModelManifest | None = None,
 ) -> Path:
     """Write ``repository/<spec.name>/config.pbtxt``; ``KIND_GPU`` for production and device runs."""
     model_dir = repository / spec.name
@@ -207,7 +253,7 @@ def write_config(
     path.write_text(
         render_config(
             spec,
-            parameters=backend_parameters(spec, latent_dim=latent_dim),
+            parameters=backend_parameters(spec, latent_dim=latent_dim, manifest=manifest),
             instance_kind=instance_kind,
             instance_count=instance_count,
             dynamic_batching=dynamic_batching,
@@ -243,30 +289,42 @@ def export_model(
     instance_kind: InstanceKind = "KIND_CPU",
     instance_count: int = 1,
     dynamic_batching: DynamicBatching | None = DynamicBatching(),
+    manifest: ModelManifest | None = None,
+    write_model_config: bool = True,
 ) -> Path:
-    """Write ``config.pbtxt``, ``<version>/model.pt`` and ``<version>/model.py``; returns the model dir.
+    """Write ``config.pbtxt``, ``<version>/model.pt``, ``<version>/model.py`` and
+    ``<version>/manifest.json``; returns the model dir.
 
     ``example_inputs`` are the serving module's forward arguments for tracing (any batch size).
     An existing version folder of the same number is replaced; other versions are kept.
+    ``manifest`` defaults to ``default_manifest`` (the committed vocabularies) for this version.
+    ``write_model_config=False`` keeps the model folder's ``config.pbtxt`` (shared by its versions).
     """
+    if manifest is None:
+        manifest = default_manifest(spec.name, version).model_copy(update={"latent_dim": latent_dim})
+    if (manifest.model, manifest.version) != (spec.name, version):
+        raise ValueError(f"manifest of {manifest.model} v{manifest.version} given for {spec.name} v{version}")
     backend = BACKENDS_DIR / f"{spec.name}.py"
     if not backend.exists():
         raise ValueError(f"no serving backend {backend} for model {spec.name!r}")
     scripted = to_torchscript(serving_module, example_inputs)
-    write_config(
-        spec,
-        repository,
-        latent_dim=latent_dim,
-        instance_kind=instance_kind,
-        instance_count=instance_count,
-        dynamic_batching=dynamic_batching,
-    )
+    if write_model_config:
+        write_config(
+            spec,
+            repository,
+            latent_dim=latent_dim,
+            instance_kind=instance_kind,
+            instance_count=instance_count,
+            dynamic_batching=dynamic_batching,
+            manifest=manifest,
+        )
     version_dir = repository / spec.name / str(version)
     if version_dir.exists():
         shutil.rmtree(version_dir)
     version_dir.mkdir(parents=True)
     save_torchscript(scripted, version_dir / "model.pt")
     shutil.copyfile(backend, version_dir / "model.py")
+    write_manifest(version_dir, manifest)
     return repository / spec.name
 
 

@@ -18,7 +18,8 @@ from rich.progress import (
 
 
 @contextmanager
-def progress_bar() -> Iterator[Progress]:
+def progress_bar(*, disable: bool = False) -> Iterator[Progress]:
+    """Rich progress bars; ``disable`` silences them (every rank of a distributed run but 0)."""
     columns = (
         TextColumn("[bold]{task.description}"),
         BarColumn(),
@@ -27,7 +28,7 @@ def progress_bar() -> Iterator[Progress]:
         TimeRemainingColumn(),
         TextColumn("{task.fields[status]}"),
     )
-    with Progress(*columns, refresh_per_second=2) as progress:
+    with Progress(*columns, refresh_per_second=2, disable=disable) as progress:
         yield progress
 
 

@@ -1,17 +1,18 @@
 """The Celery app every Atelier worker runs: ``celery -A worker.app worker -Q <queue> ...``.
 
 One worker per queue, so a listing backlog never delays try-on and a slow callback receiver
-never holds an inference worker (names from ``ATELIER_*_QUEUE``)::
+never holds an inference worker (names from ``ATELIER_*_QUEUE``); each keeps
+``ATELIER_WORKER_CONCURRENCY`` jobs in flight on Celery's threads pool (``ATELIER_WORKER_POOL``)::
 
-    celery -A worker.app worker -Q atelier.tryon --pool prefork -c 1 -n tryon@%h
-    celery -A worker.app worker -Q atelier.listing --pool prefork -c 1 -n listing@%h
-    celery -A worker.app worker -Q atelier.callbacks --pool prefork -c 4 -n callbacks@%h
+    ATELIER_WORKER_CONCURRENCY=4 celery -A worker.app worker -Q atelier.tryon -n tryon@%h
+    ATELIER_WORKER_CONCURRENCY=8 celery -A worker.app worker -Q atelier.listing -n listing@%h
+    ATELIER_WORKER_CONCURRENCY=16 celery -A worker.app worker -Q atelier.callbacks -n callbacks@%h
 
 Three modules make it, one job each:
 
 - ``worker.celery_app``: the settings, the topology and the configured ``Celery`` app;
 - ``worker.signals``: what runs at start and stop (declare the topology, build each pool
-  process's clients, serve ``/metrics`` and the probes);
+  process's clients, serve ``/metrics`` and the probes, watch the time limits of a threads pool);
 - ``worker.gate``: the consumer that checks every message first, and the refusal policy.
 
 The tasks themselves are ``worker.tasks`` (the app includes them by name).

@@ -16,6 +16,13 @@ with ``next_delay``. Before connecting, ``check_callback_url`` enforces https an
 that resolve to loopback, private, link-local, metadata or other non-global addresses unless
 allow-listed; the request then goes to the vetted address itself, so a second DNS answer
 cannot redirect it (DNS rebinding).
+
+Connections are reused: one ``httpx.Client`` per process keeps up to
+:data:`KEEPALIVE_CONNECTIONS` open, and speaks HTTP/2 to a TLS receiver that offers it (ALPN),
+so a callback worker's threads share one multiplexed connection per receiver; plain-HTTP and
+HTTP/1.1 receivers get keep-alive HTTP/1.1. A connection goes back to the pool only once the
+answer's body is read, which :func:`_drain` does for small, prompt answers only (else every
+callback would open a new connection, with a full TLS handshake for https).
 """
 
 from __future__ import annotations
@@ -24,6 +31,7 @@ import ipaddress
 import logging
 import socket
 import ssl
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -48,6 +56,15 @@ MAX_BODY_BYTES = 64 * 1024
 RETRY_STATUSES = frozenset({408, 425, 429})
 #: ceiling on a receiver's ``Retry-After`` (a day): it may slow us down, not stall us forever
 MAX_RETRY_AFTER_S = 24 * 3600.0
+
+#: a receiver's answer body is read up to this many bytes (the connection is then reused)
+MAX_ANSWER_BYTES = 16 * 1024
+#: ... and for at most this long after the headers came (then the connection is dropped)
+MAX_ANSWER_S = 1.0
+#: idle connections a process keeps open for reuse (enough for a threads pool's concurrency)
+KEEPALIVE_CONNECTIONS = 32
+#: seconds an idle connection stays open for the next callback to the same receiver
+KEEPALIVE_EXPIRY_S = 30.0
 
 Resolver = Callable[[str, int], Sequence[str]]
 
@@ -244,6 +261,10 @@ class CallbackSender(PerProcessClient[httpx.Client]):
             trust_env=False,  # no proxy or CA from the environment: the settings decide
             verify=verify,
             transport=self._transport,
+            http2=True,  # only where the receiver offers it in the TLS handshake (ALPN)
+            limits=httpx.Limits(
+                max_keepalive_connections=KEEPALIVE_CONNECTIONS, keepalive_expiry=KEEPALIVE_EXPIRY_S
+            ),
             headers={"user-agent": "atelier-callbacks/1", "content-type": "application/json"},
         )
 
@@ -309,7 +330,7 @@ class CallbackSender(PerProcessClient[httpx.Client]):
                     headers={**headers, "host": host_header},
                     extensions=extensions,
                 ) as response:
-                    # the body is never read: a receiver cannot make us download anything
+                    _drain(response)
                     return response.status_code, retry_after_seconds(response.headers.get("retry-after"))
             except httpx.ConnectError:
                 if i == len(addresses) - 1:
@@ -329,6 +350,21 @@ class CallbackSender(PerProcessClient[httpx.Client]):
             extra={"message_id": msg_id, "callback_host": host, "http_status": outcome.http_status},
         )
         return outcome
+
+
+def _drain(response: httpx.Response) -> None:
+    """Read the receiver's answer body, so its connection goes back to the pool for the next
+    callback; a body over :data:`MAX_ANSWER_BYTES`, or one still coming after
+    :data:`MAX_ANSWER_S`, is left unread and its connection dropped: a receiver can never make
+    us download much or hold a callback thread."""
+    if response.is_stream_consumed:  # a transport that read it already (tests' MockTransport)
+        return
+    deadline = time.monotonic() + MAX_ANSWER_S
+    read = 0
+    for chunk in response.iter_raw():
+        read += len(chunk)
+        if read > MAX_ANSWER_BYTES or time.monotonic() > deadline:
+            return
 
 
 def _pinned(url: httpx.URL, address: str) -> tuple[httpx.URL, dict[str, Any], str]:

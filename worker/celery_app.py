@@ -5,8 +5,11 @@ the settings (``ATELIER_*``), the topology and the ``Celery`` object, and connec
 Configuration is :func:`worker_config`: the part the producer shares
 (``core.topology.celery_config``: quorum queues, routes, JSON, no result backend) plus late
 acks with reject-on-worker-lost (a job whose worker dies is redelivered, not lost), prefetch 1
-(a process holds one job at a time, so a long job never holds queued ones back) and the soft and
-hard time limits. Quorum queues need global QoS off, which Celery does for them: no ``--autoscale``.
+per slot (a worker holds only the jobs it runs, so a long job never holds queued ones back), the
+pool and its concurrency (``worker_pool``, ``worker_concurrency``: by default 8 threads, so one
+process keeps 8 jobs in flight and Triton's dynamic batcher sees their calls together) and the
+soft and hard time limits. Quorum queues need global QoS off, which Celery does for them: no
+``--autoscale``.
 """
 
 from __future__ import annotations
@@ -31,6 +34,9 @@ def worker_config(settings: WorkerSettings) -> dict[str, Any]:
         "task_reject_on_worker_lost": True,
         "task_acks_on_failure_or_timeout": True,
         "worker_prefetch_multiplier": 1,
+        # a threads pool keeps several jobs in flight (worker.time_limits gives it the time limits)
+        "worker_pool": settings.worker_pool,
+        "worker_concurrency": settings.worker_concurrency,
         "task_soft_time_limit": settings.task_soft_time_limit_s,
         "task_time_limit": settings.task_time_limit_s,
         # a job running while the broker connection drops will be redelivered: stop it

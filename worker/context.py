@@ -8,14 +8,16 @@ shipped in-memory stand-ins (``worker.stubs.stub_context``).
 A worker process gets its own from :func:`current`, built by the factory given to
 :func:`configure` (``worker.signals`` gives the real clients; a benchmark may give its own, e.g.
 the in-process model of ``bench.perf.inprocess_app``). Celery's ``worker_process_init`` builds it
-eagerly, so the first job does not pay for connections; a thread or solo pool builds it on first
-use. :func:`use` installs one already built, for this process only.
+eagerly, so the first job does not pay for connections; a thread or solo pool builds it at
+``worker_init`` (``worker.signals``), or on first use, once (a lock: the pool's threads share it).
+:func:`use` installs one already built, for this process only.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -34,10 +36,16 @@ log = logging.getLogger(__name__)
 #: a job's images are put to S3 this many at a time (a job has at most 8): a put mostly waits on
 #: S3, about 40% of a listing job's time when sequential (docs/benchmarks/README.md)
 UPLOAD_CONCURRENCY = 4
+#: the upload threads of one process, whatever its pool's concurrency: urllib3 keeps this many
+#: connections to S3 (``worker.storage``), so more threads would only open and drop connections
+MAX_UPLOAD_THREADS = 10
 
 
-def upload_threads() -> ThreadPoolExecutor:
-    return ThreadPoolExecutor(UPLOAD_CONCURRENCY, thread_name_prefix="atelier-upload")
+def upload_threads(jobs_in_flight: int = 1) -> ThreadPoolExecutor:
+    """The process's upload threads: :data:`UPLOAD_CONCURRENCY` per job it runs at once (the
+    threads pool runs ``worker_concurrency``), at most :data:`MAX_UPLOAD_THREADS`."""
+    workers = min(MAX_UPLOAD_THREADS, UPLOAD_CONCURRENCY * jobs_in_flight)
+    return ThreadPoolExecutor(workers, thread_name_prefix="atelier-upload")
 
 
 @dataclass
@@ -71,6 +79,7 @@ class WorkerContext:
             callbacks=CallbackSender(settings),
             notify=notify,
             gate=default_gate(),
+            uploads=upload_threads(jobs_in_flight(settings)),
         )
 
     def bucket(self) -> Images:
@@ -90,6 +99,11 @@ class WorkerContext:
         self.store.close()
 
 
+def jobs_in_flight(settings: WorkerSettings) -> int:
+    """Jobs one process runs at once: the threads pool's concurrency, else one."""
+    return settings.worker_concurrency if settings.worker_pool == "threads" else 1
+
+
 def default_gate() -> QualityGate | None:
     """The gate with thresholds from ``ATELIER_GATE_*``, or ``None`` when it is turned off."""
     settings = GateSettings()
@@ -102,6 +116,8 @@ ContextFactory = Callable[[], WorkerContext]
 _factory: ContextFactory | None = None
 _current: WorkerContext | None = None
 _pid: int | None = None
+#: the threads pool's jobs share one context: only one of them builds it
+_building = threading.Lock()
 
 
 def configure(factory: ContextFactory) -> None:
@@ -119,11 +135,15 @@ def use(context: WorkerContext) -> None:
 def current() -> WorkerContext:
     """This process's context, built on first use (and again after a fork)."""
     global _current, _pid
-    if _current is None or _pid != os.getpid():
-        if _factory is None:
-            raise RuntimeError("worker.context.configure() was not called (import worker.app first)")
-        _current, _pid = _factory(), os.getpid()
-    return _current
+    built = _current
+    if built is not None and _pid == os.getpid():
+        return built
+    with _building:
+        if _current is None or _pid != os.getpid():
+            if _factory is None:
+                raise RuntimeError("worker.context.configure() was not called (import worker.app first)")
+            _current, _pid = _factory(), os.getpid()
+        return _current
 
 
 def warm_up() -> None:

@@ -37,6 +37,7 @@ from serving_contract.tensors import (
     ModelSpec,
     empty_batch,
 )
+from worker.backpressure import Backpressure
 from worker.per_process import PerProcessClient
 
 log = logging.getLogger(__name__)
@@ -105,7 +106,9 @@ class InferenceClient(PerProcessClient[Any]):
 
     Parameters: ``settings`` (Triton URL, TLS, timeout, retry budget, default versions);
     keyword-only ``client_factory`` (default: a real ``InferenceServerClient`` from settings;
-    tests pass a fake) and ``sleep`` (default ``time.sleep``; tests pass a recorder).
+    tests pass a fake), ``sleep`` (default ``time.sleep``; tests pass a recorder) and
+    ``backpressure`` (each request's priority and admission, ``worker.backpressure``; default
+    shared through the status store's Redis).
 
     The gRPC channel is opened lazily and reopened after a fork, so one instance created in a
     Celery parent still gives each pool process its own channel.
@@ -117,10 +120,13 @@ class InferenceClient(PerProcessClient[Any]):
         *,
         client_factory: Callable[[], Any] | None = None,
         sleep: Callable[[float], None] | None = None,
+        backpressure: Backpressure | None = None,
     ) -> None:
         self.settings = settings
         super().__init__(client_factory or self._connect)
         self._sleep = sleep or time.sleep
+        # backpressure: a try-on's requests go first, backfill waits while one is in flight
+        self.backpressure = backpressure or Backpressure.from_settings(settings)
 
     def _connect(self) -> grpcclient.InferenceServerClient:
         s = self.settings
@@ -260,13 +266,15 @@ class InferenceClient(PerProcessClient[Any]):
             tensor.set_data_from_numpy(np.ascontiguousarray(values))
             inputs.append(tensor)
         try:
-            result = self.client.infer(
-                spec.name,
-                inputs,
-                model_version=version,
-                outputs=[grpcclient.InferRequestedOutput(OUTPUT)],
-                client_timeout=self.settings.triton_timeout_s,
-            )
+            with self.backpressure.request() as priority:  # backpressure
+                result = self.client.infer(
+                    spec.name,
+                    inputs,
+                    model_version=version,
+                    outputs=[grpcclient.InferRequestedOutput(OUTPUT)],
+                    client_timeout=self.settings.triton_timeout_s,
+                    priority=priority,
+                )
         except Exception as error:
             raise classify(error, model=spec.name, version=version) from error
         images = result.as_numpy(OUTPUT)
@@ -284,13 +292,15 @@ class InferenceClient(PerProcessClient[Any]):
         tensor = grpcclient.InferInput("IMAGE", list(images.shape), CLIENT_DTYPES[images.dtype.name])
         tensor.set_data_from_numpy(images)
         try:
-            result = self.client.infer(
-                spec.name,
-                [tensor],
-                model_version=version,
-                outputs=[grpcclient.InferRequestedOutput("PROBABILITIES")],
-                client_timeout=self.settings.triton_timeout_s,
-            )
+            with self.backpressure.request() as priority:  # backpressure
+                result = self.client.infer(
+                    spec.name,
+                    [tensor],
+                    model_version=version,
+                    outputs=[grpcclient.InferRequestedOutput("PROBABILITIES")],
+                    client_timeout=self.settings.triton_timeout_s,
+                    priority=priority,
+                )
         except Exception as error:
             raise classify(error, model=spec.name, version=version) from error
         return _judge_result(spec, result, len(images)), str(result.get_response().model_version or version)

@@ -1,12 +1,15 @@
 """One client per process: a socket or channel opened before a fork must not be shared with the child.
 
 Celery's prefork pool creates the worker's objects in the parent and forks the pool processes
-from it; each process makes its own client on first use instead.
+from it; each process makes its own client on first use instead. Under the threads pool several
+jobs share the process's client (gRPC channels, urllib3, httpx and redis-py pools are
+thread-safe): a lock makes sure only one is made.
 """
 
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Callable
 from typing import Generic, Protocol, Self, TypeVar
 
@@ -29,14 +32,19 @@ class PerProcessClient(Generic[ClientT]):
         self._factory = factory
         self._client: ClientT | None = None
         self._pid: int | None = None
+        self._lock = threading.Lock()
 
     @property
     def client(self) -> ClientT:
         """This process's client (made on first use, and again in a forked child)."""
-        if self._client is None or self._pid != os.getpid():
-            self._client = self._factory()
-            self._pid = os.getpid()
-        return self._client
+        client = self._client
+        if client is not None and self._pid == os.getpid():
+            return client
+        with self._lock:
+            if self._client is None or self._pid != os.getpid():
+                self._client = self._factory()
+                self._pid = os.getpid()
+            return self._client
 
     def close(self) -> None:
         client, self._client = self._client, None

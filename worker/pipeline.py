@@ -522,10 +522,21 @@ def failures(job_id: str, req: Request, ctx: WorkerContext) -> Iterator[None]:
 
 def job_failure(error: BaseException) -> AtelierError:
     """What ``error`` means for the job: Celery's soft time limit is ``job_time_limit``
-    (permanent: a retry would run as long); anything else as ``core.errors`` types it."""
-    if isinstance(error, SoftTimeLimitExceeded):
+    (permanent: a retry would run as long), also when it landed inside a boundary's call and
+    that boundary raised its own typed error from it; anything else as ``core.errors`` types it."""
+    if any(isinstance(e, SoftTimeLimitExceeded) for e in _causes(error)):
         return PermanentError(ErrorCode.JOB_TIME_LIMIT, "the job ran past the task's soft time limit")
     return as_atelier_error(error)
+
+
+def _causes(error: BaseException) -> Iterator[BaseException]:
+    """``error`` and the exceptions it was raised from or while handling, innermost last."""
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        yield current
+        current = current.__cause__ or current.__context__
 
 
 def backoff_delay(

@@ -8,6 +8,8 @@
   ``/readyz`` on ``metrics_port`` (``worker.endpoints``; every pool process's samples, see
   ``worker.metrics``);
 - ``worker_process_init``: each pool process builds its own clients (``worker.context``);
+- a pool other than prefork (the default threads pool) gets the soft and hard time limits from
+  ``worker.time_limits``, which Celery enforces for prefork only;
 - shutdown: close them, and stop serving.
 """
 
@@ -25,6 +27,7 @@ from worker.celery_app import app, enqueue_callback, settings, topology
 from worker.context import WorkerContext
 from worker.health import Liveness, Readiness, worker_probes
 from worker.logs import use_json_format
+from worker.time_limits import ThreadTimeLimits, needs_own_time_limits
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +36,8 @@ metrics.observe_celery_tasks(lambda task_name: topology.queue_for(task_name).nam
 #: the main process's consumer, once connected (``/healthz``)
 liveness = Liveness()
 _endpoints: endpoints.Endpoints | None = None
+#: the time limits of a threads or solo pool (``None`` under prefork, which has its own)
+_time_limits: ThreadTimeLimits | None = None
 
 
 @signals.after_setup_logger.connect
@@ -52,6 +57,34 @@ def declare_topology(**_: Any) -> None:
         connection.ensure_connection(max_retries=5)
         declare(connection, settings)
     log.info("declared the broker topology (exchange %s)", settings.exchange)
+
+
+@signals.worker_init.connect
+def enforce_time_limits(sender: Any = None, **_: Any) -> None:
+    """A threads or solo pool ignores Celery's time limits: watch them here instead."""
+    global _time_limits
+    pool = getattr(sender, "pool_cls", None) or settings.worker_pool
+    if not needs_own_time_limits(pool):
+        return
+    _time_limits = ThreadTimeLimits(settings.task_soft_time_limit_s, settings.task_time_limit_s)
+    _time_limits.start()
+    log.info(
+        "time limits watched in-process (soft %.0f s, hard %.0f s)",
+        settings.task_soft_time_limit_s,
+        settings.task_time_limit_s,
+    )
+
+
+@signals.task_prerun.connect
+def task_clock_starts(task_id: str = "", **_: Any) -> None:
+    if _time_limits is not None:
+        _time_limits.task_started(task_id)
+
+
+@signals.task_postrun.connect
+def task_clock_stops(**_: Any) -> None:
+    if _time_limits is not None:
+        _time_limits.task_finished()
 
 
 @signals.worker_process_init.connect
@@ -88,6 +121,10 @@ def consumer_connected(sender: Any = None, **_: Any) -> None:
 
 @signals.worker_shutdown.connect
 def stop_serving(**_: Any) -> None:
+    if _time_limits is not None:
+        _time_limits.stop()
+    # the main process's own clients: the ones a threads pool's jobs used (prefork: its checks')
+    context.close()
     if _endpoints is not None:
         _endpoints.stop()
     metrics.close_multiprocess_dir()

@@ -2,8 +2,9 @@
 benchmarks and regenerate ``BENCHMARKS.md``, ``bench/perf/results.json`` and the plots.
 
 Starts its own Triton (``embedded/triton.py``; ``--gpu`` or ``ATELIER_BENCH_GPU=1`` serves a
-``KIND_GPU`` copy of the repository) and S3; RabbitMQ and Redis come from
-``ATELIER_BROKER_URL`` / ``ATELIER_REDIS_URL`` (``scripts/services.sh``).
+``KIND_GPU`` copy of the repository), S3, and a RabbitMQ node and a Redis server of its own, so
+every process's CPU is the run's (``--shared-services``: RabbitMQ and Redis from
+``ATELIER_BROKER_URL`` / ``ATELIER_REDIS_URL``, ``scripts/services.sh``).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from bench.perf import backlog, ceiling, inprocess, pipeline, result_path, scaling
-from bench.perf.report import save
+from bench.perf.report import CURRENT_BASELINE, save
 from bench.perf.rig import Environment
 from bench.perf.sizes import SIZES
 
@@ -56,7 +57,18 @@ def main(argv: list[str] | None = None) -> int:
         help="serve the models on KIND_GPU instances (also ATELIER_BENCH_GPU=1)",
     )
     parser.add_argument(
+        "--shared-services",
+        action="store_true",
+        help="use the machine's RabbitMQ and Redis (ATELIER_BROKER_URL / ATELIER_REDIS_URL) instead of "
+        "starting a node and a server for the run (their CPU then includes every other client's)",
+    )
+    parser.add_argument(
         "--baseline", action="store_true", help="record these results as the 'before' figures"
+    )
+    parser.add_argument(
+        "--baseline-name",
+        default=CURRENT_BASELINE,
+        help=f"which round of changes a --baseline run is the 'before' of (default {CURRENT_BASELINE})",
     )
     parser.add_argument("--workdir", type=Path, help="logs and S3 data (default: a temporary folder)")
     parser.add_argument("--no-report", action="store_true", help="print the results; write no files")
@@ -86,7 +98,9 @@ def main(argv: list[str] | None = None) -> int:
             )
         )
         overall = progress.add_task(f"bench.perf ({size_name}): starting Triton and S3", total=len(names))
-        env = stack.enter_context(Environment(workdir, gpu=args.gpu))
+        env = stack.enter_context(
+            Environment(workdir, gpu=args.gpu, private_services=not args.shared_services)
+        )
         for name in names:
             progress.update(overall, description=f"bench.perf ({size_name}): {name}")
             t0 = time.perf_counter()
@@ -107,7 +121,15 @@ def main(argv: list[str] | None = None) -> int:
             "md_path": args.output_dir / "BENCHMARKS.md",
             "plots": args.output_dir / "plots",
         }
-    data = save(results, command=command, size=size_name, gpu=args.gpu, as_baseline=args.baseline, **where)
+    data = save(
+        results,
+        command=command,
+        size=size_name,
+        gpu=args.gpu,
+        as_baseline=args.baseline,
+        baseline_name=args.baseline_name,
+        **where,
+    )
     for target, verdict in data["targets"].items():
         console.print(f"{target}: {verdict}")
     console.print(f"wrote {where.get('md_path', 'BENCHMARKS.md')} and its results and plots")

@@ -5,6 +5,9 @@ Latency is from the moment the try-on is handed to the producer to its record's 
 (``succeeded``) and to its ``job.succeeded`` callback arriving at the receiver; both clocks are
 this machine's. The figures are p50/p95/p99 of each phase and the ratio of the backlog p95 to the
 idle p95; the listing queue's depth when the last try-on is published says the backlog lasted.
+Each phase also says where the time went: the try-ons' wait to start (``to_started_ms``) and run
+(``running_ms``) from their records, and ``breakdown`` (``latency_breakdown``): Triton's mean
+queue and compute time per model and the try-on worker's mean stage times over the phase.
 
 Worker layout, as deployed (``docs/pipeline.md``): one worker per queue. Try-on has its own
 queue and pool, so no listing message is ever ahead of a try-on; the listing pool takes one
@@ -24,8 +27,10 @@ from typing import Any
 
 import numpy as np
 
+from bench.perf import latency_breakdown
 from bench.perf.rig import TRITON_APP, Environment, PipelineRig
 from bench.perf.sizes import Size
+from embedded.process import free_port
 
 #: CPU niceness of the listing (backfill) pool: on shared cores it yields to the try-on pool
 LISTING_NICE = int(os.environ.get("ATELIER_BENCH_LISTING_NICE", "19"))
@@ -71,24 +76,57 @@ def _latencies(rig: PipelineRig, ids: list[str], submitted: dict[str, float]) ->
         if r.state.value == "succeeded" and r.finished_at
     ]
     to_callback = [1000 * (at - submitted[j]) for j, at in callbacks.items()]
-
+    to_started = [
+        1000 * (r.started_at.timestamp() - submitted[j]) for j, r in records.items() if r.started_at
+    ]
+    running = [
+        1000 * (r.finished_at - r.started_at).total_seconds()
+        for r in records.values()
+        if r.started_at and r.finished_at
+    ]
     return {
         "jobs": len(ids),
         "succeeded": len(to_succeeded),
         "to_succeeded_ms": latency_summary(to_succeeded),
         "to_callback_ms": latency_summary(to_callback),
+        "to_started_ms": latency_summary(to_started),
+        "running_ms": latency_summary(running),
     }
+
+
+class _Scrapes:
+    """Triton's and the try-on worker's metrics, read around a phase (``latency_breakdown``)."""
+
+    def __init__(self, env: Environment, worker_metrics_url: str) -> None:
+        triton = env.stack.triton
+        self.urls = (triton.metrics_url if triton else "", worker_metrics_url)
+
+    def read(self) -> tuple[latency_breakdown.Samples, latency_breakdown.Samples]:
+        triton, worker = self.urls
+        return (latency_breakdown.scrape(triton) if triton else {}), latency_breakdown.scrape(worker)
+
+    def phase(self, before: tuple[latency_breakdown.Samples, latency_breakdown.Samples]) -> dict[str, Any]:
+        after = self.read()
+        return dict(latency_breakdown.breakdown((before[0], after[0]), (before[1], after[1]), kind="tryon"))
 
 
 def run(env: Environment, size: Size) -> dict[str, Any]:
     layout = {"tryon": (1, TRITON_APP), "listing": (1, TRITON_APP), "callbacks": (1, TRITON_APP)}
+    metrics_port = free_port()
     with PipelineRig(env, "backlog") as rig:
-        rig.start_workers(layout, nice={"listing": LISTING_NICE})
+        rig.start_workers(
+            layout,
+            nice={"listing": LISTING_NICE},
+            env={"tryon": {"ATELIER_METRICS_PORT": str(metrics_port)}},
+        )
+        scrapes = _Scrapes(env, f"http://127.0.0.1:{metrics_port}/metrics")
         # one try-on first, not counted: the first call of each process pays for its warm-up
         warm = rig.producer.submit(rig.tryon(10_000))
         rig.wait_terminal([warm], timeout_s=60)
 
+        before = scrapes.read()
         idle = _latencies(rig, *_tryons(rig, size, 0)[:2])
+        idle["breakdown"] = scrapes.phase(before)
 
         t0 = time.perf_counter()
         backlog_ids: list[str] = []
@@ -100,8 +138,10 @@ def run(env: Environment, size: Size) -> dict[str, Any]:
         publisher.start()
         publisher.join()
         publish_s = time.perf_counter() - t0
+        before = scrapes.read()
         ids, submitted, depths = _tryons(rig, size, 1000)
         busy = _latencies(rig, ids, submitted)
+        busy["breakdown"] = scrapes.phase(before)
         busy["backlog_jobs"] = size.backlog_jobs
         busy["backlog_publish_s"] = round(publish_s, 1)
         busy["listing_queue_depth_at_first_tryon"] = depths[0] if depths else 0

@@ -26,6 +26,7 @@ def run(env: Environment, size: Size) -> dict[str, Any]:
             processes=p,
             app=INPROCESS_APP,
             threads=max(1, cores // p),
+            pool="prefork",  # the model in each process: one job per process, as a user runs it
         )
         for p in size.processes
     ]

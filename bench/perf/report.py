@@ -1,9 +1,11 @@
 """``BENCHMARKS.md``, ``bench/perf/results.json`` and the plots in ``docs/benchmarks/``.
 
 The JSON keeps the latest result of each benchmark (a run of some benchmarks replaces only
-theirs) and, under ``baseline``, the figures recorded before the performance changes, which the
+theirs) and, under ``baselines``, the figures recorded before each round of performance changes
+(``issue-5``, ``issue-15``; ``python -m bench.perf --baseline --baseline-name NAME``), which the
 Markdown shows beside the current ones. The Markdown and the plots are always rebuilt from the
-whole JSON, never edited by hand. The targets are ratios within one run.
+whole JSON, never edited by hand. The targets are ratios within one run, except the
+orchestration CPU, which is compared with the latest baseline's.
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from bench.faults.report import machine
+from bench.perf.cpu_accounting import NOT_ORCHESTRATION, STAGE_ORDER
+from bench.perf.triton_batches import shared_bound
 
 #: the repository root
 ROOT = Path(__file__).resolve().parents[2]
@@ -24,6 +28,14 @@ PLOTS = ROOT / "docs" / "benchmarks"
 PIPELINE_BATCH = 8
 #: the issue's targets
 PIPELINE_TARGET, INPROCESS_TARGET, RSS_TARGET_MB, BACKLOG_TARGET = 0.8, 1.0, 150.0, 1.5
+#: issue 15: the pipeline against the shared-cores bound; orchestration CPU at most this share of before
+SHARED_BOUND_TARGET, ORCHESTRATION_TARGET = 0.8, 0.5
+#: the order of the process table's rows, by kind (``bench.perf.cpu_accounting.Tracked``)
+KIND_ORDER = ["worker", "triton", "model", "s3", "broker", "redis", "receiver", "producer", "harness"]
+#: the baseline a ``--baseline`` run records, and the one the orchestration target compares with
+CURRENT_BASELINE = "issue-15"
+#: what the single ``baseline`` of older results files was
+LEGACY_BASELINE = "issue-5"
 
 
 def save(
@@ -33,15 +45,16 @@ def save(
     size: str,
     gpu: bool,
     as_baseline: bool = False,
+    baseline_name: str = CURRENT_BASELINE,
     json_path: Path = JSON,
     md_path: Path = MARKDOWN,
     plots: Path | None = PLOTS,
 ) -> dict[str, Any]:
     """Merge ``results`` (benchmark name -> result) into the JSON; rewrite the Markdown and plots."""
-    data: dict[str, Any] = json.loads(json_path.read_text()) if json_path.exists() else {}
-    data.setdefault("benchmarks", {})
+    data = load(json_path)
     stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
-    section = data.setdefault("baseline", {}) if as_baseline else data["benchmarks"]
+    baselines = data["baselines"]
+    section = baselines.setdefault(baseline_name, {}) if as_baseline else data["benchmarks"]
     for name, result in results.items():
         section[name] = {
             **result,
@@ -51,13 +64,23 @@ def save(
             "machine": machine(),
             "ran_at": stamp,
         }
-    data["targets"] = targets(data["benchmarks"])
-    if data.get("baseline"):
-        data["baseline_targets"] = targets(data["baseline"])
+    data["targets"] = targets(data["benchmarks"], before=baselines.get(CURRENT_BASELINE))
+    data["baseline_targets"] = {name: targets(b) for name, b in baselines.items()}
     json_path.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
     if plots is not None:
-        plot(data["benchmarks"], plots)
+        plot(data["benchmarks"], plots, baselines=baselines)
     md_path.write_text(render(data))
+    return data
+
+
+def load(json_path: Path = JSON) -> dict[str, Any]:
+    """The results file, its single legacy ``baseline`` moved under ``baselines`` as ``issue-5``."""
+    data: dict[str, Any] = json.loads(json_path.read_text()) if json_path.exists() else {}
+    data.setdefault("benchmarks", {})
+    baselines = data.setdefault("baselines", {})
+    if "baseline" in data:
+        baselines.setdefault(LEGACY_BASELINE, data.pop("baseline"))
+    data.pop("baseline_targets", None)
     return data
 
 
@@ -84,9 +107,59 @@ def ceiling_of(bench: dict[str, Any]) -> dict[str, float] | None:
     }
 
 
-def targets(bench: dict[str, Any]) -> dict[str, Any]:
-    """Each target's figure, goal and verdict (targets whose benchmarks did not run are left out)."""
+def shared_bound_of(bench: dict[str, Any]) -> dict[str, float] | None:
+    """Issue 15's bound: T = raw Triton at the batch sizes the best pipeline point formed, R = the
+    raw result path, both from the same run; ``1 / (1/T + 1/R)``."""
+    try:
+        triton = bench["pipeline"]["triton_at_formed_batches"]["images_per_s"]
+        result_path = bench["result_path"]["best"]["images_per_s"]
+        mean_batch = bench["pipeline"]["best"]["formed_batches"]["product_cgan"]["mean_batch"]
+    except (KeyError, TypeError):
+        return None
+    if not triton or not result_path:
+        return None
+    return {
+        "triton_at_formed_batches": triton,
+        "result_path": result_path,
+        "mean_formed_batch": mean_batch,
+        "bound": round(shared_bound(triton, result_path), 1),
+    }
+
+
+def orchestration_by_processes(bench: dict[str, Any]) -> dict[str, float]:
+    """Process count -> orchestration CPU ms per image of the Triton pipeline's points."""
+    points = bench.get("pipeline", {}).get("points", [])
+    return {
+        str(p["processes"]): p["orchestration_ms_per_image"]
+        for p in points
+        if p.get("orchestration_ms_per_image") is not None
+    }
+
+
+def targets(bench: dict[str, Any], *, before: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Each target's figure, goal and verdict (targets whose benchmarks did not run are left out);
+    ``before``: the baseline's benchmarks, for the orchestration CPU target."""
     out: dict[str, Any] = {}
+    bound = shared_bound_of(bench)
+    if bound:
+        ratio = bench["pipeline"]["best"]["images_per_s"] / bound["bound"]
+        out["pipeline_vs_shared_bound"] = {
+            **bound,
+            "ratio": round(ratio, 2),
+            "goal": SHARED_BOUND_TARGET,
+            "met": ratio >= SHARED_BOUND_TARGET,
+        }
+    after = orchestration_by_processes(bench)
+    if after:
+        was = orchestration_by_processes(before or {})
+        ratios = {p: round(ms / was[p], 2) for p, ms in after.items() if was.get(p)}
+        out["orchestration_cpu"] = {
+            "ms_per_image_by_processes": after,
+            "before_ms_per_image_by_processes": {p: was[p] for p in ratios},
+            "ratio": max(ratios.values()) if ratios else None,
+            "goal": ORCHESTRATION_TARGET,
+            "met": bool(ratios) and max(ratios.values()) <= ORCHESTRATION_TARGET,
+        }
     ceiling = ceiling_of(bench)
     if ceiling and "pipeline" in bench:
         best = bench["pipeline"]["best"]["images_per_s"]
@@ -129,8 +202,9 @@ def targets(bench: dict[str, Any]) -> dict[str, Any]:
 # --- plots ---
 
 
-def plot(bench: dict[str, Any], folder: Path) -> list[Path]:
-    """One PNG per benchmark that ran; returns the paths written."""
+def plot(bench: dict[str, Any], folder: Path, *, baselines: dict[str, Any] | None = None) -> list[Path]:
+    """One PNG per benchmark that ran (the CPU bars also show the ``baselines``' pipeline points);
+    returns the paths written."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -185,6 +259,33 @@ def plot(bench: dict[str, Any], folder: Path) -> list[Path]:
         ax.set(ylabel="images/s", title="listing images per second (one run)")
         ax.tick_params(axis="x", labelsize=8)
         save(fig, "pipeline.png")
+    bars = cpu_bars(bench, baselines or {})
+    if bars:
+        fig, axes = plt.subplots(1, 3, figsize=(19, 7.5))
+        for ax, key, title in (
+            (axes[0], "cpu_by_process", "CPU ms per image, by process"),
+            (axes[1], "cpu_by_stage", "CPU ms per image, by stage (Triton pipeline)"),
+            (axes[2], "orchestration", "orchestration CPU ms per image, by stage"),
+        ):
+            shown = [
+                (name, grouped(p, key))
+                for name, p in bars
+                if p.get("cpu_by_stage" if key == "orchestration" else key)
+            ]
+            parts: list[str] = []
+            for _, g in shown:
+                parts += [k for k in g if k not in parts]
+            parts.sort(key=lambda k: STAGE_ORDER.index(k) if k in STAGE_ORDER else -1)
+            colours = plt.get_cmap("tab20")(range(len(parts)))
+            bottoms = [0.0] * len(shown)
+            for part, colour in zip(parts, colours, strict=True):
+                heights = [max(0.0, g.get(part, 0.0)) for _, g in shown]
+                ax.bar([n for n, _ in shown], heights, bottom=bottoms, color=colour, label=part)
+                bottoms = [b + h for b, h in zip(bottoms, heights, strict=True)]
+            ax.set(ylabel="CPU ms per image", title=title)
+            ax.tick_params(axis="x", labelsize=7, labelrotation=30)
+            ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=2)
+        save(fig, "cpu.png")
     if "backlog" in bench:
         b = bench["backlog"]
         fig, ax = plt.subplots(figsize=(6, 3.5))
@@ -221,6 +322,47 @@ def plot(bench: dict[str, Any], folder: Path) -> list[Path]:
     return written
 
 
+def grouped(point: dict[str, Any], key: str) -> dict[str, float]:
+    """A point's ``cpu_by_process`` with every worker's processes summed per queue (``listing``,
+    ``callbacks``) and the harness left out; its ``cpu_by_stage`` as it is; or (``orchestration``)
+    its stages less model compute, encoding and the S3 server."""
+    if key == "orchestration":
+        return {k: v for k, v in point["cpu_by_stage"].items() if k not in NOT_ORCHESTRATION}
+    if key != "cpu_by_process":
+        return dict(point[key])
+    kinds = point.get("process_kinds", {})
+    out: dict[str, float] = {}
+    for label, ms in point[key].items():
+        kind = kinds.get(label, "")
+        if kind == "harness":
+            continue
+        name = f"{label.split()[0].split('-')[0]} worker(s)" if kind == "worker" else label
+        out[name] = out.get(name, 0.0) + ms
+    return out
+
+
+def chronological(baselines: dict[str, Any]) -> dict[str, Any]:
+    """The baselines oldest first (by when their first benchmark ran; the JSON sorts its keys)."""
+
+    def ran_at(item: tuple[str, Any]) -> str:
+        first: dict[str, Any] = next(iter(item[1].values()), {})
+        return str(first.get("ran_at", ""))
+
+    return dict(sorted(baselines.items(), key=ran_at))
+
+
+def cpu_bars(bench: dict[str, Any], baselines: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    """(bar name, point) for every pipeline point with a CPU account: each baseline's, then now."""
+    bars = []
+    for name, source in [*((f"before {n}", b) for n, b in chronological(baselines).items()), ("now", bench)]:
+        for key in ("pipeline", "inprocess"):
+            for p in source.get(key, {}).get("points", []):
+                if p.get("cpu_by_process"):
+                    kind = "pipe" if key == "pipeline" else "in-proc"
+                    bars.append((f"{name}\n{kind} {p['processes']}p", p))
+    return bars
+
+
 # --- the Markdown ---
 
 
@@ -231,6 +373,8 @@ def _table(header: list[str], rows: list[list[Any]]) -> list[str]:
 
 
 def _verdict(target: dict[str, Any]) -> str:
+    if target.get("ratio", 0) is None:
+        return "no baseline"
     return "met" if target["met"] else "**missed**"
 
 
@@ -285,6 +429,24 @@ def render(data: dict[str, Any]) -> str:
         lines += ["Benchmarks from other runs: " + ", ".join(others) + ".", ""]
     lines += ["## Targets", ""]
     rows = []
+    if "pipeline_vs_shared_bound" in goals:
+        t = goals["pipeline_vs_shared_bound"]
+        rows.append(
+            [
+                "listing throughput / shared-cores bound (Triton at the formed batches + result path)",
+                f"{t['ratio']}x",
+                f">= {t['goal']}x",
+                _verdict(t),
+            ]
+        )
+    if "orchestration_cpu" in goals:
+        t = goals["orchestration_cpu"]
+        now = ", ".join(f"{ms} ms at {p} proc" for p, ms in t["ms_per_image_by_processes"].items())
+        was = ", ".join(f"{ms}" for ms in t["before_ms_per_image_by_processes"].values())
+        shown = (
+            f"{now} (before: {was} ms; {t['ratio']}x)" if t["ratio"] is not None else f"{now} (no baseline)"
+        )
+        rows.append(["orchestration CPU per image / before", shown, f"<= {t['goal']}x", _verdict(t)])
     if "pipeline_vs_ceiling" in goals:
         t = goals["pipeline_vs_ceiling"]
         rows.append(
@@ -310,8 +472,17 @@ def render(data: dict[str, Any]) -> str:
             ["try-on p95 under backlog / idle p95", f"{t['ratio']}x", f"<= {t['goal']}x", _verdict(t)]
         )
     lines += _table(["target", "measured", "goal", "verdict"], rows)
+    bound = goals.get("pipeline_vs_shared_bound")
+    if bound and bound["ratio"] > 1.0:
+        lines += [
+            f"The pipeline ran above the shared-cores bound ({bound['ratio']}x): a raw half was measured",
+            f"slower than the pipeline ran it (the raw result path, {bound['result_path']} images/s, puts",
+            "one image at a time per process and waits on S3 for each; the worker overlaps its puts), so",
+            "the bound is not a ceiling in this run. See docs/benchmarks/README.md.",
+            "",
+        ]
 
-    if data.get("baseline"):
+    if data.get("baselines"):
         lines += ["## Before and after the performance changes", "", *_before_after(data)]
 
     if "ceiling" in bench:
@@ -386,6 +557,7 @@ def render(data: dict[str, Any]) -> str:
             ],
             rows,
         )
+        lines += _cpu_sections(bench)
     if "backlog" in bench:
         b = bench["backlog"]
         lines += [
@@ -449,29 +621,170 @@ def render(data: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _point_title(key: str, p: dict[str, Any]) -> str:
+    return f"{'pipeline' if key == 'pipeline' else 'in-process'} {p['processes']} proc"
+
+
+def _cpu_sections(bench: dict[str, Any]) -> list[str]:
+    """Every process's CPU per image, and the Triton pipeline's by stage (adds up to the total)."""
+    points = [
+        (key, p)
+        for key in ("pipeline", "inprocess")
+        for p in bench.get(key, {}).get("points", [])
+        if "cpu_by_process" in p
+    ]
+    if not points:
+        return []
+    lines = [
+        "### CPU per image, every process",
+        "",
+        "![cpu](docs/benchmarks/cpu.png)",
+        "",
+        "CPU ms per image (user + system from `/proc`) of every process the run involves, over the",
+        "publish (producer, RabbitMQ, Redis) and from the workers' start to the last callback",
+        "(everything else); worker start-up is not counted. `bench/perf/cpu_accounting.py`.",
+        "",
+    ]
+    labels: list[str] = []
+    kinds: dict[str, str] = {}
+    for _, p in points:
+        labels += [label for label in p["cpu_by_process"] if label not in labels]
+        kinds.update(p.get("process_kinds", {}))
+    # the JSON sorts its keys: put the rows back in the ledger's order, by kind
+    rank = {kind: i for i, kind in enumerate(KIND_ORDER)}
+    labels.sort(key=lambda label: (rank.get(kinds.get(label, "worker"), len(rank)), label))
+    notes: dict[str, str] = {}
+    for _, p in points:
+        notes.update(p.get("process_notes", {}))
+    rows = [
+        [label, *(p["cpu_by_process"].get(label, "-") for _, p in points), notes.get(label, "")]
+        for label in labels
+    ]
+    rows.append(
+        ["**total (harness left out)**", *(f"**{p['cpu_total_ms_per_image']}**" for _, p in points), ""]
+    )
+    lines += _table(["process", *(_point_title(k, p) for k, p in points), "note"], rows)
+    background = {
+        label: ms
+        for _, p in points
+        if p["app"] != "bench.perf.inprocess_app"
+        for label, ms in p.get("shared_background_ms_per_image", {}).items()
+    }
+    if background:
+        shown = ", ".join(f"{label} ~{ms} ms/image" for label, ms in background.items())
+        lines += [
+            "The shared servers' rows include what the machine's other clients asked of them during the",
+            f"window. Their rate over 2 s before the run, scaled to the window: {shown} (last point).",
+            "",
+        ]
+    staged = [(k, p) for k, p in points if p.get("cpu_by_stage")]
+    if staged:
+        lines += [
+            "### CPU per image by stage (Triton pipeline)",
+            "",
+            "The same total, by stage. Inside the worker processes the stages are thread CPU timed",
+            "around the worker's own stage timers and boundaries (`bench/perf/stage_cpu.py`, in",
+            "`bench.perf.accounted_app`); what they spent beyond those is the orchestration rest.",
+            "Model compute is the Triton python stubs' CPU (the per-request work of the backend",
+            "included). Orchestration = every row but model compute, encoding and the S3 server.",
+            "",
+        ]
+        stages: list[str] = []
+        for _, p in staged:
+            stages += [name for name in p["cpu_by_stage"] if name not in stages]
+        stages.sort(key=lambda k: STAGE_ORDER.index(k) if k in STAGE_ORDER else len(STAGE_ORDER))
+        rows = [
+            [
+                name + ("" if name in NOT_ORCHESTRATION else " *"),
+                *(p["cpu_by_stage"].get(name, "-") for _, p in staged),
+            ]
+            for name in stages
+        ]
+        rows.append(["**total**", *(f"**{round(sum(p['cpu_by_stage'].values()), 2)}**" for _, p in staged)])
+        rows.append(
+            [
+                "**orchestration** (rows marked *)",
+                *(f"**{p['orchestration_ms_per_image']}**" for _, p in staged),
+            ]
+        )
+        lines += _table(["stage", *(_point_title(k, p) for k, p in staged)], rows)
+        formed = [
+            f"{p['processes']} proc: mean {f['mean_batch']} over {f['executions']} executions"
+            for _, p in staged
+            if (f := p.get("formed_batches", {}).get("product_cgan"))
+        ]
+        if formed:
+            lines += [
+                "Batches Triton formed for `product_cgan` (its statistics API): " + "; ".join(formed) + ".",
+                "",
+            ]
+    raw = bench.get("pipeline", {}).get("triton_at_formed_batches")
+    if raw and raw.get("points"):
+        by_batch = sorted(raw["best_by_formed_batch"].items(), key=lambda item: float(item[0]))
+        shown = ", ".join(f"{float(b):g} -> {v}" for b, v in by_batch)
+        lines += [
+            "Raw Triton at those batch sizes (formed batch -> images/s, measured after the pipeline):",
+            f"{shown}; weighted by the images of each formed size: **{raw['images_per_s']} images/s**",
+            "(T of the bound).",
+            "",
+        ]
+    return lines
+
+
 def _before_after(data: dict[str, Any]) -> list[str]:
-    before, after = data["baseline"], data["benchmarks"]
+    """One column per baseline (oldest first), then the current figures."""
+    baselines: dict[str, Any] = chronological(data["baselines"])
+    columns = [*baselines.values(), data["benchmarks"]]
     rows: list[list[Any]] = []
 
     def add(label: str, pick: Any) -> None:
-        try:
-            b, a = pick(before), pick(after)
-        except (KeyError, IndexError, TypeError, StopIteration):
-            return
-        rows.append([label, b, a])
+        cells = []
+        for bench in columns:
+            try:
+                cells.append(pick(bench))
+            except (KeyError, IndexError, TypeError, StopIteration, ValueError):
+                cells.append("-")
+        if any(c != "-" for c in cells):
+            rows.append([label, *cells])
+
+    def at(processes: int, key: str) -> Any:
+        return lambda d: next(p for p in d["pipeline"]["points"] if p["processes"] == processes)[key]
 
     add("pipeline images/s (best)", lambda d: d["pipeline"]["best"]["images_per_s"])
     add("result path images/s (best)", lambda d: d["result_path"]["best"]["images_per_s"])
     add("encode CPU ms/image", lambda d: d["result_path"]["encode_ms_per_image"])
     add("bytes/image", lambda d: d["result_path"]["bytes_per_image"])
     add("pipeline / ceiling", lambda d: targets(d)["pipeline_vs_ceiling"]["ratio"])
+    add(
+        "pipeline / shared-cores bound (formed batches)",
+        lambda d: targets(d)["pipeline_vs_shared_bound"]["ratio"],
+    )
+    add(
+        "mean batch Triton formed (best point)",
+        lambda d: d["pipeline"]["best"]["formed_batches"]["product_cgan"]["mean_batch"],
+    )
     add("pipeline / in-process", lambda d: targets(d)["pipeline_vs_inprocess"]["ratio_by_processes"])
     add("worker CPU ms/image", lambda d: d["pipeline"]["best"]["cpu_ms_per_image"]["listing"])
+    for processes in (1, 2):
+        add(f"CPU ms/image, every process, {processes} proc", at(processes, "cpu_total_ms_per_image"))
+        add(f"orchestration CPU ms/image, {processes} proc", at(processes, "orchestration_ms_per_image"))
     add("try-on p95 ratio under backlog", lambda d: d["backlog"]["p95_ratio_succeeded"])
-    first = before[next(iter(before))] if before else {}
+    header = ["figure"]
+    notes = []
+    for name, bench in baselines.items():
+        first = bench[next(iter(bench))] if bench else {}
+        header.append(f"before {name}")
+        code = first.get("code", "the code before that round of changes")
+        notes.append(
+            f"- before {name}: recorded {first.get('ran_at', '?')} by `{first.get('command', '?')}` (size "
+            f"`{first.get('size', '?')}`), same machine, with {code}."
+        )
+    header.append("now")
     return [
-        f"Baseline recorded {first.get('ran_at', '?')} by `{first.get('command', '?')}` (size "
-        f"`{first.get('size', '?')}`), same machine, with the code before the changes.",
+        *notes,
         "",
-        *_table(["figure", "before", "after"], rows),
+        'A baseline holds only the benchmarks its run measured ("-": not measured then); figures of',
+        "different runs are compared as ratios only where the table says so.",
+        "",
+        *_table(header, rows),
     ]

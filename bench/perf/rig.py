@@ -2,10 +2,12 @@
 
 :class:`Environment` is started once per ``python -m bench.perf`` run: an ``embedded.stack.Stack``
 with the real Triton (the committed repository or its ``KIND_GPU`` copy), a SeaweedFS S3 server
-and a callback receiver. A benchmark that needs Triton with other settings (dynamic batching off)
-starts a variant with :meth:`Environment.triton_variant`.
+and a callback receiver, and by default a RabbitMQ node and a Redis server of its own, so the
+CPU they spend is the run's alone (the machine's shared ones also serve every other client).
+A benchmark that needs Triton with other settings (dynamic batching off) starts a variant with
+:meth:`Environment.triton_variant`.
 
-:class:`PipelineRig` is one run of the pipeline on the shared RabbitMQ and Redis: a ``Stack``
+:class:`PipelineRig` is one run of the pipeline on the run's RabbitMQ and Redis: a ``Stack``
 with a private exchange, queues and key prefix that uses the environment's Triton, S3 and
 receiver, the producer, and Celery workers started as an operator starts them, of the real app
 (``worker.app``) or of the in-process alternative (``bench.perf.inprocess_app``). It reads job
@@ -29,7 +31,9 @@ from kombu import Connection
 from core.contracts.jobs import JobRecord
 from core.worker_settings import WorkerSettings
 from embedded.namespace import namespace
+from embedded.rabbitmq import RabbitMQServer
 from embedded.receiver import CallbackReceiver
+from embedded.redis import RedisServer
 from embedded.s3 import S3Server
 from embedded.stack import Pool, Stack
 from embedded.triton import DEFAULT_REPOSITORY, TritonServer
@@ -66,16 +70,34 @@ class Environment:
 
     Parameters: ``workdir`` (logs, S3 data, repository copies), keyword-only ``gpu`` (serve a
     ``KIND_GPU`` copy of the repository, ``training.export.gpu_repository``), ``triton_grpc_url``
-    (use this Triton instead of starting one).
+    (use this Triton instead of starting one), ``private_services`` (default ``True``: start a
+    RabbitMQ node and a Redis server for the run; ``False``: the machine's shared ones,
+    ``ATELIER_BROKER_URL`` / ``ATELIER_REDIS_URL``).
     """
 
     workdir: Path
     gpu: bool = False
     triton_grpc_url: str | None = None
+    private_services: bool = True
     repository: Path = field(default=DEFAULT_REPOSITORY, init=False)
 
     def __enter__(self) -> Environment:
         self.workdir.mkdir(parents=True, exist_ok=True)
+        self._services = contextlib.ExitStack()
+        #: what every stack of the run connects to (empty: the shared services)
+        self.services: dict[str, str] = {}
+        if self.private_services:
+            logs = self.workdir / "logs"
+            broker = RabbitMQServer(state_dir=self.workdir, log_path=logs / "rabbitmq.log")
+            redis = RedisServer(state_dir=self.workdir, log_path=logs / "redis.log")
+            try:
+                self.services = {
+                    "broker_url": self._services.enter_context(broker).url,
+                    "redis_url": self._services.enter_context(redis).url,
+                }
+            except BaseException:
+                self._services.close()
+                raise
         if self.gpu:
             from training.export import gpu_repository  # torch only here
 
@@ -85,14 +107,22 @@ class Environment:
             workdir=self.workdir,
             triton_repository=self.repository if self.triton_grpc_url is None else None,
             triton_grpc_url=self.triton_grpc_url,
-            settings={"s3_bucket": BUCKET},
+            broker_url=self.services.get("broker_url"),
+            settings={"s3_bucket": BUCKET, **self.redis_setting()},
         ).__enter__()
         self.triton_grpc_url = self.stack.settings.triton_grpc_url
         self.triton_pid: int | None = self.stack.triton.pid if self.stack.triton else None
         return self
 
     def __exit__(self, *exc: Any) -> None:
-        self.stack.__exit__(*exc)
+        try:
+            self.stack.__exit__(*exc)
+        finally:
+            self._services.close()
+
+    def redis_setting(self) -> dict[str, str]:
+        """The settings value that points a stack at the run's Redis (none: the shared one)."""
+        return {"redis_url": self.services["redis_url"]} if "redis_url" in self.services else {}
 
     @property
     def grpc_url(self) -> str:
@@ -173,7 +203,8 @@ class PipelineRig:
             triton_grpc_url=grpc_url or env.grpc_url,
             s3=env.s3,
             receiver=env.receiver,
-            settings={"s3_bucket": BUCKET, **overrides},
+            broker_url=env.services.get("broker_url"),
+            settings={"s3_bucket": BUCKET, **env.redis_setting(), **overrides},
         )
 
     def __enter__(self) -> PipelineRig:

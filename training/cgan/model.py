@@ -53,28 +53,60 @@ class UpBlock(nn.Module):
         return self.conv(F.interpolate(x, scale_factor=2.0, mode="nearest"))
 
 
-class Generator(nn.Module):
-    """(z, category, colour) -> image in [-1, 1], ``[N, 3, 32, 32]``."""
+def up_blocks(resolution: int) -> int:
+    """How many 2x upsampling blocks take the 4x4 start to ``resolution`` (32, 64 or 128)."""
+    if resolution not in RESOLUTIONS:
+        raise ValueError(f"resolution {resolution} not supported; choose one of {RESOLUTIONS}")
+    return resolution.bit_length() - 3  # log2(resolution / 4)
 
-    def __init__(self, width: int = 128) -> None:
+
+#: image sides the generator and discriminator are built for
+RESOLUTIONS = (32, 64, 128)
+
+
+class Generator(nn.Module):
+    """(z, category, colour[, pattern]) -> image in [-1, 1], ``[N, 3, resolution, resolution]``.
+
+    Each upsampling block halves the channels: ``width`` must be at least ``2 ** blocks``
+    (8 at 32 px, 16 at 64 px, 32 at 128 px). The vocabulary sizes default to the committed
+    taxonomy and palette; a catalog-trained model passes its own.
+    """
+
+    def __init__(
+        self,
+        width: int = 128,
+        *,
+        num_categories: int = NUM_CATEGORIES,
+        num_colours: int = NUM_COLOURS,
+        resolution: int = 32,
+        num_patterns: int = 0,
+    ) -> None:
         super().__init__()
-        cond_dim = 2 * EMBED_DIM
+        blocks = up_blocks(resolution)
+        if width < 2**blocks:
+            raise ValueError(f"generator width {width} below {2**blocks}, the minimum at {resolution} px")
+        cond_dim = (3 if num_patterns else 2) * EMBED_DIM
         self.width = width
-        self.category = nn.Embedding(NUM_CATEGORIES, EMBED_DIM)
-        self.colour = nn.Embedding(NUM_COLOURS, EMBED_DIM)
+        self.category = nn.Embedding(num_categories, EMBED_DIM)
+        self.colour = nn.Embedding(num_colours, EMBED_DIM)
+        # the pattern condition (serving_contract.patterns); 0 builds the colour-only model
+        self.pattern = nn.Embedding(num_patterns, EMBED_DIM) if num_patterns else None
         self.project = nn.Linear(LATENT_DIM + cond_dim, width * 4 * 4)
         self.blocks = nn.ModuleList(
-            [
-                UpBlock(width, width // 2, cond_dim),  # 8x8
-                UpBlock(width // 2, width // 4, cond_dim),  # 16x16
-                UpBlock(width // 4, width // 8, cond_dim),  # 32x32
-            ]
+            [UpBlock(width // 2**i, width // 2 ** (i + 1), cond_dim) for i in range(blocks)]  # 8, 16, ...
         )
-        self.out_norm = ConditionalBatchNorm(width // 8, cond_dim)
-        self.to_rgb = nn.Conv2d(width // 8, 3, 3, padding=1)
+        self.out_norm = ConditionalBatchNorm(width // 2**blocks, cond_dim)
+        self.to_rgb = nn.Conv2d(width // 2**blocks, 3, 3, padding=1)
 
-    def forward(self, z: torch.Tensor, category: torch.Tensor, colour: torch.Tensor) -> torch.Tensor:
-        cond = torch.cat([self.category(category), self.colour(colour)], dim=1)
+    def forward(
+        self,
+        z: torch.Tensor,
+        category: torch.Tensor,
+        colour: torch.Tensor,
+        pattern: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        parts = [self.category(category), self.colour(colour), *pattern_condition(self.pattern, pattern)]
+        cond = torch.cat(parts, dim=1)
         x = self.project(torch.cat([z, cond], dim=1)).view(-1, self.width, 4, 4)
         for block in self.blocks:
             x = block(x, cond)
@@ -85,27 +117,53 @@ class Generator(nn.Module):
 class Discriminator(nn.Module):
     """Projection discriminator: ``psi(h) + <embed_category(y), h> + <embed_colour(c), h>``."""
 
-    def __init__(self, width: int = 32) -> None:
+    def __init__(
+        self,
+        width: int = 32,
+        *,
+        num_categories: int = NUM_CATEGORIES,
+        num_colours: int = NUM_COLOURS,
+        resolution: int = 32,
+        num_patterns: int = 0,
+    ) -> None:
         super().__init__()
-        self.features = nn.Sequential(
-            spectral_norm(nn.Conv2d(3, width, 3, padding=1)),
-            nn.LeakyReLU(0.1),
-            spectral_norm(nn.Conv2d(width, width * 2, 4, stride=2, padding=1)),  # 16
-            nn.LeakyReLU(0.1),
-            spectral_norm(nn.Conv2d(width * 2, width * 4, 4, stride=2, padding=1)),  # 8
-            nn.LeakyReLU(0.1),
-            spectral_norm(nn.Conv2d(width * 4, width * 8, 4, stride=2, padding=1)),  # 4
-            nn.LeakyReLU(0.1),
-        )
+        layers: list[nn.Module] = [spectral_norm(nn.Conv2d(3, width, 3, padding=1)), nn.LeakyReLU(0.1)]
+        channels = width
+        for i in range(up_blocks(resolution)):  # halves the side down to 4x4; channels stop at 8x
+            out = width * 2 ** min(i + 1, 3)
+            layers += [spectral_norm(nn.Conv2d(channels, out, 4, stride=2, padding=1)), nn.LeakyReLU(0.1)]
+            channels = out
+        self.features = nn.Sequential(*layers)
         features = width * 8
         self.linear = spectral_norm(nn.Linear(features, 1))
-        self.category = spectral_norm(nn.Embedding(NUM_CATEGORIES, features))
-        self.colour = spectral_norm(nn.Embedding(NUM_COLOURS, features))
+        self.category = spectral_norm(nn.Embedding(num_categories, features))
+        self.colour = spectral_norm(nn.Embedding(num_colours, features))
+        self.pattern = spectral_norm(nn.Embedding(num_patterns, features)) if num_patterns else None
 
-    def forward(self, image: torch.Tensor, category: torch.Tensor, colour: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self,
+        image: torch.Tensor,
+        category: torch.Tensor,
+        colour: torch.Tensor,
+        pattern: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         h = self.features(image).sum(dim=(2, 3))
         projection = (self.category(category) * h).sum(1) + (self.colour(colour) * h).sum(1)
+        for embedded in pattern_condition(self.pattern, pattern):  # one more projection, if any
+            projection = projection + (embedded * h).sum(1)
         return self.linear(h).squeeze(1) + projection
+
+
+def pattern_condition(embedding: nn.Module | None, pattern: torch.Tensor | None) -> list[torch.Tensor]:
+    """The embedded pattern as a list of zero or one tensors: a model built with patterns needs
+    one, a colour-only model refuses one (silently ignoring it would hide a wrong model)."""
+    if embedding is None:
+        if pattern is not None:
+            raise ValueError("pattern given to a model built without patterns (num_patterns=0)")
+        return []
+    if pattern is None:
+        raise ValueError("pattern missing: this model was built with num_patterns > 0")
+    return [embedding(pattern)]
 
 
 def discriminator_hinge_loss(real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:

@@ -1,6 +1,7 @@
 """Train the product cGAN on colourised Fashion-MNIST.
 
-Each epoch recolours every training image with fresh seeded colours, runs one discriminator
+Each epoch recolours every training image with fresh seeded colours (and, with
+``CganConfig.patterns``, fresh seeded patterns: ``training/cgan/patterns.py``), runs one discriminator
 and one generator step per batch (TTUR: the discriminator learns 4x faster), keeps an
 exponential moving average of the generator (the weights that get exported), writes a
 category x colour sample grid, appends the epoch's metrics, and checkpoints.
@@ -17,6 +18,7 @@ import numpy as np
 import torch
 
 from serving_contract.palette import NUM_COLOURS, PALETTE
+from serving_contract.patterns import NUM_PATTERNS
 from serving_contract.taxonomy import CATEGORIES, NUM_CATEGORIES
 from training import checkpoints
 from training.cgan.model import (
@@ -26,8 +28,9 @@ from training.cgan.model import (
     discriminator_hinge_loss,
     generator_hinge_loss,
 )
+from training.cgan.patterns import epoch_data, save_pattern_sheet
 from training.data import fashion_mnist
-from training.data.products import product_images, random_colours, to_unit_range
+from training.data.products import to_unit_range
 from training.grids import save_grid, to_uint8_hwc
 from training.layout import channels_last
 from training.progress import MetricsLog, progress_bar
@@ -46,22 +49,26 @@ class CganConfig:
     ema_decay: float = 0.999
     seed: int = 0
     limit: int | None = None  #: train on the first N images only (smoke tests)
+    patterns: bool = False  #: condition on serving_contract.patterns too (textured data)
 
 
 def build(config: CganConfig) -> tuple[Generator, Discriminator]:
-    generator = channels_last(Generator(config.generator_width))
-    discriminator = channels_last(Discriminator(config.discriminator_width))
+    num_patterns = NUM_PATTERNS if config.patterns else 0
+    generator = channels_last(Generator(config.generator_width, num_patterns=num_patterns))
+    discriminator = channels_last(Discriminator(config.discriminator_width, num_patterns=num_patterns))
     return generator, discriminator
 
 
 @torch.no_grad()
 def sample_sheet(generator: Generator, seed: int = 1234) -> np.ndarray:
-    """One image per (category, colour), rows = categories: ``[120, 32, 32, 3]`` uint8."""
+    """One image per (category, colour), rows = categories: ``[120, 32, 32, 3]`` uint8
+    (plain fabric for a model with patterns)."""
     generator.eval()
     category = torch.arange(NUM_CATEGORIES).repeat_interleave(NUM_COLOURS)
     colour = torch.arange(NUM_COLOURS).repeat(NUM_CATEGORIES)
+    pattern = None if generator.pattern is None else torch.zeros_like(category)
     z = torch.randn(len(category), LATENT_DIM, generator=torch.Generator().manual_seed(seed))
-    return to_uint8_hwc(generator(z, category, colour).numpy())
+    return to_uint8_hwc(generator(z, category, colour, pattern).numpy())
 
 
 @torch.no_grad()
@@ -98,9 +105,12 @@ def train(run_dir: Path, config: CganConfig) -> Path:
         epochs = progress.add_task("cGAN epochs", total=config.epochs, completed=start_epoch, status="")
         for epoch in range(start_epoch, config.epochs):
             started = time.perf_counter()
-            colours_np = random_colours(len(labels), seed=config.seed * 1000 + epoch)
-            images = torch.from_numpy(to_unit_range(product_images(data, colours_np)))
+            images_np, colours_np, patterns_np = epoch_data(
+                data, config.seed * 1000 + epoch, patterns=config.patterns
+            )
+            images = torch.from_numpy(to_unit_range(images_np))
             colours = torch.from_numpy(colours_np)
+            patterns = None if patterns_np is None else torch.from_numpy(patterns_np)
             order = torch.randperm(len(labels))
             totals = np.zeros(4)
             batches = progress.add_task(f"epoch {epoch + 1}", total=steps, status="")
@@ -109,18 +119,19 @@ def train(run_dir: Path, config: CganConfig) -> Path:
                 index = order[step * config.batch_size : (step + 1) * config.batch_size]
                 real = images[index].contiguous(memory_format=CHANNELS_LAST)
                 category, colour = labels[index], colours[index]
+                pattern = None if patterns is None else patterns[index]
                 z = torch.randn(len(index), LATENT_DIM)
                 with torch.no_grad():
-                    fake = generator(z, category, colour)
-                d_real = discriminator(real, category, colour)
-                d_fake = discriminator(fake, category, colour)
+                    fake = generator(z, category, colour, pattern)
+                d_real = discriminator(real, category, colour, pattern)
+                d_fake = discriminator(fake, category, colour, pattern)
                 loss_d = discriminator_hinge_loss(d_real, d_fake)
                 opt_d.zero_grad(set_to_none=True)
                 loss_d.backward()
                 opt_d.step()
 
-                fake = generator(torch.randn(len(index), LATENT_DIM), category, colour)
-                loss_g = generator_hinge_loss(discriminator(fake, category, colour))
+                fake = generator(torch.randn(len(index), LATENT_DIM), category, colour, pattern)
+                loss_g = generator_hinge_loss(discriminator(fake, category, colour, pattern))
                 opt_g.zero_grad(set_to_none=True)
                 loss_g.backward()
                 opt_g.step()
@@ -132,6 +143,8 @@ def train(run_dir: Path, config: CganConfig) -> Path:
                     progress.update(batches, completed=step + 1, status=f"D {mean[0]:.3f} G {mean[1]:.3f}")
             progress.remove_task(batches)
             mean = totals / steps
+            if config.patterns:
+                save_pattern_sheet(run_dir / "samples" / f"patterns_epoch_{epoch + 1:03d}.png", ema)
             save_grid(
                 run_dir / "samples" / f"epoch_{epoch + 1:03d}.png",
                 sample_sheet(ema),

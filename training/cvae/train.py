@@ -83,11 +83,21 @@ def size_by_body_sheet(model: TryOnVAE, held_out: dataset.TryOnExamples) -> np.n
     return np.concatenate(rows)
 
 
-def train(run_dir: Path, config: CvaeConfig) -> Path:
+def train(
+    run_dir: Path,
+    config: CvaeConfig,
+    *,
+    examples: dataset.TryOnExamples | None = None,
+    held_out: dataset.TryOnExamples | None = None,
+) -> Path:
+    """Train (or resume) into ``run_dir``; ``examples`` and ``held_out`` default to the
+    Fashion-MNIST renders (a catalog run passes renders of its own garments)."""
     checkpoints.seed_everything(config.seed)
     data_dir = Path(config.data_dir)
-    examples = dataset.cached(data_dir, "train", config.train_examples, seed=config.seed)
-    held_out = dataset.cached(data_dir, "test", 512, seed=config.seed + 10_000)
+    if examples is None:
+        examples = dataset.cached(data_dir, "train", config.train_examples, seed=config.seed)
+    if held_out is None:
+        held_out = dataset.cached(data_dir, "test", 512, seed=config.seed + 10_000)
     model = channels_last(TryOnVAE())
     optimiser = torch.optim.Adam(model.parameters(), config.lr)
     steps = len(examples) // config.batch_size

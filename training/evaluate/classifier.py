@@ -27,7 +27,9 @@ FEATURE_DIM = 128
 
 
 class Judge(nn.Module):
-    def __init__(self) -> None:
+    """The CNN; ``classes`` is the size of its head (categories, or patterns for the pattern judge)."""
+
+    def __init__(self, classes: int = NUM_CATEGORIES) -> None:
         super().__init__()
         self.features = nn.Sequential(
             nn.Conv2d(3, 32, 3, padding=1),
@@ -47,7 +49,7 @@ class Judge(nn.Module):
             nn.Linear(128 * 16, FEATURE_DIM),
             nn.ReLU(),
         )
-        self.classify = nn.Linear(FEATURE_DIM, NUM_CATEGORIES)
+        self.classify = nn.Linear(FEATURE_DIM, classes)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Returns (logits, features)."""

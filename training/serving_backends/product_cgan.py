@@ -6,7 +6,8 @@ rule; the others in the batch are still answered), then runs the valid items thr
 ``forward_batch`` rows at a time. Each item's noise comes from its own seed on the CPU (the same
 on every device), and every forward has that one shape, so on one machine an item's bytes do not
 depend on the other requests it was batched with (docs/determinism.md). Limits come from the
-config ``parameters``.
+version's ``manifest.json`` beside this file (a version trained on another catalog has its own
+categories and colours), else from the config ``parameters``, which all versions share.
 """
 
 from __future__ import annotations
@@ -27,8 +28,17 @@ class TritonPythonModel:
         parameters = {k: v["string_value"] for k, v in config.get("parameters", {}).items()}
         self.latent_dim = int(parameters["latent_dim"])
         self.forward_batch = int(parameters["forward_batch"])
+        # intra-op threads per instance (config, written by training/export.py): torch's default
+        # of one per core let OpenMP workers of three models spin against each other on shared cores
+        torch.set_num_threads(int(parameters.get("intra_op_threads", torch.get_num_threads())))
         self.num_categories = int(parameters["num_categories"])
         self.num_colours = int(parameters["num_colours"])
+        manifest_path = Path(__file__).with_name("manifest.json")
+        if manifest_path.exists():  # serving_contract/manifest.py wrote it at export
+            manifest = json.loads(manifest_path.read_text())
+            self.latent_dim = int(manifest["latent_dim"])
+            self.num_categories = len(manifest["conditions"]["categories"])
+            self.num_colours = len(manifest["conditions"]["colours"])
         if args.get("model_instance_kind") == "GPU":
             self.device = torch.device(f"cuda:{args['model_instance_device_id']}")
         else:

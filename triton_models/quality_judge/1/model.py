@@ -29,6 +29,9 @@ class TritonPythonModel:
         config = json.loads(args["model_config"])
         parameters = {k: v["string_value"] for k, v in config.get("parameters", {}).items()}
         self.forward_batch = int(parameters["forward_batch"])
+        # intra-op threads per instance (config, written by training/export.py): torch's default
+        # of one per core let OpenMP workers of three models spin against each other on shared cores
+        torch.set_num_threads(int(parameters.get("intra_op_threads", torch.get_num_threads())))
         if args.get("model_instance_kind") == "GPU":
             self.device = torch.device(f"cuda:{args['model_instance_device_id']}")
         else:

@@ -28,6 +28,9 @@ class TritonPythonModel:
         parameters = {k: v["string_value"] for k, v in config.get("parameters", {}).items()}
         self.latent_dim = int(parameters["latent_dim"])
         self.forward_batch = int(parameters["forward_batch"])
+        # intra-op threads per instance (config, written by training/export.py): torch's default
+        # of one per core let OpenMP workers of three models spin against each other on shared cores
+        torch.set_num_threads(int(parameters.get("intra_op_threads", torch.get_num_threads())))
         self.num_categories = int(parameters["num_categories"])
         self.num_sizes = int(parameters["num_sizes"])
         self.wearable = [int(c) for c in json.loads(parameters["wearable_categories"])]
