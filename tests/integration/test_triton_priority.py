@@ -26,9 +26,10 @@ from worker.inference import InferenceClient
 pytestmark = pytest.mark.triton
 
 #: bulk requests queued before the probe: full batches, so the batcher cannot merge them
-BACKLOG = 12
-#: seconds the backlog has to reach the server's queue before the probe is sent
-SETTLE_S = 0.3
+BACKLOG = 32
+#: seconds the backlog has to reach the server's queue before the probe is sent (it takes
+#: milliseconds; draining it takes seconds)
+SETTLE_S = 0.5
 
 
 @pytest.fixture(scope="module")
@@ -76,6 +77,7 @@ def bulk_done_before_probe(triton: TritonServer, task_name: str) -> int:
         redis_key_prefix=f"test-priority-{uuid.uuid4().hex}:",  # its backpressure holds no one else back
     )
     worker_client = InferenceClient(settings)
+    assert worker_client.ready()  # its channel open before the backlog, not while it drains
     app = Celery("priority-test", set_as_current=False)
 
     @app.task(name=task_name)
@@ -101,5 +103,5 @@ def test_a_try_on_request_overtakes_queued_backfill_and_a_listing_request_does_n
     listing = bulk_done_before_probe(triton, LISTING_TASK)
     tryon = bulk_done_before_probe(triton, TRYON_TASK)
     assert listing == BACKLOG  # first come, first served at the bulk level
-    # at most the batch running when it arrived, and one the batcher had already taken
-    assert tryon <= 2, f"{tryon} of {BACKLOG} queued bulk requests finished before the try-on's"
+    # the batch running when it arrived and the few done while it was being sent, no more
+    assert tryon <= BACKLOG // 4, f"{tryon} of {BACKLOG} queued bulk requests finished before the try-on's"
