@@ -32,7 +32,7 @@ from bench.perf.cpu_accounting import (
 )
 from embedded.receiver import CallbackReceiver
 
-#: the producer's row (read over the publish window only)
+#: the producer's row: the CPU of the thread that submits the jobs (``time.thread_time``)
 PRODUCER = "producer (submit, this process)"
 #: this process outside the producer and the receiver: the benchmark's own waiting and sampling
 HARNESS = "benchmark harness (this process: waits, sampling)"
@@ -90,6 +90,7 @@ def pipeline_ledger(
     broker_url: str,
     redis_url: str,
     receiver: CallbackReceiver,
+    producer: ThreadCpu,
 ) -> CpuLedger:
     """The ledger of one run, less the workers (add :func:`worker_rows` once they started)."""
     rows: list[Tracked] = []
@@ -111,20 +112,13 @@ def pipeline_ledger(
     rows.append(server_row("Redis", "redis", listener_pid(redis_port), what=f"Redis :{redis_port}"))
     me, receiver_read = own_cpu(os.getpid()), receiver_cpu(receiver)
     rows.append(Tracked(RECEIVER, "receiver", receiver_read))
-    rows.append(Tracked(PRODUCER, "producer", me, note="measured over the publish, before the workers start"))
+    rows.append(
+        Tracked(PRODUCER, "producer", producer.read, note="the thread that submits (``Producer.submit``)")
+    )
 
     def harness() -> float | None:
         own = me()
-        return None if own is None else own - receiver_read()
+        return None if own is None else own - receiver_read() - producer.read()
 
     rows.append(Tracked(HARNESS, "harness", harness, note="not part of the pipeline: left out of the total"))
     return CpuLedger(rows)
-
-
-#: rows measured while the jobs are published (the workers are not started yet)
-PUBLISH_KINDS = ("producer", "broker", "redis")
-
-
-def rows_of(ledger: CpuLedger, kinds: tuple[str, ...], *, exclude: bool = False) -> list[str]:
-    """Labels of the rows whose kind is (or, ``exclude``, is not) in ``kinds``."""
-    return [r.label for r in ledger.rows if (r.kind in kinds) != exclude]

@@ -418,13 +418,11 @@ def render(data: dict[str, Any]) -> str:
         "only ratios measured in the same run are compared.",
         "",
     ]
-    others = sorted(
-        {
-            f"`{r['command']}` ({name})"
-            for name, r in bench.items()
-            if r.get("command") != any_run.get("command")
-        }
-    )
+    by_command: dict[str, list[str]] = {}
+    for name, r in bench.items():
+        if r.get("command") != any_run.get("command"):
+            by_command.setdefault(str(r.get("command")), []).append(name)
+    others = [f"`{command}` ({', '.join(names)})" for command, names in sorted(by_command.items())]
     if others:
         lines += ["Benchmarks from other runs: " + ", ".join(others) + ".", ""]
     lines += ["## Targets", ""]
@@ -640,9 +638,9 @@ def _cpu_sections(bench: dict[str, Any]) -> list[str]:
         "",
         "![cpu](docs/benchmarks/cpu.png)",
         "",
-        "CPU ms per image (user + system from `/proc`) of every process the run involves, over the",
-        "publish (producer, RabbitMQ, Redis) and from the workers' start to the last callback",
-        "(everything else); worker start-up is not counted. `bench/perf/cpu_accounting.py`.",
+        "CPU ms per image (user + system from `/proc`) of every process the run involves, from the",
+        "first publish (the workers started, idle on an empty queue) to the last callback; worker",
+        "start-up is not counted. `bench/perf/cpu_accounting.py`.",
         "",
     ]
     labels: list[str] = []
@@ -772,12 +770,20 @@ def _before_after(data: dict[str, Any]) -> list[str]:
     header = ["figure"]
     notes = []
     for name, bench in baselines.items():
-        first = bench[next(iter(bench))] if bench else {}
         header.append(f"before {name}")
+        runs: dict[tuple[str, str], list[str]] = {}
+        for benchmark, entry in bench.items():
+            runs.setdefault((str(entry.get("ran_at", "?")), str(entry.get("command", "?"))), []).append(
+                benchmark
+            )
+        first = bench[next(iter(bench))] if bench else {}
         code = first.get("code", "the code before that round of changes")
+        recorded = "; ".join(
+            f"{', '.join(names)} at {ran_at} by `{command}`"
+            for (ran_at, command), names in sorted(runs.items())
+        )
         notes.append(
-            f"- before {name}: recorded {first.get('ran_at', '?')} by `{first.get('command', '?')}` (size "
-            f"`{first.get('size', '?')}`), same machine, with {code}."
+            f"- before {name}: {recorded} (size `{first.get('size', '?')}`), same machine, with {code}."
         )
     header.append("now")
     return [
