@@ -58,3 +58,20 @@ def test_class_probabilities_are_distributions_over_the_judges_classes() -> None
     probabilities = class_probabilities(Judge(6), images, batch=5)
     assert probabilities.shape == (12, 6)
     assert np.allclose(probabilities.sum(axis=1), 1.0)
+
+
+def test_report_shows_the_measured_score_or_says_how_to_measure_it() -> None:
+    from training.evaluate.report import inception_score_text
+
+    assert "python -m training.evaluate.inception_score" in inception_score_text(None)
+    measured = {
+        "judge_is_generated": 7.98,
+        "judge_is_generated_std": 0.14,
+        "judge_is_real_test": 7.64,
+        "judge_is_real_test_std": 0.16,
+        "samples": 5000,
+        "splits": 10,
+        "command": "python -m training.evaluate.inception_score --samples 5000",
+    }
+    text = inception_score_text(measured)
+    assert "**7.98** ± 0.14 generated, 7.64 ± 0.16 real" in text and "5000 each" in text
