@@ -5,7 +5,8 @@ request contracts in ``core.contracts`` (the submission bodies *are* those model
 ``requester``), so the published schema is the contract and cannot drift from it; uvicorn
 serves it (``atelier api serve``). Routes that call Redis or the broker are plain functions,
 which FastAPI runs in its thread pool (the submit routes: in their own submit threads,
-``api.threads``), so the blocking clients of the core stay as they are.
+``api.threads``, or on the loop with ``api_async_submit``: ``producer.accept_async``, whose
+connections the app's lifespan closes), so the blocking clients of the core stay as they are.
 
 Everything the routes touch is injected, so tests build the app against real services:
 ``producer`` (a :class:`producer.client.Producer`: the same core as the Python client, never
@@ -31,6 +32,8 @@ schema added.
 from __future__ import annotations
 
 import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
@@ -64,6 +67,8 @@ from api.settings import ApiSettings
 from api.storage import ObjectEraser, S3ObjectEraser
 from core.jobs import StoreError
 from core.publish import PublishError
+from core.topology import is_filesystem_broker
+from producer.accept_async import AsyncProducer
 from producer.client import Producer
 
 log = logging.getLogger(__name__)
@@ -98,6 +103,7 @@ def create_app(
     """The API app over these services (the caller owns them and closes them)."""
     settings = settings if settings is not None else ApiSettings()
     app = FastAPI(
+        lifespan=_closing_async_producer,
         title="Atelier API",
         version=_version(),
         description=DESCRIPTION,
@@ -105,6 +111,9 @@ def create_app(
     )
     app.state.settings = settings
     app.state.producer = producer
+    # the submit routes' asyncio path (api.routes.submit): made on first use, closed on shutdown
+    app.state.async_submit = settings.api_async_submit and not is_filesystem_broker(producer.settings)
+    app.state.accepting = None
     app.state.keys = keys
     app.state.presigner = presigner if presigner is not None else S3Presigner(settings)
     app.state.readiness = readiness if readiness is not None else Readiness(settings)
@@ -149,6 +158,16 @@ def create_app(
     app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)
     app.openapi = lambda: document(app)  # type: ignore[method-assign]
     return app
+
+
+@asynccontextmanager
+async def _closing_async_producer(app: FastAPI) -> AsyncIterator[None]:
+    """Close the submit routes' asyncio connections (``api_async_submit``) when the server stops."""
+    yield
+    accepting: AsyncProducer | None = app.state.accepting
+    if accepting is not None:
+        app.state.accepting = None
+        await accepting.close()
 
 
 def _install_problem_handlers(app: FastAPI) -> None:

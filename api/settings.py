@@ -32,6 +32,11 @@ class ApiSettings(ServiceSettings):
     api_page_limit_default: int = Field(
         default=20, ge=1, le=1000, description="jobs per GET /v1/jobs page when limit is not given"
     )
+    api_async_submit: bool = Field(
+        default=False,
+        description="run the submit routes' record and publish on the event loop (redis.asyncio and "
+        "an asyncio AMQP client, producer.accept_async) instead of in submit threads; RabbitMQ only",
+    )
     api_prefer_wait_max_s: float = Field(
         default=60.0,
         gt=0,

@@ -94,6 +94,34 @@ def message_size(kwargs: dict[str, Any]) -> int:
     return len(json.dumps([[], kwargs, embed]).encode())
 
 
+def refuse_oversized(
+    task_name: str, kwargs: dict[str, Any], *, job_id: str, settings: AtelierSettings
+) -> None:
+    """Raise :class:`MessageTooLarge` when the message is over ``max_message_bytes``."""
+    size = message_size(kwargs)
+    if size > settings.max_message_bytes:
+        raise MessageTooLarge(
+            f"the {task_name} message would be {size} bytes, over the "
+            f"{settings.max_message_bytes}-byte limit (max_message_bytes)",
+            task_name=task_name,
+            job_id=job_id,
+            delivered_maybe=False,
+        )
+
+
+def send_only_app(settings: AtelierSettings) -> Celery:
+    """A private Celery app (never the current one) configured only for sending
+    (:func:`core.topology.celery_config`); on RabbitMQ a broker that stops answering mid-declare
+    raises instead of blocking forever."""
+    app = Celery("atelier-producer", set_as_current=False)
+    app.conf.update(celery_config(settings))
+    if not is_filesystem_broker(settings):
+        timeout = settings.publish_confirm_timeout_s
+        options = {**app.conf.broker_transport_options, "read_timeout": timeout, "write_timeout": timeout}
+        app.conf.broker_transport_options = options
+    return app
+
+
 class Publisher:
     """Sends task messages through a send-only Celery app.
 
@@ -115,19 +143,7 @@ class Publisher:
         self.settings = settings
         self.topology: Topology = build_topology(settings)
         self._confirms = not is_filesystem_broker(settings)
-        if app is None:
-            app = Celery("atelier-producer", set_as_current=False)
-            app.conf.update(celery_config(settings))
-            if self._confirms:
-                # a broker that stops answering mid-declare must raise, not block forever
-                timeout = settings.publish_confirm_timeout_s
-                options = {
-                    **app.conf.broker_transport_options,
-                    "read_timeout": timeout,
-                    "write_timeout": timeout,
-                }
-                app.conf.broker_transport_options = options
-        self.app = app
+        self.app = app if app is not None else send_only_app(settings)
         self._declared = False
         self._lock = threading.Lock()
 
@@ -185,15 +201,7 @@ class Publisher:
     ) -> None:
         """Send ``task_name(**kwargs)`` to its queue as ``task_id``; confirmed or raises."""
         queue = self.topology.queue_for(task_name)
-        size = message_size(kwargs)
-        if size > self.settings.max_message_bytes:
-            raise MessageTooLarge(
-                f"the {task_name} message would be {size} bytes, over the "
-                f"{self.settings.max_message_bytes}-byte limit (max_message_bytes)",
-                task_name=task_name,
-                job_id=job_id,
-                delivered_maybe=False,
-            )
+        refuse_oversized(task_name, kwargs, job_id=job_id, settings=self.settings)
         with self._lock:
             if not self._declared:
                 try:

@@ -58,6 +58,28 @@ class Accepted(NamedTuple):
     created: bool
 
 
+class Prepared(NamedTuple):
+    """A validated request and what its new job is stored as (:meth:`Producer.prepare`)."""
+
+    request: Request
+    #: the ``queued`` record, with the idempotency key if any
+    record: JobRecord
+    #: the request as stored and sent (JSON mode)
+    body: dict[str, Any]
+    #: :func:`request_fingerprint` of ``body`` when the request has an idempotency key
+    fingerprint: str | None
+
+
+def log_replay(job_id: str, request: Request) -> None:
+    log.info("idempotent resubmission", extra={"job_id": job_id, "requester": request.requester})
+
+
+def log_submitted(record: JobRecord) -> None:
+    log.info(
+        "submitted", extra={"job_id": record.job_id, "kind": record.kind.value, "requester": record.requester}
+    )
+
+
 def new_job_id() -> str:
     """A job id: 32 lowercase hex digits (a uuid4); also the Celery task id."""
     return uuid.uuid4().hex
@@ -167,9 +189,9 @@ class Producer:
         job_id, created, stored = self._enqueue(request)
         return Accepted(stored if stored is not None else self.status(job_id), created)
 
-    def _enqueue(self, request: Request | Mapping[str, Any] | str) -> tuple[str, bool, JobRecord | None]:
-        """Record and publish: the job id, whether it is new, and the record as stored (``None``
-        when the store holds another: a replay's earlier job, or one a worker already moved on)."""
+    def prepare(self, request: Request | Mapping[str, Any] | str) -> Prepared:
+        """Validate ``request`` and build its new job's record (under its requester's review
+        policy) and stored body: what both :meth:`accept` and ``AsyncProducer.accept`` store."""
         if not isinstance(request, ListingImageRequest | TryOnRequest):
             request = parse_request(request)
         policy = ReviewPolicy.AUTO
@@ -180,23 +202,26 @@ class Producer:
             record = record.model_copy(update={"idempotency_key": request.idempotency_key})
         body = request.model_dump(mode="json")
         fingerprint = request_fingerprint(body) if request.idempotency_key is not None else None
+        return Prepared(request, record, body, fingerprint)
+
+    def _enqueue(self, request: Request | Mapping[str, Any] | str) -> tuple[str, bool, JobRecord | None]:
+        """Record and publish: the job id, whether it is new, and the record as stored (``None``
+        when the store holds another: a replay's earlier job, or one a worker already moved on)."""
+        prepared = self.prepare(request)
+        request, record, body = prepared.request, prepared.record, prepared.body
         job_id, created = self.store.create(
-            record, request.idempotency_key, request=body, fingerprint=fingerprint
+            record, request.idempotency_key, request=body, fingerprint=prepared.fingerprint
         )
         if not created:
-            log.info("idempotent resubmission", extra={"job_id": job_id, "requester": request.requester})
+            log_replay(job_id, request)
             return job_id, False, None
         try:
             self.publisher.publish(TASK_FOR_KIND[record.kind], job_id, body)
         except Exception as error:
-            if not self._mark_publish_failed(record, request, error):
-                # the message did reach a worker, which already moved the job on: it is queued
-                log.warning("publish reported %r but the job is past queued", error, extra={"job_id": job_id})
+            if not self.publish_failed(prepared, error):
                 return job_id, True, None
             raise
-        log.info(
-            "submitted", extra={"job_id": job_id, "kind": record.kind.value, "requester": record.requester}
-        )
+        log_submitted(record)
         self._notify(job_id, body, JobEventType.QUEUED)
         return job_id, True, record
 
@@ -284,6 +309,17 @@ class Producer:
             self.publisher.publish_callback(job_id, event.value)
         except Exception:
             log.exception("could not queue the %s callback", event.value, extra={"job_id": job_id})
+
+    def publish_failed(self, prepared: Prepared, error: Exception) -> bool:
+        """After a publish of ``prepared``'s new job raised ``error``: mark it ``failed`` with
+        ``publish_failed`` and release its idempotency key; ``True`` when marked (the caller
+        re-raises), ``False`` when a worker already moved it on (it was queued after all)."""
+        if self._mark_publish_failed(prepared.record, prepared.request, error):
+            return True
+        log.warning(
+            "publish reported %r but the job is past queued", error, extra={"job_id": prepared.record.job_id}
+        )
+        return False
 
     def _mark_publish_failed(self, record: JobRecord, request: Request, error: Exception) -> bool:
         """``queued -> failed`` with ``publish_failed``; ``False`` if the job had moved on."""

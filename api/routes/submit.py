@@ -25,6 +25,11 @@ with the rate and the quota counted in one Redis round trip (``api.limits``). Th
 (validate, ``Producer.accept``, which gives back the record it stored, so nothing is read back)
 is the one trip a request makes off the event loop, to the submit threads
 (:data:`SUBMIT_THREADS`); the services come from the app's state, not from a dependency each.
+With ``api_async_submit`` (off by default) the submit stays on the event loop instead
+(``producer.accept_async.AsyncProducer``: ``redis.asyncio`` and an asyncio AMQP client, the same
+record, message and errors). Off because ``python -m bench.api.async_ab`` found no clear win on a
+loaded 2-core machine: about 10-20% less API CPU per submit, a lower p99 at 8 clients, but a
+higher one at 1 and 32 clients and fewer submits per second at 32 (``bench/api/async_ab.json``).
 
 A plain submit (a JSON body that validates, well-formed headers, a bearer key) skips FastAPI's
 request handling (``api.routes.shortcut``, :func:`plain_submit`): the same dependency and endpoint,
@@ -36,7 +41,8 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from typing import Annotated, Any, Final, TypeVar
 
 from fastapi import APIRouter, Depends, Header, Request, Response
@@ -56,7 +62,7 @@ from api.routes.shortcut import Shortcut, ShortcutRoute, with_shortcut
 from api.settings import ApiSettings
 from api.threads import BlockingThreads
 from core.contracts.bounds import bounded_errors
-from core.contracts.jobs import JobKind
+from core.contracts.jobs import JobKind, JobRecord
 from core.contracts.v1 import (
     MAX_IDENTIFIER_CHARS,
     GarmentFromListing,
@@ -65,7 +71,8 @@ from core.contracts.v1 import (
 )
 from core.jobs import IdempotencyConflict, JobEventFollower, StoreError
 from core.publish import PublishError
-from producer.client import Producer
+from producer.accept_async import AsyncProducer
+from producer.client import Accepted, Producer
 
 router = APIRouter(prefix="/v1", tags=["submit"], route_class=ShortcutRoute)
 
@@ -153,11 +160,11 @@ def _as_request(
     return data
 
 
-def _submit(
-    submitter: Producer, signer: Presigner, request: ListingImageRequest | TryOnRequest, response: Response
-) -> Job:
+@contextmanager
+def _submit_errors() -> Iterator[None]:
+    """The core's refusals of a submit as the API answers them (422, 503)."""
     try:
-        record, created = submitter.accept(request)
+        yield
     except IdempotencyConflict as conflict:
         raise ProblemError(
             422,
@@ -170,6 +177,11 @@ def _submit(
         raise ProblemError(
             503, "Service Unavailable", f"could not queue the job: {error}", headers={"Retry-After": "1"}
         ) from None
+
+
+def _answer(accepted: Accepted, signer: Presigner, response: Response) -> Job:
+    """202 with the new job, or 200 with an idempotent replay's; ``Location`` either way."""
+    record, created = accepted
     response.headers["Location"] = f"/v1/jobs/{record.job_id}"
     if created:
         response.status_code = 202
@@ -177,6 +189,36 @@ def _submit(
         response.status_code = 200
         response.headers["Idempotent-Replayed"] = "true"
     return job_resource(record, signer)
+
+
+def _submit(
+    submitter: Producer, signer: Presigner, request: ListingImageRequest | TryOnRequest, response: Response
+) -> Job:
+    with _submit_errors():
+        accepted = submitter.accept(request)
+    return _answer(accepted, signer, response)
+
+
+async def _submit_async(
+    accepting: AsyncProducer,
+    signer: Presigner,
+    request: ListingImageRequest | TryOnRequest,
+    response: Response,
+) -> Job:
+    with _submit_errors():
+        accepted = await accepting.accept(request)
+    return _answer(accepted, signer, response)
+
+
+def _async_producer(state: Any) -> AsyncProducer | None:
+    """The app's :class:`AsyncProducer` when ``api_async_submit`` is on (made in the running loop
+    on first use, closed by the app's lifespan), else ``None``: the submit threads."""
+    if not state.async_submit:
+        return None
+    if state.accepting is None:
+        state.accepting = AsyncProducer(state.producer)
+    accepting: AsyncProducer = state.accepting
+    return accepting
 
 
 def submission(scope: Scope, *, admit: bool) -> Callable[..., Awaitable[ApiKey]]:
@@ -350,9 +392,14 @@ async def submit_listing(
     """Queue product images for a listing; 202 with the job and ``Location`` (with
     ``Prefer: wait=N``, 200 with the finished job if it ends within N seconds)."""
     state = request.app.state
-    job = await in_submit_thread(
-        _accept_listing, body, response, idempotency_key, key, state.producer, state.presigner
-    )
+    accepting = _async_producer(state)
+    if accepting is not None:
+        submitted = _validated(ListingImageRequest, _as_request(body, key, idempotency_key))
+        job = await _submit_async(accepting, state.presigner, submitted, response)
+    else:
+        job = await in_submit_thread(
+            _accept_listing, body, response, idempotency_key, key, state.producer, state.presigner
+        )
     return await _after_wait(
         job, prefer, response, submitter=state.producer, signer=state.presigner, settings=state.settings
     )
@@ -390,9 +437,13 @@ async def submit_tryon(
     with the finished job if it ends within N seconds). A garment from a listing must name one
     of this requester's listing jobs."""
     state = request.app.state
-    job = await in_submit_thread(
-        _accept_tryon, body, response, idempotency_key, key, state.producer, state.presigner
-    )
+    accepting = _async_producer(state)
+    if accepting is not None:
+        job = await _accept_tryon_async(body, response, idempotency_key, key, accepting, state.presigner)
+    else:
+        job = await in_submit_thread(
+            _accept_tryon, body, response, idempotency_key, key, state.producer, state.presigner
+        )
     return await _after_wait(
         job, prefer, response, submitter=state.producer, signer=state.presigner, settings=state.settings
     )
@@ -408,11 +459,29 @@ def _accept_tryon(
 ) -> Job:
     request: TryOnRequest = _validated(TryOnRequest, _as_request(body, key, idempotency_key))
     if isinstance(request.garment, GarmentFromListing):
-        source = submitter.store.get(request.garment.job_id)
-        if source is None or source.requester != key.requester or source.kind is not JobKind.LISTING:
-            raise _refused(
-                ["body", "garment", "job_id"],
-                "listing_not_found",
-                "no listing job with this id for this key's requester",
-            )
+        _check_garment_source(submitter.store.get(request.garment.job_id), key)
     return _submit(submitter, signer, request, response)
+
+
+async def _accept_tryon_async(
+    body: TryOnSubmission,
+    response: Response,
+    idempotency_key: str | None,
+    key: ApiKey,
+    accepting: AsyncProducer,
+    signer: Presigner,
+) -> Job:
+    request: TryOnRequest = _validated(TryOnRequest, _as_request(body, key, idempotency_key))
+    if isinstance(request.garment, GarmentFromListing):
+        _check_garment_source(await accepting.store.get(request.garment.job_id), key)
+    return await _submit_async(accepting, signer, request, response)
+
+
+def _check_garment_source(source: JobRecord | None, key: ApiKey) -> None:
+    """A garment from a listing must name one of the key's requester's listing jobs (else 422)."""
+    if source is None or source.requester != key.requester or source.kind is not JobKind.LISTING:
+        raise _refused(
+            ["body", "garment", "job_id"],
+            "listing_not_found",
+            "no listing job with this id for this key's requester",
+        )

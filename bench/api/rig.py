@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import contextlib
 import secrets
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from pydantic import SecretStr
@@ -50,12 +50,17 @@ class Rig:
     settings: WorkerSettings
     #: the API's process, for its CPU time (``bench.api.load``)
     api_pid: int | None = None
+    #: more APIs on the same namespace and keys, by name: each a rig of its own (``variants``)
+    variants: dict[str, Rig] = field(default_factory=dict)
 
 
 @contextlib.contextmanager
-def running_api(*, clients: int, workdir: Path) -> Iterator[Rig]:
+def running_api(
+    *, clients: int, workdir: Path, variants: Mapping[str, Mapping[str, str]] | None = None
+) -> Iterator[Rig]:
     """Start the API on a private namespace with a migrated key store and ``clients`` keys (each
-    may submit listings); stop it and remove everything on leaving."""
+    may submit listings); stop it and remove everything on leaving. ``variants``: more APIs
+    beside it, by name, each with these environment variables on top (an A/B of a setting)."""
     settings = WorkerSettings(_env_file=None, **namespace("bench-api"))  # type: ignore[call-arg]
     with contextlib.ExitStack() as leaving:
         leaving.callback(remove_namespace, settings)
@@ -70,13 +75,21 @@ def running_api(*, clients: int, workdir: Path) -> Iterator[Rig]:
             create_key(database, REQUESTER, scopes=[Scope.SUBMIT_LISTINGS, Scope.READ], name=f"client-{i}")
             for i in range(clients)
         ]
-        api = ApiServer(
-            settings=settings,
-            log_path=workdir / "logs" / "api.log",
-            database_url=database.url,
-            key_pepper=database.pepper,
-            env=LIMITS_ENV,
-        )
-        leaving.callback(api.stop)
-        api.start()
-        yield Rig(url=api.url, tokens=tokens, settings=settings, api_pid=api.pid)
+        started: dict[str, ApiServer] = {}
+        for name, env in {"api": {}, **(variants or {})}.items():
+            api = ApiServer(
+                settings=settings,
+                log_path=workdir / "logs" / f"{name}.log",
+                database_url=database.url,
+                key_pepper=database.pepper,
+                env={**LIMITS_ENV, **env},
+            )
+            leaving.callback(api.stop)
+            api.start()
+            started[name] = api
+        main = started.pop("api")
+        others = {
+            name: Rig(url=api.url, tokens=tokens, settings=settings, api_pid=api.pid)
+            for name, api in started.items()
+        }
+        yield Rig(url=main.url, tokens=tokens, settings=settings, api_pid=main.pid, variants=others)

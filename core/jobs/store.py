@@ -42,6 +42,13 @@ from core.settings import AtelierSettings
 CAS_ATTEMPTS = 20
 
 
+def created_outcome(job_id: Any, outcome: Any) -> tuple[str, bool]:
+    """``(job_id, created)`` from the create script's reply; raises :class:`IdempotencyConflict`."""
+    if int(outcome) == -1:
+        raise IdempotencyConflict(str(job_id))
+    return str(job_id), int(outcome) == 1
+
+
 class JobStore(JobStateMachine, JobLeases):
     """Job records in Redis: create with idempotency, read, state transitions, callback claims,
     watch; and (from :class:`JobLeases`) the leases and indexes the sweeper reads.
@@ -83,6 +90,21 @@ class JobStore(JobStateMachine, JobLeases):
         The job joins its requester's index (:meth:`requester_index`). Key check and write are
         one Lua script.
         """
+        keys, args = self.create_arguments(record, idempotency_key, request=request, fingerprint=fingerprint)
+        with redis_errors():
+            job_id, outcome = self._create(keys=keys, args=args)
+        return created_outcome(job_id, outcome)
+
+    def create_arguments(
+        self,
+        record: JobRecord,
+        idempotency_key: str | None = None,
+        *,
+        request: Mapping[str, Any] | None = None,
+        fingerprint: str | None = None,
+    ) -> tuple[list[str], list[str | int]]:
+        """The keys and arguments of :meth:`create`'s script (``scripts/create.lua``), shared with
+        its asyncio twin (``core.jobs.store_async``)."""
         if record.state is not JobState.QUEUED:
             raise ValueError(f"a new job starts queued, not {record.state}")
         keys = [
@@ -107,11 +129,7 @@ class JobStore(JobStateMachine, JobLeases):
             build_event(record, JobEventType.QUEUED).model_dump_json(),
             EVENTS_MAX_LEN,
         ]
-        with redis_errors():
-            job_id, outcome = self._create(keys=keys, args=args)
-        if int(outcome) == -1:
-            raise IdempotencyConflict(str(job_id))
-        return str(job_id), int(outcome) == 1
+        return keys, args
 
     def get(self, job_id: str) -> JobRecord | None:
         with redis_errors():
