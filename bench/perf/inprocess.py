@@ -2,22 +2,25 @@
 model in-process (``bench.perf.inprocess_app``), no Triton, on the same machine and the same jobs
 as the pipeline benchmark: throughput, latency (window) and RSS per worker process.
 
-Each in-process worker gets ``cores // processes`` torch threads (at least 1), so neither side
-is handicapped by oversubscribing the cores; Triton's own instance uses torch's default.
+Torch in each in-process worker runs with the intra-op threads each Triton instance runs with
+(``intra_op_threads`` in the committed ``config.pbtxt``, ``bench.perf.intra_op``; also the
+processes' ``OMP_NUM_THREADS``), so the model runs with the same threads on both sides and only
+where it runs differs. (Each process used to be given ``cores // processes`` threads, which the
+backends' ``initialize`` then reset to the config's value while loading: the two now agree.)
 """
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
+from bench.perf.intra_op import intra_op_threads
 from bench.perf.pipeline import run_jobs
 from bench.perf.rig import INPROCESS_APP, Environment
 from bench.perf.sizes import Size
 
 
 def run(env: Environment, size: Size) -> dict[str, Any]:
-    cores = os.cpu_count() or 1
+    threads = intra_op_threads()
     points = [
         run_jobs(
             env,
@@ -25,10 +28,10 @@ def run(env: Environment, size: Size) -> dict[str, Any]:
             jobs=size.listing_jobs,
             processes=p,
             app=INPROCESS_APP,
-            threads=max(1, cores // p),
+            threads=threads,
             pool="prefork",  # the model in each process: one job per process, as a user runs it
         )
         for p in size.processes
     ]
     best = max(points, key=lambda p: p["images_per_s"])
-    return {"points": points, "best": best}
+    return {"torch_threads": threads, "points": points, "best": best}

@@ -4,7 +4,9 @@ It is Atelier's own worker (``worker.app``: the same configuration, gate, tasks,
 encoding, S3 store, status store and callbacks) with one change: each process's
 ``WorkerContext`` gets a :class:`bench.perf.torch_inference.TorchInference` instead of the
 Triton client (through ``worker.context.configure``), so every pool process loads the
-TorchScript models itself (after the fork, in ``worker_process_init``).
+TorchScript models itself (after the fork, in ``worker_process_init``), torch running with the
+intra-op threads of the committed backends' configs, as each Triton instance does
+(``bench.perf.intra_op``).
 """
 
 from __future__ import annotations

@@ -366,6 +366,30 @@ def cpu_bars(bench: dict[str, Any], baselines: dict[str, Any]) -> list[tuple[str
 # --- the Markdown ---
 
 
+#: how a result path recorded before it overlapped its puts was measured (no overlap fields)
+ONE_PUT_AT_A_TIME = " before the result path overlapped its puts: one image at a time per process"
+
+
+def _result_path_overlap(result_path: dict[str, Any]) -> str:
+    """``": 8 jobs of 4 images and 10 uploads in flight per process"`` when the run recorded them."""
+    best = result_path.get("best", {})
+    if "jobs_in_flight" not in best:
+        return ""
+    return (
+        f": {best['jobs_in_flight']} jobs of {result_path.get('variants_per_job', 4)} images and "
+        f"{best['upload_threads']} uploads in flight per process"
+    )
+
+
+def _run_of(result: dict[str, Any], pipeline: dict[str, Any]) -> str:
+    """``", in the same run"`` as the pipeline, or which run it came from, when both say."""
+    if not result.get("ran_at") or not pipeline.get("ran_at"):
+        return ""
+    if all(result.get(k) == pipeline.get(k) for k in ("command", "ran_at")):
+        return ", in the same run"
+    return f", from another run (`{result.get('command')}`, {result['ran_at']})"
+
+
 def _table(header: list[str], rows: list[list[Any]]) -> list[str]:
     """A Markdown table and the blank line after it."""
     body = ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
@@ -472,11 +496,16 @@ def render(data: dict[str, Any]) -> str:
     lines += _table(["target", "measured", "goal", "verdict"], rows)
     bound = goals.get("pipeline_vs_shared_bound")
     if bound and bound["ratio"] > 1.0:
+        result_path = bench.get("result_path", {})
         lines += [
             f"The pipeline ran above the shared-cores bound ({bound['ratio']}x): a raw half was measured",
-            f"slower than the pipeline ran it (the raw result path, {bound['result_path']} images/s, puts",
-            "one image at a time per process and waits on S3 for each; the worker overlaps its puts), so",
-            "the bound is not a ceiling in this run. See docs/benchmarks/README.md.",
+            "slower than the pipeline ran it, so the bound is not a ceiling in this run. Its halves:",
+            f"T = {bound['triton_at_formed_batches']} images/s, raw Triton at the pipeline's formed batches",
+            f"(mean {bound['mean_formed_batch']}; `bench/perf/triton_batches.py`, in the pipeline's run);",
+            f"R = {bound['result_path']} images/s, the raw result path (`bench/perf/result_path.py`"
+            f"{_result_path_overlap(result_path) or ONE_PUT_AT_A_TIME})"
+            f"{_run_of(result_path, bench.get('pipeline', {}))}.",
+            "See docs/benchmarks/README.md.",
             "",
         ]
 
@@ -496,6 +525,14 @@ def render(data: dict[str, Any]) -> str:
     if "result_path" in bench:
         r = bench["result_path"]
         lines += ["## The result path alone (encode + put, no broker, no status)", ""]
+        overlap = _result_path_overlap(r)
+        lines += [
+            "The worker's own `store_images` in each process, with the overlap a listing worker process "
+            f"has at best{overlap}, so the pipeline cannot beat it by overlapping."
+            if overlap
+            else f"Measured{ONE_PUT_AT_A_TIME}.",
+            "",
+        ]
         lines += [
             f"{r['format']} {r.get('pixels', 256)} px: encode alone {r['encode_ms_per_image']} ms CPU "
             "per image, "
@@ -508,6 +545,19 @@ def render(data: dict[str, Any]) -> str:
         )
     if "pipeline" in bench or "inprocess" in bench:
         lines += ["## 2-3. Pipeline at saturation, and the in-process alternative", ""]
+        if "inprocess" in bench:
+            threads = bench["inprocess"].get("torch_threads")
+            lines += [
+                "The in-process alternative: the same worker with the TorchScript models in every prefork "
+                "process, no Triton"
+                + (
+                    f"; torch runs {threads} intra-op thread(s) per process, the `intra_op_threads` each "
+                    "Triton instance runs with (the committed `config.pbtxt`)."
+                    if threads is not None
+                    else "."
+                ),
+                "",
+            ]
         ceiling = ceiling_of(bench)
         if ceiling:
             lines += [

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from bench.backends import VERSION, load_backend
+from bench.perf.intra_op import intra_op_threads
 from embedded.triton import DEFAULT_REPOSITORY
 from serving_contract.tensors import PRODUCT_GENERATOR, QUALITY_JUDGE, TRYON_GENERATOR
 from worker.inference import Generated
@@ -28,12 +29,13 @@ class TorchInference:
     """The models loaded in this process on first use (after the pool's fork).
 
     Parameters (keyword-only): ``repository`` (default the committed ``triton_models/``),
-    ``threads`` (torch intra-op threads; default ``OMP_NUM_THREADS`` or 1).
+    ``threads`` (torch intra-op threads; default the backends' ``intra_op_threads`` from
+    ``repository``'s configs, what each Triton instance runs with: ``bench.perf.intra_op``).
     """
 
     def __init__(self, *, repository: Path = DEFAULT_REPOSITORY, threads: int | None = None) -> None:
         self.repository = repository
-        self.threads = threads or int(os.environ.get("OMP_NUM_THREADS", "1"))
+        self.threads = threads if threads is not None else intra_op_threads(repository)
         self._backends: dict[str, Any] = {}
         self._pid: int | None = None
 
@@ -41,11 +43,12 @@ class TorchInference:
         """Load every backend (once per process)."""
         if self._pid == os.getpid():
             return
-        torch.set_num_threads(self.threads)
         self._backends = {
             spec.name: load_backend(spec.name, repository=self.repository)
             for spec in (PRODUCT_GENERATOR, TRYON_GENERATOR, QUALITY_JUDGE)
         }
+        # after the backends' initialize, each of which sets the threads from its own config
+        torch.set_num_threads(self.threads)
         self._pid = os.getpid()
 
     def _forward(self, name: str, seeds: Sequence[int], *conditions: torch.Tensor) -> np.ndarray:
