@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import socket
 import threading
 from collections.abc import Awaitable, Callable, Iterator
@@ -129,19 +130,27 @@ def test_async_accept_stores_the_record_the_sync_path_stores(producer: Producer)
 def test_a_real_celery_worker_runs_the_async_message(producer: Producer, settings: AtelierSettings) -> None:
     worker_app = Celery("async-accept-test", set_as_current=False)
     worker_app.conf.update(celery_config(settings), worker_hijack_root_logger=False)
+    # Celery shares every app's tasks: once worker.tasks is imported (earlier tests), finalizing this
+    # app adds the real listing task under the same name; this test's recording task replaces it
+    worker_app.finalize()
+    worker_app.tasks.pop(LISTING_TASK, None)
     received: list[dict[str, Any]] = []
     ran = threading.Event()
 
-    @worker_app.task(name=LISTING_TASK)
+    @worker_app.task(name=LISTING_TASK, shared=False)
     def generate(job_id: str, request: dict[str, Any]) -> None:
         received.append({"job_id": job_id, "request": request})
         ran.set()
 
     new = run_async(producer, lambda accepting: accepting.accept(LISTING_EXAMPLE))
-    with start_worker(
-        worker_app, pool="threads", concurrency=1, perform_ping_check=False, shutdown_timeout=30
-    ):
-        assert ran.wait(20), "the worker never ran the message"
+    root_level = logging.getLogger().level  # start_worker sets the root's level for the whole process
+    try:
+        with start_worker(
+            worker_app, pool="threads", concurrency=1, perform_ping_check=False, shutdown_timeout=30
+        ):
+            assert ran.wait(20), "the worker never ran the message"
+    finally:
+        logging.getLogger().setLevel(root_level)
     assert received == [{"job_id": new.record.job_id, "request": producer.prepare(LISTING_EXAMPLE).body}]
 
 
