@@ -237,19 +237,15 @@ class Publisher:
                 except (KombuError, AMQPError, MessageNacked, OSError) as error:
                     # the connection is in an unknown state: drop it rather than reuse it
                     producer.connection.collect()
-                    if attempt < self.settings.publish_retries and _worth_retrying(error):
-                        log.warning(
-                            "publish failed, retrying on a new connection: %r",
-                            error,
-                            extra={"job_id": job_id, "task": task_name, "attempt": attempt + 1},
-                        )
-                        continue
-                    raise PublishNotConfirmed(
-                        f"{task_name} for job {job_id} not confirmed by the broker: {_describe(error)}",
-                        task_name=task_name,
+                    retry_or_give_up(
+                        error,
+                        retry=attempt < self.settings.publish_retries and _worth_retrying(error),
+                        reason=_describe(error),
                         job_id=job_id,
-                        delivered_maybe=True,
-                    ) from error
+                        task_name=task_name,
+                        attempt=attempt,
+                    )
+                    continue
             log.info("published", extra={"job_id": job_id, "task": task_name, "queue": queue.name})
             return
 
@@ -277,6 +273,27 @@ def _causes(error: BaseException) -> Iterator[BaseException]:
     while seen is not None:
         yield seen
         seen = seen.__cause__ or seen.__context__
+
+
+def retry_or_give_up(
+    error: BaseException, *, retry: bool, reason: str, job_id: str, task_name: str, attempt: int
+) -> None:
+    """After a failed publish, on a connection now dropped: return (logged) when another attempt
+    is worth it, else raise :class:`PublishNotConfirmed`. Both publishers, sync and asyncio, end a
+    failed attempt here; each judges ``retry`` and ``reason`` from its own client's errors."""
+    if retry:
+        log.warning(
+            "publish failed, retrying on a new connection: %r",
+            error,
+            extra={"job_id": job_id, "task": task_name, "attempt": attempt + 1},
+        )
+        return
+    raise PublishNotConfirmed(
+        f"{task_name} for job {job_id} not confirmed by the broker: {reason}",
+        task_name=task_name,
+        job_id=job_id,
+        delivered_maybe=True,
+    ) from error
 
 
 def _worth_retrying(error: BaseException) -> bool:

@@ -36,6 +36,7 @@ from core.publish import (
     Publisher,
     PublishNotConfirmed,
     refuse_oversized,
+    retry_or_give_up,
     send_only_app,
 )
 from core.settings import AtelierSettings
@@ -199,19 +200,15 @@ class AsyncPublisher:
                 )
             except (TimeoutError, aiormq.exceptions.PublishError, *_CONNECTION_ERRORS) as error:
                 await self._drop(slot, link)  # in an unknown state: never reuse it
-                if attempt < self.settings.publish_retries and _worth_retrying(error):
-                    log.warning(
-                        "publish failed, retrying on a new connection: %r",
-                        error,
-                        extra={"job_id": job_id, "task": task_name, "attempt": attempt + 1},
-                    )
-                    continue
-                raise PublishNotConfirmed(
-                    f"{task_name} for job {job_id} not confirmed by the broker: {_describe(error)}",
-                    task_name=task_name,
+                retry_or_give_up(
+                    error,
+                    retry=attempt < self.settings.publish_retries and _worth_retrying(error),
+                    reason=_describe(error),
                     job_id=job_id,
-                    delivered_maybe=True,
-                ) from error
+                    task_name=task_name,
+                    attempt=attempt,
+                )
+                continue
             if not isinstance(confirmation, spec.Basic.Ack):
                 raise PublishNotConfirmed(
                     f"{task_name} for job {job_id} not confirmed by the broker: nacked",
