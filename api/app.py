@@ -62,7 +62,8 @@ from api.problems import (
 from api.readiness import Readiness
 from api.review import routes as review_routes
 from api.review.desk import ReviewDesk
-from api.routes import batch, erase, events, health, jobs, submit
+from api.routes import batch, erase, events, health, jobs, models, submit
+from api.routes.shortcut import FrontedApp
 from api.settings import ApiSettings
 from api.storage import ObjectEraser, S3ObjectEraser
 from core.jobs import StoreError
@@ -102,7 +103,7 @@ def create_app(
 ) -> FastAPI:
     """The API app over these services (the caller owns them and closes them)."""
     settings = settings if settings is not None else ApiSettings()
-    app = FastAPI(
+    app = FrontedApp(
         lifespan=_closing_async_producer,
         title="Atelier API",
         version=_version(),
@@ -142,6 +143,7 @@ def create_app(
     app.include_router(jobs.router, **limited)
     app.include_router(events.router, **limited)
     app.include_router(erase.router, **limited)
+    app.include_router(models.router, **limited)
     app.include_router(review_routes.router, **limited)
     app.include_router(health.router)
     install_pages(app, pages if pages is not None else PageSettings())
@@ -157,6 +159,8 @@ def create_app(
     app.add_middleware(KeyCors, origins=origins)
     app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)
     app.openapi = lambda: document(app)  # type: ignore[method-assign]
+    # the plain submits are answered in front of all the above (api.routes.shortcut)
+    app.front_shortcuts(max_bytes=settings.api_max_body_bytes)
     return app
 
 

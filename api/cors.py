@@ -25,8 +25,8 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
-from typing import Final, Protocol, runtime_checkable
+from collections.abc import Callable, Iterable
+from typing import Any, Final, Protocol, runtime_checkable
 from urllib.parse import urlsplit
 
 import anyio
@@ -145,6 +145,25 @@ async def origin_allowed(request: Request, key: ApiKey = Depends(authenticated))
     setattr(request.state, STATE_KEY, origin)
 
 
+def with_cors(raw: Iterable[tuple[bytes, bytes]], granted: str | None) -> list[tuple[bytes, bytes]]:
+    """A ``/v1`` answer's headers (a copy) with what :class:`KeyCors` adds: ``Vary: Origin`` and,
+    for an origin :func:`origin_allowed` accepted (``granted``), the grant that lets the page read
+    the answer. The submit shortcut (``api.routes.shortcut``) answers with the same."""
+    if granted is None:
+        raw = list(raw)
+        if not any(name.lower() == b"vary" for name, _ in raw):
+            raw.append((b"vary", b"Origin"))  # no header parsing for most answers
+            return raw
+    message: dict[str, Any] = {"headers": raw}
+    answer = MutableHeaders(scope=message)
+    answer.add_vary_header("Origin")
+    if granted is not None:
+        answer["Access-Control-Allow-Origin"] = granted
+        answer["Access-Control-Expose-Headers"] = EXPOSED_HEADERS
+    headers: list[tuple[bytes, bytes]] = message["headers"]
+    return headers
+
+
 class KeyCors:
     """Answers preflights and adds the CORS headers of each ``/v1`` answer (see the module).
 
@@ -175,12 +194,7 @@ class KeyCors:
 
         async def send_with_cors(message: Message) -> None:
             if message["type"] == "http.response.start":
-                answer = MutableHeaders(scope=message)
-                answer.add_vary_header("Origin")
-                allowed = state.get(STATE_KEY)
-                if allowed is not None:
-                    answer["Access-Control-Allow-Origin"] = allowed
-                    answer["Access-Control-Expose-Headers"] = EXPOSED_HEADERS
+                message["headers"] = with_cors(message.get("headers", ()), state.get(STATE_KEY))
             await send(message)
 
         await self.app(scope, receive, send_with_cors)
@@ -195,11 +209,7 @@ class KeyCors:
 
         async def send_with_vary(message: Message) -> None:
             if message["type"] == "http.response.start":
-                raw = message.get("headers", ())
-                if not any(name.lower() == b"vary" for name, _ in raw):
-                    message["headers"] = [*raw, (b"vary", b"Origin")]  # a copy, as MutableHeaders'
-                else:
-                    MutableHeaders(scope=message).add_vary_header("Origin")
+                message["headers"] = with_cors(message.get("headers", ()), None)
             await send(message)
 
         await self.app(scope, receive, send_with_vary)

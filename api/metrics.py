@@ -35,20 +35,29 @@ class ApiMetrics:
             buckets=LATENCY_BUCKETS,
             registry=registry,
         )
+        # each series' child, looked up once and kept: ``labels()`` validates and locks on every
+        # call, a cost every request would pay; there are a few per route, so these stay small
+        self._counters: dict[tuple[str, str, int], Counter] = {}
+        self._timers: dict[tuple[str, str], Histogram] = {}
+
+    def observe(self, method: str, route: str, status: int, seconds: float) -> None:
+        """Count one answer of ``route`` (its template) and its time to answer."""
+        counter = self._counters.get((method, route, status))
+        if counter is None:
+            counter = self._counters[method, route, status] = self.requests.labels(method, route, str(status))
+        timer = self._timers.get((method, route))
+        if timer is None:
+            timer = self._timers[method, route] = self.latency.labels(method, route)
+        counter.inc()
+        timer.observe(seconds)
 
 
 class MetricsMiddleware:
-    """Counts every answer (the 413s of :class:`api.limits.BodySizeLimit` too: put it outside).
-
-    Each series' child is looked up once and kept (``labels()`` validates and locks on every
-    call, a cost every request would pay): there are a few per route, so the cache stays small.
-    """
+    """Counts every answer (the 413s of :class:`api.limits.BodySizeLimit` too: put it outside)."""
 
     def __init__(self, app: ASGIApp, *, metrics: ApiMetrics) -> None:
         self.app = app
         self.metrics = metrics
-        self._counters: dict[tuple[str, str, int], Counter] = {}
-        self._timers: dict[tuple[str, str], Histogram] = {}
 
     @staticmethod
     def _template(scope: Scope) -> str:
@@ -73,14 +82,6 @@ class MetricsMiddleware:
         try:
             await self.app(scope, receive, recording_send)
         finally:
-            route, method = self._template(scope), scope.get("method", "")
-            counter = self._counters.get((method, route, status))
-            if counter is None:
-                counter = self._counters[method, route, status] = self.metrics.requests.labels(
-                    method, route, str(status)
-                )
-            timer = self._timers.get((method, route))
-            if timer is None:
-                timer = self._timers[method, route] = self.metrics.latency.labels(method, route)
-            counter.inc()
-            timer.observe(time.perf_counter() - started)
+            self.metrics.observe(
+                scope.get("method", ""), self._template(scope), status, time.perf_counter() - started
+            )

@@ -9,6 +9,15 @@ settles the caller's asyncio future with one ``call_soon_threadsafe``.
 
 A call waits for its thread even if the request is cancelled meanwhile: the job it submits is
 recorded and published either way, as with FastAPI's thread pool.
+
+With ``inline_when``, a call runs on the event loop itself when no call of its own is out in the
+threads and ``inline_when()`` says so (the submit threads': when the request making it is the only
+one in flight, :data:`REQUESTS`): with nobody else to serve, the loop would only wait for the
+thread, and the two hand-offs (a thread woken, then the loop) are a submit's longest detour at
+low load. The loop is blocked meanwhile, so a request arriving then waits for the call to end.
+A call that takes longer than ``INLINE_SLOW_S`` (a broker holding its confirms, say under a memory
+alarm) sends every call to the threads for ``INLINE_PAUSE_S``: the loop, and with it the health
+probes and the event streams, stalls at most once in that long.
 """
 
 from __future__ import annotations
@@ -17,35 +26,88 @@ import asyncio
 import contextlib
 import queue
 import threading
+import time
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any, Final, TypeVar
 
 T = TypeVar("T")
 
+#: an inline call slower than this stops calls running inline for ``INLINE_PAUSE_S``
+INLINE_SLOW_S: Final = 0.05
+#: seconds calls go to the threads after a slow inline call
+INLINE_PAUSE_S: Final = 60.0
+
 #: what a call is on the queue: the function, its arguments, the loop and future to settle
 _Call = tuple[Callable[..., Any], tuple[Any, ...], asyncio.AbstractEventLoop, "asyncio.Future[Any]"]
+
+
+class InFlight:
+    """How many requests the API is answering now, counted on the event loop as they come and go
+    (``api.routes.shortcut.ShortcutFront`` counts every HTTP request)."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    def entered(self) -> None:
+        self.count += 1
+
+    def left(self) -> None:
+        self.count -= 1
+
+    def alone(self) -> bool:
+        """Whether the request asking is the only one in flight."""
+        return self.count == 1
+
+
+#: the requests in flight in this process
+REQUESTS: Final = InFlight()
 
 
 class BlockingThreads:
     """``size`` daemon threads, started on first use, that run blocking calls for coroutines.
 
     Parameters: ``size``, the most calls that run at once (the others wait in order);
-    keyword-only ``name``, the threads' name prefix.
+    keyword-only ``name``, the threads' name prefix, and ``inline_when``, when a call may run on
+    the event loop instead (see the module; default never), and ``inline_pause_s``, how long
+    calls go to the threads after a slow inline one.
     """
 
-    def __init__(self, size: int, *, name: str) -> None:
+    def __init__(
+        self,
+        size: int,
+        *,
+        name: str,
+        inline_when: Callable[[], bool] | None = None,
+        inline_pause_s: float = INLINE_PAUSE_S,
+    ) -> None:
         self.size = size
         self.name = name
+        self.inline_when = inline_when
+        self.inline_pause_s = inline_pause_s
         self._calls: queue.SimpleQueue[_Call] = queue.SimpleQueue()
         self._threads: list[threading.Thread] = []
         self._starting = threading.Lock()
+        #: calls handed to the threads and not yet settled (changed on the event loop only)
+        self._out = 0
+        #: ``time.monotonic()`` before which no call runs inline (after a slow one)
+        self._inline_paused_until = 0.0
 
     async def run(self, call: Callable[..., T], *args: Any) -> T:
-        """``call(*args)`` in one of the threads; its result, or its exception raised here."""
+        """``call(*args)`` in one of the threads (or inline, see the module); its result, or its
+        exception raised here."""
+        if not self._out and self.inline_when is not None and self.inline_when():
+            started = time.monotonic()
+            if started >= self._inline_paused_until:
+                try:
+                    return call(*args)
+                finally:
+                    if time.monotonic() - started > INLINE_SLOW_S:
+                        self._inline_paused_until = time.monotonic() + self.inline_pause_s
         if len(self._threads) < self.size:
             self._start()
         loop = asyncio.get_running_loop()
         done: asyncio.Future[T] = loop.create_future()
+        self._out += 1
         self._calls.put((call, args, loop, done))
         return await done
 
@@ -67,7 +129,12 @@ class BlockingThreads:
             except BaseException as raised:  # handed to the caller, whatever it is
                 error = raised
             with contextlib.suppress(RuntimeError):  # a closed loop: nobody waits for this call
-                loop.call_soon_threadsafe(_settle, done, result, error)
+                loop.call_soon_threadsafe(self._settle, done, result, error)
+
+    def _settle(self, done: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
+        """On the event loop: the call is over, its caller gets its outcome (if still waiting)."""
+        self._out -= 1
+        _settle(done, result, error)
 
 
 def _settle(done: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:

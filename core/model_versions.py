@@ -2,12 +2,17 @@
 
 A request without ``model_version`` runs at its model's default: the version stored here under
 ``{redis_key_prefix}default_version:{model}``, else the worker's ``ATELIER_PRODUCT_MODEL_VERSION``
-/ ``ATELIER_TRYON_MODEL_VERSION``, else Triton's latest. Workers read it through a short cache
-(``worker.model_versions``), so a change reaches every worker within ``default_version_cache_s``.
+/ ``ATELIER_TRYON_MODEL_VERSION``, else Triton's latest. Workers, the producer and the API read it
+through :class:`DefaultVersionCache` (one per process), so a change reaches them within
+``default_version_cache_s``.
 Versions are Triton's: whole numbers of at least 1 (a request's ``model_version``).
 """
 
 from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Generic, TypeVar
 
 import redis
 
@@ -61,3 +66,37 @@ class DefaultVersions:
     def close(self) -> None:
         if self._owned:
             self.redis.close()
+
+
+T = TypeVar("T")
+
+
+class DefaultVersionCache(Generic[T]):
+    """``read(model)`` remembered for ``ttl_s`` seconds per model (one per process): the default
+    version (``DefaultVersions.get``), or another per-model value that may change, such as the
+    registered versions (``core.model_registry``).
+
+    Parameters: ``read`` (the stored value, e.g. ``None`` when no default is set); keyword-only
+    ``ttl_s`` and ``clock`` (default ``time.monotonic``). A failed read is not remembered.
+    """
+
+    def __init__(
+        self, read: Callable[[str], T], *, ttl_s: float, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self._read = read
+        self.ttl_s = ttl_s
+        self._clock = clock
+        self._cached: dict[str, tuple[T, float]] = {}
+
+    def get(self, model: str) -> T:
+        now = self._clock()
+        hit = self._cached.get(model)
+        if hit is not None and now - hit[1] < self.ttl_s:
+            return hit[0]
+        version = self._read(model)
+        self._cached[model] = (version, now)
+        return version
+
+    def forget(self, model: str) -> None:
+        """Read ``model`` again on the next ``get`` (after this process changed it)."""
+        self._cached.pop(model, None)

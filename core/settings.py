@@ -61,6 +61,13 @@ class AtelierSettings(BaseSettings):
         description="message folder of the embedded filesystem:// broker (ignored for RabbitMQ)",
     )
     redis_key_prefix: str = Field(default="atelier:", description="prefix of every status-store key")
+    default_version_cache_s: float = Field(
+        default=5.0,
+        ge=0,
+        description="how long a process (worker, API, producer) keeps the default versions set with "
+        "`atelier ops set-default-version` (Redis) and the list of registered versions before reading "
+        "them again; the defaults override the workers' *_MODEL_VERSION settings",
+    )
     #: Broker topology (see ``core.topology``). Names are settings so tests can isolate themselves.
     exchange: str = Field(default="atelier", description="topic exchange the job and callback queues bind to")
     listing_queue: str = "atelier.listing"

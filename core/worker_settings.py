@@ -122,12 +122,6 @@ class WorkerSettings(ServiceSettings):
     tryon_model_version: str = Field(
         default="", description="tryon_cvae version used when a request pins none; empty: Triton's latest"
     )
-    default_version_cache_s: float = Field(
-        default=5.0,
-        ge=0,
-        description="how long a worker process keeps the default versions set with `atelier ops "
-        "set-default-version` (Redis) before reading them again; they override the two settings above",
-    )
 
     # --- Metrics and probes (metrics.py, health.py, endpoints.py) ---
     metrics_port: int = Field(

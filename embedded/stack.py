@@ -4,11 +4,12 @@
 it starts, from the calling thread (a child is SIGTERMed when the thread that started it exits,
 see ``embedded.process``): a private Redis if asked, a SeaweedFS S3 server and Triton (launched
 together, then each waited for), the worker settings of a private namespace
-(``embedded.namespace``), the callback receiver, then the worker pools, each waited for until it
-consumes. On exit, also after an error half-way, it stops everything it started, in reverse, and
-removes its namespace. A part handed in instead of started (an ``S3Server``, a
-``CallbackReceiver``, a Triton URL) is used and left running: the benchmarks share one Triton,
-S3 server and receiver between many stacks.
+(``embedded.namespace``), the manifests of its model repository's versions registered in that
+namespace (``core.model_registry``: requests are checked against the version they run on), the
+callback receiver, then the worker pools, each waited for until it consumes. On exit, also after
+an error half-way, it stops everything it started, in reverse, and removes its namespace. A part
+handed in instead of started (an ``S3Server``, a ``CallbackReceiver``, a Triton URL) is used and
+left running: the benchmarks share one Triton, S3 server and receiver between many stacks.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from typing import Any, Literal, Self
 
 from pydantic import SecretStr
 
+from core.model_registry import ModelRegistry, register_repository
 from core.settings import AtelierSettings
 from core.worker_settings import WorkerSettings, new_webhook_secret
 from embedded.namespace import delete_keys, delete_topology, namespace
@@ -32,7 +34,7 @@ from embedded.receiver import CallbackReceiver, Received
 from embedded.redis import RedisServer
 from embedded.s3 import S3Server
 from embedded.services import ApiServer, SweeperProcess
-from embedded.triton import TritonServer
+from embedded.triton import DEFAULT_REPOSITORY, TritonServer
 from embedded.workers import WORKER_APP, CeleryWorker
 from producer.client import Producer
 
@@ -91,6 +93,8 @@ class Stack:
     - ``answer``: the started receiver's status code for a verified POST (default 204)
     - ``workers``: the pools started on entry (more with :meth:`start_workers`)
     - ``settings``: more worker settings values, over the stack's own
+    - ``model_repository``: whose versions' manifests are registered on entry (default
+      ``triton_repository``, else the committed ``triton_models/``)
 
     Once entered: ``settings``, ``redis``, ``s3``, ``triton`` (``None`` where not started here),
     ``receiver``, ``workers`` (role -> ``CeleryWorker``), ``producer`` (opened on first use);
@@ -114,6 +118,7 @@ class Stack:
         answer: Callable[[Received], int] | None = None,
         workers: Sequence[Pool] = (),
         settings: Mapping[str, Any] | None = None,
+        model_repository: Path | None = None,
     ) -> None:
         if triton_repository is not None and triton_grpc_url is not None:
             raise ValueError("give triton_repository (start one) or triton_grpc_url (use one), not both")
@@ -129,6 +134,7 @@ class Stack:
         self._answer = answer
         self._initial_pools = list(workers)
         self._overrides = dict(settings or {})
+        self._model_repository = model_repository or triton_repository or DEFAULT_REPOSITORY
         self.redis: RedisServer | None = None
         self.s3: S3Server | None = s3 if isinstance(s3, S3Server) else None
         self.triton: TritonServer | None = None
@@ -148,6 +154,7 @@ class Stack:
             self._start_servers()
             self.settings = self._build_settings()
             self._exit.callback(self._remove_namespace)
+            self._register_versions()
             self._start_receiver()
             self._exit.callback(self._stop_workers)
             if self._initial_pools:
@@ -215,6 +222,15 @@ class Stack:
         if self.receiver is not None:  # a receiver handed in: sign with what it verifies
             values |= receiver_secrets(self.receiver)
         return WorkerSettings(_env_file=None, **{**values, **self._overrides})  # type: ignore[call-arg]
+
+    def _register_versions(self) -> None:
+        """Register the model repository's versions in the stack's namespace, as an operator does
+        with ``atelier ops register-versions`` (in the namespace's Redis keys, removed on exit)."""
+        registry = ModelRegistry.from_settings(self.settings)
+        try:
+            register_repository(registry, self._model_repository)
+        finally:
+            registry.close()
 
     def _start_receiver(self) -> None:
         if self._receiver is not True:

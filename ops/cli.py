@@ -1,10 +1,10 @@
 """``atelier ops``: queues, workers, models, default model versions and a health check.
 
 Added to ``atelier`` in ``producer.cli``. The work is in ``ops.broker`` (queues, workers),
-``ops.checks`` (health) and ``ops.model_versions`` (Triton's index over HTTP, the defaults in
-Redis); none needs the worker or a Triton client library. The S3 check needs the ``minio`` SDK
-(``pip install 'atelier[ops]'``): without it ``health`` stops with one line saying so
-(``ops.extras``).
+``ops.checks`` (health) and ``ops.model_versions`` (Triton's index over HTTP, the defaults and
+the versions' manifests in Redis); none needs the worker or a Triton client library. The S3
+check needs the ``minio`` SDK (``pip install 'atelier[ops]'``): without it ``health`` stops with
+one line saying so (``ops.extras``).
 Settings come from ``ATELIER_*``, as the workers' do. Exit codes: 0 success, 1 a service is down
 or a command failed, 2 invalid input.
 """
@@ -12,6 +12,7 @@ or a command failed, 2 invalid input.
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -109,7 +110,9 @@ def default_version() -> None:
 @app.command("set-default-version")
 def set_default_version(
     model: Annotated[str, typer.Argument(help="product_cgan or tryon_cvae")],
-    version: Annotated[str, typer.Argument(help="a version Triton has loaded and READY")],
+    version: Annotated[
+        str, typer.Argument(help="a version Triton has loaded and READY, with a registered manifest")
+    ],
 ) -> None:
     """Make VERSION the default of MODEL for requests that pin none (workers see it within
     default_version_cache_s)."""
@@ -120,9 +123,37 @@ def set_default_version(
         err.print(str(error))
         raise typer.Exit(EXIT_INVALID) from None
     except AtelierError as error:
-        err.print(f"Triton: {error.code}: {error.message}")
+        err.print(f"{error.code}: {error.message}")
         raise typer.Exit(EXIT_FAILED) from None
     out.print(f"{model}: default version {number}")
+
+
+@app.command("register-versions")
+def register_versions(
+    repository: Annotated[
+        Path, typer.Option(help="the Triton model repository", exists=True, file_okay=False)
+    ] = Path("triton_models"),
+    replace: Annotated[
+        bool,
+        typer.Option(help="overwrite a version registered with another manifest (versions are immutable)"),
+    ] = False,
+) -> None:
+    """Register every MODEL/VERSION/manifest.json of REPOSITORY, so requests are checked against
+    the conditions of the version they run on; a version registered already is left as it is."""
+
+    try:
+        done = model_versions.register_versions(AtelierSettings(), repository, replace=replace)
+    except VersionRefused as error:
+        err.print(str(error))
+        raise typer.Exit(EXIT_INVALID) from None
+    except AtelierError as error:
+        err.print(f"Redis: {error.code}: {error.message}")
+        raise typer.Exit(EXIT_FAILED) from None
+    for item in done:
+        out.print(
+            f"{item.model} version {item.version}: " + ("registered" if item.stored else "already registered")
+        )
+    out.print(f"{len(done)} versions found in {repository}")
 
 
 @app.command("clear-default-version")

@@ -7,6 +7,11 @@ version loaded and ``READY``. Triton loads the versions its ``version_policy`` n
 (``config.pbtxt``; the default policy is the latest one only), so a new default usually needs
 ``version_policy: { all {} }`` or ``{ specific { versions: [...] } }`` first. Workers read the
 defaults through a short cache (``worker.model_versions``).
+
+A default must also have a registered manifest (``core.model_registry``), version 1 excepted
+(the built-in one): :func:`register_versions` (``atelier ops register-versions``) registers every
+``<model>/<n>/manifest.json`` of a model repository, so the submit and the workers know what that
+version's conditions are.
 """
 
 from __future__ import annotations
@@ -15,10 +20,12 @@ import json
 import logging
 import urllib.error
 from dataclasses import dataclass
+from pathlib import Path
 
 from core.errors import ErrorCode, RetryableError, VersionRefused
+from core.model_registry import ModelRegistry, Registered, register_repository
 from core.model_versions import MODELS, DefaultVersions, parse_version
-from core.settings import ServiceSettings
+from core.settings import AtelierSettings, ServiceSettings
 from ops.checks import triton_http_base, triton_opener
 
 log = logging.getLogger(__name__)
@@ -56,7 +63,8 @@ def repository_index(settings: ServiceSettings) -> list[ModelState]:
 
 
 def set_default_version(settings: ServiceSettings, model: str, version: int | str) -> int:
-    """Make ``version`` the default of ``model`` after checking Triton has it ``READY``."""
+    """Make ``version`` the default of ``model`` after checking Triton has it ``READY`` and, for
+    a version other than 1, that its manifest is registered."""
     _check_model(model)
     number = _version(version)
     ready = {r.version for r in repository_index(settings) if r.name == model and r.state == "READY"}
@@ -66,6 +74,7 @@ def set_default_version(settings: ServiceSettings, model: str, version: int | st
             f"{model} version {number} is not loaded and ready in Triton (ready: {loaded}); "
             "its version_policy in config.pbtxt decides which versions Triton loads"
         )
+    _check_registered(settings, model, number)
     defaults = DefaultVersions(settings)
     try:
         defaults.set(model, number)
@@ -92,6 +101,38 @@ def clear_default_version(settings: ServiceSettings, model: str) -> bool:
         return defaults.clear(model)
     finally:
         defaults.close()
+
+
+def register_versions(
+    settings: AtelierSettings, repository: Path, *, replace: bool = False
+) -> list[Registered]:
+    """Register every ``<model>/<n>/manifest.json`` under ``repository`` (a Triton model
+    repository; ``core.model_registry.register_repository``) in the model registry of
+    ``settings``' Redis. Raises ``VersionRefused`` for an invalid manifest or one that differs from
+    its version's registered one (unless ``replace``)."""
+    registry = ModelRegistry.from_settings(settings)
+    try:
+        return register_repository(registry, repository, replace=replace)
+    finally:
+        registry.close()
+
+
+def _check_registered(settings: AtelierSettings, model: str, version: int) -> None:
+    """A default other than 1 needs a registered manifest: requests are checked against it."""
+    if version == 1:
+        return
+    registry = ModelRegistry.from_settings(settings)
+    try:
+        known = registry.get(model, version) is not None
+        versions = registry.versions(model)
+    finally:
+        registry.close()
+    if not known:
+        listed = ", ".join(map(str, versions))
+        raise VersionRefused(
+            f"{model} version {version} has no registered manifest (registered: {listed}); register it "
+            "first: atelier ops register-versions --repository triton_models"
+        )
 
 
 def _check_model(model: str) -> None:

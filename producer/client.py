@@ -3,7 +3,11 @@
 A submission is validate -> record -> publish. Validation comes first, so an invalid request
 raises pydantic's ``ValidationError`` (field path and rule) with nothing stored or published;
 its paths, messages and inputs are cut to short excerpts (``core.contracts.bounds``), so a
-megabyte in a request never comes back in the error.
+megabyte in a request never comes back in the error. Validation includes the conditions: the
+category, colour and pattern are checked against the manifest of the model version the request
+will run on (:func:`checked_conditions`: the pinned version, else the default, else the highest
+registered; ``core.model_registry``, cached per process), and a ``#rrggbb`` colour is stored as
+that version's nearest colour name.
 The record is created ``queued`` (or an earlier job comes back, for a repeated idempotency
 key) before the message is published, so a worker always finds the record. A repeated key
 comes back as the earlier job only for the same request: the record keeps the sha256 of the
@@ -26,20 +30,30 @@ import logging
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypeVar
 
+from core.contracts.conditions import ConditionRefused, ProductConditions, resolve_conditions
 from core.contracts.jobs import JobError, JobEventType, JobKind, JobRecord, JobState, ReviewPolicy
-from core.contracts.v1 import ListingImageRequest, TryOnRequest, parse_request, validate_request
+from core.contracts.v1 import (
+    GarmentByAttributes,
+    ListingImageRequest,
+    TryOnRequest,
+    parse_request,
+    validate_request,
+)
 from core.errors import ErrorCode
 from core.jobs import JobPage, JobStore, list_jobs, utcnow
+from core.model_registry import ModelRegistry, UnknownVersion
 from core.publish import Publisher
 from core.settings import AtelierSettings
 from core.topology import REGENERATE_TASK, TASK_FOR_KIND, regenerate_kwargs, regenerate_task_id
+from serving_contract.tensors import PRODUCT_GENERATOR, TRYON_GENERATOR
 
 log = logging.getLogger(__name__)
 
 
 Request = ListingImageRequest | TryOnRequest
+R = TypeVar("R", ListingImageRequest, TryOnRequest)
 
 
 class Submission(NamedTuple):
@@ -100,6 +114,46 @@ def request_fingerprint(body: Mapping[str, Any]) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
+def checked_conditions(request: Request, registry: ModelRegistry, *, kind_first: bool = False) -> Request:
+    """``request`` once its conditions are known to the version it will run on, with a
+    ``#rrggbb`` colour as that version's colour name; else pydantic's ``ValidationError`` naming
+    the field, the version and the allowed values (``core.contracts.conditions``), or naming
+    ``model_version`` when the version has no manifest; ``kind_first``: each path starts with the
+    request's ``kind``, as ``parse_request``'s do."""
+    try:
+        if isinstance(request, ListingImageRequest):
+            product = registry.resolve(PRODUCT_GENERATOR.name, request.model_version)
+            made = resolve_conditions(request, product)
+            assert isinstance(made, ProductConditions)
+            return _with_colour(request, "attributes", request.attributes, made)
+        tryon = registry.resolve(TRYON_GENERATOR.name, request.model_version)
+        garment = request.garment
+        if not isinstance(garment, GarmentByAttributes):
+            resolve_conditions(request, tryon)
+            return request
+        # the garment is made first, by the product model's version a request pinning none runs on
+        product = registry.resolve(PRODUCT_GENERATOR.name, None)
+        tried = resolve_conditions(request, tryon, product=product)
+        assert not isinstance(tried, ProductConditions) and tried.garment is not None
+        return _with_colour(request, "garment", garment, tried.garment)
+    except ConditionRefused as refused:
+        raise refused.validation_error(
+            type(request).__name__, kind=request.kind if kind_first else None
+        ) from None
+    except UnknownVersion as unknown:
+        rule = ConditionRefused(("model_version",), "unknown_model_version", unknown.message, unknown.version)
+        raise rule.validation_error(
+            type(request).__name__, kind=request.kind if kind_first else None
+        ) from None
+
+
+def _with_colour(request: R, field: str, part: Any, made: ProductConditions) -> R:
+    """``request`` with ``part`` (its ``field``) naming ``made``'s colour, when it gave ``#rrggbb``."""
+    if part.colour == made.colour_name:
+        return request
+    return request.model_copy(update={field: part.model_copy(update={"colour": made.colour_name})})
+
+
 #: a requester's review policy, looked up when its job is recorded
 PolicyResolver = Callable[[str], ReviewPolicy]
 
@@ -141,6 +195,8 @@ class Producer:
       written on each new job's record; default ``settings.review_policy`` for everyone. The API
       sets its own, reading each tenant's policy (``api.review.policies``); a lookup that raises
       fails the submission before anything is stored.
+    - ``registry``: the model versions' manifests the conditions are checked against
+      (``core.model_registry``); default one on ``settings.redis_url``.
     """
 
     def __init__(
@@ -151,6 +207,7 @@ class Producer:
         publisher: Publisher | None = None,
         watch_poll_interval_s: float = 1.0,
         review_policy_for: PolicyResolver | None = None,
+        registry: ModelRegistry | None = None,
     ) -> None:
         self.settings = settings if settings is not None else AtelierSettings()
         default_policy = self.settings.review_policy
@@ -160,6 +217,9 @@ class Producer:
         self.store = store if store is not None else JobStore(self.settings)
         self.publisher = publisher if publisher is not None else Publisher(self.settings)
         self.watch_poll_interval_s = watch_poll_interval_s
+        if registry is None:  # on the store's Redis connections
+            registry = ModelRegistry.from_settings(self.settings, client=getattr(self.store, "redis", None))
+        self.registry = registry
 
     def submit_listing(self, request: ListingImageRequest | Mapping[str, Any]) -> str:
         """Queue product images for a listing; returns the job id."""
@@ -192,8 +252,11 @@ class Producer:
     def prepare(self, request: Request | Mapping[str, Any] | str) -> Prepared:
         """Validate ``request`` and build its new job's record (under its requester's review
         policy) and stored body: what both :meth:`accept` and ``AsyncProducer.accept`` store."""
+        parsed = not isinstance(request, ListingImageRequest | TryOnRequest)
         if not isinstance(request, ListingImageRequest | TryOnRequest):
             request = parse_request(request)
+        # parse_request's errors start with the request's kind: so do the conditions' then
+        request = checked_conditions(request, self.registry, kind_first=parsed)
         policy = ReviewPolicy.AUTO
         if isinstance(request, ListingImageRequest):
             policy = self.review_policy_for(request.requester)
@@ -286,6 +349,7 @@ class Producer:
     def close(self) -> None:
         self.publisher.close()
         self.store.close()
+        self.registry.close()
 
     def __enter__(self) -> Producer:
         return self

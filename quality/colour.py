@@ -1,7 +1,9 @@
 """Is the garment the requested colour? CIE76 distance between its mean CIELAB colour and the
-requested palette colour's reference."""
+requested palette colour's reference (a palette index, or a colour given as RGB)."""
 
 from __future__ import annotations
+
+import functools
 
 import numpy as np
 
@@ -15,9 +17,20 @@ from serving_contract.palette import PALETTE, srgb_to_lab
 GARMENT_SHADE = 0.8
 
 
-def reference_lab(colour: int) -> np.ndarray:
-    """CIELAB of palette colour ``colour`` at ``GARMENT_SHADE``."""
-    return srgb_to_lab(GARMENT_SHADE * np.asarray(PALETTE[colour].rgb, np.float64))
+#: a palette colour's index, or a colour's sRGB values
+Colour = int | tuple[int, int, int]
+
+
+def reference_lab(colour: Colour) -> np.ndarray:
+    """CIELAB of ``colour`` (a palette index, or RGB) at ``GARMENT_SHADE``."""
+    return _reference_lab(colour).copy()
+
+
+@functools.cache
+def _reference_lab(colour: Colour) -> np.ndarray:
+    """Worked out once per colour: a check per image did it again each time."""
+    rgb = colour if isinstance(colour, tuple) else PALETTE[colour].rgb
+    return np.asarray(srgb_to_lab(GARMENT_SHADE * np.asarray(rgb, np.float64)))
 
 
 def garment_lab(image: np.ndarray, mask: np.ndarray) -> np.ndarray:
@@ -27,7 +40,28 @@ def garment_lab(image: np.ndarray, mask: np.ndarray) -> np.ndarray:
     return np.asarray(srgb_to_lab(image[mask].astype(np.float64)).mean(axis=0))
 
 
-def colour_check(image: np.ndarray, mask: np.ndarray, colour: int, *, max_delta_e: float) -> Check:
+def colour_check(image: np.ndarray, mask: np.ndarray, colour: Colour, *, max_delta_e: float) -> Check:
     """CIE76 ΔE between the garment and the reference; an image without product pixels fails."""
-    distance = float(np.linalg.norm(garment_lab(image, mask) - reference_lab(colour)))
+    return _colour_check(garment_lab(image, mask), colour, max_delta_e)
+
+
+def colour_checks(
+    images: np.ndarray, masks: np.ndarray, colour: Colour, *, max_delta_e: float
+) -> list[Check]:
+    """:func:`colour_check` of each image of a stack (``[N, H, W, 3]``, masks ``[N, H, W]``):
+    the product pixels of all of them converted in one call, each image's mean taken on its own
+    pixels as :func:`garment_lab` takes it."""
+    lab = srgb_to_lab(images[masks].astype(np.float64))
+    counts = masks.reshape(len(masks), -1).sum(axis=1)
+    ends = np.cumsum(counts)
+    return [
+        _colour_check(
+            lab[end - count : end].mean(axis=0) if count else np.full(3, np.nan), colour, max_delta_e
+        )
+        for end, count in zip(ends, counts, strict=True)
+    ]
+
+
+def _colour_check(garment: np.ndarray, colour: Colour, max_delta_e: float) -> Check:
+    distance = float(np.linalg.norm(garment - _reference_lab(colour)))
     return Check.at_most("colour", distance, max_delta_e)

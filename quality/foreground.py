@@ -12,6 +12,7 @@ BACKGROUND_DISTANCE = 40.0
 
 
 def foreground_mask(image: np.ndarray) -> np.ndarray:
-    """uint8 ``[H, W, 3]`` -> bool ``[H, W]``: True where the product is."""
+    """uint8 ``[H, W, 3]`` -> bool ``[H, W]``: True where the product is. Also takes a stack of
+    images, ``[N, H, W, 3]`` -> ``[N, H, W]`` (the same arithmetic per pixel)."""
     offset = image.astype(np.float32) - np.asarray(BACKGROUND_RGB, np.float32)
     return np.sqrt((offset * offset).sum(axis=-1)) > BACKGROUND_DISTANCE

@@ -7,8 +7,8 @@ from collections.abc import Sequence
 import numpy as np
 
 from quality.category import category_check
-from quality.colour import colour_check
-from quality.degenerate import degenerate_checks
+from quality.colour import Colour, colour_checks
+from quality.degenerate import degenerate_checks_of
 from quality.duplicates import duplicate_checks
 from quality.foreground import foreground_mask
 from quality.settings import GateSettings
@@ -19,29 +19,38 @@ def judge_job(
     images: Sequence[np.ndarray] | np.ndarray,
     probabilities: np.ndarray,
     *,
-    category: int,
-    colour: int,
+    category: int | None,
+    colour: Colour,
     settings: GateSettings,
 ) -> list[Verdict]:
-    """One verdict per image of a job that asked for ``category`` in ``colour``.
+    """One verdict per image of a job that asked for ``category`` in ``colour``: the judge's
+    index of the category (``None``: not one it knows, see ``category_check``), the colour as a
+    palette index or RGB.
 
     ``images``: uint8 ``[N, H, W, 3]`` as ``product_cgan`` returns them; ``probabilities``:
-    ``[N, categories]``, the ``quality_judge`` model's answer for the same images.
+    ``[N, categories]``, the ``quality_judge`` model's answer for the same images. The checks
+    run on the job's images as one stack (the worker's CPU per image: a loop per image cost
+    about 0.7 ms each), with the same scores as each image's own checks.
     """
     if len(images) != len(probabilities):
         raise ValueError(f"{len(images)} images but {len(probabilities)} rows of probabilities")
-    duplicates = duplicate_checks(images, min_hamming=settings.min_duplicate_hamming)
-    verdicts = []
-    for image, row, duplicate in zip(images, probabilities, duplicates, strict=True):
-        mask = foreground_mask(image)
-        verdicts.append(
-            Verdict(
-                (
-                    category_check(row, category, min_probability=settings.min_category_probability),
-                    colour_check(image, mask, colour, max_delta_e=settings.max_colour_delta_e),
-                    duplicate,
-                    *degenerate_checks(image, mask, settings),
-                )
+    if len(images) == 0:
+        return []
+    stack = np.asarray(images)
+    masks = foreground_mask(stack)
+    duplicates = duplicate_checks(stack, min_hamming=settings.min_duplicate_hamming)
+    colours = colour_checks(stack, masks, colour, max_delta_e=settings.max_colour_delta_e)
+    degenerate = degenerate_checks_of(stack, masks, settings)
+    return [
+        Verdict(
+            (
+                category_check(row, category, min_probability=settings.min_category_probability),
+                colour_check,
+                duplicate,
+                *blank,
             )
         )
-    return verdicts
+        for row, colour_check, duplicate, blank in zip(
+            probabilities, colours, duplicates, degenerate, strict=True
+        )
+    ]

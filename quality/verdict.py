@@ -19,11 +19,20 @@ class Check:
     threshold: float
     rule: Rule
     passed: bool
+    #: False: the check could not run and does not count (see :meth:`not_judged`)
+    judged: bool = True
 
     @classmethod
     def at_least(cls, name: str, score: float, threshold: float) -> Check:
         """Passes when ``score >= threshold`` (a NaN score fails)."""
         return cls(name, float(score), float(threshold), "at_least", bool(score >= threshold))
+
+    @classmethod
+    def not_judged(cls, name: str, rule: Rule, threshold: float) -> Check:
+        """A check that could not run: the category check of a category the judge model was not
+        trained on (a catalog version's own). It passes, so it never fails an image for what
+        the gate cannot see; ``judged`` False and a score of 0 record that it was not judged."""
+        return cls(name, 0.0, float(threshold), rule, True, judged=False)
 
     @classmethod
     def at_most(cls, name: str, score: float, threshold: float) -> Check:

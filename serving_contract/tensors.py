@@ -2,16 +2,19 @@
 
 Shapes exclude the batch dimension (both models batch on dim 0). ``export`` writes each model's
 ``config.pbtxt`` from these specs, and the worker builds its requests from them, so the two
-cannot drift apart.
+cannot drift apart. An optional input (``ModelSpec.optional_inputs``) is one only some versions
+of a model take: a request carries it exactly when the version's manifest says so.
 """
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 
 import numpy as np
 
 from serving_contract.palette import NUM_COLOURS
+from serving_contract.patterns import NUM_PATTERNS
 from serving_contract.sizing import MEASUREMENTS, NUM_SIZES
 from serving_contract.taxonomy import NUM_CATEGORIES
 
@@ -37,9 +40,12 @@ class ModelSpec:
     outputs: tuple[TensorSpec, ...]
     max_batch_size: int
     doc: str
+    #: inputs a request may leave out (Triton's ``optional: true``): only the versions whose
+    #: manifest lists them take them, and those require them
+    optional_inputs: tuple[TensorSpec, ...] = ()
 
     def input(self, name: str) -> TensorSpec:
-        return next(t for t in self.inputs if t.name == name)
+        return next(t for t in (*self.inputs, *self.optional_inputs) if t.name == name)
 
 
 TRITON_DTYPES = {"int32": "TYPE_INT32", "int64": "TYPE_INT64", "float32": "TYPE_FP32", "uint8": "TYPE_UINT8"}
@@ -69,6 +75,15 @@ PRODUCT_GENERATOR = ModelSpec(
     ),
     max_batch_size=64,
     doc="conditional GAN: category + colour + seed -> product image",
+    optional_inputs=(
+        TensorSpec(
+            "PATTERN",
+            "int32",
+            (1,),
+            f"pattern index in [0, {NUM_PATTERNS}); sent only to a version whose manifest lists "
+            "patterns (its own count), which then requires it",
+        ),
+    ),
 )
 
 TRYON_GENERATOR = ModelSpec(
@@ -136,6 +151,11 @@ QUALITY_JUDGE = ModelSpec(
 MODELS = (PRODUCT_GENERATOR, TRYON_GENERATOR, QUALITY_JUDGE)
 
 
-def empty_batch(spec: ModelSpec, batch: int) -> dict[str, np.ndarray]:
-    """Zero-filled input arrays for ``spec``, to fill in and send (one allocation per call)."""
-    return {t.name: np.zeros((batch, *t.shape), dtype=t.dtype) for t in spec.inputs}
+def empty_batch(spec: ModelSpec, batch: int, *, optional: Collection[str] = ()) -> dict[str, np.ndarray]:
+    """Zero-filled input arrays for ``spec``, to fill in and send (one allocation per call): its
+    required inputs, and of its optional inputs those named in ``optional``."""
+    unknown = set(optional) - {t.name for t in spec.optional_inputs}
+    if unknown:
+        raise KeyError(f"{spec.name} has no optional input {', '.join(sorted(unknown))}")
+    tensors = (*spec.inputs, *(t for t in spec.optional_inputs if t.name in optional))
+    return {t.name: np.zeros((batch, *t.shape), dtype=t.dtype) for t in tensors}

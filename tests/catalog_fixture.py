@@ -1,5 +1,6 @@
 """A small catalog folder written by the tests: PNG files, conditions.json and an attributes CSV
-with one bad row of each kind the check must catch."""
+with one bad row of each kind the check must catch. ``write_catalog(..., patterns=True)`` writes
+the patterned variant: conditions.json lists ``PATTERNS`` and the CSV has a ``pattern`` column."""
 
 from __future__ import annotations
 
@@ -34,6 +35,16 @@ BAD_ROWS = {
 
 GOOD_ROWS = 12
 
+#: the patterned variant's patterns (names of serving_contract/patterns.py)
+PATTERNS: list[dict[str, Any]] = [
+    {"index": 0, "name": "solid", "description": "plain fabric"},
+    {"index": 1, "name": "stripes", "description": "horizontal stripes"},
+    {"index": 2, "name": "dots", "description": "spots on a grid"},
+]
+
+#: the patterned variant's extra bad row, after ``BAD_ROWS`` (which it gives the pattern ``solid``)
+BAD_PATTERN_ROW = ("unknown pattern", "plaid.png,skirt,coral,plaid")
+
 
 def product_photo(category: int, colour: tuple[int, int, int], size: int, seed: int) -> Image.Image:
     """A flat-colour silhouette per category on white, with a little seeded jitter."""
@@ -53,22 +64,44 @@ def product_photo(category: int, colour: tuple[int, int, int], size: int, seed: 
     return Image.fromarray(pixels)
 
 
-def write_catalog(directory: Path, *, size: int = 40) -> Path:
-    """Write the catalog into ``directory``; returns the attributes CSV path."""
+def with_pattern(photo: Image.Image, pattern: int) -> Image.Image:
+    """``photo`` with its garment (the non-white pixels) darkened in stripes (1) or dots (2)."""
+    pixels = np.asarray(photo).copy()
+    rows, columns = np.indices(pixels.shape[:2])
+    marks = {0: rows < 0, 1: rows % 4 < 2, 2: (rows % 6 < 2) & (columns % 6 < 2)}[pattern]
+    garment = (pixels < 250).any(axis=2)
+    pixels[marks & garment] = pixels[marks & garment] // 2
+    return Image.fromarray(pixels)
+
+
+def write_catalog(directory: Path, *, size: int = 40, patterns: bool = False) -> Path:
+    """Write the catalog into ``directory``; returns the attributes CSV path. With ``patterns``
+    the catalog also defines ``PATTERNS``: good rows cycle through them, and one more bad row
+    names an unknown pattern."""
     directory.mkdir(parents=True, exist_ok=True)
-    (directory / "conditions.json").write_text(json.dumps(CONDITIONS))
-    lines = ["file,category,colour,sku"]
+    conditions = CONDITIONS | ({"patterns": PATTERNS} if patterns else {})
+    (directory / "conditions.json").write_text(json.dumps(conditions))
+    lines = ["file,category,colour,pattern,sku" if patterns else "file,category,colour,sku"]
     for i in range(GOOD_ROWS):
-        category, colour = i % 3, (i // 3) % 2
+        category, colour, pattern = i % 3, (i // 3) % 2, (i // 2) % len(PATTERNS)
         red, green, blue = CONDITIONS["colours"][colour]["rgb"]
-        product_photo(category, (red, green, blue), size, seed=i).save(directory / f"good_{i:02d}.png")
+        photo = product_photo(category, (red, green, blue), size, seed=i)
+        (with_pattern(photo, pattern) if patterns else photo).save(directory / f"good_{i:02d}.png")
         slug = CONDITIONS["categories"][category]["slug"]
-        lines.append(f"good_{i:02d}.png,{slug},{CONDITIONS['colours'][colour]['name']},SKU-{i}")
+        attributes = f"good_{i:02d}.png,{slug},{CONDITIONS['colours'][colour]['name']}"
+        lines.append(
+            f"{attributes},{PATTERNS[pattern]['name']},SKU-{i}" if patterns else f"{attributes},SKU-{i}"
+        )
     (directory / "corrupt.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"not really a png" * 4)
     product_photo(1, (0, 128, 128), 16, seed=99).save(directory / "tiny.png")
     product_photo(0, (255, 127, 80), size, seed=98).save(directory / "other.png")
     product_photo(2, (0, 128, 128), size, seed=97).save(directory / "hat.png")
-    lines += [f"{row},SKU-BAD" for row in BAD_ROWS.values()]
+    if patterns:
+        lines += [f"{row},solid,SKU-BAD" for row in BAD_ROWS.values()]
+        product_photo(2, (255, 127, 80), size, seed=96).save(directory / "plaid.png")
+        lines.append(f"{BAD_PATTERN_ROW[1]},SKU-BAD")
+    else:
+        lines += [f"{row},SKU-BAD" for row in BAD_ROWS.values()]
     path = directory / "attributes.csv"
     path.write_text("\n".join(lines) + "\n")
     return path

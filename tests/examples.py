@@ -81,13 +81,22 @@ LISTING_RULES: Final[tuple[RuleCase, ...]] = (
         "string_pattern_mismatch",
     ),
     RuleCase(
-        "category is in the taxonomy",
-        {"attributes.category": "hat"},
+        "category is a slug",
+        {"attributes.category": "Hat!"},
         ("attributes", "category"),
-        "literal_error",
+        "string_pattern_mismatch",
     ),
     RuleCase(
-        "colour is a palette name", {"attributes.colour": "beige"}, ("attributes", "colour"), "value_error"
+        "colour is a name or #rrggbb",
+        {"attributes.colour": "bei ge"},
+        ("attributes", "colour"),
+        "value_error",
+    ),
+    RuleCase(
+        "pattern is a slug",
+        {"attributes.pattern": "Pin-Stripe"},
+        ("attributes", "pattern"),
+        "string_pattern_mismatch",
     ),
     RuleCase(
         "colour hex is #rrggbb", {"attributes.colour": "#12345"}, ("attributes", "colour"), "value_error"
@@ -187,19 +196,78 @@ TRYON_RULES: Final[tuple[RuleCase, ...]] = (
         ("garment", "listing", "variant"),
         "less_than_equal",
     ),
-    RuleCase(
-        "garment category is wearable",
-        {"garment.category": "sandal"},
-        ("garment", "attributes", "category"),
-        "value_error",
-    ),
-    RuleCase(
-        "garment colour is a palette colour",
-        {"garment.colour": "teal"},
-        ("garment", "attributes", "colour"),
-        "value_error",
-    ),
     RuleCase("size is on the size chart", {"size": "XXL"}, ("size",), "literal_error"),
     RuleCase("requester is required", {"requester": DELETE}, ("requester",), "missing"),
     RuleCase("unknown fields are refused", {"email": "jane@example.com"}, ("email",), "extra_forbidden"),
+)
+
+
+class ConditionCase(NamedTuple):
+    """A request whose shape is valid but whose condition the built-in version 1 does not know:
+    refused at submit (``core.contracts.conditions``), with this path, type and exact message."""
+
+    name: str
+    patch: dict[str, Any]
+    loc: tuple[str, ...]
+    type: str
+    msg: str
+
+
+_V1_CATEGORIES = "t_shirt, trouser, pullover, dress, coat, sandal, shirt, sneaker, bag, ankle_boot"
+_V1_COLOURS = "black, white, grey, red, orange, yellow, green, blue, navy, purple, pink, brown"
+_V1_WEARABLE = "t_shirt, trouser, pullover, dress, coat, shirt"
+
+LISTING_CONDITION_RULES: Final[tuple[ConditionCase, ...]] = (
+    ConditionCase(
+        "category is one of the version's",
+        {"attributes.category": "hat"},
+        ("attributes", "category"),
+        "unknown_category",
+        f"'hat' is not a category of product_cgan v1; allowed: {_V1_CATEGORIES}",
+    ),
+    ConditionCase(
+        "colour is one of the version's",
+        {"attributes.colour": "beige"},
+        ("attributes", "colour"),
+        "unknown_colour",
+        f"'beige' is not a colour of product_cgan v1; allowed: {_V1_COLOURS} or #rrggbb",
+    ),
+    ConditionCase(
+        "a version without patterns refuses one",
+        {"attributes.pattern": "stripes"},
+        ("attributes", "pattern"),
+        "no_patterns",
+        "product_cgan v1 has no patterns",
+    ),
+    ConditionCase(
+        "a pinned version must exist",
+        {"model_version": 99},
+        ("model_version",),
+        "unknown_model_version",
+        "product_cgan has no version 99; its versions: 1",
+    ),
+)
+
+TRYON_CONDITION_RULES: Final[tuple[ConditionCase, ...]] = (
+    ConditionCase(
+        "garment category is wearable",
+        {"garment.category": "sandal"},
+        ("garment", "category"),
+        "not_wearable",
+        f"'sandal' cannot be tried on by tryon_cvae v1; wearable categories: {_V1_WEARABLE}",
+    ),
+    ConditionCase(
+        "garment category is the try-on version's",
+        {"garment.category": "skirt"},
+        ("garment", "category"),
+        "not_wearable",
+        f"'skirt' is not a category of tryon_cvae v1; wearable categories: {_V1_WEARABLE}",
+    ),
+    ConditionCase(
+        "garment colour is the product version's",
+        {"garment.colour": "teal"},
+        ("garment", "colour"),
+        "unknown_colour",
+        f"'teal' is not a colour of product_cgan v1; allowed: {_V1_COLOURS} or #rrggbb",
+    ),
 )

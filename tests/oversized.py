@@ -42,8 +42,9 @@ OVERSIZED: Final[tuple[Oversized, ...]] = (
     _listing("listing_id", ("listing_id",), _PATTERN),
     _listing("idempotency_key", ("idempotency_key",), _PATTERN),
     _listing("schema_version", ("schema_version",), "literal_error"),
-    _listing("attributes.category", ("attributes", "category"), "literal_error"),
+    _listing("attributes.category", ("attributes", "category"), "string_too_long"),
     _listing("attributes.colour", ("attributes", "colour"), _TOO_LONG),
+    _listing("attributes.pattern", ("attributes", "pattern"), _TOO_LONG),
     _listing("attributes.style", ("attributes", "style"), "dict_type"),
     _listing("attributes.style.material", ("attributes", "style", "material"), _TOO_LONG),
     Oversized(
@@ -82,7 +83,7 @@ OVERSIZED: Final[tuple[Oversized, ...]] = (
     _tryon("measurements.height", ("measurements", "height"), "float_parsing"),
     _tryon("measurements.hips", ("measurements", "hips"), "float_parsing"),
     _tryon("garment.source", ("garment",), "union_tag_invalid"),
-    _tryon("garment.category", ("garment", "attributes", "category"), "literal_error"),
+    _tryon("garment.category", ("garment", "attributes", "category"), "string_too_long"),
     _tryon("garment.colour", ("garment", "attributes", "colour"), _TOO_LONG),
     Oversized(
         "tryon",

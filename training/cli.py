@@ -9,9 +9,13 @@ from __future__ import annotations
 import json
 import os
 import platform
+import shlex
+import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -19,6 +23,15 @@ app = typer.Typer(no_args_is_help=True, help=__doc__)
 
 RunDir = Annotated[Path, typer.Option(help="checkpoints, metrics and sample grids go here")]
 Repository = Annotated[Path, typer.Option(help="the Triton model repository")]
+# the options both train commands take for a catalog run
+Attributes = Annotated[Path, typer.Option(help="the catalog's CSV (file, category, colour)")]
+SkipInvalid = Annotated[
+    bool, typer.Option(help="catalog: train without invalid rows, listed in --skipped-file")
+]
+SkippedFile = Annotated[Path | None, typer.Option(help="default RUN_DIR/skipped_rows.csv")]
+Resume = Annotated[bool, typer.Option(help="catalog: continue RUN_DIR's last checkpoint")]
+Export = Annotated[bool, typer.Option(help="catalog: export the next version after training")]
+ExportTo = Annotated[Path, typer.Option(help="catalog: the Triton model repository to export into")]
 
 #: where the judge classifier's weights are committed
 JUDGE_PATH = Path("training/evaluate/weights/judge.pt")
@@ -33,9 +46,7 @@ def train_cgan(
     catalog: Annotated[
         Path | None, typer.Option(help="train on this catalog folder instead of Fashion-MNIST")
     ] = None,
-    attributes: Annotated[Path, typer.Option(help="the catalog's CSV (file, category, colour)")] = Path(
-        "attributes.csv"
-    ),
+    attributes: Attributes = Path("attributes.csv"),
     resolution: Annotated[int, typer.Option(help="catalog image side: 32, 64 or 128")] = 32,
     batch_size: Annotated[int, typer.Option(help="catalog: images per step and process")] = 64,
     generator_width: Annotated[int, typer.Option(help="catalog: generator channels at 4x4")] = 256,
@@ -44,18 +55,14 @@ def train_cgan(
     min_side: Annotated[
         int | None, typer.Option(help="catalog: shorter image side required (default: the resolution)")
     ] = None,
-    skip_invalid: Annotated[
-        bool, typer.Option(help="catalog: train without invalid rows, listed in --skipped-file")
-    ] = False,
-    skipped_file: Annotated[Path | None, typer.Option(help="default RUN_DIR/skipped_rows.csv")] = None,
-    resume: Annotated[bool, typer.Option(help="catalog: continue RUN_DIR's last checkpoint")] = False,
+    skip_invalid: SkipInvalid = False,
+    skipped_file: SkippedFile = None,
+    resume: Resume = False,
     distributed: Annotated[
         bool, typer.Option(help="catalog: one DDP process of a torchrun launch (gloo CPU, NCCL GPU)")
     ] = False,
-    export: Annotated[bool, typer.Option(help="catalog: export the next version after training")] = True,
-    out: Annotated[Path, typer.Option(help="catalog: the Triton model repository to export into")] = Path(
-        "triton_models"
-    ),
+    export: Export = True,
+    out: ExportTo = Path("triton_models"),
 ) -> None:
     """Train the product cGAN: on Fashion-MNIST (resumes from RUN_DIR's checkpoint), or with
     --catalog on a folder of images and an attributes CSV, checked row by row first."""
@@ -64,19 +71,12 @@ def train_cgan(
 
         train(run_dir, CganConfig(epochs=epochs, seed=seed, limit=limit))
         return
-    import shlex
-    import sys
-
-    from training.catalog.command import CatalogRefused, CatalogRun, run_catalog_cgan
+    from training.catalog.command import CatalogRun, run_catalog_cgan
     from training.catalog.train_cgan import CatalogCganConfig
-    from training.catalog.validate import CatalogError
     from training.cgan.model import RESOLUTIONS
 
     if resolution not in RESOLUTIONS:
-        typer.echo(
-            f"error: --resolution {resolution}: choose one of {', '.join(map(str, RESOLUTIONS))}", err=True
-        )
-        raise typer.Exit(2)
+        raise _refuse(f"--resolution {resolution}: choose one of {', '.join(map(str, RESOLUTIONS))}")
     config = CatalogCganConfig(
         resolution=resolution,
         epochs=epochs,
@@ -86,24 +86,12 @@ def train_cgan(
         seed=seed,
         steps_per_epoch=steps_per_epoch,
     )
-    job = CatalogRun(
-        catalog=catalog,
-        attributes=attributes,
-        run_dir=run_dir,
-        config=config,
-        min_side=min_side,
-        skip_invalid=skip_invalid,
-        skipped_file=skipped_file,
-        resume=resume,
-        distributed=distributed,
-        export_to=out if export else None,
-        command="atelier-models " + shlex.join(sys.argv[1:]),
+    shared = _catalog_job_fields(
+        catalog, attributes, run_dir, skip_invalid, skipped_file, resume, export, out
     )
-    try:
+    job = CatalogRun(config=config, min_side=min_side, distributed=distributed, **shared)
+    with _refusals_exit_2(ValueError):  # ValueError: a resume of another run's checkpoint
         run_catalog_cgan(job)
-    except (CatalogRefused, CatalogError, FileExistsError, ValueError) as error:
-        typer.echo(f"error: {error}", err=True)
-        raise typer.Exit(2) from None
 
 
 @app.command()
@@ -115,20 +103,16 @@ def train_cvae(
     catalog: Annotated[
         Path | None, typer.Option(help="render this catalog's wearable garments instead of Fashion-MNIST's")
     ] = None,
-    attributes: Annotated[Path, typer.Option(help="the catalog's CSV (file, category, colour)")] = Path(
-        "attributes.csv"
-    ),
+    attributes: Attributes = Path("attributes.csv"),
     fits_like: Annotated[
         list[str] | None,
         typer.Option(help="catalog: SLUG=TEMPLATE, draw a catalog category as a committed one (tee=t_shirt)"),
     ] = None,
-    skip_invalid: Annotated[bool, typer.Option(help="catalog: train without invalid rows")] = False,
-    skipped_file: Annotated[Path | None, typer.Option(help="default RUN_DIR/skipped_rows.csv")] = None,
-    resume: Annotated[bool, typer.Option(help="catalog: continue RUN_DIR's last checkpoint")] = False,
-    export: Annotated[bool, typer.Option(help="catalog: export the next version after training")] = True,
-    out: Annotated[Path, typer.Option(help="catalog: the Triton model repository to export into")] = Path(
-        "triton_models"
-    ),
+    skip_invalid: SkipInvalid = False,
+    skipped_file: SkippedFile = None,
+    resume: Resume = False,
+    export: Export = True,
+    out: ExportTo = Path("triton_models"),
 ) -> None:
     """Train the try-on cVAE on rendered examples (resumes from RUN_DIR's checkpoint); with
     --catalog, the garments are the catalog's wearable products, checked row by row first."""
@@ -138,34 +122,61 @@ def train_cvae(
     if catalog is None:
         train(run_dir, config)
         return
-    import shlex
-    import sys
-
-    from training.catalog.command import CatalogCvaeRun, CatalogRefused, run_catalog_cvae
-    from training.catalog.validate import CatalogError
+    from training.catalog.command import CatalogCvaeRun, run_catalog_cvae
 
     try:
         mapping = dict(pair.split("=", 1) for pair in fits_like or [])
     except ValueError:
-        typer.echo(f"error: --fits-like takes SLUG=TEMPLATE, got {fits_like}", err=True)
-        raise typer.Exit(2) from None
-    job = CatalogCvaeRun(
-        catalog=catalog,
-        attributes=attributes,
-        run_dir=run_dir,
-        config=config,
-        fits_like=mapping,
-        skip_invalid=skip_invalid,
-        skipped_file=skipped_file,
-        resume=resume,
-        export_to=out if export else None,
-        command="atelier-models " + shlex.join(sys.argv[1:]),
+        raise _refuse(f"--fits-like takes SLUG=TEMPLATE, got {fits_like}") from None
+    shared = _catalog_job_fields(
+        catalog, attributes, run_dir, skip_invalid, skipped_file, resume, export, out
     )
-    try:
+    job = CatalogCvaeRun(config=config, fits_like=mapping, **shared)
+    with _refusals_exit_2():
         run_catalog_cvae(job)
-    except (CatalogRefused, CatalogError, FileExistsError) as error:
-        typer.echo(f"error: {error}", err=True)
-        raise typer.Exit(2) from None
+
+
+def _catalog_job_fields(
+    catalog: Path,
+    attributes: Path,
+    run_dir: Path,
+    skip_invalid: bool,
+    skipped_file: Path | None,
+    resume: bool,
+    export: bool,
+    out: Path,
+) -> dict[str, Any]:
+    """The fields a catalog cGAN job and a catalog cVAE job both take from the command line."""
+    return {
+        "catalog": catalog,
+        "attributes": attributes,
+        "run_dir": run_dir,
+        "skip_invalid": skip_invalid,
+        "skipped_file": skipped_file,
+        "resume": resume,
+        "export_to": out if export else None,
+        "command": "atelier-models " + shlex.join(sys.argv[1:]),  # recorded in manifest and card
+    }
+
+
+@contextmanager
+def _refusals_exit_2(*also: type[Exception]) -> Iterator[None]:
+    """A refused catalog or run directory (or one of ``also``) ends the command with its message
+    and exit status 2, not a traceback."""
+    from training.catalog.command import CatalogRefused
+    from training.catalog.validate import CatalogError
+
+    refused: tuple[type[Exception], ...] = (CatalogRefused, CatalogError, FileExistsError, *also)
+    try:
+        yield
+    except refused as error:
+        raise _refuse(str(error)) from None
+
+
+def _refuse(message: str) -> typer.Exit:
+    """Print ``message`` as the command's error; the caller raises the returned exit (status 2)."""
+    typer.echo(f"error: {message}", err=True)
+    return typer.Exit(2)
 
 
 @app.command()

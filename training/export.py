@@ -20,7 +20,7 @@ import json
 import re
 import shutil
 import warnings
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, TypeVar
@@ -29,8 +29,16 @@ import torch
 from torch import nn
 
 from serving_contract import priorities
-from serving_contract.manifest import ModelManifest, default_manifest, write_manifest
+from serving_contract.manifest import (
+    Conditions,
+    ModelManifest,
+    PatternEntry,
+    TensorEntry,
+    default_manifest,
+    write_manifest,
+)
 from serving_contract.palette import NUM_COLOURS
+from serving_contract.patterns import NUM_PATTERNS, PATTERNS
 from serving_contract.sizing import MEASUREMENTS, NUM_SIZES
 from serving_contract.taxonomy import NUM_CATEGORIES, wearable_categories
 from serving_contract.tensors import (
@@ -90,9 +98,10 @@ def channels_last(module: M) -> M:
 
 
 class ProductServing(nn.Module):
-    """The product generator as served: ``(z, category, colour) -> uint8 [N, 32, 32, 3]``.
+    """The product generator as served: ``(z, category, colour[, pattern]) -> uint8 [N, 32, 32, 3]``.
 
-    ``z`` is float32 ``[N, LATENT_DIM]``, ``category`` and ``colour`` int64 ``[N]``. The
+    ``z`` is float32 ``[N, LATENT_DIM]``, ``category``, ``colour`` and ``pattern`` int64 ``[N]``;
+    ``pattern`` is given exactly when the generator was trained with patterns. The
     generator is switched in place to eval mode (batch norm uses its running statistics, so an
     item's image does not depend on the rest of the batch) and to channels_last.
 
@@ -108,8 +117,27 @@ class ProductServing(nn.Module):
         # traced TorchScript keeps the weights' memory format
         self.generator = channels_last(generator.eval())
 
-    def forward(self, z: torch.Tensor, category: torch.Tensor, colour: torch.Tensor) -> torch.Tensor:
-        return to_uint8_hwc(self.generator(z * self.noise_scale, category, colour))
+    @property
+    def num_patterns(self) -> int:
+        """How many patterns the generator is conditioned on (0: category and colour only)."""
+        embedding = getattr(self.generator, "pattern", None)
+        return 0 if embedding is None else int(embedding.num_embeddings)
+
+    def example_inputs(self, categories: list[int], colours: list[int]) -> tuple[torch.Tensor, ...]:
+        """Forward arguments to trace with, plus plain-fabric patterns if the generator takes them."""
+        conditions = [torch.tensor(categories), torch.tensor(colours)]
+        if self.num_patterns:
+            conditions.append(torch.zeros(len(categories), dtype=torch.int64))
+        return (torch.randn(len(categories), PRODUCT_LATENT_DIM), *conditions)
+
+    def forward(
+        self,
+        z: torch.Tensor,
+        category: torch.Tensor,
+        colour: torch.Tensor,
+        pattern: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        return to_uint8_hwc(self.generator(z * self.noise_scale, category, colour, pattern))
 
 
 class JudgeServing(nn.Module):
@@ -210,11 +238,13 @@ def render_config(
 ) -> str:
     """``config.pbtxt`` text for ``spec``: python backend, tensors, batcher, instances, parameters."""
 
-    def tensors(kind: str, specs: tuple) -> list[str]:
+    def tensors(kind: str, specs: tuple, optional: tuple = ()) -> list[str]:
         entries = [
             f'  {{\n    name: "{t.name}"\n    data_type: {TRITON_DTYPES[t.dtype]}\n'
-            f"    dims: [ {', '.join(str(d) for d in t.shape)} ]\n  }}"
-            for t in specs
+            f"    dims: [ {', '.join(str(d) for d in t.shape)} ]\n"
+            + ("    optional: true\n" if t in optional else "")
+            + "  }"
+            for t in (*specs, *optional)
         ]
         return [f"{kind} [", ",\n".join(entries), "]"]
 
@@ -223,7 +253,7 @@ def render_config(
         f'name: "{spec.name}"',
         'backend: "python"',
         f"max_batch_size: {spec.max_batch_size}",
-        *tensors("input", spec.inputs),
+        *tensors("input", spec.inputs, spec.optional_inputs),
         *tensors("output", spec.outputs),
     ]
     if dynamic_batching is not None:
@@ -304,6 +334,8 @@ def export_model(
         manifest = default_manifest(spec.name, version).model_copy(update={"latent_dim": latent_dim})
     if (manifest.model, manifest.version) != (spec.name, version):
         raise ValueError(f"manifest of {manifest.model} v{manifest.version} given for {spec.name} v{version}")
+    if isinstance(serving_module, ProductServing):
+        check_patterns(serving_module, manifest)
     backend = BACKENDS_DIR / f"{spec.name}.py"
     if not backend.exists():
         raise ValueError(f"no serving backend {backend} for model {spec.name!r}")
@@ -331,17 +363,66 @@ def export_model(
 def export_product_generator(
     generator: nn.Module, repository: Path, version: int = 1, *, noise_scale: float = 1.0, **settings: Any
 ) -> Path:
-    """Export a product ``Generator`` as ``product_cgan`` (``settings``: see ``export_model``)."""
-    example = (torch.randn(2, PRODUCT_LATENT_DIM), torch.tensor([0, 1]), torch.tensor([0, 1]))
+    """Export a product ``Generator`` as ``product_cgan`` (``settings``: see ``export_model``).
+
+    A generator trained with patterns gets, unless ``settings`` carries a manifest, the default
+    manifest with ``serving_contract.patterns`` listed (``patterned_manifest``).
+    """
+    serving = ProductServing(generator, noise_scale)
+    manifest = settings.pop("manifest", None)
+    if manifest is None:
+        manifest = default_manifest(PRODUCT_GENERATOR.name, version).model_copy(
+            update={"latent_dim": PRODUCT_LATENT_DIM}
+        )
+        if serving.num_patterns:
+            manifest = patterned_manifest(manifest, default_patterns())
     return export_model(
         PRODUCT_GENERATOR,
-        ProductServing(generator, noise_scale),
+        serving,
         repository,
         version,
         latent_dim=PRODUCT_LATENT_DIM,
-        example_inputs=example,
+        example_inputs=serving.example_inputs([0, 1], [0, 1]),
+        manifest=manifest,
         **settings,
     )
+
+
+def default_patterns() -> tuple[PatternEntry, ...]:
+    """``serving_contract.patterns`` (the Fashion-MNIST texturing) as manifest entries."""
+    return tuple(PatternEntry(index=p.index, name=p.name, description=p.description) for p in PATTERNS)
+
+
+def patterned_manifest(manifest: ModelManifest, patterns: Sequence[PatternEntry]) -> ModelManifest:
+    """``manifest`` of a product version conditioned on ``patterns`` as well: it lists them, and
+    its inputs the ``PATTERN`` tensor that its ``model.py`` then requires (after ``COLOUR``)."""
+    spec = PRODUCT_GENERATOR.input("PATTERN")
+    entry = TensorEntry(
+        name=spec.name,
+        dtype="int32",
+        shape=spec.shape,
+        description=f"pattern index in [0, {len(patterns)}), required by this version",
+    )
+    inputs = [t for t in manifest.inputs if t.name != spec.name]
+    at = next((i + 1 for i, t in enumerate(inputs) if t.name == "COLOUR"), len(inputs))
+    conditions = Conditions.model_validate(  # validated: pattern indexes must run 0, 1, 2, ...
+        manifest.conditions.model_dump() | {"patterns": [p.model_dump() for p in patterns]}
+    )
+    return manifest.model_copy(
+        update={"conditions": conditions, "inputs": (*inputs[:at], entry, *inputs[at:])}
+    )
+
+
+def check_patterns(serving: ProductServing, manifest: ModelManifest) -> None:
+    """Refuse a manifest whose patterns (and ``PATTERN`` input) disagree with the generator's:
+    the backend trusts the manifest, so a mismatch would serve requests the model cannot take."""
+    listed = len(manifest.conditions.patterns)
+    has_input = any(t.name == "PATTERN" for t in manifest.inputs)
+    if listed != serving.num_patterns or has_input != bool(listed):
+        raise ValueError(
+            f"{manifest.model} v{manifest.version}: the generator takes {serving.num_patterns} patterns; "
+            f"the manifest lists {listed} and {'has' if has_input else 'lacks'} a PATTERN input"
+        )
 
 
 def export_tryon_vae(vae: TryOnVAE, repository: Path, version: int = 1, **settings: Any) -> Path:
@@ -397,7 +478,8 @@ def export_trained(
     from training.cgan.train import CganConfig  # pulls in the training data modules
 
     cgan = _last_checkpoint(cgan_run)
-    generator = Generator(CganConfig(**cgan["config"]).generator_width)
+    config = CganConfig(**cgan["config"])
+    generator = Generator(config.generator_width, num_patterns=NUM_PATTERNS if config.patterns else 0)
     generator.load_state_dict(cgan["ema"])
     export_product_generator(generator, repository, version, noise_scale=noise_scale, **settings)
     vae = TryOnVAE()

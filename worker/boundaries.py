@@ -87,8 +87,10 @@ class Inference(Protocol):
         seeds: Sequence[int],
         *,
         version: int | str | None = None,
+        patterns: Sequence[int] | None = None,
     ) -> Generated:
-        """One product image per (category, colour, seed): uint8 ``[N, 32, 32, 3]``."""
+        """One product image per (category, colour, seed) and pattern, for a version that has
+        patterns (``None``: no ``PATTERN`` input): uint8 ``[N, 32, 32, 3]``."""
         ...
 
     def generate_tryon(
@@ -116,8 +118,16 @@ class QualityGate(Protocol):
     def max_tries(self) -> int: ...
 
     def judge(
-        self, images: np.ndarray, probabilities: np.ndarray, *, category: int, colour: int
-    ) -> list[Verdict]: ...
+        self,
+        images: np.ndarray,
+        probabilities: np.ndarray,
+        *,
+        category: int | None,
+        colour: int | tuple[int, int, int],
+    ) -> list[Verdict]:
+        """``category``: the judge's index of the requested category, ``None`` when the judge does
+        not know it (not judged); ``colour``: a palette index or the version's colour as RGB."""
+        ...
 
 
 class Images(Protocol):

@@ -23,6 +23,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from core.jobs import JobStore
+from core.model_registry import ModelRegistry
 from core.worker_settings import WorkerSettings
 from quality.settings import GateSettings
 from worker.boundaries import Callbacks, Images, Inference, Notify, QualityGate, StatusStore
@@ -61,6 +62,9 @@ class WorkerContext:
     notify: Notify
     #: the quality gate on listing images; ``None``: off (``ATELIER_GATE_ENABLED=false``)
     gate: QualityGate | None = None
+    #: the model versions' manifests; ``None``: the process's own on the status store's Redis
+    #: (``worker.model_versions.registry``)
+    models: ModelRegistry | None = None
     uploads: ThreadPoolExecutor = field(default_factory=upload_threads, repr=False)
     _bucket_ready: bool = field(default=False, repr=False)
 

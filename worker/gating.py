@@ -11,6 +11,12 @@ requester's review policy decides what happens to it (``core.jobs.review``).
 
 A variant that people had made again (``worker.regeneration``) goes through the same loop
 (:func:`gate_remake`), judged last beside the job's other kept images.
+
+What is judged (:class:`Asked`): the images are regenerated with the indexes of the job's model
+version, while the category check reads the judge's probability at the *judge's* index of the
+category's slug (``quality_judge``'s manifest). A category the judge was not trained on (a catalog
+version's own) is recorded as not judged (``quality.verdict.Check.not_judged``) rather than failing
+every job of that version; the colour check compares with the version's own colour (its RGB).
 """
 
 from __future__ import annotations
@@ -21,11 +27,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from core.contracts.conditions import ProductConditions, vocabulary
 from core.contracts.jobs import GateCheck, GateReport, JobKind
 from core.contracts.v1 import ListingImageRequest
 from quality.gate import judge_job
 from quality.settings import GateSettings
 from quality.verdict import Check, Verdict
+from serving_contract.manifest import ModelManifest
 from worker import metrics
 from worker.boundaries import Inference, QualityGate
 from worker.inference import Generated
@@ -45,9 +53,39 @@ class JudgeGate:
         return self.settings.max_tries
 
     def judge(
-        self, images: np.ndarray, probabilities: np.ndarray, *, category: int, colour: int
+        self,
+        images: np.ndarray,
+        probabilities: np.ndarray,
+        *,
+        category: int | None,
+        colour: int | tuple[int, int, int],
     ) -> list[Verdict]:
         return judge_job(images, probabilities, category=category, colour=colour, settings=self.settings)
+
+
+@dataclass(frozen=True)
+class Asked:
+    """What a listing job asked its product model version for, and what the gate compares with."""
+
+    #: the job's conditions as indexes of its product model version
+    made: ProductConditions
+    #: the judge's index of the category, ``None``: the judge does not know it (not judged)
+    judge_category: int | None
+    #: the version's colour, as RGB
+    colour: tuple[int, int, int]
+
+    @property
+    def patterns(self) -> dict[str, list[int]]:
+        """``generate_products``' ``patterns`` keyword for one image, when the version has any."""
+        return {} if self.made.pattern is None else {"patterns": [self.made.pattern]}
+
+
+def asked_for(made: ProductConditions, product: ModelManifest, judge: ModelManifest) -> Asked:
+    """:class:`Asked` of a job whose conditions ``made`` are in ``product``'s version, judged by
+    ``judge``'s version (the category by slug, never by the product version's index)."""
+    slug = product.conditions.categories[made.category].slug
+    rgb = product.conditions.colours[made.colour].rgb
+    return Asked(made, vocabulary(judge).categories.get(slug), (rgb[0], rgb[1], rgb[2]))
 
 
 @dataclass(frozen=True)
@@ -72,10 +110,14 @@ def gate_listing(
     req: ListingImageRequest,
     generated: Generated,
     seeds: Sequence[int],
+    asked: Asked,
 ) -> Gated:
-    """Judge ``generated`` (made from ``seeds``) and regenerate failing variants (see the module)."""
+    """Judge ``generated`` (made from ``seeds`` as ``asked``) and regenerate failing variants
+    (see the module)."""
     images = np.array(generated.images, copy=True)
-    outcomes = _judge_until_passed(inference, gate, req, images, range(len(seeds)), seeds, generated.version)
+    outcomes = _judge_until_passed(
+        inference, gate, asked, images, range(len(seeds)), seeds, generated.version
+    )
     return _gated(req, Generated(images, generated.model, generated.version), outcomes)
 
 
@@ -86,6 +128,7 @@ def gate_remake(
     others: Sequence[np.ndarray],
     remade: Generated,
     seed: int,
+    asked: Asked,
 ) -> Gated:
     """Judge a variant that people had made again (``remade``, one image from ``seed``) after the
     job's other kept images ``others`` (uint8 ``[32, 32, 3]`` each, as the model made them), and
@@ -93,7 +136,7 @@ def gate_remake(
     newcomer, never an image already kept. Only the remade variant is reported and counted: the
     others keep their own reports."""
     images = np.stack([*others, *remade.images])
-    outcomes = _judge_until_passed(inference, gate, req, images, [len(others)], [seed], remade.version)
+    outcomes = _judge_until_passed(inference, gate, asked, images, [len(others)], [seed], remade.version)
     return _gated(req, Generated(images[len(others) :], remade.model, remade.version), outcomes)
 
 
@@ -109,7 +152,7 @@ class _Outcome:
 def _judge_until_passed(
     inference: Inference,
     gate: QualityGate,
-    req: ListingImageRequest,
+    asked: Asked,
     images: np.ndarray,
     candidates: Sequence[int],
     seeds: Sequence[int],
@@ -119,21 +162,23 @@ def _judge_until_passed(
     made from ``seeds``) fails, generate it again from :func:`retry_seed` in place, and judge the
     whole set again (a duplicate depends on the others), up to ``gate.max_tries`` generations.
     One outcome per candidate; the other images are context only."""
-    category, colour = req.attributes.category_index, req.attributes.colour_index
+    made = asked.made
     kept_seeds, tries = list(seeds), [1] * len(seeds)
-    verdicts = _judge(inference, gate, images, category, colour)
+    verdicts = _judge(inference, gate, images, asked)
     for attempt in range(2, gate.max_tries + 1):
         failing = [j for j, i in enumerate(candidates) if not verdicts[i].passed]
         if not failing:
             break
         retry_seeds = [retry_seed(seeds[j], attempt) for j in failing]
         with metrics.stage(JobKind.LISTING, "inference"):
+            n = len(failing)
+            patterns = {} if made.pattern is None else {"patterns": [made.pattern] * n}
             again = inference.generate_products(
-                [category] * len(failing), [colour] * len(failing), retry_seeds, version=version
+                [made.category] * n, [made.colour] * n, retry_seeds, version=version, **patterns
             )
         for k, j in enumerate(failing):
             images[candidates[j]], kept_seeds[j], tries[j] = again.images[k], retry_seeds[k], attempt
-        verdicts = _judge(inference, gate, images, category, colour)
+        verdicts = _judge(inference, gate, images, asked)
     return [
         _Outcome(verdicts[i], seed, tried)
         for i, seed, tried in zip(candidates, kept_seeds, tries, strict=True)
@@ -152,13 +197,17 @@ def _gated(req: ListingImageRequest, generated: Generated, outcomes: Sequence[_O
     return Gated(generated, [o.seed for o in outcomes], reports)
 
 
-def _judge(
-    inference: Inference, gate: QualityGate, images: np.ndarray, category: int, colour: int
-) -> list[Verdict]:
+def _judge(inference: Inference, gate: QualityGate, images: np.ndarray, asked: Asked) -> list[Verdict]:
     with metrics.stage(JobKind.LISTING, "gate"):
         probabilities = inference.judge_products(images)
-        return gate.judge(images, probabilities, category=category, colour=colour)
+        return gate.judge(images, probabilities, category=asked.judge_category, colour=asked.colour)
 
 
 def _check(check: Check) -> GateCheck:
-    return GateCheck(name=check.name, score=check.score, threshold=check.threshold, passed=check.passed)
+    return GateCheck(
+        name=check.name,
+        score=check.score,
+        threshold=check.threshold,
+        passed=check.passed,
+        judged=check.judged,
+    )

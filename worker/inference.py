@@ -6,9 +6,11 @@ backoff and full jitter (``inference_retry_attempts``, ``inference_backoff_base_
 ``inference_backoff_max_s``); every failure leaves as a ``RetryableError`` or a
 ``PermanentError`` whose ``code`` says why (see ``classify``).
 
-Models run at the version the caller pins, else the configured default, else Triton's latest;
-once the first chunk has answered, the rest of the job is pinned to the version that answered,
-so a model loaded mid-job never mixes two versions in one result.
+Models run at the version the caller pins (the pipeline always pins one: the version whose
+manifest mapped the request's conditions, ``worker.model_versions.job_manifest``), else the
+configured default, else Triton's latest; once the first chunk has answered, the rest of the job
+is pinned to the version that answered, so a model loaded mid-job never mixes two versions in one
+result. A product version with patterns also gets the optional ``PATTERN`` input.
 """
 
 from __future__ import annotations
@@ -151,14 +153,21 @@ class InferenceClient(PerProcessClient[Any]):
         seeds: Sequence[int],
         *,
         version: int | str | None = None,
+        patterns: Sequence[int] | None = None,
     ) -> Generated:
-        """``product_cgan``: one image per (category, colour, seed), uint8 ``[N, 32, 32, 3]``."""
-        batch = empty_batch(
-            PRODUCT_GENERATOR, _same_length(categories=categories, colours=colours, seeds=seeds)
-        )
+        """``product_cgan``: one image per (category, colour, seed), uint8 ``[N, 32, 32, 3]``;
+        ``patterns``: the pattern of each, for a version that has patterns (sent as ``PATTERN``),
+        ``None`` for one that has none (no ``PATTERN`` input at all)."""
+        columns = {"categories": categories, "colours": colours, "seeds": seeds}
+        if patterns is not None:
+            columns["patterns"] = patterns
+        optional = ("PATTERN",) if patterns is not None else ()
+        batch = empty_batch(PRODUCT_GENERATOR, _same_length(**columns), optional=optional)
         batch["CATEGORY"][:, 0] = categories
         batch["COLOUR"][:, 0] = colours
         batch["SEED"][:, 0] = seeds
+        if patterns is not None:
+            batch["PATTERN"][:, 0] = patterns
         return self._generate(
             PRODUCT_GENERATOR, batch, _version(version, self.settings.product_model_version)
         )

@@ -8,6 +8,11 @@ notify. ``worker/tasks.py`` calls them; the unit tests call them with ``worker.s
   whose message a broker outage lost (:func:`catch_up`).
 - **Lease**: starting an attempt takes the job's lease for the hard time limit plus
   ``sweep_grace_s``; a ``running`` job without one has no live worker (``worker/sweeper.py``).
+- **Conditions**: the request's category, colour and pattern are mapped to the indexes of the
+  manifest of the version the job runs at (``worker.model_versions.job_manifest``), and that
+  concrete version is what Triton is asked for. A condition that version does not know (its
+  default changed between submit and run) fails the job ``unknown_condition``, naming the version:
+  never a wrong image.
 - **Seeds**: the request's seed, else one derived from the job id, so a redelivered job makes
   the same images; variant ``i`` uses ``seed + i``. All variants go to Triton in one call.
 - **Store**: one object per variant at ``{kind}/{job_id}/{variant}.{ext}``, so a redelivery
@@ -38,6 +43,12 @@ import numpy as np
 from billiard.exceptions import SoftTimeLimitExceeded
 from pydantic import ValidationError
 
+from core.contracts.conditions import (
+    ProductConditions,
+    listing_conditions,
+    tryon_conditions,
+    wearable_category,
+)
 from core.contracts.jobs import (
     EVENT_FOR_STATE,
     GateReport,
@@ -58,16 +69,15 @@ from core.contracts.v1 import (
 from core.errors import AtelierError, ErrorCode, PermanentError, RetryableError, as_atelier_error
 from core.jobs.machine import cancel_pending, utcnow
 from core.jobs.review import OPEN_STATUSES, held_for_review, status_of
-from serving_contract.palette import colour_by_name
-from serving_contract.sizing import size_by_label
-from serving_contract.taxonomy import category_by_slug
-from serving_contract.tensors import PRODUCT_IMAGE_SIZE
+from serving_contract.manifest import ModelManifest
+from serving_contract.tensors import PRODUCT_GENERATOR, PRODUCT_IMAGE_SIZE, QUALITY_JUDGE, TRYON_GENERATOR
 from worker import metrics
 from worker.boundaries import Images
 from worker.context import WorkerContext
 from worker.encoding import decode, encode
-from worker.gating import gate_listing
+from worker.gating import Asked, asked_for, gate_listing
 from worker.inference import Generated
+from worker.model_versions import job_manifest, registry
 from worker.storage import image_key
 
 log = logging.getLogger(__name__)
@@ -120,19 +130,16 @@ def run_listing(
     with failures(job_id, req, ctx):
         seed = job_seed(req.seed, job_id)
         seeds = variant_seeds(seed, req.variants)
-        attributes = req.attributes
+        product, made = product_conditions(ctx, req, req.model_version)
         if stopped_for_cancel(job_id, req, ctx):
             return
         with metrics.stage(JobKind.LISTING, "inference"):
-            generated = ctx.inference.generate_products(
-                [attributes.category_index] * len(seeds),
-                [attributes.colour_index] * len(seeds),
-                seeds,
-                version=req.model_version,
-            )
+            generated = make_products(ctx, made, seeds, product.version)
         reports: Sequence[GateReport | None] = [None] * len(seeds)
         if ctx.gate is not None:
-            gated = gate_listing(ctx.inference, ctx.gate, req, generated, seeds)
+            gated = gate_listing(
+                ctx.inference, ctx.gate, req, generated, seeds, judged_as(ctx, product, made)
+            )
             generated, seeds, reports = gated.generated, gated.seeds, gated.reports
         metadata = listing_metadata(job_id, req, generated)
         if stopped_for_cancel(job_id, req, ctx):
@@ -154,20 +161,22 @@ def run_tryon(
     with failures(job_id, req, ctx):
         seed = job_seed(req.seed, job_id)
         seeds = variant_seeds(seed, TRYON_VARIANTS)
+        tryon = job_manifest(ctx, TRYON_GENERATOR.name, req.model_version, ctx.settings.tryon_model_version)
+        size = tryon_conditions(req, tryon, product=None).size
         if stopped_for_cancel(job_id, req, ctx):
             return
-        garment = load_garment(req, seed, ctx)
+        garment = load_garment(req, seed, ctx, tryon)
         if stopped_for_cancel(job_id, req, ctx):
             return
         n = len(seeds)
         with metrics.stage(JobKind.TRYON, "inference"):
             generated = ctx.inference.generate_tryon(
                 [list(req.measurements.metric().values())] * n,
-                [size_by_label(req.size).index] * n,
+                [size] * n,
                 [garment.category] * n,
                 np.stack([garment.image] * n),
                 seeds,
-                version=req.model_version,
+                version=tryon.version,
             )
         metadata = tryon_metadata(job_id, req, generated, garment)
         if stopped_for_cancel(job_id, req, ctx):
@@ -256,25 +265,57 @@ def variant_seeds(seed: int, count: int) -> list[int]:
     return [(seed + i) % SEED_LIMIT for i in range(count)]
 
 
-def load_garment(req: TryOnRequest, seed: int, ctx: WorkerContext) -> Garment:
-    """The garment as a 32x32 product image: generated from attributes, or a stored listing's."""
+def product_conditions(
+    ctx: WorkerContext, attributes: ListingImageRequest | GarmentByAttributes, version: int | None
+) -> tuple[ModelManifest, ProductConditions]:
+    """The product model version a listing (or a garment by attributes) runs at, and its
+    conditions as that version's indexes; ``ConditionRefused`` (``unknown_condition``) or
+    ``UnknownVersion`` (``model_version_not_found``), both permanent, when it cannot run there."""
+    product = job_manifest(ctx, PRODUCT_GENERATOR.name, version, ctx.settings.product_model_version)
+    if isinstance(attributes, ListingImageRequest):
+        return product, listing_conditions(attributes.attributes, product)
+    return product, listing_conditions(attributes, product, at=("garment",))
+
+
+def make_products(
+    ctx: WorkerContext, made: ProductConditions, seeds: Sequence[int], version: int
+) -> Generated:
+    """One product image per seed of ``made`` by ``version`` (with ``PATTERN`` when it has patterns)."""
+    n = len(seeds)
+    patterns = {} if made.pattern is None else {"patterns": [made.pattern] * n}
+    return ctx.inference.generate_products(
+        [made.category] * n, [made.colour] * n, seeds, version=version, **patterns
+    )
+
+
+def judged_as(ctx: WorkerContext, product: ModelManifest, made: ProductConditions) -> Asked:
+    """What the gate compares a listing's images with: the judge's vocabulary (its latest
+    registered version's manifest) and the product version's colour (``worker.gating``)."""
+    return asked_for(made, product, registry(ctx).resolve(QUALITY_JUDGE.name, None))
+
+
+def load_garment(req: TryOnRequest, seed: int, ctx: WorkerContext, tryon: ModelManifest) -> Garment:
+    """The garment as a 32x32 product image: generated from attributes (by the product model's
+    version a request pinning none runs at), or a stored listing's; its category as ``tryon``'s
+    index (a wearable category of that try-on version, else ``unknown_condition``)."""
     garment = req.garment
     if isinstance(garment, GarmentByAttributes):
-        category = category_by_slug(garment.category).index
-        made = ctx.inference.generate_products([category], [colour_by_name(garment.colour).index], [seed])
+        category = wearable_category(garment.category, tryon, at=("garment", "category"))
+        product, made = product_conditions(ctx, garment, None)
+        generated = make_products(ctx, made, [seed], product.version)
         metadata = {
             "source": "attributes",
             "category": garment.category,
-            "colour": garment.colour,
-            "model": made.model,
-            "model_version": made.version,
+            "colour": made.colour_name,
+            "model": generated.model,
+            "model_version": generated.version,
             "seed": seed,
         }
-        return Garment(made.images[0], category, metadata)
-    return garment_from_listing(garment, ctx)
+        return Garment(generated.images[0], category, metadata)
+    return garment_from_listing(garment, ctx, tryon)
 
 
-def garment_from_listing(garment: GarmentFromListing, ctx: WorkerContext) -> Garment:
+def garment_from_listing(garment: GarmentFromListing, ctx: WorkerContext, tryon: ModelManifest) -> Garment:
     """A variant of a succeeded listing job, read back from S3 and shrunk to the model's size."""
     listing = ctx.store.get(garment.job_id)
     stored = ctx.store.get_request(garment.job_id)
@@ -289,19 +330,22 @@ def garment_from_listing(garment: GarmentFromListing, ctx: WorkerContext) -> Gar
             ErrorCode.GARMENT_NOT_FOUND,
             f"listing job {garment.job_id} ended {listing.state.value}, without images",
         )
-    category = category_by_slug(ListingImageRequest.model_validate(stored).attributes.category)
-    if not category.wearable:
+    slug = ListingImageRequest.model_validate(stored).attributes.category
+    try:
+        category = wearable_category(slug, tryon, at=("garment", "job_id"))
+    except PermanentError as refused:
         raise PermanentError(
             ErrorCode.GARMENT_NOT_WEARABLE,
-            f"listing job {garment.job_id} shows a {category.slug}, which cannot be worn",
-        )
+            f"listing job {garment.job_id} shows a {slug}, which {tryon.model} v{tryon.version} cannot "
+            f"dress a body in ({refused.message.split('; ', 1)[-1]})",
+        ) from None
     data = ctx.bucket().get_listing_image(garment.job_id, garment.variant)
     try:
         image = decode(data, size=PRODUCT_IMAGE_SIZE)
     except ValueError as error:
         raise PermanentError(ErrorCode.GARMENT_NOT_FOUND, f"listing job {garment.job_id}: {error}") from None
     metadata = {"source": "listing", "job_id": garment.job_id, "variant": garment.variant}
-    return Garment(image, category.index, metadata)
+    return Garment(image, category, metadata)
 
 
 def store_images(

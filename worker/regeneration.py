@@ -137,7 +137,10 @@ def _remake(
             image for image in record.results if image.variant != variant and status_of(image) not in _LEAVING
         ]
         generated, kept = _generate_beside(ctx, job_id, req, others, seed, record.model_version)
-        gated = gate_remake(ctx.inference, ctx.gate, req, kept, generated, seed)
+        asked = pipeline.judged_as(
+            ctx, *pipeline.product_conditions(ctx, req, _version(record.model_version))
+        )
+        gated = gate_remake(ctx.inference, ctx.gate, req, kept, generated, seed, asked)
         generated, seed, report = gated.generated, gated.seeds[0], gated.reports[0]
     with metrics.stage(JobKind.LISTING, "encode"):
         data, content_type = encode(generated.images[0], req.output.format, req.output.size)
@@ -157,13 +160,16 @@ def _remake(
 def _generate(
     ctx: WorkerContext, req: ListingImageRequest, seeds: list[int], version: str | None
 ) -> Generated:
-    """One Triton request: the request's product from each of ``seeds``."""
-    attributes = req.attributes
-    n = len(seeds)
+    """One Triton request: the request's product from each of ``seeds``, with the conditions as
+    indexes of ``version``'s manifest (the version that made the job)."""
+    product, made = pipeline.product_conditions(ctx, req, _version(version))
     with metrics.stage(JobKind.LISTING, "inference"):
-        return ctx.inference.generate_products(
-            [attributes.category_index] * n, [attributes.colour_index] * n, seeds, version=version
-        )
+        return pipeline.make_products(ctx, made, seeds, product.version)
+
+
+def _version(recorded: str | None) -> int | None:
+    """The job's recorded model version as a number (``None``: not recorded)."""
+    return int(recorded) if recorded and recorded.isdigit() else None
 
 
 def _generate_beside(

@@ -7,7 +7,9 @@
   dead-lettered to an undeclared exchange is lost), and serve ``/metrics``, ``/healthz`` and
   ``/readyz`` on ``metrics_port`` (``worker.endpoints``; every pool process's samples, see
   ``worker.metrics``);
-- ``worker_process_init``: each pool process builds its own clients (``worker.context``);
+- ``worker_process_init``: each pool process builds its own clients (``worker.context``) and
+  pays its one-time costs before its first job (``worker.warm_up``); a pool without child
+  processes (threads, solo) does that at ``worker_init``;
 - a pool other than prefork (the default threads pool) gets the soft and hard time limits from
   ``worker.time_limits``, which Celery enforces for prefork only;
 - shutdown: close them, and stop serving.
@@ -28,6 +30,7 @@ from worker.context import WorkerContext
 from worker.health import Liveness, Readiness, worker_probes
 from worker.logs import use_json_format
 from worker.time_limits import ThreadTimeLimits, needs_own_time_limits
+from worker.warm_up import warm_process
 
 log = logging.getLogger(__name__)
 
@@ -89,8 +92,8 @@ def task_clock_stops(**_: Any) -> None:
 
 @signals.worker_process_init.connect
 def open_clients(**_: Any) -> None:
-    """Build this pool process's Triton, S3, Redis and HTTP clients once."""
-    context.warm_up()
+    """Build this pool process's Triton, S3, Redis and HTTP clients once, before its first job."""
+    warm_process(_consumed_queues(app), callback_queue=topology.callbacks.name)
 
 
 @signals.worker_process_shutdown.connect
@@ -128,3 +131,19 @@ def stop_serving(**_: Any) -> None:
     if _endpoints is not None:
         _endpoints.stop()
     metrics.close_multiprocess_dir()
+
+
+@signals.worker_init.connect
+def warm_threads_pool(sender: Any = None, **_: Any) -> None:
+    """A pool without child processes (threads, solo) runs its jobs in this process: pay the
+    one-time costs here, before consuming, not in its first jobs (``worker.warm_up``)."""
+    pool = getattr(sender, "pool_cls", None) or settings.worker_pool
+    if needs_own_time_limits(pool):
+        warm_process(
+            _consumed_queues(sender.app if sender is not None else app),
+            callback_queue=topology.callbacks.name,
+        )
+
+
+def _consumed_queues(celery_app: Any) -> list[str]:
+    return list(celery_app.amqp.queues.consume_from or {})

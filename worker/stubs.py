@@ -22,6 +22,7 @@ import numpy as np
 from core.contracts.jobs import JobEventType, JobKind, StoredImage
 from core.errors import ErrorCode, PermanentError
 from core.jobs import MemoryJobStore
+from core.model_registry import MemoryManifests, ModelRegistry
 from core.worker_settings import WorkerSettings
 from quality.verdict import Check, Verdict
 from serving_contract.taxonomy import NUM_CATEGORIES
@@ -77,8 +78,11 @@ class StubInference(_Failures):
         seeds: Sequence[int],
         *,
         version: int | str | None = None,
+        patterns: Sequence[int] | None = None,
     ) -> Generated:
         inputs = {"categories": list(categories), "colours": list(colours), "seeds": list(seeds)}
+        if patterns is not None:
+            inputs["patterns"] = list(patterns)
         self.calls.append((PRODUCT_GENERATOR.name, {**inputs, "version": version}))
         self.maybe_fail()
         values = [(7 * s + 3 * c + k) % 256 for s, c, k in zip(seeds, categories, colours, strict=True)]
@@ -134,7 +138,12 @@ class ScriptedGate:
         return self._max_tries
 
     def judge(
-        self, images: np.ndarray, probabilities: np.ndarray, *, category: int, colour: int
+        self,
+        images: np.ndarray,
+        probabilities: np.ndarray,
+        *,
+        category: int | None,
+        colour: int | tuple[int, int, int],
     ) -> list[Verdict]:
         verdicts = []
         for image in images:
@@ -256,11 +265,13 @@ def stub_context(
     callbacks: Callbacks | None = None,
     notify: RecordingNotifier | None = None,
     gate: QualityGate | None = None,
+    models: ModelRegistry | None = None,
 ) -> WorkerContext:
     """A ``WorkerContext`` that touches no service; each part defaults to its stand-in
     (``MemoryJobStore``, :class:`StubInference`, :class:`MemoryImageStore`, a sender posting to
     a :class:`RecordingReceiver` that answers 204, :class:`RecordingNotifier`, a
-    :class:`ScriptedGate` that passes everything)."""
+    :class:`ScriptedGate` that passes everything, a model registry in memory holding nothing:
+    the built-in version 1 of each model)."""
     return WorkerContext(
         settings=settings,
         store=store if store is not None else MemoryJobStore(),
@@ -269,4 +280,5 @@ def stub_context(
         callbacks=callbacks if callbacks is not None else RecordingReceiver().sender(settings),
         notify=notify if notify is not None else RecordingNotifier(),
         gate=gate if gate is not None else ScriptedGate(),
+        models=models if models is not None else ModelRegistry(MemoryManifests(), ttl_s=0),
     )

@@ -142,6 +142,8 @@ def _submitted(
         return _item_problem(
             index, 503, "Service Unavailable", f"could not queue the job: {error}", kind="unavailable"
         )
+    except ValidationError as error:  # a condition the model version does not know (Producer.prepare)
+        return _refused(index, field_errors(error.errors(include_url=False), prefix=("body", "items", index)))
     return BatchItemResult(index=index, status=202 if created else 200, job=job_resource(record, signer))
 
 

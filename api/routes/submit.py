@@ -31,8 +31,8 @@ record, message and errors). Off because ``python -m bench.api.async_ab`` found 
 loaded 2-core machine: about 10-20% less API CPU per submit, a lower p99 at 8 clients, but a
 higher one at 1 and 32 clients and fewer submits per second at 32 (``bench/api/async_ab.json``).
 
-A plain submit (a JSON body that validates, well-formed headers, a bearer key) skips FastAPI's
-request handling (``api.routes.shortcut``, :func:`plain_submit`): the same dependency and endpoint,
+A plain submit (a JSON body that validates, well-formed headers, a bearer key) is answered in
+front of the app (``api.routes.shortcut``, :func:`plain_submit`): the same dependency and endpoint,
 called directly, and the job serialised once. Any other request is FastAPI's, as declared.
 """
 
@@ -58,9 +58,9 @@ from api.presign import Presigner
 from api.problems import FieldError, ProblemError, field_errors, problem_responses
 from api.routes.deps import job_resource
 from api.routes.resources import Job, ListingSubmission, TryOnSubmission
-from api.routes.shortcut import Shortcut, ShortcutRoute, with_shortcut
+from api.routes.shortcut import Shortcut, with_shortcut
 from api.settings import ApiSettings
-from api.threads import BlockingThreads
+from api.threads import REQUESTS, BlockingThreads
 from core.contracts.bounds import bounded_errors
 from core.contracts.jobs import JobKind, JobRecord
 from core.contracts.v1 import (
@@ -74,13 +74,14 @@ from core.publish import PublishError
 from producer.accept_async import AsyncProducer
 from producer.client import Accepted, Producer
 
-router = APIRouter(prefix="/v1", tags=["submit"], route_class=ShortcutRoute)
+router = APIRouter(prefix="/v1", tags=["submit"])
 
 #: threads that run the submits (validate, record, publish and wait for the broker's confirm): as
 #: many as the broker connections a producer pools (Celery's ``broker_pool_limit``), so a submit
 #: never waits for a connection and the cores are not shared among more threads than help
 SUBMIT_THREADS: Final = 10
-_submit_threads = BlockingThreads(SUBMIT_THREADS, name="atelier-submit")
+#: (a submit runs on the event loop instead when it is the only request in flight: ``api.threads``)
+_submit_threads = BlockingThreads(SUBMIT_THREADS, name="atelier-submit", inline_when=REQUESTS.alone)
 
 T = TypeVar("T")
 
@@ -177,6 +178,12 @@ def _submit_errors() -> Iterator[None]:
         raise ProblemError(
             503, "Service Unavailable", f"could not queue the job: {error}", headers={"Retry-After": "1"}
         ) from None
+    # --- issue 16: a condition the model version does not know (Producer.prepare) is a 422 ---
+    except ValidationError as error:
+        errors = field_errors(error.errors(include_url=False), prefix=("body",))
+        detail = "; ".join(f"{'.'.join(map(str, e.loc[1:]))}: {e.msg}" for e in errors[:1])
+        raise ProblemError(422, "Unprocessable Content", detail, kind="validation", errors=errors) from None
+    # --- end issue 16 ---
 
 
 def _answer(accepted: Accepted, signer: Presigner, response: Response) -> Job:
@@ -335,7 +342,7 @@ def plain_submit(
     counts anything, and FastAPI answers it (with the error it always gave)."""
 
     def make(endpoint: Endpoint) -> Shortcut:
-        async def answer(request: Request) -> Response | None:
+        async def answer(request: Request, raw_body: bytes) -> Response | None:
             headers = request.headers
             if headers.get("content-type") != _PLAIN_CONTENT_TYPE:
                 return None
@@ -348,7 +355,7 @@ def plain_submit(
             if credentials is None:
                 return None
             try:  # as FastAPI reads a JSON body: json.loads, then the model's validation
-                body = body_model.model_validate(json.loads(await request.body()))
+                body = body_model.model_validate(json.loads(raw_body))
             except (ValueError, ValidationError):  # invalid JSON or UTF-8 too: FastAPI's 400/422
                 return None
             response = Response()  # what FastAPI gives a route to set its status and headers on

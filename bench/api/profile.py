@@ -6,8 +6,10 @@ namespace and a scratch key store, removed afterwards), with the load benchmark'
 HTTP parsing (uvicorn's share of a real server's CPU) and no client. ``py-spy record --gil``
 samples whichever thread holds the interpreter lock, so the samples are the Python CPU time of
 the event loop and the submit threads together; each is charged to the first of :data:`BUCKETS` its
-stack passes through. Writes ``bench/api/profile.json`` (the CPU per submit, measured without
-the profiler, and each bucket's share), which ``docs/benchmarks/api.md`` shows.
+stack passes through. Submits come one at a time, so each is the only request in flight and runs
+inline on the event loop (``api.threads``), as at one client in the load benchmark. Writes
+``bench/api/profile.json`` (the CPU per submit, measured without the profiler, and each bucket's
+share), which ``docs/benchmarks/api.md`` shows.
 """
 
 from __future__ import annotations
@@ -45,7 +47,7 @@ BUCKETS: Final = (
     ),
     ("FastAPI's dependency solving, the rest", ("solve_dependencies",)),
     (
-        "thread hand-off (to a submit thread and back)",
+        "thread hand-off (to a submit thread and back; none when the submit runs inline)",
         ("in_submit_thread", "BlockingThreads.run", "BlockingThreads._serve", "_settle", "run_in_threadpool"),
     ),
     (
@@ -54,7 +56,11 @@ BUCKETS: Final = (
     ),
     (
         "the submit shortcut, the rest (headers, admission, the answer's headers)",
-        (SHORTCUT_FRAME, "ShortcutRoute.get_route_handler.<locals>.handler"),
+        (SHORTCUT_FRAME,),
+    ),
+    (
+        "the shortcut's front (headers and body read from ASGI, the answer sent, metrics)",
+        ("ShortcutFront._shortcut",),
     ),
     ("middleware, routing and the event loop, the rest", ("drive",)),
 )

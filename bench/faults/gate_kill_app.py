@@ -23,7 +23,7 @@ from core.contracts.v1 import ListingImageRequest
 from worker import pipeline
 from worker.app import app
 from worker.boundaries import Inference, QualityGate
-from worker.gating import Gated
+from worker.gating import Asked, Gated
 from worker.inference import Generated
 
 __all__ = ["GATE_KILL_APP", "GATE_KILL_DIR_VARIABLE", "GATE_KILL_PREFIX_VARIABLE", "app", "gate_then_kill"]
@@ -44,9 +44,10 @@ def gate_then_kill(
     req: ListingImageRequest,
     generated: Generated,
     seeds: Sequence[int],
+    asked: Asked,
 ) -> Gated:
     """The real gate; then, the first time for a doomed listing, SIGKILL this pool process."""
-    gated = _real_gate_listing(inference, gate, req, generated, seeds)
+    gated = _real_gate_listing(inference, gate, req, generated, seeds, asked)
     folder, prefix = os.environ.get(GATE_KILL_DIR_VARIABLE), os.environ.get(GATE_KILL_PREFIX_VARIABLE)
     if folder and prefix and req.listing_id.startswith(prefix) and _first_time(Path(folder), req.listing_id):
         os.kill(os.getpid(), signal.SIGKILL)

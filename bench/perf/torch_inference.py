@@ -63,7 +63,10 @@ class TorchInference:
         seeds: Sequence[int],
         *,
         version: int | str | None = None,
+        patterns: Sequence[int] | None = None,
     ) -> Generated:
+        if patterns is not None:  # the committed version 1 has none (worker.boundaries.Inference)
+            raise ValueError("the in-process product model takes no patterns")
         images = self._forward(
             PRODUCT_GENERATOR.name,
             list(seeds),

@@ -168,6 +168,46 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/models": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * List Models
+         * @description Each model's versions and default; the version a request pinning none runs on.
+         */
+        get: operations["list_models_v1_models_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/models/{model}/versions/{version}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Read Manifest
+         * @description The manifest of one version: its categories, colours, patterns, sizes, image size, tensors.
+         */
+        get: operations["read_manifest_v1_models__model__versions__version__get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/review/decisions": {
         parameters: {
             query?: never;
@@ -387,6 +427,77 @@ export interface components {
              */
             url: string;
         };
+        /**
+         * CategoryEntry
+         * @description One category a model is conditioned on; ``index`` is its condition value.
+         */
+        CategoryEntry: {
+            /**
+             * Department
+             * @description coarse catalog grouping
+             */
+            department: string;
+            /** Index */
+            index: number;
+            /**
+             * Label
+             * @description human-readable name
+             */
+            label: string;
+            /**
+             * Slug
+             * @description stable identifier used in requests, e.g. t_shirt
+             */
+            slug: string;
+            /**
+             * Wearable
+             * @description can be tried on by the try-on model
+             */
+            wearable: boolean;
+        };
+        /** ColourEntry */
+        ColourEntry: {
+            /** Index */
+            index: number;
+            /**
+             * Name
+             * @description lower-case identifier
+             */
+            name: string;
+            /** Rgb */
+            rgb: [
+                number,
+                number,
+                number
+            ];
+        };
+        /**
+         * Conditions
+         * @description The vocabularies a model is conditioned on. Indexes must run 0, 1, 2, ... in order and
+         *     names must be unique: the index is the value the model receives.
+         */
+        Conditions: {
+            /**
+             * Categories
+             * @default []
+             */
+            categories: components["schemas"]["CategoryEntry"][];
+            /**
+             * Colours
+             * @default []
+             */
+            colours: components["schemas"]["ColourEntry"][];
+            /**
+             * Patterns
+             * @default []
+             */
+            patterns: components["schemas"]["PatternEntry"][];
+            /**
+             * Sizes
+             * @default []
+             */
+            sizes: components["schemas"]["SizeEntry"][];
+        };
         /** DecisionBatch */
         DecisionBatch: {
             /** Decisions */
@@ -454,7 +565,7 @@ export interface components {
          * @description Machine-readable failure reasons. Retryable ones may succeed on a later attempt.
          * @enum {string}
          */
-        ErrorCode: "inference_unavailable" | "inference_timeout" | "inference_failed" | "inference_rejected" | "model_version_not_found" | "version_refused" | "storage_unavailable" | "storage_rejected" | "object_not_found" | "garment_not_found" | "garment_not_ready" | "garment_not_wearable" | "invalid_request" | "quality_gate_failed" | "job_time_limit" | "attempts_exhausted" | "job_stuck" | "callback_enqueue_failed" | "callback_url_refused" | "callback_unresolved" | "callback_secret_missing" | "store_unavailable" | "job_not_found" | "store_conflict" | "idempotency_conflict" | "publish_failed" | "watch_timeout" | "message_too_large" | "not_a_task_message" | "unknown_task" | "unsupported_content_type" | "not_json" | "invalid_arguments" | "webhook_verification_failed" | "scope_not_allowed" | "key_not_found" | "key_store_unavailable" | "internal_error";
+        ErrorCode: "inference_unavailable" | "inference_timeout" | "inference_failed" | "inference_rejected" | "model_version_not_found" | "version_refused" | "storage_unavailable" | "storage_rejected" | "object_not_found" | "garment_not_found" | "garment_not_ready" | "garment_not_wearable" | "unknown_condition" | "invalid_request" | "quality_gate_failed" | "job_time_limit" | "attempts_exhausted" | "job_stuck" | "callback_enqueue_failed" | "callback_url_refused" | "callback_unresolved" | "callback_secret_missing" | "store_unavailable" | "job_not_found" | "store_conflict" | "idempotency_conflict" | "publish_failed" | "watch_timeout" | "message_too_large" | "not_a_task_message" | "unknown_task" | "unsupported_content_type" | "not_json" | "invalid_arguments" | "webhook_verification_failed" | "scope_not_allowed" | "key_not_found" | "key_store_unavailable" | "internal_error";
         /**
          * FieldError
          * @description One broken rule of a refused request.
@@ -483,12 +594,12 @@ export interface components {
         GarmentByAttributes: {
             /**
              * Category
-             * @enum {string}
+             * @description a wearable category of the try-on model version, which the product model version also knows (each lists its own at GET /v1/models/{model}/versions/{version})
              */
-            category: "t_shirt" | "trouser" | "pullover" | "dress" | "coat" | "sandal" | "shirt" | "sneaker" | "bag" | "ankle_boot";
+            category: string;
             /**
              * Colour
-             * @description palette colour name (e.g. 'navy') or '#rrggbb', mapped to the nearest palette colour; at most 32 characters
+             * @description colour name of the model version (e.g. 'navy') or '#rrggbb', mapped to that version's nearest colour (and stored as its name); at most 32 characters
              */
             colour: string;
             /**
@@ -523,6 +634,12 @@ export interface components {
          * @description One automatic check of one image: its score against its threshold.
          */
         GateCheck: {
+            /**
+             * Judged
+             * @description false: the check could not run and does not count; the category check of a category the judge model does not know (a catalog version's own)
+             * @default true
+             */
+            judged: boolean;
             /**
              * Name
              * @description e.g. category, colour, duplicate, blank
@@ -990,15 +1107,16 @@ export interface components {
         ListingAttributes: {
             /**
              * Category
-             * @description taxonomy slug, see docs/serving_contract.md
-             * @enum {string}
+             * @description category slug of the model version the request runs on (the pinned model_version, else the default). The built-in version 1's: t_shirt, trouser, pullover, dress, coat, sandal, shirt, sneaker, bag, ankle_boot. Each version lists its own at GET /v1/models/product_cgan/versions/{version}
              */
-            category: "t_shirt" | "trouser" | "pullover" | "dress" | "coat" | "sandal" | "shirt" | "sneaker" | "bag" | "ankle_boot";
+            category: string;
             /**
              * Colour
-             * @description palette colour name (e.g. 'navy') or '#rrggbb', mapped to the nearest palette colour; at most 32 characters
+             * @description colour name of the model version (e.g. 'navy') or '#rrggbb', mapped to that version's nearest colour (and stored as its name); at most 32 characters
              */
             colour: string;
+            /** Pattern */
+            pattern?: string | null;
             /**
              * Style
              * @description stored with the images; the model ignores it. At most 32 entries, keys up to 64 and values up to 256 characters
@@ -1068,6 +1186,98 @@ export interface components {
             variants: number;
         };
         /**
+         * MeasurementEntry
+         * @description A body measurement the try-on model accepts, in the order its tensor carries them.
+         */
+        MeasurementEntry: {
+            /** High */
+            high: number;
+            /** Low */
+            low: number;
+            /**
+             * Name
+             * @description lower-case identifier
+             */
+            name: string;
+            /** Unit */
+            unit: string;
+        };
+        /** ModelList */
+        ModelList: {
+            /** Models */
+            models: components["schemas"]["ModelVersions"][];
+        };
+        /**
+         * ModelManifest
+         * @description Everything a caller needs to know about one exported model version.
+         */
+        ModelManifest: {
+            conditions: components["schemas"]["Conditions"];
+            /**
+             * Description
+             * @default
+             */
+            description: string;
+            /**
+             * Image Size
+             * @description side of the output image, pixels
+             */
+            image_size: number;
+            /** Inputs */
+            inputs: components["schemas"]["TensorEntry"][];
+            /**
+             * Latent Dim
+             * @description noise size of a generator
+             */
+            latent_dim?: number | null;
+            /** Max Batch Size */
+            max_batch_size: number;
+            /**
+             * Measurements
+             * @default []
+             */
+            measurements: components["schemas"]["MeasurementEntry"][];
+            /**
+             * Model
+             * @description lower-case identifier
+             */
+            model: string;
+            /** Outputs */
+            outputs: components["schemas"]["TensorEntry"][];
+            provenance: components["schemas"]["Provenance"];
+            /**
+             * Schema Version
+             * @default 1
+             * @constant
+             */
+            schema_version: 1;
+            /** Version */
+            version: number;
+        };
+        /**
+         * ModelVersions
+         * @description One model: its versions and the one a request that pins none runs on.
+         */
+        ModelVersions: {
+            /**
+             * Default
+             * @description the default operators set; none: the highest version
+             */
+            default: number | null;
+            /** Model */
+            model: string;
+            /**
+             * Resolved
+             * @description the version a request without model_version runs on now
+             */
+            resolved: number;
+            /**
+             * Versions
+             * @description versions with a manifest (1 is always there: the built-in one)
+             */
+            versions: number[];
+        };
+        /**
          * OtherVariant
          * @description Another image of the same job, for comparison.
          */
@@ -1117,6 +1327,21 @@ export interface components {
              */
             size: number;
         };
+        /** PatternEntry */
+        PatternEntry: {
+            /**
+             * Description
+             * @default
+             */
+            description: string;
+            /** Index */
+            index: number;
+            /**
+             * Name
+             * @description lower-case identifier
+             */
+            name: string;
+        };
         /**
          * Problem
          * @description RFC 9457 problem details (what every 4xx and 5xx answer holds).
@@ -1158,6 +1383,47 @@ export interface components {
              * @default about:blank
              */
             type: string;
+        };
+        /**
+         * Provenance
+         * @description Where a version's training data came from and how it was trained.
+         */
+        Provenance: {
+            /**
+             * Catalog Sha256
+             * @description hash of the attributes file and images
+             */
+            catalog_sha256?: string | null;
+            /** Command */
+            command?: string | null;
+            /**
+             * Data
+             * @description the data set, in words
+             */
+            data: string;
+            /**
+             * Images
+             * @description training images used
+             */
+            images?: number | null;
+            /**
+             * Settings
+             * @description the training configuration
+             */
+            settings?: {
+                [key: string]: unknown;
+            };
+            /**
+             * Skipped Rows
+             * @description rows left out with --skip-invalid
+             * @default 0
+             */
+            skipped_rows: number;
+            /**
+             * Trained At
+             * @description UTC ISO time the export was written
+             */
+            trained_at?: string | null;
         };
         /**
          * ReviewItem
@@ -1216,6 +1482,26 @@ export interface components {
             next_cursor?: string | null;
         };
         /**
+         * SizeEntry
+         * @description One row of the try-on model's size chart (the garment's dimensions, cm).
+         */
+        SizeEntry: {
+            /** Chest Cm */
+            chest_cm: number;
+            /** Dress Length Cm */
+            dress_length_cm: number;
+            /** Index */
+            index: number;
+            /** Inseam Cm */
+            inseam_cm: number;
+            /** Label */
+            label: string;
+            /** Top Length Cm */
+            top_length_cm: number;
+            /** Waist Cm */
+            waist_cm: number;
+        };
+        /**
          * StoredImage
          * @description One generated image in object storage.
          */
@@ -1248,6 +1534,26 @@ export interface components {
             url_expires_at: string;
             /** Variant */
             variant: number;
+        };
+        /** TensorEntry */
+        TensorEntry: {
+            /**
+             * Description
+             * @default
+             */
+            description: string;
+            /**
+             * Dtype
+             * @enum {string}
+             */
+            dtype: "int32" | "int64" | "float32" | "uint8";
+            /** Name */
+            name: string;
+            /**
+             * Shape
+             * @description per item, without the batch dim
+             */
+            shape: number[];
         };
         /**
          * TryOnSubmission
@@ -1821,6 +2127,141 @@ export interface operations {
             };
             /** @description the body is over the configured size */
             413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the request breaks a rule (errors name each field and rule), or reuses an idempotency key */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description over the key's request rate or daily job quota; retry after Retry-After seconds */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description a service behind the API (Redis, the broker) is unavailable, or the listing queue is full; retry after Retry-After seconds */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    list_models_v1_models_get: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ModelList"];
+                };
+            };
+            /** @description no key, or a key that is unknown or revoked */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the key lacks the scope this route needs, or the browser Origin is not one of the key's CORS origins (type origin-not-allowed) */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description over the key's request rate or daily job quota; retry after Retry-After seconds */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description a service behind the API (Redis, the broker) is unavailable, or the listing queue is full; retry after Retry-After seconds */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    read_manifest_v1_models__model__versions__version__get: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description product_cgan, tryon_cvae or quality_judge */
+                model: string;
+                /** @description a version number */
+                version: number;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ModelManifest"];
+                };
+            };
+            /** @description no key, or a key that is unknown or revoked */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the key lacks the scope this route needs, or the browser Origin is not one of the key's CORS origins (type origin-not-allowed) */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description no such job for this key's requester */
+            404: {
                 headers: {
                     [name: string]: unknown;
                 };

@@ -33,6 +33,10 @@ class ErrorCode(StrEnum):
     GARMENT_NOT_READY = "garment_not_ready"
     #: a try-on names a listing of shoes or bags, which cannot be worn (permanent)
     GARMENT_NOT_WEARABLE = "garment_not_wearable"
+    #: the request names a category, colour, pattern or size that the model version it runs on does
+    #: not know (permanent; a submit is checked against the version it resolves then, so a job
+    #: fails with it only when the default version changed between its submit and its run)
+    UNKNOWN_CONDITION = "unknown_condition"
     #: the message's request does not validate (permanent; the producer never sends one)
     INVALID_REQUEST = "invalid_request"
     #: no variant of the listing passed the quality gate in its tries, and no person reviews it

@@ -88,6 +88,11 @@ class GateCheck(BaseModel):
     score: float
     threshold: float
     passed: bool
+    judged: bool = Field(
+        default=True,
+        description="false: the check could not run and does not count; the category check of a "
+        "category the judge model does not know (a catalog version's own)",
+    )
 
 
 class GateReport(BaseModel):

@@ -32,9 +32,8 @@ from pydantic_core import PydanticCustomError
 
 from core.contracts.bounds import bounded_errors, quoted
 from core.contracts.jobs import JobEventType
-from serving_contract.palette import PALETTE, colour_by_name, nearest_colour
 from serving_contract.sizing import MEASUREMENTS, SIZE_CHART
-from serving_contract.taxonomy import CATEGORIES, category_by_slug
+from serving_contract.taxonomy import CATEGORIES
 
 SCHEMA_VERSION: Final = "1"
 
@@ -65,37 +64,61 @@ _IDENTIFIER_RULE = (
     f"; 1-{MAX_IDENTIFIER_CHARS} characters: letters, digits and . _ : - (starting with a letter or digit)"
 )
 if TYPE_CHECKING:  # mypy cannot read a Literal built at run time
-    CategorySlug = str
     SizeLabel = str
 else:
-    CategorySlug = Literal[tuple(c.slug for c in CATEGORIES)]
     SizeLabel = Literal[tuple(s.label for s in SIZE_CHART)]
 
 _RANGES = {m.name: m for m in MEASUREMENTS}
 _HEX_COLOUR = re.compile(r"#[0-9a-fA-F]{6}")
+#: a category, colour or pattern name, as a manifest spells it (``serving_contract.manifest.Slug``)
+SLUG_PATTERN: Final = r"^[a-z][a-z0-9_]{0,39}$"
+_SLUG = re.compile(SLUG_PATTERN)
+#: where each model version lists its own vocabularies
+_VERSIONS_AT = "GET /v1/models/{model}/versions/{version}"
+
+#: a category slug; which ones a version knows is checked against its manifest at submit
+#: (``core.contracts.conditions``), not here: versions differ
+CategorySlug = Annotated[
+    str,
+    StringConstraints(pattern=SLUG_PATTERN, max_length=40),
+    Field(
+        description="category slug of the model version the request runs on (the pinned model_version, "
+        "else the default). The built-in version 1's: " + ", ".join(c.slug for c in CATEGORIES) + ". "
+        f"Each version lists its own at {_VERSIONS_AT.format(model='product_cgan', version='{version}')}"
+    ),
+]
+#: a pattern name; likewise checked against the version's manifest
+PatternName = Annotated[
+    str,
+    StringConstraints(pattern=SLUG_PATTERN, max_length=40),
+    Field(
+        description="fabric pattern, one of the version's conditions.patterns (e.g. 'stripes'); "
+        "left out: the version's first pattern. A version without patterns refuses one"
+    ),
+]
 
 
-def palette_colour_name(value: str) -> str:
-    """A palette name as given, or ``#rrggbb`` mapped to the nearest palette colour."""
+def colour_shape(value: str) -> str:
+    """A colour name (lower-cased) or ``#rrggbb`` (lower-cased): the shape only; the version's
+    manifest says which names it knows and maps ``#rrggbb`` to its nearest colour."""
     if value.startswith("#"):
         # int(..., 16) alone would also take signs, spaces and non-ASCII digits
         if not _HEX_COLOUR.fullmatch(value):
-            raise ValueError(f"colour must be a palette name or #rrggbb (6 hex digits), got {quoted(value)}")
-        return nearest_colour(value).name
-    try:
-        return colour_by_name(value).name
-    except KeyError:
-        names = ", ".join(p.name for p in PALETTE)
-        raise ValueError(f"unknown colour {quoted(value)}; use one of {names} or #rrggbb") from None
+            raise ValueError(f"colour must be a colour name or #rrggbb (6 hex digits), got {quoted(value)}")
+        return value.lower()
+    name = value.lower()
+    if not _SLUG.fullmatch(name):
+        raise ValueError(f"colour must be a colour name (letters, digits, _) or #rrggbb, got {quoted(value)}")
+    return name
 
 
 PaletteColour = Annotated[
     str,
     StringConstraints(max_length=MAX_COLOUR_CHARS),
-    AfterValidator(palette_colour_name),
+    AfterValidator(colour_shape),
     Field(
-        description="palette colour name (e.g. 'navy') or '#rrggbb', mapped to the nearest palette colour; "
-        f"at most {MAX_COLOUR_CHARS} characters"
+        description="colour name of the model version (e.g. 'navy') or '#rrggbb', mapped to that version's "
+        f"nearest colour (and stored as its name); at most {MAX_COLOUR_CHARS} characters"
     ),
 ]
 #: the callback URL: http or https, at most ``MAX_URL_CHARS`` characters
@@ -148,8 +171,9 @@ class OutputSpec(Contract):
 
 
 class ListingAttributes(Contract):
-    category: CategorySlug = Field(description="taxonomy slug, see docs/serving_contract.md")
+    category: CategorySlug
     colour: PaletteColour
+    pattern: PatternName | None = None
     style: dict[
         Annotated[str, StringConstraints(max_length=MAX_STYLE_KEY_CHARS)],
         Annotated[str, StringConstraints(max_length=MAX_STYLE_VALUE_CHARS)],
@@ -174,14 +198,6 @@ class ListingAttributes(Contract):
                         {"key": quoted(key), "max_length": MAX_STYLE_KEY_CHARS},
                     )
         return value
-
-    @property
-    def category_index(self) -> int:
-        return category_by_slug(self.category).index
-
-    @property
-    def colour_index(self) -> int:
-        return colour_by_name(self.colour).index
 
 
 class _Request(Contract):
@@ -264,16 +280,11 @@ class GarmentByAttributes(Contract):
     model_config = ConfigDict(json_schema_extra=_tag_required)
 
     source: Literal["attributes"] = "attributes"
-    category: CategorySlug
+    category: CategorySlug = Field(
+        description="a wearable category of the try-on model version, which the product model version "
+        "also knows (each lists its own at GET /v1/models/{model}/versions/{version})"
+    )
     colour: PaletteColour
-
-    @field_validator("category")
-    @classmethod
-    def _wearable(cls, value: str) -> str:
-        if not category_by_slug(value).wearable:
-            wearable = ", ".join(c.slug for c in CATEGORIES if c.wearable)
-            raise ValueError(f"{quoted(value)} cannot be tried on; wearable categories: {wearable}")
-        return value
 
 
 #: the garment ``source`` tags, in the order the union lists them

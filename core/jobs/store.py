@@ -36,6 +36,7 @@ from core.jobs.keys import JobKeys
 from core.jobs.leases import JobLeases
 from core.jobs.listing import IndexEntry
 from core.jobs.machine import ALLOWED_TRANSITIONS_JSON, Change, JobStateMachine, Mode, utcnow
+from core.jobs.recent import RecentRecords
 from core.settings import AtelierSettings
 
 #: compare-and-set retries when another writer changed the record between read and write
@@ -71,6 +72,8 @@ class JobStore(JobStateMachine, JobLeases):
         self._claim = client.register_script(lua_script("claim_event"))
         self._release_idempotency_key = client.register_script(lua_script("release_idempotency_key"))
         self._erase = client.register_script(lua_script("erase"))
+        #: what this thread last read or wrote per job: a write's first guess (core.jobs.recent)
+        self._recent = RecentRecords()
 
     # --- create and read ---
 
@@ -132,9 +135,22 @@ class JobStore(JobStateMachine, JobLeases):
         return keys, args
 
     def get(self, job_id: str) -> JobRecord | None:
+        current = self._version_and_record(job_id)
+        if current is None:
+            return None
+        self._recent.remember(job_id, *current)
+        return JobRecord.model_validate_json(current[1])
+
+    def _version_and_record(self, job_id: str) -> tuple[str, str] | None:
         with redis_errors():
-            raw = self.redis.hget(self.keys.job(job_id), "record")
-        return None if raw is None else JobRecord.model_validate_json(raw)
+            version, raw = self.redis.hmget(self.keys.job(job_id), ["version", "record"])
+        return None if raw is None else (str(version), str(raw))
+
+    def recent(self, job_id: str) -> JobRecord | None:
+        """The record as this thread last read or wrote it (no round trip), or ``None``: for what
+        may lag behind other writers, such as the metrics of a job this thread just ended."""
+        remembered = self._recent.peek(job_id)
+        return None if remembered is None else JobRecord.model_validate_json(remembered[1])
 
     def get_request(self, job_id: str) -> dict[str, Any] | None:
         """The request as submitted (JSON mode), for the worker and for replays."""
@@ -230,6 +246,7 @@ class JobStore(JobStateMachine, JobLeases):
             self.keys.lease(job_id),
             self.keys.events(job_id),
         ]
+        self._recent.forget(job_id)
         with redis_errors():
             existed = self._erase(keys=keys, args=[job_id, self.keys.changes(job_id)])
         return int(existed) == 1
@@ -301,20 +318,28 @@ class JobStore(JobStateMachine, JobLeases):
     def write_change(
         self, job_id: str, change: Change, *, mode: Mode, only_from: Sequence[JobState] = ()
     ) -> JobRecord | None:
-        """Read, apply ``change``, write back if nobody wrote in between (else retry)."""
+        """Read, apply ``change``, write back if nobody wrote in between (else retry). The first
+        read may be the record this thread last saw (``core.jobs.recent``): the script's version
+        check stands for the read, and a refusal on it is checked again on a fresh one."""
         key = self.keys.job(job_id)
+        remembered = self._recent.take(job_id)
         for _ in range(CAS_ATTEMPTS):
-            with redis_errors():
-                version, raw = self.redis.hmget(key, ["version", "record"])
-            if raw is None:
+            guessed = remembered is not None
+            current = remembered if remembered is not None else self._version_and_record(job_id)
+            remembered = None
+            if current is None:
                 return None
+            version, raw = current
             updated = change(JobRecord.model_validate_json(raw))
             if updated is None:
+                if guessed:
+                    continue
                 return None
+            record_json = updated.model_dump_json()
             args: list[str | int] = [
                 str(version),
                 updated.state.value,
-                updated.model_dump_json(),
+                record_json,
                 mode.value,
                 " ".join(s.value for s in only_from),
                 self.keys.changes(job_id),
@@ -335,6 +360,7 @@ class JobStore(JobStateMachine, JobLeases):
             with redis_errors():
                 outcome = int(self._write_change(keys=keys, args=args))
             if outcome == 1:
+                self._recent.remember(job_id, str(int(version) + 1), record_json)
                 return updated
             if outcome in (0, -1):
                 return None

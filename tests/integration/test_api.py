@@ -35,9 +35,11 @@ from api.keys.store import KeyStore
 from api.settings import ApiSettings
 from core.contracts.jobs import JobState, StoredImage
 from core.jobs import utcnow
+from core.model_registry import ModelRegistry, RedisManifests
 from core.topology import build_topology
 from embedded.s3 import S3Server, weed_binary
 from producer.client import Producer
+from serving_contract.manifest import CategoryEntry, Conditions, default_manifest
 from tests.examples import LISTING_EXAMPLE, TRYON_EXAMPLE
 from tests.integration.services import (
     AMQP_URL,
@@ -89,6 +91,7 @@ def api(keys_database: str) -> Iterator[Api]:
             "s3_secret_key": SecretStr("api-test-secret"),
             "s3_public_endpoint": "http://images.test:9000",
             "presign_expiry_s": 600,
+            "default_version_cache_s": 0.5,  # a version registered by a test is seen at once
         }
     )
     keys = KeyStore(keys_database, pepper=PEPPER)
@@ -157,7 +160,9 @@ def test_invalid_request_is_a_422_problem_naming_field_and_rule_and_queues_nothi
     before = api.listing_depth()
     unknown = {**LISTING, "variants": 99}
     with api.client(api.a) as client:
-        big = client.post("/v1/listings", json={**LISTING, "variants": 0, "attributes": {"category": "nope"}})
+        big = client.post(
+            "/v1/listings", json={**LISTING, "variants": 0, "attributes": {"category": "No pe"}}
+        )
         problem = assert_problem(big, 422)
         rules = {(tuple(e["loc"]), e["type"]) for e in problem["errors"]}
         assert (("body", "variants"), "greater_than_equal") in rules
@@ -175,6 +180,71 @@ def test_invalid_request_is_a_422_problem_naming_field_and_rule_and_queues_nothi
         assert other["errors"][0]["loc"] == ["body", "requester"]
         assert submit(client, {**LISTING, "requester": "shop-a"}).status_code == 202
     assert api.listing_depth() == before + 1
+
+
+def test_models_list_versions_and_manifests_and_submits_are_checked_against_the_pinned_version(
+    api: Api,
+) -> None:
+    """A version registered with other categories (a catalog's): listed, its manifest served, and
+    a submit pinned to it checked against its vocabulary, not version 1's (issue 16)."""
+    v1 = default_manifest("product_cgan")
+    catalog = v1.model_copy(
+        update={
+            "version": 2,
+            "conditions": Conditions(
+                categories=(
+                    CategoryEntry(
+                        index=0, slug="scarf", label="Scarf", department="accessories", wearable=False
+                    ),
+                    CategoryEntry(index=1, slug="skirt", label="Skirt", department="bottoms", wearable=True),
+                ),
+                colours=v1.conditions.colours,
+            ),
+        }
+    )
+    registry = ModelRegistry.from_settings(api.settings)
+    registry.register(catalog)
+    time.sleep(api.settings.default_version_cache_s + 0.1)  # the API's cached list of versions
+    try:
+        _models_and_pinned_submits(api)
+    finally:  # the module's other tests run on version 1
+        store = registry.store
+        assert isinstance(store, RedisManifests)
+        store.redis.delete(store.key("product_cgan", 2))
+        store.redis.srem(store.versions_key("product_cgan"), "2")
+        registry.close()
+        time.sleep(api.settings.default_version_cache_s + 0.1)
+
+
+def _models_and_pinned_submits(api: Api) -> None:
+    before = api.listing_depth()
+    with api.client(api.a_read_only) as client:
+        listed = client.get("/v1/models")
+        assert listed.status_code == 200, listed.text
+        product = next(m for m in listed.json()["models"] if m["model"] == "product_cgan")
+        assert product["versions"] == [1, 2] and product["default"] is None and product["resolved"] == 2
+        manifest = client.get("/v1/models/product_cgan/versions/2")
+        assert (
+            manifest.status_code == 200 and manifest.json()["conditions"]["categories"][1]["slug"] == "skirt"
+        )
+        assert client.get("/v1/models/product_cgan/versions/1").json()["conditions"]["categories"][0][
+            "slug"
+        ] == ("t_shirt")
+        missing = assert_problem(client.get("/v1/models/product_cgan/versions/9"), 404)
+        assert "no version 9" in missing["detail"]
+        assert client.get("/v1/models").status_code == 200
+    assert httpx.get(f"{api.url}/v1/models").status_code == 401
+    skirt = {**LISTING, "attributes": {**LISTING["attributes"], "category": "skirt"}}
+    with api.client(api.a) as client:
+        refused = assert_problem(submit(client, {**skirt, "model_version": 1}), 422)
+        assert refused["errors"][0]["loc"] == ["body", "attributes", "category"]
+        assert "not a category of product_cgan v1" in refused["errors"][0]["msg"]
+        assert "t_shirt" in refused["errors"][0]["msg"]
+        shirt = assert_problem(submit(client, {**LISTING, "model_version": 2}), 422)
+        assert "product_cgan v2; allowed: scarf, skirt" in shirt["errors"][0]["msg"]
+        assert submit(client, {**skirt, "model_version": 2}).status_code == 202
+        assert submit(client, skirt).status_code == 202  # unpinned: the highest registered version
+    assert api.listing_depth() == before + 2
 
 
 def test_errors_are_bounded(api: Api) -> None:
@@ -237,14 +307,20 @@ def test_same_idempotency_key_and_body_is_the_same_job_and_another_body_is_422(a
     assert api.listing_depth() == before + 2
 
 
-def test_the_submit_shortcut_and_fastapis_handler_answer_alike(api: Api) -> None:
-    """A plain submit is the shortcut's (``api.routes.shortcut``); the same body sent as
-    ``application/json; charset=utf-8`` is declined by it and answered by FastAPI's handler. New
-    jobs and replays, each way, must not tell the two apart."""
+@pytest.mark.parametrize("prefer", [None, "wait=1"])
+def test_the_submit_shortcut_and_fastapis_handler_answer_alike(api: Api, prefer: str | None) -> None:
+    """A plain submit is the shortcut's, answered in front of the app (``api.routes.shortcut``);
+    the same body sent as ``application/json; charset=utf-8`` is declined by it and answered by
+    FastAPI's handler through every layer of the app. New jobs and replays, each way, with and
+    without ``Prefer: wait``, must not tell the two apart, down to the order of the headers."""
     tag = uuid.uuid4().hex[:8]
 
     def post(client: httpx.Client, content_type: str, key: str) -> httpx.Response:
-        headers = {"Content-Type": content_type, "Idempotency-Key": key}
+        headers = {
+            "Content-Type": content_type,
+            "Idempotency-Key": key,
+            **({"Prefer": prefer} if prefer else {}),
+        }
         return client.post("/v1/listings", content=json.dumps(LISTING), headers=headers)
 
     varying_headers = {"date", "location", "ratelimit-remaining", "ratelimit-reset"}
@@ -259,9 +335,10 @@ def test_the_submit_shortcut_and_fastapis_handler_answer_alike(api: Api) -> None
     for new, replay in (("new, shortcut", "new, fastapi"), ("replay, shortcut", "replay, fastapi")):
         one, other = answers[new], answers[replay]
         assert one.status_code == other.status_code == (202 if new.startswith("new") else 200)
-        assert {k: v for k, v in one.headers.items() if k not in varying_headers} == {
-            k: v for k, v in other.headers.items() if k not in varying_headers
-        }
+        assert [(k, v) for k, v in one.headers.items() if k not in varying_headers] == [
+            (k, v) for k, v in other.headers.items() if k not in varying_headers
+        ]
+        assert list(one.headers) == list(other.headers)
         assert list(one.json()) == list(other.json())  # the same fields, in the same order
         assert {k: v for k, v in one.json().items() if k not in varying_fields} == {
             k: v for k, v in other.json().items() if k not in varying_fields

@@ -14,7 +14,6 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
-from api.app import create_app
 from api.keys.model import Scope
 from api.keys.store import KeyStore
 from api.settings import ApiSettings
@@ -23,15 +22,8 @@ from core.errors import ErrorCode
 from core.topology import build_topology
 from producer.client import Producer
 from tests.examples import LISTING_EXAMPLE, TRYON_EXAMPLE
-from tests.integration.services import (
-    AMQP_URL,
-    BASE,
-    drain,
-    namespace,
-    remove_namespace,
-    require_services,
-    serving,
-)
+from tests.integration.api_fixtures import api_settings, served_api
+from tests.integration.services import drain, require_services
 
 PEPPER = "api-async-test-pepper"
 LISTING = {k: v for k, v in LISTING_EXAMPLE.items() if k not in ("requester", "idempotency_key")}
@@ -39,9 +31,8 @@ TRYON = {k: v for k, v in TRYON_EXAMPLE.items() if k != "requester"}
 SCOPES = [Scope.SUBMIT_LISTINGS, Scope.SUBMIT_TRYONS, Scope.READ]
 
 
-def api_settings(**overrides: Any) -> ApiSettings:
-    values = {**BASE.model_dump(), **namespace("api-async"), "publish_confirm_timeout_s": 5.0}
-    return ApiSettings.model_validate({**values, "api_async_submit": True, **overrides})
+def async_settings(**overrides: Any) -> ApiSettings:
+    return api_settings("api-async", api_async_submit=True, **overrides)
 
 
 @pytest.fixture
@@ -50,20 +41,11 @@ def keys(keys_database: str) -> Iterator[KeyStore]:
         yield store
 
 
-def served(settings: ApiSettings, keys: KeyStore) -> Iterator[tuple[str, Producer]]:
-    producer = Producer(settings)
-    try:
-        with serving(create_app(producer=producer, keys=keys, settings=settings)) as url:
-            yield url, producer
-    finally:
-        producer.close()
-        remove_namespace(settings, broker_url=AMQP_URL)
-
-
 @pytest.fixture
 def api(keys: KeyStore) -> Iterator[tuple[str, Producer]]:
     require_services()
-    yield from served(api_settings(), keys)
+    with served_api(async_settings(), keys) as served:
+        yield served
 
 
 def client(url: str, token: str) -> httpx.Client:
@@ -109,10 +91,10 @@ def test_async_tryon_checks_the_garment_listing_belongs_to_the_key(
 
 def test_async_submit_with_the_broker_down_is_503_and_the_job_failed_publish_failed(keys: KeyStore) -> None:
     require_services()
-    down = api_settings(
+    down = async_settings(
         broker_url=SecretStr("amqp://guest:guest@127.0.0.1:1//"), broker_connect_timeout_s=0.5
     )
-    for url, producer in served(down, keys):
+    with served_api(down, keys) as (url, producer):
         with client(url, keys.create("shop-a", scopes=SCOPES)[1]) as shop:
             answer = shop.post("/v1/listings", json=LISTING, headers={"Idempotency-Key": "k-down"})
         assert answer.status_code == 503 and answer.headers["retry-after"] == "1"

@@ -4,54 +4,28 @@ each version refuses the categories and colours its own manifest does not list."
 
 from __future__ import annotations
 
-import re
-import shutil
 from collections.abc import Iterator
-from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 import tritonclient.grpc as grpcclient
 from tritonclient.utils import InferenceServerException
 
 from embedded.triton import TritonServer
 from serving_contract.manifest import read_manifest
 from serving_contract.tensors import CLIENT_DTYPES, PRODUCT_GENERATOR
-from tests.catalog_fixture import write_catalog
+from tests.catalog_versions import committed_repository, export_tiny, serve_every_version
 from tests.integration.triton_requests import products
-from training.catalog.command import CatalogRun, run_catalog_cgan
-from training.catalog.train_cgan import CatalogCganConfig
 
 pytestmark = pytest.mark.triton
-
-TINY = CatalogCganConfig(epochs=1, batch_size=4, generator_width=16, discriminator_width=4, steps_per_epoch=2)
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TritonServer]:
     root = tmp_path_factory.mktemp("catalog-triton")
-    repository = root / "repository"
-    shutil.copytree("triton_models/product_cgan", repository / "product_cgan")
-    write_catalog(root / "catalog")
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        run = CatalogRun(
-            root / "catalog",
-            Path("attributes.csv"),
-            root / "run",
-            TINY,
-            skip_invalid=True,
-            export_to=repository,
-        )
-        version_dir = run_catalog_cgan(run)
-    finally:
-        torch.set_num_threads(threads)
-    assert version_dir == repository / "product_cgan" / "2"
-    config = repository / "product_cgan" / "config.pbtxt"  # serve both versions, as OPERATIONS.md says
-    text = re.sub(r'(name: "product_cgan"\n)', r"\1version_policy: { all {} }\n", config.read_text())
-    config.write_text(text)
+    repository = committed_repository(root / "repository")
+    assert export_tiny(root, repository) == repository / "product_cgan" / "2"
+    serve_every_version(repository)
     with TritonServer(repository, state_dir=root / "state", log_path=root / "tritonserver.log") as triton:
         yield triton
 

@@ -23,6 +23,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from typer.testing import CliRunner
 
 from core.contracts.jobs import JobRecord, JobState
+from core.model_registry import ModelRegistry
 from core.model_versions import DefaultVersions
 from core.topology import CALLBACK_TASK, LISTING_TASK
 from core.worker_settings import WorkerSettings
@@ -32,6 +33,7 @@ from embedded.stack import Pool, Stack
 from embedded.triton import TritonServer
 from producer.cli import app as cli
 from producer.client import Producer
+from serving_contract.manifest import default_manifest
 from tests.integration.services import require_services
 
 pytestmark = [pytest.mark.triton, pytest.mark.slow]
@@ -133,6 +135,8 @@ def test_jobs_move_the_counters_and_stage_histograms_of_every_pool_process(rig: 
         rig.wait(rig.producer.submit(rig.listing(i, callback={"url": rig.receiver.url_for("shop-ops")})))
         for i in range(2)
     ] + [rig.wait(rig.producer.submit(rig.listing(2)))]
+    register(rig.settings, 99)  # a version with a manifest that Triton does not serve: the worker's failure
+    time.sleep(1.0)  # past default_version_cache_s: the producer reads the registered versions again
     unknown = rig.wait(rig.producer.submit(rig.listing(3, model_version=99)))
     assert [r.state for r in done] == [JobState.SUCCEEDED] * 3 and unknown.state is JobState.FAILED
 
@@ -165,6 +169,16 @@ def test_jobs_move_the_counters_and_stage_histograms_of_every_pool_process(rig: 
     assert total(callbacks, "atelier_callback_deliveries_total", outcome="delivered") == 6
     assert total(callbacks, "atelier_callback_delivery_seconds_count", outcome="delivered") == 6
     assert total(callbacks, "celery_task_succeeded_total", name=CALLBACK_TASK) >= 6
+
+
+def register(settings: WorkerSettings, version: int) -> None:
+    """Register the built-in manifest as ``version`` of product_cgan (a version Triton does not
+    have), so requests pinned to it, or defaulting to it, pass the submit's check."""
+    registry = ModelRegistry.from_settings(settings)
+    try:
+        registry.register(default_manifest("product_cgan", version))
+    finally:
+        registry.close()
 
 
 def test_readyz_is_200_with_its_services_up_and_503_when_triton_is_unreachable(rig: Rig) -> None:
@@ -215,6 +229,9 @@ def test_the_default_version_reaches_jobs_that_pin_none_and_an_unloaded_one_is_r
     refused = rig.ops("set-default-version", "product_cgan", "2")
     assert refused.exit_code == 2 and "not loaded and ready" in refused.output
     # a default that Triton dropped after it was set: jobs that pin no version now ask for it
+    unregistered = rig.ops("set-default-version", "product_cgan", "7")
+    assert unregistered.exit_code == 2 and "not loaded and ready" in unregistered.output
+    register(rig.settings, 7)
     defaults = DefaultVersions(rig.settings)
     defaults.set("product_cgan", 7)
     time.sleep(1.0)  # past default_version_cache_s

@@ -8,14 +8,10 @@ match them.
 
 from __future__ import annotations
 
-import contextlib
 import json
-import select
-import socket
 import threading
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -39,116 +35,40 @@ from core.topology import (
 from producer.cli import app
 from producer.client import Producer
 from tests.examples import (
+    LISTING_CONDITION_RULES,
     LISTING_EXAMPLE,
     LISTING_RULES,
+    TRYON_CONDITION_RULES,
     TRYON_EXAMPLE,
     TRYON_RULES,
     RuleCase,
     apply_patch,
 )
+from tests.integration.producer_fixtures import (
+    FreezableProxy,
+    isolated_settings,
+    producer,
+    proxy,
+    remove,
+    settings,
+    unreachable_broker_settings,
+    via,
+)
 from tests.integration.services import (
     AMQP_URL,
     BASE,
     drain,
-    namespace,
     queue_depth,
-    remove_namespace,
     require_services,
 )
 from tests.oversized import MAX_ERROR_CHARS, OVERSIZED
 
-
-def isolated_settings(**overrides: Any) -> AtelierSettings:
-    """``BASE`` on a private namespace (``atelier-test-<hex>``), with short broker timeouts."""
-    values = {**namespace("test"), "publish_confirm_timeout_s": 2.0, "broker_connect_timeout_s": 1.0}
-    return BASE.model_copy(update={**values, **overrides})
-
-
-def remove(settings: AtelierSettings) -> None:
-    """Delete the test's queues, exchanges and Redis keys (on the real broker, whatever the settings)."""
-    remove_namespace(settings, broker_url=AMQP_URL)
-
-
-@pytest.fixture
-def settings() -> Iterator[AtelierSettings]:
-    require_services()
-    settings = isolated_settings()
-    yield settings
-    remove(settings)
-
-
-@pytest.fixture
-def producer(settings: AtelierSettings) -> Iterator[Producer]:
-    with Producer(settings, watch_poll_interval_s=0.2) as producer:
-        yield producer
+__all__ = ["producer", "proxy", "settings"]  # the fixtures, used by name
 
 
 def depth(queue: Queue) -> int:
     """Messages ready in ``queue`` on the real broker."""
     return queue_depth(BASE, queue.name)
-
-
-class FreezableProxy:
-    """A TCP proxy to RabbitMQ that can stop forwarding (a broker that never answers again) or
-    drop its connections (a broker restart)."""
-
-    def __init__(self, target: tuple[str, int]) -> None:
-        self.target = target
-        self.frozen = threading.Event()
-        self.closed = threading.Event()
-        self.sockets: list[socket.socket] = []
-        #: freeze as soon as the client sends these bytes (e.g. an AMQP method id)
-        self.freeze_on: bytes | None = None
-        self.server = socket.create_server(("127.0.0.1", 0))
-        self.port = self.server.getsockname()[1]
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self) -> None:
-        while not self.closed.is_set():
-            try:
-                client, _ = self.server.accept()
-            except OSError:
-                return
-            upstream = socket.create_connection(self.target)
-            threading.Thread(target=self._pump, args=(client, upstream), daemon=True).start()
-
-    def _pump(self, a: socket.socket, b: socket.socket) -> None:
-        self.sockets += [a, b]
-        with a, b:
-            while not self.closed.is_set():
-                ready, _, _ = select.select([a, b], [], [], 0.05)
-                if self.frozen.is_set():
-                    continue
-                for sock in ready:
-                    data = sock.recv(65536)
-                    if not data:
-                        return
-                    if sock is a and self.freeze_on is not None and self.freeze_on in data:
-                        self.frozen.set()
-                        break
-                    (b if sock is a else a).sendall(data)
-
-    def drop_connections(self) -> None:
-        for sock in self.sockets:
-            with contextlib.suppress(OSError):
-                sock.shutdown(socket.SHUT_RDWR)
-        self.sockets.clear()
-
-    def close(self) -> None:
-        self.closed.set()
-        self.server.close()
-
-
-@pytest.fixture
-def proxy() -> Iterator[FreezableProxy]:
-    proxy = FreezableProxy(("127.0.0.1", Connection(AMQP_URL).port or 5672))
-    yield proxy
-    proxy.close()
-
-
-def via(proxy: FreezableProxy, settings: AtelierSettings, **overrides: Any) -> AtelierSettings:
-    url = SecretStr(f"amqp://guest:guest@127.0.0.1:{proxy.port}//")
-    return settings.model_copy(update={"broker_url": url, **overrides})
 
 
 # --- publishing and routing ---
@@ -227,6 +147,15 @@ def test_invalid_requests_are_refused_with_field_and_rule_and_nothing_is_stored_
             submit(apply_patch(example, case.patch))
         reported = [(tuple(e["loc"]), e["type"]) for e in caught.value.errors()]
         assert (case.loc, case.type) in reported, (case.name, reported)
+    # conditions version 1 does not know: the shape is valid, the version refuses (issue 16)
+    conditions = [(producer.submit_listing, LISTING_EXAMPLE, c) for c in LISTING_CONDITION_RULES] + [
+        (producer.submit_tryon, TRYON_EXAMPLE, c) for c in TRYON_CONDITION_RULES
+    ]
+    for submit, example, condition in conditions:
+        with pytest.raises(ValidationError) as caught:
+            submit(apply_patch(example, condition.patch))
+        reported = [(tuple(e["loc"]), e["type"], e["msg"]) for e in caught.value.errors()]
+        assert reported == [(condition.loc, condition.type, condition.msg)], condition.name
 
     assert (depth(topology.listing), depth(topology.tryon)) == before
     assert set(producer.store.redis.scan_iter(match=f"{settings.redis_key_prefix}*")) == keys_before
@@ -352,10 +281,7 @@ def test_watch_follows_the_job_to_its_end(producer: Producer) -> None:
 
 def test_unreachable_broker_raises_publish_error_in_time_and_leaves_the_record_failed() -> None:
     require_services()
-    with socket.socket() as probe:  # a port nothing listens on
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    settings = isolated_settings(broker_url=SecretStr(f"amqp://guest:guest@127.0.0.1:{port}//"))
+    settings = unreachable_broker_settings()
     try:
         with Producer(settings) as producer:
             started = time.monotonic()
@@ -566,8 +492,9 @@ def test_cli_batch_jsonl_submits_valid_lines_and_reports_bad_ones(
     batch.write_text("\n".join(lines) + "\n")
     result = CliRunner().invoke(app, ["submit-batch", str(batch)])
     assert result.exit_code == 1
-    assert "line 2: (listing) attributes.colour: Value error, unknown colour 'beige'" in result.stderr
-    assert "[value_error]" in result.stderr
+    # a condition the version does not know is refused by the producer itself, after parsing
+    assert "line 2: attributes.colour: 'beige' is not a colour o" in result.stderr
+    assert "[unknown_colour]" in result.stderr
     assert "line 4: not JSON" in result.stderr
     assert "queued 2, already queued (idempotency key) 1, refused 2" in result.stdout
     topology = build_topology(cli_env)
@@ -585,7 +512,7 @@ def test_cli_batch_csv_of_listings(cli_env: AtelierSettings, tmp_path: Path) -> 
     )
     result = CliRunner().invoke(app, ["submit-batch", str(batch), "--requester", "shop-eu"])
     assert result.exit_code == 1
-    assert "line 3: (listing) attributes.category:" in result.stderr
+    assert "line 3: attributes.category: 'hat' is not a category" in result.stderr
     assert (
         "line 4: (listing) variants: Input should be less than or equal to 8 [less_than_equal]"
         in result.stderr

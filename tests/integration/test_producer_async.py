@@ -2,7 +2,7 @@
 message as ``Producer.accept``, a real Celery worker runs it, replays, and broker failures ending
 the job ``failed: publish_failed`` as on the sync path.
 
-Each test has its own namespace (``tests.integration.test_producer``'s helpers), deleted after.
+Each test has its own namespace (``tests.integration.producer_fixtures``), deleted after.
 """
 
 from __future__ import annotations
@@ -10,16 +10,14 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import socket
 import threading
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 import pytest
 from celery import Celery
 from celery.contrib.testing.worker import start_worker
 from kombu import Connection, Queue
-from pydantic import SecretStr
 
 from core.contracts import JobState
 from core.errors import ErrorCode
@@ -30,24 +28,20 @@ from core.topology import LISTING_TASK, build_topology, celery_config
 from producer.accept_async import AsyncProducer
 from producer.client import Producer
 from tests.examples import LISTING_EXAMPLE, TRYON_EXAMPLE
+from tests.integration.producer_fixtures import (
+    FreezableProxy,
+    producer,
+    proxy,
+    remove,
+    settings,
+    unreachable_broker_settings,
+    via,
+)
 from tests.integration.services import AMQP_URL, drain, require_services
-from tests.integration.test_producer import FreezableProxy, isolated_settings, remove, via
 
 T = TypeVar("T")
 
-
-@pytest.fixture
-def settings() -> Iterator[AtelierSettings]:
-    require_services()
-    settings = isolated_settings()
-    yield settings
-    remove(settings)
-
-
-@pytest.fixture
-def producer(settings: AtelierSettings) -> Iterator[Producer]:
-    with Producer(settings) as producer:
-        yield producer
+__all__ = ["producer", "proxy", "settings"]  # the fixtures, used by name
 
 
 def run_async(
@@ -196,10 +190,7 @@ def _assert_publish_failed(producer: Producer, job_id: str) -> None:
 
 def test_broker_down_raises_and_leaves_the_job_failed_publish_failed_with_its_key_released() -> None:
     require_services()
-    with socket.socket() as probe:  # a port nothing listens on
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    settings = isolated_settings(broker_url=SecretStr(f"amqp://guest:guest@127.0.0.1:{port}//"))
+    settings = unreachable_broker_settings()
     try:
         with Producer(settings) as producer:
             with pytest.raises(BrokerUnavailable) as caught:
@@ -210,13 +201,6 @@ def test_broker_down_raises_and_leaves_the_job_failed_publish_failed_with_its_ke
             assert producer.store.find_by_idempotency_key("shop-eu", key) is None
     finally:
         remove(settings)
-
-
-@pytest.fixture
-def proxy() -> Iterator[FreezableProxy]:
-    proxy = FreezableProxy(("127.0.0.1", Connection(AMQP_URL).port or 5672))
-    yield proxy
-    proxy.close()
 
 
 def test_a_broker_that_stops_answering_fails_the_job_within_the_confirm_timeout(

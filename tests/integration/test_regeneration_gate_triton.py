@@ -27,6 +27,8 @@ from embedded.triton import TritonServer
 from producer.client import record_for
 from quality.gate import judge_job
 from quality.settings import GateSettings
+from serving_contract.palette import colour_by_name
+from serving_contract.taxonomy import category_by_slug
 from tests.integration.services import require_redis
 from worker.context import WorkerContext
 from worker.gating import JudgeGate, retry_seed
@@ -148,7 +150,8 @@ def test_a_remade_image_is_judged_by_the_real_gate_beside_the_kept_images_and_ca
     )
     # the report again from the recorded seeds alone: the kept images, then the remade one
     request = ListingImageRequest.model_validate(REQUEST)
-    category, colour = request.attributes.category_index, request.attributes.colour_index
+    attributes = request.attributes  # version 1's indexes: the built-in taxonomy and palette
+    category, colour = category_by_slug(attributes.category).index, colour_by_name(attributes.colour).index
     seeds = [image.gate.seed for image in others if image.gate is not None and image.gate.seed is not None]
     kept = worker.inference.generate_products([category] * 3, [colour] * 3, seeds)
     again = worker.inference.generate_products([category], [colour], [report.seed])

@@ -40,15 +40,8 @@ from core.worker_settings import WorkerSettings
 from producer.cli import app as atelier
 from producer.client import Producer
 from tests.examples import LISTING_EXAMPLE
-from tests.integration.services import (
-    AMQP_URL,
-    BASE,
-    drain,
-    namespace,
-    remove_namespace,
-    require_services,
-    serving,
-)
+from tests.integration.api_fixtures import api_settings, served_api
+from tests.integration.services import drain, require_services, serving
 from worker.inference import Generated
 from worker.pipeline import job_seed, succeed
 from worker.regeneration import regenerate
@@ -161,24 +154,15 @@ def run_cli(database_url: str, *args: str) -> Any:
 @pytest.fixture(scope="module")
 def review(keys_database: str) -> Iterator[Review]:
     require_services()
-    settings = ApiSettings.model_validate(
-        {
-            **BASE.model_dump(),
-            **namespace("review"),
-            "publish_confirm_timeout_s": 5.0,
-            "s3_secret_key": SecretStr("review-test-secret"),
-            "s3_public_endpoint": "http://images.test:9000",
-        }
+    settings = api_settings(
+        "review", s3_secret_key=SecretStr("review-test-secret"), s3_public_endpoint="http://images.test:9000"
     )
     assert run_cli(keys_database, "review", "policy", "shop-a", "all").exit_code == 0
     keys = KeyStore(keys_database, pepper=PEPPER)
-    producer = Producer(settings)
-    producer.publisher.declare()
-    app = create_app(producer=producer, keys=keys, settings=settings)
     job_scopes = [Scope.SUBMIT_LISTINGS, Scope.READ, Scope.CANCEL]
     reviewer_key, reviewer = keys.create("shop-a", scopes=[Scope.REVIEW, Scope.READ], name="reviewer")
     try:
-        with serving(app) as url:
+        with served_api(settings, keys, declare=True) as (url, producer):
             yield Review(
                 url=url,
                 settings=settings,
@@ -195,9 +179,7 @@ def review(keys_database: str) -> Iterator[Review]:
                 reviewer_id=reviewer_key.key_id,
             )
     finally:
-        producer.close()
         keys.close()
-        remove_namespace(settings, broker_url=AMQP_URL)
 
 
 # --- policy ---

@@ -41,7 +41,8 @@ def test_both_models_load_and_are_ready(client: grpcclient.InferenceServerClient
         assert client.is_model_ready(spec.name)
         metadata = client.get_model_metadata(spec.name)
         served = {t.name: (t.datatype, list(t.shape)) for t in metadata.inputs}
-        assert served == {t.name: (CLIENT_DTYPES[t.dtype], [-1, *t.shape]) for t in spec.inputs}
+        inputs = (*spec.inputs, *spec.optional_inputs)
+        assert served == {t.name: (CLIENT_DTYPES[t.dtype], [-1, *t.shape]) for t in inputs}
 
 
 def test_product_batch_of_16_in_one_request_gives_16_uint8_images(

@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from api.threads import BlockingThreads
+from api.threads import INLINE_SLOW_S, BlockingThreads, InFlight
 
 
 def test_a_calls_result_and_its_exception_come_back_to_the_caller() -> None:
@@ -76,3 +76,50 @@ def test_a_call_whose_caller_was_cancelled_still_runs_to_its_end() -> None:
 
     asyncio.run(scenario())
     assert finished.is_set()
+
+
+def test_a_call_runs_inline_only_when_allowed_and_no_call_of_its_own_is_out() -> None:
+    alone = True
+    threads = BlockingThreads(2, name="test-inline", inline_when=lambda: alone)
+    release = threading.Event()
+
+    async def scenario() -> None:
+        nonlocal alone
+        here = threading.current_thread().name
+        assert await threads.run(lambda: threading.current_thread().name) == here
+        alone = False
+        out = asyncio.create_task(threads.run(lambda: release.wait(5) and threading.current_thread().name))
+        await asyncio.sleep(0.02)  # that call is now out in a thread
+        alone = True
+        assert (await threads.run(lambda: threading.current_thread().name)).startswith("test-inline-")
+        release.set()
+        assert (await out).startswith("test-inline-")
+        assert await threads.run(lambda: threading.current_thread().name) == here  # none out again
+
+    asyncio.run(scenario())
+
+
+def test_a_slow_inline_call_sends_the_next_calls_to_the_threads_for_a_while() -> None:
+    """A broker holding its confirms must not stall the event loop on every submit."""
+    threads = BlockingThreads(1, name="test-slow", inline_when=lambda: True, inline_pause_s=0.3)
+
+    async def scenario() -> None:
+        here = threading.current_thread().name
+        assert await threads.run(lambda: threading.current_thread().name) == here
+        await threads.run(time.sleep, INLINE_SLOW_S * 2)  # inline, and too slow
+        assert (await threads.run(lambda: threading.current_thread().name)).startswith("test-slow-")
+        await asyncio.sleep(0.3)  # the pause is over
+        assert await threads.run(lambda: threading.current_thread().name) == here
+
+    asyncio.run(scenario())
+
+
+def test_requests_in_flight_say_when_one_is_alone() -> None:
+    requests = InFlight()
+    requests.entered()
+    assert requests.alone()
+    requests.entered()
+    assert not requests.alone()
+    requests.left()
+    requests.left()
+    assert requests.count == 0 and not requests.alone()

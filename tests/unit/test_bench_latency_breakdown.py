@@ -5,35 +5,27 @@ from __future__ import annotations
 
 from bench.perf.latency_breakdown import breakdown, delta, parse
 
-TRITON_BEFORE = """
-# TYPE nv_inference_request_success counter
-nv_inference_request_success{model="product_cgan",version="1"} 10
-nv_inference_request_success{model="tryon_cvae",version="1"} 5
-# TYPE nv_inference_exec_count counter
-nv_inference_exec_count{model="product_cgan",version="1"} 10
-nv_inference_exec_count{model="tryon_cvae",version="1"} 5
-# TYPE nv_inference_queue_duration_us counter
-nv_inference_queue_duration_us{model="product_cgan",version="1"} 10000
-nv_inference_queue_duration_us{model="tryon_cvae",version="1"} 5000
-# TYPE nv_inference_compute_infer_duration_us counter
-nv_inference_compute_infer_duration_us{model="product_cgan",version="1"} 50000
-nv_inference_compute_infer_duration_us{model="tryon_cvae",version="1"} 100000
-"""
+#: Triton's counters, in the order :func:`triton` takes them
+COUNTERS = (
+    "nv_inference_request_success",
+    "nv_inference_exec_count",
+    "nv_inference_queue_duration_us",
+    "nv_inference_compute_infer_duration_us",
+)
+
+
+def triton(**models: tuple[int, int, int, int]) -> str:
+    """Triton's scrape: ``model=(requests, executions, queue_us, compute_us)``, version 1 each."""
+    lines = []
+    for i, name in enumerate(COUNTERS):
+        lines.append(f"# TYPE {name} counter")
+        lines += [f'{name}{{model="{model}",version="1"}} {values[i]}' for model, values in models.items()]
+    return "\n".join(lines) + "\n"
+
+
+TRITON_BEFORE = triton(product_cgan=(10, 10, 10_000, 50_000), tryon_cvae=(5, 5, 5_000, 100_000))
 #: 20 more product requests in 10 executions (queue 4 ms, compute 15 ms each); no try-on
-TRITON_AFTER = """
-# TYPE nv_inference_request_success counter
-nv_inference_request_success{model="product_cgan",version="1"} 30
-nv_inference_request_success{model="tryon_cvae",version="1"} 5
-# TYPE nv_inference_exec_count counter
-nv_inference_exec_count{model="product_cgan",version="1"} 20
-nv_inference_exec_count{model="tryon_cvae",version="1"} 5
-# TYPE nv_inference_queue_duration_us counter
-nv_inference_queue_duration_us{model="product_cgan",version="1"} 90000
-nv_inference_queue_duration_us{model="tryon_cvae",version="1"} 5000
-# TYPE nv_inference_compute_infer_duration_us counter
-nv_inference_compute_infer_duration_us{model="product_cgan",version="1"} 350000
-nv_inference_compute_infer_duration_us{model="tryon_cvae",version="1"} 100000
-"""
+TRITON_AFTER = triton(product_cgan=(30, 20, 90_000, 350_000), tryon_cvae=(5, 5, 5_000, 100_000))
 
 
 def stages(**totals: tuple[float, int]) -> str:

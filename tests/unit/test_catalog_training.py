@@ -1,15 +1,11 @@
 """Training on a catalog folder: a tiny cGAN trains for a few steps, exports as the next version
 with its manifest and model card, its backend takes the catalog's vocabulary from the manifest,
-and a resumed run ends where an uninterrupted one does; the try-on cVAE trains on the catalog's
-wearable garments."""
+and a resumed run ends where an uninterrupted one does; a catalog with patterns trains the pattern
+condition; the try-on cVAE trains on the catalog's wearable garments."""
 
 from __future__ import annotations
 
-import importlib.util
-import json
 import shutil
-import sys
-import types
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -18,11 +14,10 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
-from google.protobuf import text_format
-from tritonclient.grpc import model_config_pb2
 
 from serving_contract.manifest import read_manifest
-from tests.catalog_fixture import BAD_ROWS, GOOD_ROWS, write_catalog
+from tests.catalog_fixture import BAD_ROWS, GOOD_ROWS, PATTERNS, write_catalog
+from tests.fake_backend import load_version, product_request
 from training.catalog.command import (
     CatalogCvaeRun,
     CatalogRefused,
@@ -30,9 +25,11 @@ from training.catalog.command import (
     run_catalog_cgan,
     run_catalog_cvae,
 )
+from training.catalog.dataset import load_images
 from training.catalog.export import ExportError, export_catalog_cgan
-from training.catalog.train_cgan import CatalogCganConfig, ema_decay
-from training.catalog.validate import CatalogError
+from training.catalog.train_cgan import CatalogCganConfig, ema_decay, sample_sheet, sheet_rows
+from training.catalog.validate import CatalogError, check_catalog
+from training.cgan.model import Generator
 from training.cvae.train import CvaeConfig
 
 pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit.load` is deprecated:DeprecationWarning")
@@ -61,55 +58,8 @@ def job(catalog: Path, run_dir: Path, **changes: object) -> CatalogRun:
     return replace(base, **changes)  # type: ignore[arg-type]
 
 
-def load_backend(version_dir: Path, monkeypatch: pytest.MonkeyPatch) -> object:
-    """The version's model.py, initialised as Triton would, against a minimal fake pb_utils."""
-
-    class Tensor:
-        def __init__(self, name: str, array: np.ndarray) -> None:
-            self.name, self.array = name, array
-
-        def to_dlpack(self) -> object:
-            return torch.utils.dlpack.to_dlpack(torch.from_numpy(np.ascontiguousarray(self.array)))
-
-        @staticmethod
-        def from_dlpack(name: str, capsule: object) -> Tensor:
-            return Tensor(name, torch.from_dlpack(capsule).numpy())
-
-    class Error:
-        INVALID_ARG = 3
-
-        def __init__(self, message: str, code: int = 0) -> None:
-            self.message = message
-
-    fake = types.SimpleNamespace(
-        Tensor=Tensor,
-        TritonError=Error,
-        InferenceResponse=lambda output_tensors=None, error=None: types.SimpleNamespace(
-            outputs=output_tensors, error=error
-        ),
-        get_input_tensor_by_name=lambda request, name: Tensor(name, request[name]),
-    )
-    monkeypatch.setitem(sys.modules, "triton_python_backend_utils", fake)
-    spec = importlib.util.spec_from_file_location("catalog_backend", version_dir / "model.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    config = text_format.Parse(
-        (version_dir.parent / "config.pbtxt").read_text(), model_config_pb2.ModelConfig()
-    )
-    parameters = {key: {"string_value": value.string_value} for key, value in config.parameters.items()}
-    backend = module.TritonPythonModel()
-    backend.initialize({"model_config": json.dumps({"parameters": parameters}), "model_instance_kind": "CPU"})
-    return backend
-
-
 def ask(backend: object, category: int, colour: int) -> Any:
-    request = {
-        "CATEGORY": np.array([[category]], np.int32),
-        "COLOUR": np.array([[colour]], np.int32),
-        "SEED": np.array([[7]], np.int64),
-    }
-    [response] = backend.execute([request])  # type: ignore[attr-defined]
+    [response] = backend.execute([product_request([category], [colour], [7])])  # type: ignore[attr-defined]
     return response
 
 
@@ -142,14 +92,19 @@ def test_catalog_trains_and_exports_the_next_version_with_manifest_and_card(
     assert (repository / "product_cgan" / "config.pbtxt").read_bytes() == committed_config
     assert read_manifest(repository / "product_cgan" / "1").conditions.category_slugs()[0] == "t_shirt"
 
-    backend = load_backend(version_dir, monkeypatch)
+    backend = load_version(version_dir, monkeypatch)
     image = ask(backend, 2, 1)
     assert image.error is None and image.outputs[0].array.shape == (1, 32, 32, 3)
     assert ask(backend, 3, 0).error.message == "CATEGORY[0]=3 outside [0, 3)"
     assert ask(backend, 0, 2).error.message == "COLOUR[0]=2 outside [0, 2)"
 
 
-def test_resumed_run_ends_with_the_weights_of_an_uninterrupted_one(catalog: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("patterns", [False, True], ids=["plain", "patterned"])
+def test_resumed_run_ends_with_the_weights_of_an_uninterrupted_one(
+    catalog: Path, tmp_path: Path, patterns: bool
+) -> None:
+    if patterns:
+        write_catalog(catalog, patterns=True)  # over the plain one: conditions.json and CSV
     straight, resumed = tmp_path / "straight", tmp_path / "resumed"
     run_catalog_cgan(job(catalog, straight))
     run_catalog_cgan(job(catalog, resumed, config=replace(TINY, epochs=1)))
@@ -159,10 +114,44 @@ def test_resumed_run_ends_with_the_weights_of_an_uninterrupted_one(catalog: Path
     want = torch.load(straight / "checkpoint.pt", weights_only=False)
     got = torch.load(resumed / "checkpoint.pt", weights_only=False)
     assert got["epoch"] == want["epoch"] == 2
+    assert ("pattern.weight" in want["generator"]) is patterns
     for part in ("generator", "discriminator", "ema"):
         assert want[part].keys() == got[part].keys()
         assert all(torch.equal(want[part][k], got[part][k]) for k in want[part]), part
     assert (resumed / "metrics.csv").read_text().count("\n") == 3  # header + two epochs
+
+
+def test_a_patterned_catalog_trains_the_pattern_condition_and_the_card_lists_the_patterns(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    write_catalog(tmp_path / "catalog", patterns=True)
+    check = check_catalog(tmp_path / "catalog", Path("attributes.csv"), min_side=32)
+    data = load_images(check, 32, quiet=True)
+    assert data.patterns is not None  # each row's pattern, as the CSV names it
+    assert data.patterns.tolist() == [(i // 2) % len(PATTERNS) for i in range(GOOD_ROWS)]
+    repository = tmp_path / "repository"
+    shutil.copytree("triton_models/product_cgan", repository / "product_cgan")
+    run_dir = tmp_path / "run"
+
+    version_dir = run_catalog_cgan(job(tmp_path / "catalog", run_dir, export_to=repository))
+
+    state = torch.load(run_dir / "checkpoint.pt", weights_only=False)
+    # the pattern embedding of each net (the discriminator's under spectral norm), one row per pattern
+    assert state["generator"]["pattern.weight"].shape[0] == state["ema"]["pattern.weight"].shape[0] == 3
+    assert state["discriminator"]["pattern.weight_orig"].shape[0] == 3
+    generator = Generator(16, num_categories=3, num_colours=2, num_patterns=3)
+    generator.load_state_dict(state["ema"])
+    conditions = check.conditions
+    sheet = sample_sheet(generator, conditions, torch.device("cpu"))
+    assert sheet.shape == (3 * 3 * 2, 32, 32, 3)  # (category, pattern) rows x colour columns
+    assert sheet_rows(conditions)[:4] == ["scarf solid", "scarf stripes", "scarf dots", "tee solid"]
+    assert not np.array_equal(sheet[0], sheet[2])  # scarf teal: solid and stripes differ
+    card = (version_dir / "MODEL_CARD.md").read_text()
+    assert "## Conditions (3 categories, 2 colours, 3 patterns)" in card
+    assert "| 2 | `dots` | spots on a grid |" in card and "names no pattern gets `solid`" in card
+    backend = load_version(version_dir, monkeypatch)
+    [image] = backend.execute([product_request([2], [1], [7], [1])])
+    assert image.error is None and image.outputs[0].array.shape == (1, 32, 32, 3)
 
 
 def test_resume_refuses_a_changed_catalog_or_changed_settings(catalog: Path, tmp_path: Path) -> None:

@@ -32,7 +32,6 @@ from core.contracts.v1 import MAX_FIELD_NAME_CHARS, validate_request
 from core.dead_letters import MAX_REASON_CHARS, as_json, dead_letter_headers, describe, reason_code
 from core.errors import AtelierError, PermanentError
 from core.topology import LISTING_TASK
-from serving_contract.palette import PALETTE
 from serving_contract.sizing import MEASUREMENTS
 from tests.examples import (
     LISTING_EXAMPLE,
@@ -126,28 +125,18 @@ def test_metric_measurements_pass_through() -> None:
     assert body.metric() == {"height": 172.0, "weight": 68.0, "chest": 94.0, "waist": 78.0, "hips": 98.0}
 
 
-@pytest.mark.parametrize("colour", PALETTE, ids=lambda c: c.name)
-def test_palette_hex_maps_to_its_own_colour(colour: Any) -> None:
-    attributes = {"category": "dress", "colour": colour.hex.upper()}
-    request = ListingImageRequest.model_validate(apply_patch(LISTING_EXAMPLE, {"attributes": attributes}))
-    assert request.attributes.colour == colour.name
-    assert request.attributes.colour_index == colour.index
+def test_the_contract_checks_a_colour_s_shape_and_leaves_its_meaning_to_the_version() -> None:
+    """Which names a colour may have, and which colour ``#rrggbb`` is, depend on the model version
+    (``core.contracts.conditions``, tested in test_conditions.py); the contract lower-cases both."""
 
-
-def test_hex_maps_to_the_nearest_palette_colour_and_names_are_case_insensitive() -> None:
     def colour_of(value: str) -> str:
         data = apply_patch(LISTING_EXAMPLE, {"attributes.colour": value})
         return ListingImageRequest.model_validate(data).attributes.colour
 
-    assert colour_of("#c01a2c") == "red"
-    assert colour_of("#1a2260") == "navy"
-    assert colour_of("#fafafa") == "white"
+    assert colour_of("#C01A2C") == "#c01a2c"
     assert colour_of("  NAVY ") == "navy"
-
-
-def test_garment_by_attributes_hex_is_mapped_too() -> None:
-    request = TryOnRequest.model_validate(TRYON_EXAMPLE)
-    assert request.garment.colour == "red"  # type: ignore[union-attr]
+    assert colour_of("coral") == "coral"  # a catalog version's colour: its manifest decides
+    assert TryOnRequest.model_validate(TRYON_EXAMPLE).garment.colour == "#c81e28"  # type: ignore[union-attr]
 
 
 def test_parse_request_picks_the_model_by_kind_or_fields() -> None:

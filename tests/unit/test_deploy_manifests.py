@@ -512,7 +512,7 @@ def test_every_long_running_compose_service_has_a_healthcheck() -> None:
         for dependency, condition in service.get("depends_on", {}).items()
         if condition["condition"] == "service_completed_successfully"
     }
-    assert one_shots == {"minio-init", "api-migrate"}
+    assert one_shots == {"minio-init", "api-migrate", "register-versions"}
     missing = [name for name in services if name not in one_shots and "healthcheck" not in services[name]]
     assert missing == []
 
@@ -967,13 +967,15 @@ def atelier_command_problems(commands: Mapping[str, list[str]]) -> list[str]:
 
 def api_commands() -> dict[str, list[str]]:
     deployment = named(manifests(), "Deployment", "api")
-    (init,) = deployment["spec"]["template"]["spec"]["initContainers"]
+    init = {c["name"]: c for c in deployment["spec"]["template"]["spec"]["initContainers"]}
     services = compose()["services"]
     return {
         "compose api": services["api"]["command"],
         "compose api-migrate": services["api-migrate"]["command"],
+        "compose register-versions": services["register-versions"]["command"],
         "k8s api": containers(deployment)[0]["command"],
-        "k8s migrate": init["command"],
+        "k8s migrate": init["migrate"]["command"],
+        "k8s register-versions": init["register-versions"]["command"],
     }
 
 
@@ -982,6 +984,8 @@ def test_compose_and_kubernetes_run_api_commands_the_cli_accepts() -> None:
     assert atelier_command_problems(commands) == []
     assert commands["compose api"] == commands["k8s api"] == ["atelier", "api", "serve"]
     assert commands["compose api-migrate"] == commands["k8s migrate"] == ["atelier", "keys", "migrate"]
+    register = ["atelier", "ops", "register-versions", "--repository", "triton_models"]
+    assert commands["compose register-versions"] == commands["k8s register-versions"] == register
 
 
 def test_an_api_command_the_cli_lacks_is_reported() -> None:
@@ -1034,7 +1038,10 @@ def test_the_api_reads_its_key_store_from_a_secret_and_migrates_it_first() -> No
     pod = deployment["spec"]["template"]["spec"]
     for container in [*pod["initContainers"], *pod["containers"]]:
         secrets = {source["secretRef"]["name"] for source in container["envFrom"] if "secretRef" in source}
-        assert "atelier-database" in secrets, container["name"]
+        # the model registry step reads and writes Redis only
+        assert ("atelier-database" in secrets) != (container["name"] == "register-versions"), container[
+            "name"
+        ]
     assert "atelier-callbacks" not in {
         source.get("secretRef", {}).get("name") for source in containers(deployment)[0]["envFrom"]
     }

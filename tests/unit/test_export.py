@@ -3,22 +3,20 @@ against a fake ``triton_python_backend_utils``."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
-import types
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 import torch
-from google.protobuf import text_format
 from torch import nn
 from torch.nn import functional as F
 from tritonclient.grpc import model_config_pb2
 
 from serving_contract.sizing import MEASUREMENTS
 from serving_contract.tensors import MODELS, PRODUCT_GENERATOR, TRITON_DTYPES, TRYON_GENERATOR, ModelSpec
+from tests.fake_backend import FakeError, load_version, parse_config, product_request, request
 from training.cgan.model import LATENT_DIM, Generator
 from training.export import (
     BACKENDS_DIR,
@@ -33,10 +31,6 @@ from training.export import (
 )
 
 pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit.load` is deprecated:DeprecationWarning")
-
-
-def parse_config(path: Path) -> model_config_pb2.ModelConfig:
-    return text_format.Parse(path.read_text(), model_config_pb2.ModelConfig())
 
 
 @pytest.fixture(scope="module")
@@ -58,7 +52,9 @@ def test_config_pbtxt_is_a_triton_model_config_matching_the_spec(spec: ModelSpec
     def tensors(entries: object) -> list[tuple[str, str, tuple[int, ...]]]:
         return [(t.name, types_.Name(t.data_type), tuple(t.dims)) for t in entries]  # type: ignore[attr-defined]
 
-    assert tensors(config.input) == [(t.name, TRITON_DTYPES[t.dtype], t.shape) for t in spec.inputs]
+    inputs = (*spec.inputs, *spec.optional_inputs)
+    assert tensors(config.input) == [(t.name, TRITON_DTYPES[t.dtype], t.shape) for t in inputs]
+    assert [t.optional for t in config.input] == [t in spec.optional_inputs for t in inputs]
     assert tensors(config.output) == [(t.name, TRITON_DTYPES[t.dtype], t.shape) for t in spec.outputs]
     assert list(config.dynamic_batching.preferred_batch_size) == list(DynamicBatching().preferred_batch_sizes)
     assert config.dynamic_batching.max_queue_delay_microseconds == DynamicBatching().max_queue_delay_us
@@ -122,67 +118,10 @@ def test_torchscript_model_reproduces_the_eager_module(serving: ProductServing, 
 # --- the backends in-process, against a fake triton_python_backend_utils ---------------------------
 
 
-class FakeTensor:
-    def __init__(self, name: str, array: np.ndarray) -> None:
-        self.name, self.array = name, array
-
-    def to_dlpack(self) -> object:
-        return torch.utils.dlpack.to_dlpack(torch.from_numpy(np.ascontiguousarray(self.array)))
-
-    @staticmethod
-    def from_dlpack(name: str, capsule: object) -> FakeTensor:
-        return FakeTensor(name, torch.from_dlpack(capsule).numpy())
-
-
-class FakeError:
-    INVALID_ARG = 3
-
-    def __init__(self, message: str, code: int = 0) -> None:
-        self.message, self.code = message, code
-
-
-class FakeResponse:
-    def __init__(
-        self, output_tensors: list[FakeTensor] | None = None, error: FakeError | None = None
-    ) -> None:
-        self.outputs, self.error = output_tensors, error
-
-
-def load_backend(model_dir: Path, spec: ModelSpec, monkeypatch: pytest.MonkeyPatch) -> types.ModuleType:
-    fake = types.SimpleNamespace(
-        Tensor=FakeTensor,
-        TritonError=FakeError,
-        InferenceResponse=FakeResponse,
-        get_input_tensor_by_name=lambda request, name: request[name],
-    )
-    monkeypatch.setitem(sys.modules, "triton_python_backend_utils", fake)
-    loader = importlib.util.spec_from_file_location(f"model_{spec.name}", model_dir / "1" / "model.py")
-    assert loader is not None and loader.loader is not None
-    module = importlib.util.module_from_spec(loader)
-    loader.loader.exec_module(module)
-    config = json.dumps({"parameters": _parameters(model_dir / "config.pbtxt")})
-    backend = module.TritonPythonModel()
-    backend.initialize(
-        {"model_config": config, "model_instance_kind": "CPU", "model_instance_device_id": "0"}
-    )
-    return backend
-
-
-def _parameters(path: Path) -> dict[str, dict[str, str]]:
-    config = parse_config(path)
-    return {key: {"string_value": value.string_value} for key, value in config.parameters.items()}
-
-
-def request(**arrays: np.ndarray) -> dict[str, FakeTensor]:
-    return {name: FakeTensor(name, array) for name, array in arrays.items()}
-
-
-def product_request(categories: list[int], colours: list[int], seeds: list[int]) -> dict[str, FakeTensor]:
-    return request(
-        CATEGORY=np.array(categories, np.int32)[:, None],
-        COLOUR=np.array(colours, np.int32)[:, None],
-        SEED=np.array(seeds, np.int64)[:, None],
-    )
+def load_backend(model_dir: Path, spec: ModelSpec, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """Version 1 of ``model_dir`` (``spec``'s model folder), in-process (``tests.fake_backend``)."""
+    assert model_dir.name == spec.name
+    return load_version(model_dir / "1", monkeypatch)
 
 
 def test_product_backend_answers_each_request_and_refuses_the_bad_one_alone(

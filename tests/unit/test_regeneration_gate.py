@@ -20,7 +20,10 @@ from core.jobs.review import regenerated_seed
 from quality.duplicates import duplicate_checks
 from quality.settings import GateSettings
 from quality.verdict import Verdict
+from serving_contract.palette import colour_by_name
+from serving_contract.taxonomy import category_by_slug
 from serving_contract.tensors import PRODUCT_IMAGE_SIZE
+from tests.recording_gate import RecordingGate
 from tests.unit.test_review import Harness, listing, rejected_for_remake
 from worker.gating import retry_seed
 from worker.inference import Generated
@@ -36,29 +39,21 @@ REMADE = regenerated_seed(SEED, 1, 1)
 def grey(seed: int) -> int:
     """The grey level ``StubInference`` gives ``listing()``'s product from ``seed``."""
     attributes = ListingImageRequest.model_validate(listing()).attributes
-    made = StubInference().generate_products([attributes.category_index], [attributes.colour_index], [seed])
+    category, colour = category_by_slug(attributes.category).index, colour_by_name(attributes.colour).index
+    made = StubInference().generate_products([category], [colour], [seed])
     return int(made.images[0, 0, 0, 0])
-
-
-class RecordingGate(ScriptedGate):
-    """A :class:`ScriptedGate` that also keeps every batch it judged."""
-
-    def __init__(self, failing_values: Mapping[int, Sequence[str]] | None = None, *, max_tries: int = 3):
-        super().__init__(failing_values, max_tries=max_tries)
-        self.batches: list[np.ndarray] = []
-
-    def judge(
-        self, images: np.ndarray, probabilities: np.ndarray, *, category: int, colour: int
-    ) -> list[Verdict]:
-        self.batches.append(np.array(images, copy=True))
-        return super().judge(images, probabilities, category=category, colour=colour)
 
 
 class DuplicatesOnly(ScriptedGate):
     """Only the real near-duplicate check (``quality.duplicates``), at its default threshold."""
 
     def judge(
-        self, images: np.ndarray, probabilities: np.ndarray, *, category: int, colour: int
+        self,
+        images: np.ndarray,
+        probabilities: np.ndarray,
+        *,
+        category: int | None,
+        colour: int | tuple[int, int, int],
     ) -> list[Verdict]:
         minimum = GateSettings(_env_file=None).min_duplicate_hamming  # type: ignore[call-arg]
         return [Verdict((check,)) for check in duplicate_checks(images, min_hamming=minimum)]
@@ -79,8 +74,9 @@ class PatternInference(StubInference):
         seeds: Sequence[int],
         *,
         version: int | str | None = None,
+        patterns: Sequence[int] | None = None,
     ) -> Generated:
-        made = super().generate_products(categories, colours, seeds, version=version)
+        made = super().generate_products(categories, colours, seeds, version=version, patterns=patterns)
         images = np.stack([pattern(self.same.get(seed, seed)) for seed in seeds])
         return Generated(images, made.model, made.version)
 

@@ -26,6 +26,9 @@ from core.worker_settings import WorkerSettings, new_webhook_secret
 from producer.client import record_for
 from producer.webhook_verify import verify
 from quality.verdict import Check, Verdict
+from serving_contract.manifest import default_manifest
+from serving_contract.palette import colour_by_name
+from serving_contract.taxonomy import category_by_slug
 from worker.callbacks import message_id
 from worker.encoding import decode
 from worker.gating import retry_seed
@@ -157,8 +160,8 @@ def test_listing_job_batches_all_variants_in_one_call_and_stores_one_object_per_
     assert record.state is JobState.SUCCEEDED and record.attempts == 1
     assert (record.model, record.model_version, record.seed) == ("product_cgan", "1", 5)
     assert h.triton.calls == [
-        ("product_cgan", {"categories": [3, 3, 3], "colours": [8, 8, 8], "seeds": [5, 6, 7], "version": None})
-    ]
+        ("product_cgan", {"categories": [3, 3, 3], "colours": [8, 8, 8], "seeds": [5, 6, 7], "version": 1})
+    ]  # a concrete version: the one whose manifest mapped dress and navy to 3 and 8
     assert [image.key for image in record.results] == [f"listing/{job_id}/{v}.png" for v in range(3)]
     assert all(image.url.startswith("https://s3.test/") for image in record.results)
     data, content_type, metadata = h.bucket.objects[f"listing/{job_id}/2.png"]
@@ -185,6 +188,8 @@ def test_listing_job_batches_all_variants_in_one_call_and_stores_one_object_per_
 
 def test_pinned_model_version_goes_to_triton() -> None:
     h = Harness()
+    assert h.ctx.models is not None
+    h.ctx.models.register(default_manifest("product_cgan", 4))
     job_id, request = h.submit(listing(model_version=4))
     run_listing(job_id, request, h.ctx)
     assert h.triton.calls[0][1]["version"] == 4
@@ -653,7 +658,8 @@ def test_a_redelivered_job_whose_cancel_was_asked_ends_canceled_without_running(
 def stub_value(seed: int, request: dict[str, Any]) -> int:
     """The grey level ``StubInference`` gives the product image of ``seed`` for ``request``."""
     attributes = ListingImageRequest.model_validate(request).attributes
-    return (7 * seed + 3 * attributes.category_index + attributes.colour_index) % 256
+    category, colour = category_by_slug(attributes.category).index, colour_by_name(attributes.colour).index
+    return (7 * seed + 3 * category + colour) % 256
 
 
 def test_a_variant_the_gate_fails_is_regenerated_with_a_derived_seed_and_kept_when_it_passes() -> None:
@@ -699,7 +705,7 @@ def test_a_variant_failing_every_try_is_kept_flagged_without_a_link_and_the_rest
 
 def test_a_job_whose_every_variant_fails_the_gate_fails_and_keeps_no_image() -> None:
     class FailingEverything(ScriptedGate):
-        def judge(self, images: Any, probabilities: Any, *, category: int, colour: int) -> list[Any]:
+        def judge(self, images: Any, probabilities: Any, *, category: Any, colour: Any) -> list[Any]:
             return [Verdict(tuple(Check.at_least(n, 0.0, 0.5) for n in ("blank",))) for _ in images]
 
     h = Harness(gate=FailingEverything(max_tries=2))

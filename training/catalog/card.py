@@ -1,12 +1,13 @@
 """The model card of an exported version (``MODEL_CARD.md``): what it was trained on, what it
-is conditioned on, how it was trained, its metrics and its last sample grid, generated from the
-manifest and the run's files so it cannot disagree with them."""
+is conditioned on (categories, colours and, when it has them, patterns), how it was trained,
+its metrics and its last sample grid, generated from the manifest and the run's files so it
+cannot disagree with them."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from serving_contract.manifest import ModelManifest
+from serving_contract.manifest import Conditions, ModelManifest
 from training.progress import MetricsLog
 
 #: the card's file name in the version folder
@@ -29,7 +30,7 @@ def model_card(manifest: ModelManifest, metrics: list[dict[str, float]], *, epoc
         f"- catalog SHA-256 `{provenance.catalog_sha256}`",
         f"- trained with `{provenance.command}`" if provenance.command else "- command not recorded",
         "",
-        f"## Conditions ({len(conditions.categories)} categories, {len(conditions.colours)} colours)",
+        f"## Conditions ({_counts(conditions)})",
         "",
         "| index | category | label | department | try-on |",
         "|---|---|---|---|---|",
@@ -41,6 +42,7 @@ def model_card(manifest: ModelManifest, metrics: list[dict[str, float]], *, epoc
         *(["| index | colour | RGB |", "|---|---|---|"] if conditions.colours else []),
         *(f"| {c.index} | `{c.name}` | `{c.hex}` |" for c in conditions.colours),
         "",
+        *_patterns(conditions),
         "## Training settings",
         "",
         "| setting | value |",
@@ -72,6 +74,26 @@ def model_card(manifest: ModelManifest, metrics: list[dict[str, float]], *, epoc
         "look at the grid, and measure with `atelier-models evaluate` before promoting the version.",
     ]
     return "\n".join(lines) + "\n"
+
+
+def _counts(conditions: Conditions) -> str:
+    counts = f"{len(conditions.categories)} categories, {len(conditions.colours)} colours"
+    return counts + (f", {len(conditions.patterns)} patterns" if conditions.patterns else "")
+
+
+def _patterns(conditions: Conditions) -> list[str]:
+    """The pattern table (every request to the version carries one of these), if it has patterns."""
+    if not conditions.patterns:
+        return []
+    rows = [f"| {p.index} | `{p.name}` | {p.description} |" for p in conditions.patterns]
+    return [
+        "| index | pattern | description |",
+        "|---|---|---|",
+        *rows,
+        "",
+        f"A request that names no pattern gets `{conditions.patterns[0].name}` (index 0).",
+        "",
+    ]
 
 
 def _number(value: float) -> str:

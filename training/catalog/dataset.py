@@ -1,4 +1,5 @@
-"""A checked catalog loaded into memory as training arrays (images at the training resolution)."""
+"""A checked catalog loaded into memory as training arrays (images at the training resolution),
+with each row's pattern when the catalog lists patterns."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ class CatalogImages:
     images: np.ndarray  #: uint8 [N, R, R, 3]
     categories: np.ndarray  #: int64 [N], condition indexes
     colours: np.ndarray  #: int64 [N]
+    patterns: np.ndarray | None = None  #: int64 [N] when the catalog lists patterns, else None
 
     def __len__(self) -> int:
         return len(self.categories)
@@ -34,4 +36,7 @@ def load_images(check: CatalogCheck, resolution: int, *, quiet: bool = False) ->
             progress.advance(task)
     categories = np.array([r.category for r in check.rows], np.int64)
     colours = np.array([r.colour for r in check.rows], np.int64)
-    return CatalogImages(images, categories, colours)
+    if not check.conditions.patterns:
+        return CatalogImages(images, categories, colours)
+    patterns = np.array([r.pattern for r in check.rows], np.int64)  # every valid row has one
+    return CatalogImages(images, categories, colours, patterns)

@@ -4,7 +4,8 @@ The version number is the next free one under ``<repository>/<model>/``. The mod
 ``config.pbtxt`` is shared by all its versions: when it exists it is kept (with any version
 policy an operator added), and the new version must fit its tensors; a version at another image
 size goes into another model repository (``--out``). The request limits a version's ``model.py``
-checks (category and colour counts) come from the version's own ``manifest.json``.
+checks (category, colour and pattern counts) come from the version's own ``manifest.json``; a
+catalog whose conditions list patterns exports a generator that takes ``PATTERN``.
 """
 
 from __future__ import annotations
@@ -27,13 +28,19 @@ from serving_contract.manifest import (
 )
 from serving_contract.tensors import PRODUCT_GENERATOR, ModelSpec
 from training.catalog.card import write_model_card
-from training.catalog.train_cgan import CatalogCganConfig, build
-from training.cgan.model import LATENT_DIM
+from training.catalog.train_cgan import CatalogCganConfig
+from training.cgan.model import LATENT_DIM, Generator
 from training.checkpoints import CHECKPOINT_NAME
 from training.cvae.model import TryOnVAE
-from training.export import ProductServing, export_model, export_tryon_vae
+from training.export import (
+    ProductServing,
+    export_model,
+    export_tryon_vae,
+    patterned_manifest,
+)
 
 _DIMS = re.compile(r'name: "IMAGE"\s+data_type: \w+\s+dims: \[ ([\d, ]+) \]')
+_PATTERN_INPUT = re.compile(r'name: "PATTERN"')
 
 
 class ExportError(ValueError):
@@ -68,19 +75,17 @@ def export_catalog_cgan(run_dir: Path, repository: Path, *, version: int | None 
     config_path = model_dir / "config.pbtxt"
     keep_config = config_path.exists()
     if keep_config:
-        _check_fits(config_path, config.resolution)
+        _check_fits(config_path, config.resolution, patterns=bool(conditions.patterns))
     version = version or next_version(model_dir)
-    generator, _ = build(config, conditions)
-    generator.load_state_dict(state["ema"])
+    serving = ProductServing(ema_generator(config, conditions, state["ema"]))
     manifest = catalog_manifest(version, config, conditions, state["provenance"])
-    example = (torch.randn(2, LATENT_DIM), torch.tensor([0, 0]), torch.tensor([0, 0]))
     export_model(
         spec,
-        ProductServing(generator),
+        serving,
         repository,
         version,
         latent_dim=LATENT_DIM,
-        example_inputs=example,
+        example_inputs=serving.example_inputs([0, 0], [0, 0]),
         manifest=manifest,
         write_model_config=not keep_config,
     )
@@ -90,6 +95,29 @@ def export_catalog_cgan(run_dir: Path, repository: Path, *, version: int | None 
     return version_dir
 
 
+def ema_generator(config: CatalogCganConfig, conditions: Conditions, weights: dict[str, Any]) -> Generator:
+    """The checkpoint's EMA generator, conditioned on patterns exactly when the catalog lists them.
+
+    A generator trained without the catalog's patterns is refused: served, its images would
+    ignore the ``PATTERN`` every request of its version must carry.
+    """
+    trained_on_patterns = "pattern.weight" in weights
+    if trained_on_patterns != bool(conditions.patterns):
+        raise ExportError(
+            f"the catalog lists {len(conditions.patterns)} patterns but the checkpoint's generator was "
+            f"trained {'with' if trained_on_patterns else 'without'} a pattern condition: retrain"
+        )
+    generator = Generator(
+        config.generator_width,
+        resolution=config.resolution,
+        num_categories=len(conditions.categories),
+        num_colours=len(conditions.colours),
+        num_patterns=len(conditions.patterns),
+    )
+    generator.load_state_dict(weights)
+    return generator
+
+
 def catalog_manifest(
     version: int,
     config: CatalogCganConfig,
@@ -97,10 +125,11 @@ def catalog_manifest(
     provenance: dict[str, Any],
 ) -> ModelManifest:
     inputs, outputs = tensor_entries(PRODUCT_GENERATOR, config.resolution)
-    return ModelManifest(
+    pattern = " + pattern" if conditions.patterns else ""
+    manifest = ModelManifest(
         model=PRODUCT_GENERATOR.name,
         version=version,
-        description=f"conditional GAN trained on a catalog: category + colour + seed -> "
+        description=f"conditional GAN trained on a catalog: category + colour{pattern} + seed -> "
         f"{config.resolution} px product image",
         image_size=config.resolution,
         latent_dim=LATENT_DIM,
@@ -114,10 +143,17 @@ def catalog_manifest(
             trained_at=datetime.now(UTC).isoformat(timespec="seconds"),
         ),
     )
+    return patterned_manifest(manifest, conditions.patterns) if conditions.patterns else manifest
 
 
-def _check_fits(config_path: Path, resolution: int) -> None:
-    match = _DIMS.search(config_path.read_text())
+def _check_fits(config_path: Path, resolution: int, *, patterns: bool) -> None:
+    text = config_path.read_text()
+    if patterns and not _PATTERN_INPUT.search(text):
+        raise ExportError(
+            f"{config_path} declares no PATTERN input, which a version with patterns needs: regenerate "
+            "it with training/export.py (write_config), or export into another repository (--out DIR)"
+        )
+    match = _DIMS.search(text)
     if match is None:
         raise ExportError(f"{config_path} declares no IMAGE output: not a product generator's config")
     dims = [int(d) for d in match.group(1).replace(" ", "").split(",")]

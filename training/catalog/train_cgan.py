@@ -1,19 +1,23 @@
 """Train the product cGAN on a checked catalog, on one process or many (DDP).
 
-The recipe is the Fashion-MNIST one (training/cgan/train.py: hinge loss, TTUR, EMA generator)
+The recipe is the Fashion-MNIST one (training/cgan/adversarial.py: hinge loss, TTUR, EMA generator)
 at the catalog's resolution and vocabulary sizes, with the EMA decay warmed up (``ema_decay``).
 Every random draw of an epoch comes from generators seeded by (seed, epoch, rank): the data
 order from ``DistributedSampler`` and the noise from a per-rank ``torch.Generator``. A run
 resumed from its last checkpoint (saved at the end of each epoch) therefore takes exactly the
 steps the uninterrupted run would have.
 
-Rank 0 writes the per-epoch sample grid (rows: categories, columns: colours), the metrics and
-the checkpoint; the others wait for it at the end of each epoch.
+A catalog whose ``conditions.json`` lists patterns trains the pattern condition too: the nets
+get one more embedding (``num_patterns``), every step passes each row's pattern, and the grid has
+a row per (category, pattern). A catalog without patterns builds and trains the colour-only
+model exactly as before.
+
+Rank 0 writes the per-epoch sample grid (rows: categories, or categories x patterns; columns:
+colours), the metrics and the checkpoint; the others wait for it at the end of each epoch.
 """
 
 from __future__ import annotations
 
-import copy
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -21,20 +25,13 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DistributedSampler
 
 from serving_contract.manifest import Conditions
 from training import checkpoints
 from training.catalog.dataset import CatalogImages
-from training.cgan.model import (
-    LATENT_DIM,
-    Discriminator,
-    Generator,
-    discriminator_hinge_loss,
-    generator_hinge_loss,
-)
-from training.cgan.train import update_ema
+from training.cgan.adversarial import Adversaries, Samples, report_epoch, train_epoch
+from training.cgan.model import LATENT_DIM, Discriminator, Generator
 from training.data.products import to_unit_range
 from training.distributed import Distributed
 from training.grids import save_grid, to_uint8_hwc
@@ -60,7 +57,11 @@ class CatalogCganConfig:
 
 
 def build(config: CatalogCganConfig, conditions: Conditions) -> tuple[Generator, Discriminator]:
-    sizes = {"num_categories": len(conditions.categories), "num_colours": len(conditions.colours)}
+    sizes = {
+        "num_categories": len(conditions.categories),
+        "num_colours": len(conditions.colours),
+        "num_patterns": len(conditions.patterns),  # 0: the colour-only model
+    }
     generator = Generator(config.generator_width, resolution=config.resolution, **sizes)
     discriminator = Discriminator(config.discriminator_width, resolution=config.resolution, **sizes)
     return channels_last(generator), channels_last(discriminator)
@@ -68,15 +69,29 @@ def build(config: CatalogCganConfig, conditions: Conditions) -> tuple[Generator,
 
 @torch.no_grad()
 def sample_sheet(generator: Generator, conditions: Conditions, device: torch.device) -> np.ndarray:
-    """One image per (category, colour), rows = categories, as uint8 HWC."""
+    """One image per (category[, pattern], colour) as uint8 HWC: a row per category, or per
+    (category, pattern) when the catalog lists patterns; a column per colour."""
     generator.eval()
     categories, colours = len(conditions.categories), len(conditions.colours)
-    category = torch.arange(categories).repeat_interleave(colours)
-    colour = torch.arange(colours).repeat(categories)
+    rows = categories * max(1, len(conditions.patterns))
+    category = torch.arange(categories).repeat_interleave(rows // categories * colours)
+    colour = torch.arange(colours).repeat(rows)
+    pattern = None
+    if conditions.patterns:
+        pattern = torch.arange(len(conditions.patterns)).repeat_interleave(colours).repeat(categories)
+        pattern = pattern.to(device)
     z = torch.randn(len(category), LATENT_DIM, generator=torch.Generator().manual_seed(GRID_SEED))
-    images = generator(z.to(device), category.to(device), colour.to(device)).cpu().numpy()
+    images = generator(z.to(device), category.to(device), colour.to(device), pattern).cpu().numpy()
     generator.train()
     return to_uint8_hwc(images)
+
+
+def sheet_rows(conditions: Conditions) -> list[str]:
+    """The grid's row labels: the category slugs, or ``slug pattern`` for each pair."""
+    slugs = conditions.category_slugs()
+    if not conditions.patterns:
+        return list(slugs)
+    return [f"{slug} {pattern}" for slug in slugs for pattern in conditions.pattern_names()]
 
 
 def save_sheet(path: Path, sheet: np.ndarray, conditions: Conditions) -> None:
@@ -85,7 +100,7 @@ def save_sheet(path: Path, sheet: np.ndarray, conditions: Conditions) -> None:
         sheet,
         len(conditions.colours),
         scale=2 if sheet.shape[1] <= 32 else 1,
-        row_labels=list(conditions.category_slugs()),
+        row_labels=sheet_rows(conditions),
         column_labels=list(conditions.colour_names()),
     )
 
@@ -114,26 +129,25 @@ def train_catalog_cgan(
     run = run or Distributed()
     checkpoints.seed_everything(config.seed)
     generator, discriminator = build(config, conditions)
-    generator, discriminator = generator.to(run.device), discriminator.to(run.device)
-    ema = copy.deepcopy(generator).eval()
-    opt_g = torch.optim.Adam(generator.parameters(), config.lr_generator, betas=(0.0, 0.9))
-    opt_d = torch.optim.Adam(discriminator.parameters(), config.lr_discriminator, betas=(0.0, 0.9))
+    nets = Adversaries.create(
+        generator.to(run.device),
+        discriminator.to(run.device),
+        lr_generator=config.lr_generator,
+        lr_discriminator=config.lr_discriminator,
+    )
     start_epoch = 0
     state = checkpoints.load(run_dir)
     if state is not None:
         _check_resumable(state, config, conditions, provenance)
-        generator.load_state_dict(state["generator"])
-        discriminator.load_state_dict(state["discriminator"])
-        ema.load_state_dict(state["ema"])
-        opt_g.load_state_dict(state["opt_generator"])
-        opt_d.load_state_dict(state["opt_discriminator"])
-        start_epoch = state["epoch"]
-    g_train: torch.nn.Module = generator
-    d_train: torch.nn.Module = discriminator
-    if run.enabled:  # averages gradients over processes; parameters start equal (broadcast by rank 0)
-        g_train, d_train = DistributedDataParallel(generator), DistributedDataParallel(discriminator)
-    images = torch.from_numpy(to_unit_range(data.images))
-    categories, colours = torch.from_numpy(data.categories), torch.from_numpy(data.colours)
+        start_epoch = nets.restore(state)
+    if run.enabled:  # parameters start equal: DDP broadcasts rank 0's
+        nets.distribute()
+    samples = Samples(
+        torch.from_numpy(to_unit_range(data.images)),
+        torch.from_numpy(data.categories),
+        torch.from_numpy(data.colours),
+        None if data.patterns is None else torch.from_numpy(data.patterns),
+    )
     indexes: Any = range(len(data))  # a Dataset is any sized sequence; the sampler draws indexes
     sampler: DistributedSampler[int] = DistributedSampler(
         indexes, num_replicas=run.world_size, rank=run.rank, shuffle=True, seed=config.seed
@@ -148,76 +162,35 @@ def train_catalog_cgan(
         for epoch in range(start_epoch, config.epochs):
             started = time.perf_counter()
             sampler.set_epoch(epoch)
-            order = torch.tensor(list(sampler))
-            noise = torch.Generator().manual_seed((config.seed * 1_000_003 + epoch) * 1009 + run.rank)
-            totals = torch.zeros(4)
-            task = progress.add_task(f"epoch {epoch + 1}", total=steps, status="")
-            for step in range(steps):
-                index = order[step * batch : (step + 1) * batch]
-                real = images[index].to(run.device).contiguous(memory_format=torch.channels_last)
-                category, colour = categories[index].to(run.device), colours[index].to(run.device)
-                z_d = torch.randn(len(index), LATENT_DIM, generator=noise).to(run.device)
-                z_g = torch.randn(len(index), LATENT_DIM, generator=noise).to(run.device)
-                with torch.no_grad():
-                    fake = g_train(z_d, category, colour)
-                # one discriminator call for real and fake: one DDP forward per backward
-                scores = d_train(torch.cat([real, fake]), category.repeat(2), colour.repeat(2))
-                d_real, d_fake = scores[: len(index)], scores[len(index) :]
-                loss_d = discriminator_hinge_loss(d_real, d_fake)
-                opt_d.zero_grad(set_to_none=True)
-                loss_d.backward()
-                opt_d.step()
-
-                loss_g = generator_hinge_loss(d_train(g_train(z_g, category, colour), category, colour))
-                opt_g.zero_grad(set_to_none=True)
-                loss_g.backward()
-                opt_g.step()
-                update_ema(ema, generator, ema_decay(config.ema_decay, epoch * steps + step))
-                totals += torch.tensor(
-                    [loss_d.item(), loss_g.item(), d_real.mean().item(), d_fake.mean().item()]
-                )
-                progress.update(
-                    task, completed=step + 1, status=f"D {loss_d.item():.3f} G {loss_g.item():.3f}"
-                )
-            progress.remove_task(task)
-            mean = run.mean(totals / steps).tolist()
+            epoch_mean = train_epoch(
+                nets,
+                samples,
+                torch.tensor(list(sampler)),
+                epoch,
+                batch_size=batch,
+                steps=steps,
+                ema_decay=lambda step: ema_decay(config.ema_decay, step),
+                progress=progress,
+                noise=torch.Generator().manual_seed((config.seed * 1_000_003 + epoch) * 1009 + run.rank),
+                device=run.device,
+                one_discriminator_call=True,
+            )
+            mean = run.mean(epoch_mean).tolist()  # over every process
             if run.main:
                 save_sheet(
                     run_dir / "samples" / f"epoch_{epoch + 1:03d}.png",
-                    sample_sheet(ema, conditions, run.device),
+                    sample_sheet(nets.ema, conditions, run.device),
                     conditions,
                 )
-                checkpoints.save(
-                    run_dir,
-                    {
-                        "epoch": epoch + 1,
-                        "kind": "catalog_cgan",
-                        "config": asdict(config),
-                        "conditions": conditions.model_dump(mode="json"),
-                        "provenance": provenance,
-                        "world_size": run.world_size,
-                        "generator": generator.state_dict(),
-                        "discriminator": discriminator.state_dict(),
-                        "ema": ema.state_dict(),
-                        "opt_generator": opt_g.state_dict(),
-                        "opt_discriminator": opt_d.state_dict(),
-                    },
-                )
-                seconds = time.perf_counter() - started
-                log.append(
-                    {
-                        "epoch": epoch + 1,
-                        "loss_d": mean[0],
-                        "loss_g": mean[1],
-                        "d_real": mean[2],
-                        "d_fake": mean[3],
-                        "seconds": seconds,
-                    }
-                )
-                progress.console.print(
-                    f"cGAN epoch {epoch + 1}/{config.epochs}: D {mean[0]:.3f} G {mean[1]:.3f} "
-                    f"D(real) {mean[2]:.2f} D(fake) {mean[3]:.2f} ({seconds:.0f} s)"
-                )
+                about = {
+                    "kind": "catalog_cgan",
+                    "config": asdict(config),
+                    "conditions": conditions.model_dump(mode="json"),
+                    "provenance": provenance,
+                    "world_size": run.world_size,
+                }
+                checkpoints.save(run_dir, nets.checkpoint(epoch + 1, **about))
+                report_epoch(log, progress, epoch, config.epochs, mean, time.perf_counter() - started)
             run.barrier()
             progress.update(epochs, completed=epoch + 1, status=f"D {mean[0]:.3f} G {mean[1]:.3f}")
     return run_dir / checkpoints.CHECKPOINT_NAME

@@ -1,4 +1,4 @@
-"""Triton python backend of ``product_cgan``: (CATEGORY, COLOUR, SEED) -> IMAGE uint8 [32, 32, 3].
+"""Triton python backend of ``product_cgan``: (CATEGORY, COLOUR[, PATTERN], SEED) -> IMAGE uint8.
 
 ``initialize`` loads ``model.pt`` (TorchScript) beside this file onto the instance's device.
 ``execute`` validates each request on its own (a bad one gets INVALID_ARG naming the tensor and the
@@ -8,18 +8,25 @@ on every device), and every forward has that one shape, so on one machine an ite
 depend on the other requests it was batched with (docs/determinism.md). Limits come from the
 version's ``manifest.json`` beside this file (a version trained on another catalog has its own
 categories and colours), else from the config ``parameters``, which all versions share.
+
+``PATTERN`` is an optional input of the config (shared by all versions), but not optional for a
+version: one whose manifest lists patterns requires it on every request, one without refuses it.
+Triton hands the backend ``None`` for an input a request left out.
 """
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 import triton_python_backend_utils as pb_utils
 
 INPUTS = ("CATEGORY", "COLOUR", "SEED")
+#: the input only versions conditioned on patterns take (``optional: true`` in config.pbtxt)
+PATTERN = "PATTERN"
 
 
 class TritonPythonModel:
@@ -33,12 +40,15 @@ class TritonPythonModel:
         torch.set_num_threads(int(parameters.get("intra_op_threads", torch.get_num_threads())))
         self.num_categories = int(parameters["num_categories"])
         self.num_colours = int(parameters["num_colours"])
+        self.num_patterns = 0  # a version conditioned on patterns lists them in its manifest
+        self.version = args.get("model_version", Path(__file__).parent.name)
         manifest_path = Path(__file__).with_name("manifest.json")
         if manifest_path.exists():  # serving_contract/manifest.py wrote it at export
             manifest = json.loads(manifest_path.read_text())
             self.latent_dim = int(manifest["latent_dim"])
             self.num_categories = len(manifest["conditions"]["categories"])
             self.num_colours = len(manifest["conditions"]["colours"])
+            self.num_patterns = len(manifest["conditions"].get("patterns", []))
         if args.get("model_instance_kind") == "GPU":
             self.device = torch.device(f"cuda:{args['model_instance_device_id']}")
         else:
@@ -47,7 +57,7 @@ class TritonPythonModel:
         self.model.eval()
 
     def execute(self, requests: list) -> list:
-        batches = [{name: input_array(r, name) for name in INPUTS} for r in requests]
+        batches = [request_arrays(r) for r in requests]
         errors = [self.invalid(b) for b in batches]
         valid = [b for b, e in zip(batches, errors, strict=True) if e is None]
         images = iter(self.generate(valid) if valid else [])
@@ -64,8 +74,19 @@ class TritonPythonModel:
             empty(batch["SEED"])
             or outside("CATEGORY", batch["CATEGORY"], 0, self.num_categories)
             or outside("COLOUR", batch["COLOUR"], 0, self.num_colours)
+            or self.invalid_pattern(batch.get(PATTERN))
             or negative_seed(batch["SEED"])
         )
+
+    def invalid_pattern(self, patterns: np.ndarray | None) -> str | None:
+        """``PATTERN`` is required by a version with patterns and refused by one without."""
+        if not self.num_patterns:
+            return (
+                None if patterns is None else f"product_cgan v{self.version} has no patterns: send no PATTERN"
+            )
+        if patterns is None:
+            return f"PATTERN missing: product_cgan v{self.version} requires one per item"
+        return outside(PATTERN, patterns, 0, self.num_patterns)
 
     def generate(self, batches: list[dict[str, np.ndarray]]) -> list[torch.Tensor]:
         """The images of every item of ``batches``, split back per request."""
@@ -74,9 +95,8 @@ class TritonPythonModel:
             return torch.from_numpy(np.concatenate([b[name] for b in batches]))
 
         seeds = np.concatenate([b["SEED"].reshape(-1) for b in batches])
-        images = self.forward(
-            stacked("CATEGORY").reshape(-1).long(), stacked("COLOUR").reshape(-1).long(), seeds=seeds
-        )
+        names = ["CATEGORY", "COLOUR", *([PATTERN] if self.num_patterns else [])]
+        images = self.forward(*[stacked(name).reshape(-1).long() for name in names], seeds=seeds)
         return list(images.split([len(b["SEED"]) for b in batches]))
 
     def forward(self, *conditions: torch.Tensor, seeds: np.ndarray) -> torch.Tensor:
@@ -96,14 +116,22 @@ class TritonPythonModel:
         return torch.cat(parts)
 
 
-def input_array(request: object, name: str) -> np.ndarray:
+def request_arrays(request: object) -> dict[str, np.ndarray]:
+    """The request's inputs by name: the required ones, and ``PATTERN`` if it carries one."""
+    arrays = {name: as_numpy(pb_utils.get_input_tensor_by_name(request, name)) for name in INPUTS}
+    pattern = pb_utils.get_input_tensor_by_name(request, PATTERN)  # None when left out
+    if pattern is not None:
+        arrays[PATTERN] = as_numpy(pattern)
+    return arrays
+
+
+def as_numpy(tensor: Any) -> np.ndarray:
     """An input tensor as numpy, through DLPack and torch rather than the stub's numpy bridge.
 
     With numpy 2 installed, Triton 2.51's stub (built for numpy 1) answered empty outputs;
     DLPack does not depend on the numpy ABI.
     """
-    dlpack = pb_utils.get_input_tensor_by_name(request, name).to_dlpack()
-    return torch.from_dlpack(dlpack).numpy()
+    return torch.from_dlpack(tensor.to_dlpack()).numpy()
 
 
 def output_tensor(name: str, values: torch.Tensor) -> object:
