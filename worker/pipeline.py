@@ -141,7 +141,7 @@ def run_listing(
                 ctx.inference, ctx.gate, req, generated, seeds, judged_as(ctx, product, made)
             )
             generated, seeds, reports = gated.generated, gated.seeds, gated.reports
-        metadata = listing_metadata(job_id, req, generated)
+        metadata = listing_metadata(job_id, req, generated, made)
         if stopped_for_cancel(job_id, req, ctx):
             return
         stored = store_images(
@@ -307,6 +307,7 @@ def load_garment(req: TryOnRequest, seed: int, ctx: WorkerContext, tryon: ModelM
             "source": "attributes",
             "category": garment.category,
             "colour": made.colour_name,
+            **({} if made.pattern_name is None else {"pattern": made.pattern_name}),
             "model": generated.model,
             "model_version": generated.version,
             "seed": seed,
@@ -403,8 +404,11 @@ def _put(
         return bucket.put_image(key, data, content_type, details, variant=variant)
 
 
-def listing_metadata(job_id: str, req: ListingImageRequest, generated: Generated) -> dict[str, Any]:
-    """Object metadata of a listing image (the variant and seed are added per image)."""
+def listing_metadata(
+    job_id: str, req: ListingImageRequest, generated: Generated, made: ProductConditions
+) -> dict[str, Any]:
+    """Object metadata of a listing image (the variant and seed are added per image): the
+    conditions as the version made them (a ``#rrggbb`` as its colour, the pattern it defaulted to)."""
     metadata: dict[str, Any] = {
         "job_id": job_id,
         "kind": JobKind.LISTING.value,
@@ -413,8 +417,10 @@ def listing_metadata(job_id: str, req: ListingImageRequest, generated: Generated
         "model": generated.model,
         "model_version": generated.version,
         "category": req.attributes.category,
-        "colour": req.attributes.colour,
+        "colour": made.colour_name,
     }
+    if made.pattern_name is not None:
+        metadata["pattern"] = made.pattern_name
     style = req.attributes.style
     if style:
         small = len(json.dumps(style, ensure_ascii=True)) <= MAX_STYLE_METADATA_BYTES

@@ -129,6 +129,7 @@ def _remake(
 ) -> StoredImage:
     """Generate (and gate) the remade image, encode and store it; the stored image (no review yet)."""
     seed = regenerated_seed(pipeline.job_seed(record.seed, job_id), variant, regeneration)
+    product, made = pipeline.product_conditions(ctx, req, _version(record.model_version))
     report: GateReport | None = None
     if ctx.gate is None:
         generated = _generate(ctx, req, [seed], record.model_version)
@@ -137,15 +138,13 @@ def _remake(
             image for image in record.results if image.variant != variant and status_of(image) not in _LEAVING
         ]
         generated, kept = _generate_beside(ctx, job_id, req, others, seed, record.model_version)
-        asked = pipeline.judged_as(
-            ctx, *pipeline.product_conditions(ctx, req, _version(record.model_version))
-        )
+        asked = pipeline.judged_as(ctx, product, made)
         gated = gate_remake(ctx.inference, ctx.gate, req, kept, generated, seed, asked)
         generated, seed, report = gated.generated, gated.seeds[0], gated.reports[0]
     with metrics.stage(JobKind.LISTING, "encode"):
         data, content_type = encode(generated.images[0], req.output.format, req.output.size)
     metadata = {
-        **pipeline.listing_metadata(job_id, req, generated),
+        **pipeline.listing_metadata(job_id, req, generated, made),
         "variant": variant,
         "seed": seed,
         "regeneration": regeneration,

@@ -93,7 +93,7 @@ def task_clock_stops(**_: Any) -> None:
 @signals.worker_process_init.connect
 def open_clients(**_: Any) -> None:
     """Build this pool process's Triton, S3, Redis and HTTP clients once, before its first job."""
-    warm_process(_consumed_queues(app), callback_queue=topology.callbacks.name)
+    warm_process(_consumed_queues(app), callback_queue=topology.callbacks.name, celery_app=app)
 
 
 @signals.worker_process_shutdown.connect
@@ -139,10 +139,8 @@ def warm_threads_pool(sender: Any = None, **_: Any) -> None:
     one-time costs here, before consuming, not in its first jobs (``worker.warm_up``)."""
     pool = getattr(sender, "pool_cls", None) or settings.worker_pool
     if needs_own_time_limits(pool):
-        warm_process(
-            _consumed_queues(sender.app if sender is not None else app),
-            callback_queue=topology.callbacks.name,
-        )
+        queues = _consumed_queues(sender.app if sender is not None else app)
+        warm_process(queues, callback_queue=topology.callbacks.name, celery_app=app)
 
 
 def _consumed_queues(celery_app: Any) -> list[str]:

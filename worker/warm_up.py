@@ -9,8 +9,10 @@ its first jobs. :func:`warm_process` does it at start instead, for what the work
 
 - every worker: its context (``worker.context``) and a Redis connection;
 - a worker of job queues (listing, try-on, regeneration): S3 (the bucket made sure of), Triton
-  (the channel and a readiness call), one encode per output format and the quality gate's
-  checks on two blank images;
+  (the channel and a readiness call), the backpressure's Redis client (a count), one encode per
+  output format, the quality gate's checks on two blank images, and the Celery app's publishing
+  side (its result-backend lookup, which scans every package's entry points, and a producer's
+  broker connection) that the first ``job.*`` callback would otherwise open;
 - a worker of the callback queue: the callback client (``worker.callbacks``).
 
 Nothing here may stop a worker from starting: a service that is not up yet is only logged, and
@@ -25,6 +27,7 @@ from collections.abc import Callable, Collection
 from typing import get_args
 
 import numpy as np
+from celery import Celery
 
 from serving_contract.taxonomy import NUM_CATEGORIES
 from serving_contract.tensors import PRODUCT_IMAGE_SIZE
@@ -35,8 +38,10 @@ from worker.encoding import Format, encode
 log = logging.getLogger(__name__)
 
 
-def warm_process(queues: Collection[str], *, callback_queue: str) -> None:
-    """Build this process's clients and pay the one-time costs of what ``queues`` will run."""
+def warm_process(queues: Collection[str], *, callback_queue: str, celery_app: Celery | None = None) -> None:
+    """Build this process's clients and pay the one-time costs of what ``queues`` will run
+    (all of them when ``queues`` is empty); ``celery_app``: the app whose publishing side a job
+    worker uses to queue callbacks."""
     try:
         ctx = context.current()
     except Exception as error:
@@ -46,6 +51,8 @@ def warm_process(queues: Collection[str], *, callback_queue: str) -> None:
     jobs = [queue for queue in queues if queue != callback_queue]
     if jobs or not queues:
         warm_job_boundaries(ctx)
+        if celery_app is not None:
+            _try("broker producer", lambda: warm_publishing(celery_app))
     if callback_queue in queues or not queues:
         _try("callback client", lambda: getattr(ctx.callbacks, "client", None))  # its httpx client
 
@@ -56,6 +63,9 @@ def warm_job_boundaries(ctx: WorkerContext) -> None:
     ready = getattr(ctx.inference, "ready", None)
     if callable(ready):
         _try("Triton", ready)
+    in_flight = getattr(getattr(ctx.inference, "backpressure", None), "in_flight", None)
+    if in_flight is not None:
+        _try("backpressure", in_flight.count)
     pixel = np.zeros((1, 1, 3), np.uint8)
     for fmt in get_args(Format):
         _try(f"{fmt} encoder", functools.partial(encode, pixel, fmt, 1))
@@ -64,6 +74,14 @@ def warm_job_boundaries(ctx: WorkerContext) -> None:
         blank = np.full((2, PRODUCT_IMAGE_SIZE, PRODUCT_IMAGE_SIZE, 3), 255, np.uint8)
         uniform = np.full((2, NUM_CATEGORIES), 1 / NUM_CATEGORIES, np.float32)
         _try("quality gate", lambda: gate.judge(blank, uniform, category=0, colour=0))
+
+
+def warm_publishing(celery_app: Celery) -> None:
+    """Load the app's result backend and open a pooled producer's broker connection (sending
+    nothing): what ``send_task`` does on its first call."""
+    _ = celery_app.backend
+    with celery_app.producer_or_acquire() as producer:
+        producer.connection.ensure_connection(max_retries=1)
 
 
 def _try(what: str, action: Callable[[], object]) -> None:

@@ -135,6 +135,7 @@ def test_a_patterned_catalog_trains_the_pattern_condition_and_the_card_lists_the
 
     version_dir = run_catalog_cgan(job(tmp_path / "catalog", run_dir, export_to=repository))
 
+    assert version_dir == repository / "product_cgan" / "2"
     state = torch.load(run_dir / "checkpoint.pt", weights_only=False)
     # the pattern embedding of each net (the discriminator's under spectral norm), one row per pattern
     assert state["generator"]["pattern.weight"].shape[0] == state["ema"]["pattern.weight"].shape[0] == 3
