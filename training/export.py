@@ -82,6 +82,21 @@ FORWARD_BATCH = 8
 #: ``breakdown``). A CPU deployment scales with more instances, not more threads each
 INTRA_OP_THREADS = 1
 
+# --- instances (issue 15: try-on p95 under a listing backlog) ---
+#: model instances (``instance_group`` count) per model, one where unlisted. ``product_cgan`` serves
+#: both a try-on's garment and the listing backfill: with one instance, Triton 2.51's batcher left
+#: an interactive request that came while a bulk batch ran queued for its 500 ms idle wait (3 to 6
+#: try-ons in 120 under a backlog; with a free second instance, none: bench/perf/backlog.py)
+INSTANCE_COUNTS: Mapping[str, int] = {PRODUCT_GENERATOR.name: 2}
+
+
+def instance_count_of(spec: ModelSpec) -> int:
+    """How many instances of ``spec`` a generated config asks for (:data:`INSTANCE_COUNTS`)."""
+    return INSTANCE_COUNTS.get(spec.name, 1)
+
+
+# --- end instances ---
+
 InstanceKind = Literal["KIND_CPU", "KIND_GPU"]
 M = TypeVar("M", bound=nn.Module)
 
@@ -272,11 +287,12 @@ def write_config(
     *,
     latent_dim: int | None = None,
     instance_kind: InstanceKind = "KIND_CPU",
-    instance_count: int = 1,
+    instance_count: int | None = None,
     dynamic_batching: DynamicBatching | None = DynamicBatching(),
     manifest: ModelManifest | None = None,
 ) -> Path:
-    """Write ``repository/<spec.name>/config.pbtxt``; ``KIND_GPU`` for production and device runs."""
+    """Write ``repository/<spec.name>/config.pbtxt``; ``KIND_GPU`` for production and device runs;
+    ``instance_count`` default :func:`instance_count_of`."""
     model_dir = repository / spec.name
     model_dir.mkdir(parents=True, exist_ok=True)
     path = model_dir / "config.pbtxt"
@@ -285,7 +301,7 @@ def write_config(
             spec,
             parameters=backend_parameters(spec, latent_dim=latent_dim, manifest=manifest),
             instance_kind=instance_kind,
-            instance_count=instance_count,
+            instance_count=instance_count if instance_count is not None else instance_count_of(spec),
             dynamic_batching=dynamic_batching,
         )
     )
@@ -317,7 +333,7 @@ def export_model(
     latent_dim: int | None = None,
     example_inputs: tuple,
     instance_kind: InstanceKind = "KIND_CPU",
-    instance_count: int = 1,
+    instance_count: int | None = None,
     dynamic_batching: DynamicBatching | None = DynamicBatching(),
     manifest: ModelManifest | None = None,
     write_model_config: bool = True,

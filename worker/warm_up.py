@@ -37,6 +37,9 @@ from worker.encoding import Format, encode
 
 log = logging.getLogger(__name__)
 
+#: the size the encoders are warmed at (the requests' default display size)
+WARM_UP_DISPLAY_SIZE = 256
+
 
 def warm_process(queues: Collection[str], *, callback_queue: str, celery_app: Celery | None = None) -> None:
     """Build this process's clients and pay the one-time costs of what ``queues`` will run
@@ -66,9 +69,9 @@ def warm_job_boundaries(ctx: WorkerContext) -> None:
     in_flight = getattr(getattr(ctx.inference, "backpressure", None), "in_flight", None)
     if in_flight is not None:
         _try("backpressure", in_flight.count)
-    pixel = np.zeros((1, 1, 3), np.uint8)
-    for fmt in get_args(Format):
-        _try(f"{fmt} encoder", functools.partial(encode, pixel, fmt, 1))
+    product = np.zeros((PRODUCT_IMAGE_SIZE, PRODUCT_IMAGE_SIZE, 3), np.uint8)
+    for fmt in get_args(Format):  # at a display size: the resize and the encoder's buffers too
+        _try(f"{fmt} encoder", functools.partial(encode, product, fmt, WARM_UP_DISPLAY_SIZE))
     gate = ctx.gate
     if gate is not None:  # its checks' modules and numpy paths, on two blank images
         blank = np.full((2, PRODUCT_IMAGE_SIZE, PRODUCT_IMAGE_SIZE, 3), 255, np.uint8)
@@ -79,7 +82,7 @@ def warm_job_boundaries(ctx: WorkerContext) -> None:
 def warm_publishing(celery_app: Celery) -> None:
     """Load the app's result backend and open a pooled producer's broker connection (sending
     nothing): what ``send_task`` does on its first call."""
-    _ = celery_app.backend
+    _ = celery_app.backend, celery_app.amqp.send_task_message
     with celery_app.producer_or_acquire() as producer:
         producer.connection.ensure_connection(max_retries=1)
 

@@ -16,6 +16,14 @@ path on two cores) and runs at ``nice 19`` (the single-host form of giving the i
 guaranteed CPU); callbacks have their own pool. RabbitMQ priorities are not used: the work
 queues are quorum queues, which support priorities only from RabbitMQ 4.0 and then as two
 levels (this machine runs 3.10); separate queues give the same isolation on any version.
+
+What a backlog did to the p95 (Triton's trace of every request, issue 15): 3 to 6 try-ons in
+120 sent their garment request to ``product_cgan`` while a listing batch ran there, and with one
+instance and priority levels, Triton 2.51's batcher left it queued for its 500 ms idle wait (a
+race: seen on busy cores, not on an idle machine). ``product_cgan`` now has a second instance
+(``training/export.py``), which an interactive request finds free: no such wait since. The rest
+is CPU shared with the backlog's work. A phase's p95 is set by its slowest twentieth, so a phase
+sends ``size.tryon_jobs`` try-ons (200 by default, ``bench.perf.sizes``).
 """
 
 from __future__ import annotations

@@ -20,7 +20,7 @@ from embedded.triton import TritonServer
 from serving_contract import priorities
 from serving_contract.tensors import CLIENT_DTYPES, MODELS, PRODUCT_GENERATOR
 from tests.integration.triton_requests import random_products
-from training.export import INTRA_OP_THREADS
+from training.export import INTRA_OP_THREADS, instance_count_of
 from worker.inference import InferenceClient
 
 pytestmark = pytest.mark.triton
@@ -102,6 +102,8 @@ def test_a_try_on_request_overtakes_queued_backfill_and_a_listing_request_does_n
 ) -> None:
     listing = bulk_done_before_probe(triton, LISTING_TASK)
     tryon = bulk_done_before_probe(triton, TRYON_TASK)
-    assert listing == BACKLOG  # first come, first served at the bulk level
+    # first come, first served at the bulk level: only the last queued batch may still run on
+    # another instance (product_cgan has two) while the probe runs, and end after it
+    assert listing >= BACKLOG - (instance_count_of(PRODUCT_GENERATOR) - 1), f"{listing} of {BACKLOG}"
     # the batch running when it arrived and the few done while it was being sent, no more
     assert tryon <= BACKLOG // 4, f"{tryon} of {BACKLOG} queued bulk requests finished before the try-on's"

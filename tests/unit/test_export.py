@@ -26,6 +26,7 @@ from training.export import (
     export_model,
     export_product_generator,
     gpu_repository,
+    instance_count_of,
     to_uint8_hwc,
     write_config,
 )
@@ -59,7 +60,10 @@ def test_config_pbtxt_is_a_triton_model_config_matching_the_spec(spec: ModelSpec
     assert list(config.dynamic_batching.preferred_batch_size) == list(DynamicBatching().preferred_batch_sizes)
     assert config.dynamic_batching.max_queue_delay_microseconds == DynamicBatching().max_queue_delay_us
     [group] = config.instance_group
-    assert (group.count, model_config_pb2.ModelInstanceGroup.Kind.Name(group.kind)) == (1, "KIND_CPU")
+    assert (group.count, model_config_pb2.ModelInstanceGroup.Kind.Name(group.kind)) == (
+        instance_count_of(spec),
+        "KIND_CPU",
+    )
     assert config.parameters["latent_dim"].string_value == "24"
     assert config.parameters["num_categories"].string_value == "10"
 
