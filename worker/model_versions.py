@@ -35,28 +35,42 @@ __all__ = ["MODEL_FOR_TASK", "DefaultVersionCache", "job_manifest", "registry", 
 MODEL_FOR_TASK = {LISTING_TASK: PRODUCT_GENERATOR.name, TRYON_TASK: TRYON_GENERATOR.name}
 
 
-_cache: tuple[int, DefaultVersionCache[int | None]] | None = None
-_registry: tuple[int, ModelRegistry] | None = None
+#: the store a process's caches read: its pid (made again after a fork), Redis and key prefix
+_StoreKey = tuple[int, str, str]
+_caches: dict[_StoreKey, DefaultVersionCache[int | None]] = {}
+_registries: dict[_StoreKey, ModelRegistry] = {}
+
+
+def _store_key(ctx: WorkerContext) -> _StoreKey:
+    """Which store ``ctx`` reads: a process that serves two settings (an embedded stack, the
+    tests) must not read one's versions from the other's Redis."""
+    return (os.getpid(), ctx.settings.redis_url.get_secret_value(), ctx.settings.redis_key_prefix)
 
 
 def _process_cache(ctx: WorkerContext) -> DefaultVersionCache:
-    """This process's cache, with its own Redis client (made again after a fork)."""
-    global _cache
-    if _cache is None or _cache[0] != os.getpid():
+    """This process's cache of ``ctx``'s store, with its own Redis client (made again after a fork)."""
+    key = _store_key(ctx)
+    found = _caches.get(key)
+    if found is None:
+        if any(k[0] != key[0] for k in _caches):  # forked: the parent's clients are not ours
+            _caches.clear()
         defaults = DefaultVersions(ctx.settings)
-        _cache = (os.getpid(), DefaultVersionCache(defaults.get, ttl_s=ctx.settings.default_version_cache_s))
-    return _cache[1]
+        found = _caches[key] = DefaultVersionCache(defaults.get, ttl_s=ctx.settings.default_version_cache_s)
+    return found
 
 
 def registry(ctx: WorkerContext) -> ModelRegistry:
-    """The context's model registry, else this process's own on the status store's Redis (made
+    """The context's model registry, else this process's own on ``ctx``'s status store (made
     again after a fork), caching manifests for good and versions for ``default_version_cache_s``."""
     if ctx.models is not None:
         return ctx.models
-    global _registry
-    if _registry is None or _registry[0] != os.getpid():
-        _registry = (os.getpid(), ModelRegistry.from_settings(ctx.settings))
-    return _registry[1]
+    key = _store_key(ctx)
+    found = _registries.get(key)
+    if found is None:
+        if any(k[0] != key[0] for k in _registries):  # forked
+            _registries.clear()
+        found = _registries[key] = ModelRegistry.from_settings(ctx.settings)
+    return found
 
 
 def job_manifest(ctx: WorkerContext, model: str, version: int | None, setting: str) -> ModelManifest:

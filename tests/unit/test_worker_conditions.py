@@ -101,3 +101,21 @@ def test_a_tryon_garment_the_tryon_version_cannot_dress_fails_the_job() -> None:
         "garment.category: 'sandal' cannot be tried on by tryon_cvae v1; wearable categories: t_shirt"
     )
     assert h.triton.calls == []
+
+
+def test_a_process_serving_two_settings_reads_each_one_s_registry() -> None:
+    """An embedded stack or a test run serves several settings in one process: each reads the
+    versions of its own Redis and prefix (a registry kept per process only read a store gone by then)."""
+    from types import SimpleNamespace
+
+    from core.settings import AtelierSettings
+    from worker.model_versions import registry
+
+    def context(url: str, prefix: str) -> Any:
+        settings = AtelierSettings(redis_url=url, redis_key_prefix=prefix)  # type: ignore[call-arg]
+        return SimpleNamespace(models=None, settings=settings)
+
+    first = registry(context("redis://127.0.0.1:1/0", "one:"))
+    assert registry(context("redis://127.0.0.1:1/0", "one:")) is first
+    assert registry(context("redis://127.0.0.1:2/0", "one:")) is not first
+    assert registry(context("redis://127.0.0.1:1/0", "two:")) is not first
