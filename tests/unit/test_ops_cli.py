@@ -230,7 +230,7 @@ class Ctx:
 def test_a_request_without_a_version_gets_its_model_s_default_and_a_pinned_one_keeps_its_own(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(worker_versions, "_cache", None)
+    monkeypatch.setattr(worker_versions, "_caches", {})
     fake: Any = FakeRedis()
     on_fake: Any = lambda settings: DefaultVersions(settings, client=fake)  # noqa: E731
     monkeypatch.setattr(worker_versions, "DefaultVersions", on_fake)
