@@ -6,9 +6,8 @@
   (HTTP framing ends the body there); a body without one (chunked) is counted as it streams and
   refused once the count passes the bound, so an endless body is never buffered whole.
 - :class:`KeyLimits`: per-key request rate and daily job quota, counted in Redis (under
-  ``{redis_key_prefix}limits:``, so every API replica shares them) by one Lua script: one round
-  trip on the event loop for a request's rate, and for a submit's rate and quota together. The
-  rate (the key's ``rate_limit``, else ``api_rate_limit``;
+  ``{redis_key_prefix}limits:``, so every API replica shares them) by one Lua function
+  (:data:`LIMITS_FUNCTION`). The rate (the key's ``rate_limit``, else ``api_rate_limit``;
   the ``limits`` library's notation, parsed by it) is a *moving window*: exact (no double burst
   at a window edge as a fixed window allows), admitted or refused atomically, and a refused
   request is charged nowhere; it keeps one sorted-set entry per request, which is fine at
@@ -19,9 +18,20 @@
   ``RateLimit-Limit``, ``RateLimit-Remaining`` and ``RateLimit-Reset`` (IETF draft
   ``ratelimit-headers``). Redis unavailable: 503.
 
-:func:`rate_limited` is the dependency of every ``/v1`` router (``api.app``) but the submit routes,
-whose one dependency (``api.routes.submit``) counts rate and quota in one step with
-:meth:`KeyLimits.count`; the batch route takes its quota with :meth:`KeyLimits.take_quota`.
+The round trips. Every ``/v1`` route but the submit routes counts its rate with
+:func:`rate_limited` (``api.app``): :meth:`KeyLimits.count`, one script on the event loop
+(``api.redis_script``). A plain submit (``api.routes.shortcut``) makes no round trip of its own:
+its rates and one job of its quota (:class:`SubmitLimits`) are counted by its job's create script
+(``core.jobs.admission``: ``Producer.accept``'s admission hook), in the round trip that stores
+the record, after the request validated and before anything is written: a refusal (429) stores
+no job and publishes nothing, and an idempotent replay takes no quota. A submit refused before
+that (403 scope, 503 admission, 422 validation) counts its rate alone, in a round trip of its
+own, so an over-rate request still gets its 429 first. A submit FastAPI answers (any request not
+plain) counts its rate in its dependency, as every other route, and its quota in the create
+script: two round trips. With ``api_async_submit``, or a job store on another Redis, a submit
+counts rate and quota together before it is validated (:meth:`KeyLimits.count` with ``jobs``:
+one round trip, then the record's own). The batch route takes its quota with
+:meth:`KeyLimits.take_quota`.
 """
 
 from __future__ import annotations
@@ -49,6 +59,7 @@ from api.keys.model import ApiKey
 from api.problems import Problem, ProblemError, problem_response
 from api.redis_script import PipelinedScript
 from api.settings import ApiSettings
+from core.settings import AtelierSettings
 
 #: the problem type of a refused request (rate) and of a refused submission (quota)
 RATE_LIMITED: Final = "rate-limited"
@@ -147,62 +158,78 @@ class Allowance:
         }
 
 
-#: one round trip for every limit of a request. KEYS: a sorted set per rate limit (its requests'
-#: times in ms), then the quota's counter if jobs are taken. ARGV: a member unique to this request,
-#: the number of rate limits, the jobs to take from the quota (0: none), the quota, its window (s),
-#: then each rate limit's amount and window (ms). Every rate limit is checked before any is charged,
-#: so a refused request is counted nowhere; the quota is checked and counted in one step once the
-#: rates passed, so concurrent submits never pass it (a refused quota still counts the request
-#: against the rates, as any other answered request). Time is Redis's own (``TIME``), the same for
-#: every API replica. Answers ``{0, the refusing rate's index, retry_after_ms}``, or ``{1, remaining,
-#: reset_ms, ...}`` per rate limit, then, if jobs were taken, ``{taken (1) or refused (0), left,
-#: seconds to the quota's renewal}``.
-LIMITS_SCRIPT: Final = """
-local rates, jobs = tonumber(ARGV[2]), tonumber(ARGV[3])
-local now = 0
-if rates > 0 then
-  local clock = redis.call('TIME')
-  now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
-end
-local counts = {}
-for i = 1, rates do
-  local amount, window = tonumber(ARGV[4 + 2 * i]), tonumber(ARGV[5 + 2 * i])
-  redis.call('ZREMRANGEBYSCORE', KEYS[i], '-inf', now - window)
-  local count = redis.call('ZCARD', KEYS[i])
-  if count >= amount then
-    local frees = redis.call('ZRANGE', KEYS[i], count - amount, count - amount, 'WITHSCORES')
-    return {0, i, tonumber(frees[2]) + window - now}
+#: every limit of a request, as a Lua function ``limits(KEYS, ARGV, new_job)``. KEYS: a sorted set
+#: per rate limit (its requests' times in ms), then the quota's counter if jobs are taken. ARGV: a
+#: member unique to this request, the number of rate limits, the jobs to take from the quota (0:
+#: none; taken only when ``new_job``), the quota, its window (s), then each rate limit's amount
+#: and window (ms). Every rate limit is checked before any is charged, so a refused request is
+#: counted nowhere; the quota is checked and counted in one step once the rates passed, so
+#: concurrent submits never pass it (a refused quota still counts the request against the rates,
+#: as any other answered request). Time is Redis's own (``TIME``), the same for every API replica.
+#: Answers ``{0, the refusing rate's index, retry_after_ms}``, or ``{1, remaining, reset_ms, ...}``
+#: per rate limit, then, if jobs were taken, ``{taken (1) or refused (0), left, seconds to the
+#: quota's renewal}``.
+LIMITS_FUNCTION: Final = """
+local function limits(KEYS, ARGV, new_job)
+  local rates, jobs = tonumber(ARGV[2]), tonumber(ARGV[3])
+  if not new_job then jobs = 0 end
+  local now = 0
+  if rates > 0 then
+    local clock = redis.call('TIME')
+    now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
   end
-  counts[i] = count
-end
-local answer = {1}
-for i = 1, rates do
-  local amount, window = tonumber(ARGV[4 + 2 * i]), tonumber(ARGV[5 + 2 * i])
-  redis.call('ZADD', KEYS[i], now, ARGV[1])
-  redis.call('PEXPIRE', KEYS[i], window)
-  local oldest = redis.call('ZRANGE', KEYS[i], 0, 0, 'WITHSCORES')
-  answer[2 * i] = amount - counts[i] - 1
-  answer[2 * i + 1] = tonumber(oldest[2]) + window - now
-end
-if jobs > 0 then
-  local counter, quota, day = KEYS[rates + 1], tonumber(ARGV[4]), tonumber(ARGV[5])
-  local used = tonumber(redis.call('GET', counter) or '0')
-  if used + jobs > quota then
-    local ttl = redis.call('TTL', counter)
-    if ttl < 0 then ttl = day end
-    table.insert(answer, 0)
+  local counts = {}
+  for i = 1, rates do
+    local amount, window = tonumber(ARGV[4 + 2 * i]), tonumber(ARGV[5 + 2 * i])
+    redis.call('ZREMRANGEBYSCORE', KEYS[i], '-inf', now - window)
+    local count = redis.call('ZCARD', KEYS[i])
+    if count >= amount then
+      local frees = redis.call('ZRANGE', KEYS[i], count - amount, count - amount, 'WITHSCORES')
+      return {0, i, tonumber(frees[2]) + window - now}
+    end
+    counts[i] = count
+  end
+  local answer = {1}
+  for i = 1, rates do
+    local amount, window = tonumber(ARGV[4 + 2 * i]), tonumber(ARGV[5 + 2 * i])
+    redis.call('ZADD', KEYS[i], now, ARGV[1])
+    redis.call('PEXPIRE', KEYS[i], window)
+    local oldest = redis.call('ZRANGE', KEYS[i], 0, 0, 'WITHSCORES')
+    answer[2 * i] = amount - counts[i] - 1
+    answer[2 * i + 1] = tonumber(oldest[2]) + window - now
+  end
+  if jobs > 0 then
+    local counter, quota, day = KEYS[rates + 1], tonumber(ARGV[4]), tonumber(ARGV[5])
+    local used = tonumber(redis.call('GET', counter) or '0')
+    if used + jobs > quota then
+      local ttl = redis.call('TTL', counter)
+      if ttl < 0 then ttl = day end
+      table.insert(answer, 0)
+      table.insert(answer, quota - used)
+      table.insert(answer, ttl)
+      return answer
+    end
+    used = redis.call('INCRBY', counter, jobs)
+    if redis.call('TTL', counter) < 0 then redis.call('EXPIRE', counter, day) end
+    table.insert(answer, 1)
     table.insert(answer, quota - used)
-    table.insert(answer, ttl)
-    return answer
+    table.insert(answer, redis.call('TTL', counter))
   end
-  used = redis.call('INCRBY', counter, jobs)
-  if redis.call('TTL', counter) < 0 then redis.call('EXPIRE', counter, day) end
-  table.insert(answer, 1)
-  table.insert(answer, quota - used)
-  table.insert(answer, redis.call('TTL', counter))
+  return answer
 end
-return answer
 """
+
+#: the limits of a request (:data:`LIMITS_FUNCTION`), a script of their own: one round trip
+LIMITS_SCRIPT: Final = LIMITS_FUNCTION + "return limits(KEYS, ARGV, true)\n"
+
+#: the limits of a submit as the admission of its job's create script (``core.jobs.admission``):
+#: counted in the same round trip as the record, the quota only for a new job (an idempotent
+#: replay takes none); admitted unless a rate or the quota refused
+ADMISSION_SCRIPT: Final = f"""function(KEYS, ARGV, new_job)
+{LIMITS_FUNCTION}
+  local answer = limits(KEYS, ARGV, new_job)
+  return answer[1] == 1 and answer[2 + 2 * tonumber(ARGV[2])] ~= 0, answer
+end"""
 
 #: the quota's window: a day from the key's first counted submission
 QUOTA_WINDOW: Final = RateLimitItemPerDay(1)
@@ -218,10 +245,12 @@ def parsed_rates(rate_limit: str) -> tuple[RateLimitItem, ...]:
 class KeyLimits:
     """Per-key request rate (moving window) and daily job quota (fixed window) in Redis.
 
-    Both are counted by one Lua script (:data:`LIMITS_SCRIPT`), so a submit's rate and quota cost
-    one round trip: :meth:`count` on the event loop (``api.redis_script``, a lean pipelined client:
-    this runs on every request), so a request spends no thread on them; :meth:`take_quota` is the
-    blocking form of the quota alone (redis-py), for routes that already run in the thread pool.
+    Both are counted by one Lua function (:data:`LIMITS_FUNCTION`), so a request never costs
+    more than one round trip for them: :meth:`count` on the event loop (``api.redis_script``, a
+    lean pipelined client: this runs on every request), so a request spends no thread on them;
+    :meth:`admission` for a submit's job's create script (no round trip of its own);
+    :meth:`take_quota` is the blocking form of the quota alone (redis-py), for routes that
+    already run in the thread pool.
 
     Parameters: ``settings`` (``api_rate_limit`` and ``api_daily_quota``, each key's default;
     ``redis_url``, ``redis_key_prefix``, ``redis_timeout_s``). A key's own ``rate_limit`` and
@@ -264,6 +293,22 @@ class KeyLimits:
         if quota:
             _check_quota(answer[1 + 2 * len(items) :], quota, jobs)
         return allowance
+
+    def admission(self, key: ApiKey, *, rates: bool) -> SubmitLimits | None:
+        """One submit's limits for its job's create script (:class:`SubmitLimits`): its rates if
+        ``rates`` (else counted already, by :meth:`count`) and one job of its quota; ``None`` when
+        there is nothing to count."""
+        items = self.rates_of(key) if rates else ()
+        quota = self.quota_of(key)
+        if not items and not quota:
+            return None
+        keys, args = self._script_input(key, items, 1 if quota else 0, quota)
+        return SubmitLimits(items, quota, keys, args)
+
+    def shares_redis(self, settings: AtelierSettings) -> bool:
+        """Whether a job store on ``settings`` is on the limits' Redis (so a submit's limits can be
+        counted in its job's create script)."""
+        return settings.redis_url.get_secret_value() == self.settings.redis_url.get_secret_value()
 
     async def hit_rate(self, key: ApiKey) -> Allowance | None:
         """Count one request of ``key`` against its rate (:meth:`count` without jobs)."""
@@ -316,6 +361,42 @@ class KeyLimits:
             )
             self._sync = (client, client.register_script(LIMITS_SCRIPT))
         return self._sync[1]
+
+
+class SubmitLimits:
+    """A submit's rates and quota, counted by its job's create script (``core.jobs.admission``:
+    ``Producer.accept(..., admission=...)``): the same round trip as the record, after the
+    request validated, before anything is written. A refusal (429, as :meth:`KeyLimits.count`'s)
+    stores no job and publishes nothing; an idempotent replay takes no quota. Made by
+    :meth:`KeyLimits.admission`, one per request; :attr:`allowance` is the tightest rate's once
+    admitted, for the answer's ``RateLimit-*`` headers."""
+
+    script: Final = ADMISSION_SCRIPT
+
+    def __init__(
+        self, items: tuple[RateLimitItem, ...], quota: int, keys: list[str], args: list[str | int]
+    ) -> None:
+        self.items = items
+        self.quota = quota
+        self.keys = keys
+        self.args = args
+        self.allowance: Allowance | None = None
+        #: whether the create script counted them (else a request refused before it has not been)
+        self.counted = False
+
+    @property
+    def rates_pending(self) -> bool:
+        """Whether the request has rates that no script counted yet."""
+        return bool(self.items) and not self.counted
+
+    def answered(self, answer: list[int]) -> None:
+        """The create script's answer: the allowance, or the 429 :class:`ProblemError` of the
+        first limit the request is over (the rate before the quota)."""
+        self.counted = True
+        self.allowance = _rate_answer(self.items, answer)
+        taken = answer[1 + 2 * len(self.items) :]
+        if taken:  # none for a replay: it takes no job
+            _check_quota(taken, self.quota, 1)
 
 
 #: what makes this process's requests' members in a rate's sorted set unique among the API's replicas

@@ -15,9 +15,13 @@ threads and ``inline_when()`` says so (the submit threads': when the request mak
 one in flight, :data:`REQUESTS`): with nobody else to serve, the loop would only wait for the
 thread, and the two hand-offs (a thread woken, then the loop) are a submit's longest detour at
 low load. The loop is blocked meanwhile, so a request arriving then waits for the call to end.
-A call that takes longer than ``INLINE_SLOW_S`` (a broker holding its confirms, say under a memory
-alarm) sends every call to the threads for ``INLINE_PAUSE_S``: the loop, and with it the health
-probes and the event streams, stalls at most once in that long.
+``INLINE_SLOW_CALLS`` inline calls in a row that each take longer than ``INLINE_SLOW_S`` (a broker
+holding its confirms, say under a memory alarm, makes every call slow) send every call to the
+threads for ``INLINE_PAUSE_S``: the loop, and with it the health probes and the event streams,
+stalls at most that many times in that long. One slow call alone does not: the first submit of a
+process opens its connections (some 300 ms here), and a loaded machine can hold any call once;
+pausing on either sent a lone client's submits through two thread hand-offs for a minute (after
+every start, the API benchmark's first rounds at one client).
 """
 
 from __future__ import annotations
@@ -34,8 +38,10 @@ T = TypeVar("T")
 
 #: an inline call slower than this stops calls running inline for ``INLINE_PAUSE_S``
 INLINE_SLOW_S: Final = 0.05
-#: seconds calls go to the threads after a slow inline call
+#: seconds calls go to the threads after ``INLINE_SLOW_CALLS`` slow inline calls in a row
 INLINE_PAUSE_S: Final = 60.0
+#: slow inline calls in a row that start a pause (a fast one in between starts the count again)
+INLINE_SLOW_CALLS: Final = 2
 
 #: what a call is on the queue: the function, its arguments, the loop and future to settle
 _Call = tuple[Callable[..., Any], tuple[Any, ...], asyncio.AbstractEventLoop, "asyncio.Future[Any]"]
@@ -69,7 +75,7 @@ class BlockingThreads:
     Parameters: ``size``, the most calls that run at once (the others wait in order);
     keyword-only ``name``, the threads' name prefix, and ``inline_when``, when a call may run on
     the event loop instead (see the module; default never), and ``inline_pause_s``, how long
-    calls go to the threads after a slow inline one.
+    calls go to the threads after slow inline ones.
     """
 
     def __init__(
@@ -89,8 +95,10 @@ class BlockingThreads:
         self._starting = threading.Lock()
         #: calls handed to the threads and not yet settled (changed on the event loop only)
         self._out = 0
-        #: ``time.monotonic()`` before which no call runs inline (after a slow one)
+        #: ``time.monotonic()`` before which no call runs inline (after slow ones)
         self._inline_paused_until = 0.0
+        #: the slow inline calls since the last fast one
+        self._slow_in_a_row = 0
 
     async def run(self, call: Callable[..., T], *args: Any) -> T:
         """``call(*args)`` in one of the threads (or inline, see the module); its result, or its
@@ -101,8 +109,7 @@ class BlockingThreads:
                 try:
                     return call(*args)
                 finally:
-                    if time.monotonic() - started > INLINE_SLOW_S:
-                        self._inline_paused_until = time.monotonic() + self.inline_pause_s
+                    self._judge(time.monotonic() - started)
         if len(self._threads) < self.size:
             self._start()
         loop = asyncio.get_running_loop()
@@ -110,6 +117,16 @@ class BlockingThreads:
         self._out += 1
         self._calls.put((call, args, loop, done))
         return await done
+
+    def _judge(self, took_s: float) -> None:
+        """After an inline call that took ``took_s``: pause inline calls after enough slow ones."""
+        if took_s <= INLINE_SLOW_S:
+            self._slow_in_a_row = 0
+            return
+        self._slow_in_a_row += 1
+        if self._slow_in_a_row >= INLINE_SLOW_CALLS:
+            self._slow_in_a_row = 0
+            self._inline_paused_until = time.monotonic() + self.inline_pause_s
 
     def _start(self) -> None:
         with self._starting:

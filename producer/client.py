@@ -43,6 +43,7 @@ from core.contracts.v1 import (
 )
 from core.errors import ErrorCode
 from core.jobs import JobPage, JobStore, list_jobs, utcnow
+from core.jobs.admission import Admission
 from core.model_registry import ModelRegistry, UnknownVersion
 from core.publish import Publisher
 from core.settings import AtelierSettings
@@ -242,11 +243,18 @@ class Producer:
         job_id, created, _ = self._enqueue(request)
         return Submission(job_id, created)
 
-    def accept(self, request: Request | Mapping[str, Any] | str) -> Accepted:
+    def accept(
+        self, request: Request | Mapping[str, Any] | str, *, admission: Admission | None = None
+    ) -> Accepted:
         """Like :meth:`enqueue`, with the job's record instead of its id: the record this call
         stored, so a caller that answers with the job (the HTTP API) need not read it back; only
-        an idempotent replay, whose job is an earlier one, is read from the store."""
-        job_id, created, stored = self._enqueue(request)
+        an idempotent replay, whose job is an earlier one, is read from the store.
+
+        ``admission`` (``core.jobs.admission``; a :class:`core.jobs.JobStore` only): the caller's
+        own check, run in the store's create script, after validation and before anything is
+        written (the HTTP API's per-key rate and quota: one round trip for both and the record); a
+        refusal raises its own error with nothing stored or published."""
+        job_id, created, stored = self._enqueue(request, admission=admission)
         return Accepted(stored if stored is not None else self.status(job_id), created)
 
     def prepare(self, request: Request | Mapping[str, Any] | str) -> Prepared:
@@ -267,14 +275,25 @@ class Producer:
         fingerprint = request_fingerprint(body) if request.idempotency_key is not None else None
         return Prepared(request, record, body, fingerprint)
 
-    def _enqueue(self, request: Request | Mapping[str, Any] | str) -> tuple[str, bool, JobRecord | None]:
+    def _enqueue(
+        self, request: Request | Mapping[str, Any] | str, *, admission: Admission | None = None
+    ) -> tuple[str, bool, JobRecord | None]:
         """Record and publish: the job id, whether it is new, and the record as stored (``None``
         when the store holds another: a replay's earlier job, or one a worker already moved on)."""
         prepared = self.prepare(request)
         request, record, body = prepared.request, prepared.record, prepared.body
-        job_id, created = self.store.create(
-            record, request.idempotency_key, request=body, fingerprint=prepared.fingerprint
-        )
+        if admission is None:
+            job_id, created = self.store.create(
+                record, request.idempotency_key, request=body, fingerprint=prepared.fingerprint
+            )
+        else:  # the admission hook: only a JobStore takes one
+            job_id, created = self.store.create(
+                record,
+                request.idempotency_key,
+                request=body,
+                fingerprint=prepared.fingerprint,
+                admission=admission,
+            )
         if not created:
             log_replay(job_id, request)
             return job_id, False, None

@@ -22,10 +22,12 @@ def judge_job(
     category: int | None,
     colour: Colour,
     settings: GateSettings,
+    pattern: str | None = None,
 ) -> list[Verdict]:
     """One verdict per image of a job that asked for ``category`` in ``colour``: the judge's
     index of the category (``None``: not one it knows, see ``category_check``), the colour as a
-    palette index or RGB.
+    palette index or RGB, and the ``pattern``'s name for a version with patterns (``None``: a
+    colour-only version; see ``quality.colour`` for how a pattern changes the colour check).
 
     ``images``: uint8 ``[N, H, W, 3]`` as ``product_cgan`` returns them; ``probabilities``:
     ``[N, categories]``, the ``quality_judge`` model's answer for the same images. The checks
@@ -39,7 +41,7 @@ def judge_job(
     stack = np.asarray(images)
     masks = foreground_mask(stack)
     duplicates = duplicate_checks(stack, min_hamming=settings.min_duplicate_hamming)
-    colours = colour_checks(stack, masks, colour, max_delta_e=settings.max_colour_delta_e)
+    colours = colour_checks(stack, masks, colour, max_delta_e=settings.max_colour_delta_e, pattern=pattern)
     degenerate = degenerate_checks_of(stack, masks, settings)
     return [
         Verdict(

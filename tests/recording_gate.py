@@ -20,6 +20,8 @@ class RecordingGate(ScriptedGate):
         super().__init__(failing_values, max_tries=max_tries)
         self.batches: list[np.ndarray] = []
         self.asked: list[tuple[int | None, Any]] = []
+        #: the pattern each call was judged for (``None``: a version without patterns)
+        self.patterns: list[str | None] = []
 
     def judge(
         self,
@@ -28,7 +30,9 @@ class RecordingGate(ScriptedGate):
         *,
         category: int | None,
         colour: int | tuple[int, int, int],
+        pattern: str | None = None,
     ) -> list[Verdict]:
         self.batches.append(np.array(images, copy=True))
         self.asked.append((category, colour))
-        return super().judge(images, probabilities, category=category, colour=colour)
+        self.patterns.append(pattern)
+        return super().judge(images, probabilities, category=category, colour=colour, pattern=pattern)

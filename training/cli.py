@@ -187,6 +187,55 @@ def train_judge(path: Path = JUDGE_PATH, epochs: int = 4) -> None:
     train(path, epochs=epochs)
 
 
+# --- issue 16: the checks of pattern models (the textured category judge, the colour check) ---
+@app.command()
+def train_textured_judge(
+    path: Annotated[
+        Path | None, typer.Option(help="default training/evaluate/weights/textured_judge.pt")
+    ] = None,
+    epochs: int = 3,
+    images_per_epoch: Annotated[int, typer.Option(help="train garments textured afresh per epoch")] = 30_000,
+) -> None:
+    """Train the category judge of pattern models further on textured garments (from judge.pt)."""
+    import torch
+
+    from training.evaluate.textured_judge import TEXTURED_JUDGE_PATH, TexturedJudgeConfig
+    from training.evaluate.textured_judge import train_textured_judge as train
+
+    torch.set_num_threads(os.cpu_count() or 1)
+    config = TexturedJudgeConfig(epochs=epochs, images_per_epoch=images_per_epoch)
+    train(path or TEXTURED_JUDGE_PATH, config)
+
+
+@app.command()
+def pattern_checks(
+    out: Path = Path("docs/evaluation/pattern_checks.json"),
+    colour_garments: Annotated[int, typer.Option(help="test garments per pattern x colour")] = 1000,
+    repository: Repository = Path("triton_models"),
+) -> None:
+    """Held-out accuracy of the category judges on real textured garments (and both on the served
+    colour-only product model), and of the gate's colour check on every pattern x colour; writes
+    OUT (JSON)."""
+    import torch
+
+    from training.evaluate.colour_check_eval import evaluate_colour_check
+    from training.evaluate.textured_judge import compare_judges, on_served_plain_model
+
+    torch.set_num_threads(os.cpu_count() or 1)
+    started = time.perf_counter()
+    results: dict[str, Any] = {
+        "command": f"atelier-models pattern-checks --colour-garments {colour_garments}",
+        "category_judges": compare_judges(),
+        "served_colour_only_model": on_served_plain_model(repository),
+        "colour_check": evaluate_colour_check(limit=colour_garments),
+    }
+    results["seconds"] = time.perf_counter() - started
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(results, indent=2) + "\n")
+    typer.echo(json.dumps(results["colour_check"]["summary"], indent=1))
+
+
+# --- end issue 16 ---
 @app.command()
 def export(
     cgan_run: Path = Path("runs/cgan"),

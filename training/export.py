@@ -71,9 +71,15 @@ TORCHSCRIPT_DEPRECATION = r"`torch\.jit\.\w+` is deprecated"
 #: with zero rows. MKL and oneDNN choose kernels by shape and by CPU, and another kernel may round
 #: an item one level differently: padding to a multiple of 4 left items of small batches differing
 #: on Intel (and under MKL_CBWR=COMPATIBLE on AMD). With one shape, an item's bytes do not depend on
-#: its batch on any kernel path tested (docs/determinism.md, bench/determinism); 8 keeps a lone
-#: request cheap and large batches as fast as one forward of 64 (bench/determinism/results.json)
-FORWARD_BATCH = 8
+#: its batch on any kernel path tested (docs/determinism.md, bench/determinism). 4 rows, a listing
+#: job's request (4 variants): from one worker's 8 jobs in flight the batcher forms mostly batches
+#: of 4 (a mean of 5.4 to 6.8), which 8 rows padded to twice their work, and a try-on sends batches
+#: of 1. At 4 rows the ``product_cgan`` stub's CPU per pipeline image fell from 2.7 to 2.2 ms
+#: (bench/perf pipeline, A/B interleaved); with ``keep_freed_memory`` in the backends, Triton's
+#: compute per try-on request from 27 to 14 ms (``product_cgan``) and 37 to 17 ms (``tryon_cvae``)
+#: and the backlog ratio stayed 1.03 to 1.09 (bench/perf backlog). One forward of 8 rows costs 12%
+#: more as two of 4. On this AMD EPYC items get the same bytes at 4 rows as at 8
+FORWARD_BATCH = 4
 
 #: torch intra-op threads of each model instance (``torch.set_num_threads`` in the backend). One:
 #: with torch's default of one per core, the OpenMP workers of three model instances (and the
@@ -86,7 +92,9 @@ INTRA_OP_THREADS = 1
 #: model instances (``instance_group`` count) per model, one where unlisted. ``product_cgan`` serves
 #: both a try-on's garment and the listing backfill: with one instance, Triton 2.51's batcher left
 #: an interactive request that came while a bulk batch ran queued for its 500 ms idle wait (3 to 6
-#: try-ons in 120 under a backlog; with a free second instance, none: bench/perf/backlog.py)
+#: try-ons in 120 under a backlog; with a free second instance, none: bench/perf/backlog.py).
+#: Measured again with 4-row forwards: one instance formed larger batches (a mean of 8.9 against
+#: 5.5) for the same stub CPU per image (2.1 ms) and fewer images/s (62 against 87), so two stay
 INSTANCE_COUNTS: Mapping[str, int] = {PRODUCT_GENERATOR.name: 2}
 
 
@@ -180,7 +188,11 @@ class DynamicBatching:
 
     - ``preferred_batch_sizes`` (default 8, 16, 32, 64): batch sizes the batcher sends at once
       rather than waiting for more requests
-    - ``max_queue_delay_us`` (default 2000): how long a request may wait for others to join
+    - ``max_queue_delay_us`` (default 2000): how long a request may wait for others to join; one
+      value for every priority level (``priority_queue_policy`` sets a level's timeout and queue
+      size, not its delay). 8000 for ``product_cgan`` and ``quality_judge`` formed pipeline
+      batches of 6.0 against 5.5, for no less stub CPU (4-row forwards cost the same per image in
+      any batch), and a lone try-on garment request would wait up to 6 ms longer: not kept
     - ``priority_levels`` (default ``priorities.LEVELS``, 0: none): the queue keeps one level per
       request priority and takes level 1 first, so a try-on's request overtakes queued backfill
     - ``default_priority_level`` (default ``priorities.BULK``): the level of a request that names

@@ -44,6 +44,10 @@ class JobRecords(Protocol):
 
     def claim_event(self, job_id: str, event: JobEventType | str) -> bool: ...
 
+    def claim_and_read(
+        self, job_id: str, event: JobEventType | str, *, claim: bool = True
+    ) -> tuple[bool, JobRecord | None, dict[str, Any] | None]: ...
+
     def event_claimed(self, job_id: str, event: JobEventType | str) -> bool: ...
 
     def close(self) -> None: ...
@@ -124,9 +128,11 @@ class QualityGate(Protocol):
         *,
         category: int | None,
         colour: int | tuple[int, int, int],
+        pattern: str | None = None,
     ) -> list[Verdict]:
         """``category``: the judge's index of the requested category, ``None`` when the judge does
-        not know it (not judged); ``colour``: a palette index or the version's colour as RGB."""
+        not know it (not judged); ``colour``: a palette index or the version's colour as RGB;
+        ``pattern``: the pattern's name for a version with patterns (the colour check allows for it)."""
         ...
 
 
@@ -145,7 +151,8 @@ class Images(Protocol):
 
 
 class Notify(Protocol):
-    """Queues the delivery of one callback event: ``notify(job_id, event)``."""
+    """Has one callback event delivered: ``notify(job_id, event)`` (the worker's makes a terminal
+    event's first attempt at once and queues the rest, ``worker.notifications``)."""
 
     def __call__(self, job_id: str, event: JobEventType, /) -> None: ...
 
@@ -154,7 +161,13 @@ class Callbacks(Protocol):
     """Delivers a signed event to a receiver (``worker.callbacks.CallbackSender``)."""
 
     def deliver(
-        self, url: str, event: JobEvent, *, requester: str, msg_id: str | None = None
+        self,
+        url: str,
+        event: JobEvent,
+        *,
+        requester: str,
+        msg_id: str | None = None,
+        timeout_s: float | None = None,
     ) -> DeliveryOutcome: ...
 
     def next_delay(self, attempt: int, retry_after_s: float | None = None) -> float | None: ...

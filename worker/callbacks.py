@@ -17,16 +17,20 @@ that resolve to loopback, private, link-local, metadata or other non-global addr
 allow-listed; the request then goes to the vetted address itself, so a second DNS answer
 cannot redirect it (DNS rebinding).
 
-Connections are reused: one ``httpx.Client`` per process keeps up to
+Connections are reused: one ``httpx.HTTPTransport`` per process keeps up to
 :data:`KEEPALIVE_CONNECTIONS` open, and speaks HTTP/2 to a TLS receiver that offers it (ALPN),
-so a callback worker's threads share one multiplexed connection per receiver; plain-HTTP and
-HTTP/1.1 receivers get keep-alive HTTP/1.1. A connection goes back to the pool only once the
-answer's body is read, which :func:`_drain` does for small, prompt answers only (else every
-callback would open a new connection, with a full TLS handshake for https).
+so a worker's threads share one multiplexed connection per receiver; plain-HTTP and HTTP/1.1
+receivers get keep-alive HTTP/1.1. A connection goes back to the pool only once the answer's
+body is read, which :func:`_drain` does for small, prompt answers only (else every callback
+would open a new connection, with a full TLS handshake for https). The POST goes to the
+transport itself, not through an ``httpx.Client``: a client's cookie jar, redirect and auth
+steps and its log line per request cost more CPU than the signing (redirects are never
+followed anyway), and a callback URL is parsed once per process (:func:`_parsed`).
 """
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import logging
 import socket
@@ -65,6 +69,8 @@ MAX_ANSWER_S = 1.0
 KEEPALIVE_CONNECTIONS = 32
 #: seconds an idle connection stays open for the next callback to the same receiver
 KEEPALIVE_EXPIRY_S = 30.0
+#: headers of every callback besides the three signature headers and ``host``
+FIXED_HEADERS = {"user-agent": "atelier-callbacks/1", "content-type": "application/json"}
 
 Resolver = Callable[[str, int], Sequence[str]]
 
@@ -132,12 +138,18 @@ def sign(
     if not keys:
         raise ValueError("at least one secret is needed to sign")
     text = body.decode()
-    signatures = [Webhook(key).sign(msg_id, when, text) for key in keys]
+    signatures = [_webhook(key).sign(msg_id, when, text) for key in keys]
     return {
         "webhook-id": msg_id,
         "webhook-timestamp": str(int(when.timestamp())),
         "webhook-signature": " ".join(signatures),
     }
+
+
+@functools.lru_cache(maxsize=64)
+def _webhook(secret: str) -> Webhook:
+    """The signer of ``secret`` (its key base64-decoded once, not on every callback)."""
+    return Webhook(secret)
 
 
 def next_delay(attempt: int, schedule: Sequence[float], retry_after_s: float | None = None) -> float | None:
@@ -176,7 +188,7 @@ def check_callback_url(url: str, settings: WorkerSettings, *, resolve: Resolver 
     Raises ``UnsafeCallbackUrl`` (permanent) or ``RetryableError`` when the name does not resolve.
     """
     try:
-        parsed = httpx.URL(url)
+        parsed = _parsed(url)
     except httpx.InvalidURL as error:
         raise UnsafeCallbackUrl(f"not a valid URL: {error}") from None
     schemes = {"https", "http"} if settings.callback_allow_http else {"https"}
@@ -230,8 +242,8 @@ def classify_status(code: int) -> DeliveryStatus:
     return DeliveryStatus.REJECTED
 
 
-class CallbackSender(PerProcessClient[httpx.Client]):
-    """Delivers signed events; one per worker process (its HTTP client is made per process).
+class CallbackSender(PerProcessClient[httpx.BaseTransport]):
+    """Delivers signed events; one per worker process (its HTTP transport is made per process).
 
     Parameters: ``settings`` (secrets, timeout, retry schedule, URL rules, CA bundle);
     keyword-only ``resolve`` (default: the system resolver; tests pass a fake) and
@@ -249,23 +261,22 @@ class CallbackSender(PerProcessClient[httpx.Client]):
         self.settings = settings
         self._resolve = resolve
         self._transport = transport
+        self._timeout = httpx.Timeout(settings.callback_timeout_s).as_dict()
 
-    def _connect(self) -> httpx.Client:
+    def _connect(self) -> httpx.BaseTransport:
+        if self._transport is not None:
+            return self._transport
         s = self.settings
         verify: ssl.SSLContext | bool = (
             ssl.create_default_context(cafile=str(s.callback_ca_cert)) if s.callback_ca_cert else True
         )
-        return httpx.Client(
-            timeout=s.callback_timeout_s,
-            follow_redirects=False,
-            trust_env=False,  # no proxy or CA from the environment: the settings decide
+        return httpx.HTTPTransport(
             verify=verify,
-            transport=self._transport,
+            trust_env=False,  # no proxy or CA from the environment: the settings decide
             http2=True,  # only where the receiver offers it in the TLS handshake (ALPN)
             limits=httpx.Limits(
                 max_keepalive_connections=KEEPALIVE_CONNECTIONS, keepalive_expiry=KEEPALIVE_EXPIRY_S
             ),
-            headers={"user-agent": "atelier-callbacks/1", "content-type": "application/json"},
         )
 
     def next_delay(self, attempt: int, retry_after_s: float | None = None) -> float | None:
@@ -274,12 +285,20 @@ class CallbackSender(PerProcessClient[httpx.Client]):
 
     @metrics.callback_delivery
     def deliver(
-        self, url: str, event: JobEvent, *, requester: str, msg_id: str | None = None
+        self,
+        url: str,
+        event: JobEvent,
+        *,
+        requester: str,
+        msg_id: str | None = None,
+        timeout_s: float | None = None,
     ) -> DeliveryOutcome:
         """One signed POST of ``event`` to ``url``; never raises for the receiver's behaviour.
 
-        ``msg_id`` defaults to ``message_id(event.data["job_id"], event.type)``. Raises
-        ``PermanentError("callback_secret_missing")`` when ``requester`` has no secret.
+        ``msg_id`` defaults to ``message_id(event.data["job_id"], event.type)``; ``timeout_s``
+        (each of connect, write and read) to ``callback_timeout_s``. Raises
+        ``PermanentError("callback_secret_missing")`` when ``requester`` has no secret. Only a
+        delivery that did not succeed is logged here (the caller logs the job's outcome).
         """
         if msg_id is None:
             if "job_id" not in event.data:
@@ -297,8 +316,9 @@ class CallbackSender(PerProcessClient[httpx.Client]):
         except RetryableError as error:
             return self._outcome(DeliveryStatus.RETRY, msg_id, url, reason=error.message)
         headers = sign(body, secrets, msg_id)
+        timeout = self._timeout if timeout_s is None else httpx.Timeout(timeout_s).as_dict()
         try:
-            code, retry_after = self._post(httpx.URL(url), addresses, body, headers)
+            code, retry_after = self._post(url, addresses, body, headers, timeout)
         except httpx.TimeoutException as error:
             return self._outcome(DeliveryStatus.RETRY, msg_id, url, reason=f"timeout: {type(error).__name__}")
         except httpx.TransportError as error:
@@ -317,38 +337,48 @@ class CallbackSender(PerProcessClient[httpx.Client]):
         )
 
     def _post(
-        self, url: httpx.URL, addresses: Sequence[str], body: bytes, headers: dict[str, str]
+        self,
+        url: str,
+        addresses: Sequence[str],
+        body: bytes,
+        headers: dict[str, str],
+        timeout: dict[str, float | None],
     ) -> tuple[int, float | None]:
         """POST to the first vetted address that accepts a connection; (status, Retry-After)."""
+        transport = self.client
         for i, address in enumerate(addresses):
             target, extensions, host_header = _pinned(url, address)
+            request = httpx.Request(
+                "POST",
+                target,
+                content=body,
+                headers={**FIXED_HEADERS, **headers, "host": host_header},
+                extensions={**extensions, "timeout": timeout},
+            )
             try:
-                with self.client.stream(
-                    "POST",
-                    target,
-                    content=body,
-                    headers={**headers, "host": host_header},
-                    extensions=extensions,
-                ) as response:
-                    _drain(response)
-                    return response.status_code, retry_after_seconds(response.headers.get("retry-after"))
+                response = transport.handle_request(request)
             except httpx.ConnectError:
                 if i == len(addresses) - 1:
                     raise
+                continue
+            try:
+                _drain(response)
+                return response.status_code, retry_after_seconds(response.headers.get("retry-after"))
+            finally:
+                response.close()
         raise AssertionError("unreachable: check_callback_url returns at least one address")
 
     def _outcome(self, status: DeliveryStatus, msg_id: str, url: str, **fields: Any) -> DeliveryOutcome:
         outcome = DeliveryOutcome(status, msg_id, **fields)
-        level = logging.INFO if status is DeliveryStatus.DELIVERED else logging.WARNING
-        host = httpx.URL(url).host if url else ""
-        log.log(
-            level,
-            "callback %s to %s: %s",
-            status.value,
-            host,
-            outcome.reason or outcome.http_status,
-            extra={"message_id": msg_id, "callback_host": host, "http_status": outcome.http_status},
-        )
+        if status is not DeliveryStatus.DELIVERED:
+            host = url_host(url)
+            log.warning(
+                "callback %s to %s: %s",
+                status.value,
+                host,
+                outcome.reason or outcome.http_status,
+                extra={"message_id": msg_id, "callback_host": host, "http_status": outcome.http_status},
+            )
         return outcome
 
 
@@ -367,12 +397,31 @@ def _drain(response: httpx.Response) -> None:
             return
 
 
-def _pinned(url: httpx.URL, address: str) -> tuple[httpx.URL, dict[str, Any], str]:
+@functools.lru_cache(maxsize=1024)
+def _parsed(url: str) -> httpx.URL:
+    """``url`` parsed (once per process: parsing costs more than signing; raises ``InvalidURL``)."""
+    return httpx.URL(url)
+
+
+def url_host(url: str) -> str:
+    """The host ``url`` names (``""`` when it does not parse): what logs and
+    ``worker.notifications.SlowHosts`` know a receiver by."""
+    try:
+        return _parsed(url).host if url else ""
+    except httpx.InvalidURL:
+        return ""
+
+
+@functools.lru_cache(maxsize=1024)
+def _pinned(url: str, address: str) -> tuple[httpx.URL, dict[str, Any], str]:
     """``url`` aimed at the vetted ``address``, with the original name for Host and TLS (SNI and
-    certificate checks still use the host name)."""
-    default_port = 443 if url.scheme == "https" else 80
-    host_header = url.host if url.port in (None, default_port) else f"{url.host}:{url.port}"
-    if ":" in url.host:  # an IPv6 literal keeps its brackets in Host
-        host_header = f"[{url.host}]" if url.port in (None, default_port) else f"[{url.host}]:{url.port}"
-    extensions = {"sni_hostname": url.host} if url.scheme == "https" else {}
-    return url.copy_with(host=address.split("%")[0]), extensions, host_header
+    certificate checks still use the host name). Cached: the same receiver gets every callback."""
+    parsed = _parsed(url)
+    default_port = 443 if parsed.scheme == "https" else 80
+    host_header = parsed.host if parsed.port in (None, default_port) else f"{parsed.host}:{parsed.port}"
+    if ":" in parsed.host:  # an IPv6 literal keeps its brackets in Host
+        host_header = (
+            f"[{parsed.host}]" if parsed.port in (None, default_port) else f"[{parsed.host}]:{parsed.port}"
+        )
+    extensions = {"sni_hostname": parsed.host} if parsed.scheme == "https" else {}
+    return parsed.copy_with(host=address.split("%")[0]), extensions, host_header

@@ -24,6 +24,7 @@ from core.contracts.jobs import JobEventType
 from core.errors import ErrorCode, RetryableError
 from core.topology import CALLBACK_TASK, build_topology, callback_kwargs, callback_task_id, celery_config
 from core.worker_settings import WorkerSettings
+from worker import context, notifications
 
 
 def worker_config(settings: WorkerSettings) -> dict[str, Any]:
@@ -54,14 +55,35 @@ app.conf.update(worker_config(settings))
 
 
 def enqueue_callback(job_id: str, event: JobEventType) -> None:
-    """Queue the delivery of ``event`` for ``job_id`` on the callback queue (confirmed): the
-    worker's ``notify`` (``worker.boundaries.Notify``)."""
+    """The worker's ``notify`` (``worker.boundaries.Notify``): a terminal event's first attempt
+    in the calling job's thread, everything else queued (``worker.notifications``)."""
+    notifications.notify_first_inline(job_id, event, context.current(), queue=queue_callback)
+
+
+def queue_callback(
+    job_id: str,
+    event: JobEventType,
+    /,
+    *,
+    attempt: int = 1,
+    countdown: float | None = None,
+    payload: dict[str, Any] | None = None,
+) -> None:
+    """Publish attempt ``attempt`` of ``event`` for ``job_id`` on the callback queue (confirmed),
+    after ``countdown`` seconds, with ``payload`` (the event as the first attempt built it)."""
+    from worker.tasks import delayed_countdown  # the tasks module imports this one
+
+    kwargs: dict[str, Any] = callback_kwargs(job_id, event.value)
+    if payload is not None:
+        kwargs["payload"] = payload
     try:
         app.send_task(
             CALLBACK_TASK,
-            kwargs=callback_kwargs(job_id, event.value),
+            kwargs=kwargs,
             task_id=callback_task_id(job_id, event.value),
             queue=topology.callbacks,
+            retries=attempt - 1,  # the task counts its attempts from its retries
+            countdown=None if countdown is None else delayed_countdown(countdown),
         )
     except (KombuError, AMQPError, OSError) as error:
         raise RetryableError(

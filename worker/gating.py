@@ -59,8 +59,11 @@ class JudgeGate:
         *,
         category: int | None,
         colour: int | tuple[int, int, int],
+        pattern: str | None = None,
     ) -> list[Verdict]:
-        return judge_job(images, probabilities, category=category, colour=colour, settings=self.settings)
+        return judge_job(
+            images, probabilities, category=category, colour=colour, settings=self.settings, pattern=pattern
+        )
 
 
 @dataclass(frozen=True)
@@ -200,7 +203,13 @@ def _gated(req: ListingImageRequest, generated: Generated, outcomes: Sequence[_O
 def _judge(inference: Inference, gate: QualityGate, images: np.ndarray, asked: Asked) -> list[Verdict]:
     with metrics.stage(JobKind.LISTING, "gate"):
         probabilities = inference.judge_products(images)
-        return gate.judge(images, probabilities, category=asked.judge_category, colour=asked.colour)
+        return gate.judge(
+            images,
+            probabilities,
+            category=asked.judge_category,
+            colour=asked.colour,
+            pattern=asked.made.pattern_name,
+        )
 
 
 def _check(check: Check) -> GateCheck:

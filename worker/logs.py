@@ -11,6 +11,13 @@ job's lines carry its id, model, version and attempt wherever they are known, an
 quotes, spaces, ``=`` or newlines is escaped by the JSON encoder: every line parses one way only
 (``json.loads``). An exception's traceback is the ``exception`` field.
 
+Celery's own line for each task that returned (``celery.app.trace`` at INFO, ``Task ...
+succeeded in ...``) is left out (:func:`quiet_task_successes`): a job's ``started`` and ``succeeded``
+lines, and a callback's outcome, say it already, and at one line per job state change the worker
+writes three lines a listing job (Celery's ``received``, ``started``, ``succeeded``) instead of
+four. Failures and rejections are still Celery's WARNING and ERROR lines; retries are logged by
+``worker.tasks``.
+
 Secrets never reach a record: settings hold them as ``SecretStr``, and errors are built from
 codes and server messages, never from credentials (``tests/integration/test_security.py``
 searches a worker's whole log for them).
@@ -38,6 +45,8 @@ JOB_FIELDS = (
 )
 #: the field that holds the log message (``event`` is taken: it is a callback's event type)
 MESSAGE_FIELD = "msg"
+#: Celery's logger of task outcomes: success and retry at INFO, rejection WARNING, failure ERROR
+CELERY_TRACE_LOGGER = "celery.app.trace"
 
 
 def _message_last(_: WrappedLogger, __: str, event_dict: EventDict) -> EventDict:
@@ -71,3 +80,9 @@ def use_json_format(logger: logging.Logger) -> None:
     """Give every handler of ``logger`` the JSON formatter."""
     for handler in logger.handlers:
         handler.setFormatter(json_formatter())
+
+
+def quiet_task_successes() -> None:
+    """Keep Celery's per-task INFO lines (success, retry) out of the log, its warnings and errors
+    in. Call before the worker builds its task tracers: they read the level once."""
+    logging.getLogger(CELERY_TRACE_LOGGER).setLevel(logging.WARNING)

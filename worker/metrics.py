@@ -16,6 +16,7 @@ and :func:`job_finished` swallows a status-store failure.
 
 from __future__ import annotations
 
+import collections
 import functools
 import logging
 import os
@@ -173,13 +174,18 @@ GATE_REGENERATIONS = Counter(
 
 
 def gate_verdicts(category: str, verdicts: Sequence[Verdict], tries: Sequence[int]) -> None:
-    """Count the gate's final verdict on each kept image, each check, and the regenerations."""
+    """Count the gate's final verdict on each kept image, each check, and the regenerations:
+    summed per series first, so a job adds to each series once (a write to the multiprocess
+    file each) rather than once per image and check."""
+    counts: collections.Counter[tuple[Any, ...]] = collections.Counter()
     for verdict, tried in zip(verdicts, tries, strict=True):
-        _child(GATE_IMAGES, category, _outcome(verdict.passed)).inc()
+        counts[(GATE_IMAGES, category, _outcome(verdict.passed))] += 1
         for check in verdict.checks:
-            _child(GATE_CHECKS, category, check.name, _outcome(check.passed)).inc()
+            counts[(GATE_CHECKS, category, check.name, _outcome(check.passed))] += 1
         if tried > 1:
-            _child(GATE_REGENERATIONS, category).inc(tried - 1)
+            counts[(GATE_REGENERATIONS, category)] += tried - 1
+    for (metric, *labels), count in counts.items():
+        _child(metric, *labels).inc(count)
 
 
 def _outcome(passed: bool) -> str:

@@ -54,6 +54,7 @@ from core.contracts.jobs import (
     GateReport,
     JobEventType,
     JobKind,
+    JobRecord,
     JobState,
     ReviewPolicy,
     StoredImage,
@@ -142,12 +143,13 @@ def run_listing(
             )
             generated, seeds, reports = gated.generated, gated.seeds, gated.reports
         metadata = listing_metadata(job_id, req, generated, made)
-        if stopped_for_cancel(job_id, req, ctx):
+        policy = policy_unless_canceled(job_id, req, ctx)
+        if policy is None:
             return
         stored = store_images(
             ctx, JobKind.LISTING, job_id, generated.images, seeds, req.output, metadata, reports=reports
         )
-        succeed(job_id, req, ctx, generated, seed, stored)
+        succeed(job_id, req, ctx, generated, seed, stored, policy=policy)
 
 
 def run_tryon(
@@ -179,10 +181,11 @@ def run_tryon(
                 version=tryon.version,
             )
         metadata = tryon_metadata(job_id, req, generated, garment)
-        if stopped_for_cancel(job_id, req, ctx):
+        policy = policy_unless_canceled(job_id, req, ctx)
+        if policy is None:
             return
         stored = store_images(ctx, JobKind.TRYON, job_id, generated.images, seeds, req.output, metadata)
-        succeed(job_id, req, ctx, generated, seed, stored)
+        succeed(job_id, req, ctx, generated, seed, stored, policy=policy)
 
 
 # --- the steps ---
@@ -443,14 +446,23 @@ def tryon_metadata(job_id: str, req: TryOnRequest, generated: Generated, garment
 
 
 def succeed(
-    job_id: str, req: Request, ctx: WorkerContext, generated: Generated, seed: int, stored: list[StoredImage]
+    job_id: str,
+    req: Request,
+    ctx: WorkerContext,
+    generated: Generated,
+    seed: int,
+    stored: list[StoredImage],
+    *,
+    policy: ReviewPolicy | None = None,
 ) -> None:
     """Record the results and the model that made them in one transition; notify. The job ends
-    ``succeeded``, or awaits people (``awaiting_review``) when its requester's review policy and
-    its images' gate reports say so (``core.jobs.review.held_for_review``). A cancel asked
-    meanwhile wins: the job ends ``canceled`` instead, without its objects."""
-    record = ctx.store.get(job_id)
-    policy = record.review_policy if record is not None else ReviewPolicy.AUTO
+    ``succeeded``, or awaits people (``awaiting_review``) when its requester's review policy
+    (``policy``, else read from its record) and its images' gate reports say so
+    (``core.jobs.review.held_for_review``). A cancel asked meanwhile wins: the job ends
+    ``canceled`` instead, without its objects."""
+    if policy is None:
+        record = ctx.store.get(job_id)
+        policy = record.review_policy if record is not None else ReviewPolicy.AUTO
     images, held = held_for_review(JobKind(req.kind), policy, stored, now=utcnow())
     if not held and stored and all(image.gate is not None and not image.gate.passed for image in stored):
         gate_failed(job_id, req, ctx, stored)
@@ -492,7 +504,21 @@ def gate_failed(job_id: str, req: Request, ctx: WorkerContext, stored: Sequence[
 def stopped_for_cancel(job_id: str, req: Request, ctx: WorkerContext) -> bool:
     """Whether the requester asked to cancel the job while it ran; if so, it is ended
     ``canceled`` (:func:`stop_canceled`) and the caller stops before its next step."""
+    return _stopped(job_id, req, ctx, ctx.store.get(job_id))
+
+
+def policy_unless_canceled(job_id: str, req: Request, ctx: WorkerContext) -> ReviewPolicy | None:
+    """:func:`stopped_for_cancel` before the upload, on a read that also gives :func:`succeed`
+    the job's review policy (written when the job was created, so the one it ends by): ``None``
+    when the job was stopped. One read of the record instead of two, and the success's write
+    starts from that read (``core.jobs.recent``)."""
     record = ctx.store.get(job_id)
+    if _stopped(job_id, req, ctx, record):
+        return None
+    return record.review_policy if record is not None else ReviewPolicy.AUTO
+
+
+def _stopped(job_id: str, req: Request, ctx: WorkerContext, record: JobRecord | None) -> bool:
     if record is None or not cancel_pending(record):
         return False
     stop_canceled(job_id, req, ctx)

@@ -1,7 +1,7 @@
 """What a worker does at its start and stop, connected to Celery's signals on import
 (``worker.app`` imports this; nothing here runs until the signal fires).
 
-- every log line as one JSON object (``worker.logs``);
+- every log line as one JSON object, without Celery's line per succeeded task (``worker.logs``);
 - ``worker_init`` (main process): check the clients can be built, declare the whole topology,
   dead-letter side included (Celery declares only the queues it consumes, and a message
   dead-lettered to an undeclared exchange is lost), and serve ``/metrics``, ``/healthz`` and
@@ -28,7 +28,7 @@ from worker import context, endpoints, metrics
 from worker.celery_app import app, enqueue_callback, settings, topology
 from worker.context import WorkerContext
 from worker.health import Liveness, Readiness, worker_probes
-from worker.logs import use_json_format
+from worker.logs import quiet_task_successes, use_json_format
 from worker.time_limits import ThreadTimeLimits, needs_own_time_limits
 from worker.warm_up import warm_process
 
@@ -46,9 +46,10 @@ _time_limits: ThreadTimeLimits | None = None
 @signals.after_setup_logger.connect
 @signals.after_setup_task_logger.connect
 def structured_logs(logger: logging.Logger, **_: Any) -> None:
-    """Every worker log line as one JSON object (job id, model, version, attempt), see
-    ``worker.logs``."""
+    """Every worker log line as one JSON object (job id, model, version, attempt), and no Celery
+    line per succeeded task, see ``worker.logs``."""
     use_json_format(logger)
+    quiet_task_successes()
 
 
 @signals.worker_init.connect

@@ -144,6 +144,7 @@ class ScriptedGate:
         *,
         category: int | None,
         colour: int | tuple[int, int, int],
+        pattern: str | None = None,
     ) -> list[Verdict]:
         verdicts = []
         for image in images:

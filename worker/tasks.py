@@ -16,6 +16,7 @@ message is rejected back to its queue instead of acknowledged, so the job is nev
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -31,6 +32,8 @@ from worker.app import app, topology
 from worker.app import settings as app_settings
 from worker.context import WorkerContext
 from worker.regeneration import regenerate
+
+log = logging.getLogger(__name__)
 
 #: the shortest retry delay: native delayed delivery counts whole seconds and refuses 0
 MIN_COUNTDOWN_S = 1
@@ -107,14 +110,23 @@ def delayed_countdown(seconds: float) -> int:
 
 
 def _retry(task: Task, countdown: float, *, queue: str, **options: Any) -> None:
-    """Publish the retry (same task id, ``retries + 1``) and acknowledge this message.
+    """Publish the retry (same task id, ``retries + 1``), log it (Celery's own INFO line is off,
+    ``worker.logs``) and acknowledge this message.
 
     The tasks set no Celery retry limit (``max_retries=None``; Celery's default of 3 would
     refuse the 4th callback retry): the budgets are ours, ``job_retry_attempts`` and
     ``callback_retry_schedule_s``."""
+    seconds = delayed_countdown(countdown)
     try:
-        raise task.retry(countdown=delayed_countdown(countdown), queue=queue, **options)
+        raise task.retry(countdown=seconds, queue=queue, **options)
     except Retry:
+        request = task.request
+        job_id = (getattr(request, "kwargs", None) or {}).get("job_id")
+        why = f": {options['exc']}" if options.get("exc") is not None else ""
+        extra = {"job_id": job_id}
+        log.info(
+            "task %s[%s] retry in %d s%s", task.name, getattr(request, "id", None), seconds, why, extra=extra
+        )
         raise
     except Exception as error:  # the retry was not published: let the broker redeliver this one
         raise Reject(f"retry not published: {error!r}", requeue=True) from error

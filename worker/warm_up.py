@@ -13,7 +13,8 @@ its first jobs. :func:`warm_process` does it at start instead, for what the work
   output format, the quality gate's checks on two blank images, and the Celery app's publishing
   side (its result-backend lookup, which scans every package's entry points, and a producer's
   broker connection) that the first ``job.*`` callback would otherwise open;
-- a worker of the callback queue: the callback client (``worker.callbacks``).
+- every worker: the callback client (``worker.callbacks``; a job's thread sends its terminal
+  event's first attempt itself).
 
 Nothing here may stop a worker from starting: a service that is not up yet is only logged, and
 the first job meets it as it would have.
@@ -56,8 +57,9 @@ def warm_process(queues: Collection[str], *, callback_queue: str, celery_app: Ce
         warm_job_boundaries(ctx)
         if celery_app is not None:
             _try("broker producer", lambda: warm_publishing(celery_app))
-    if callback_queue in queues or not queues:
-        _try("callback client", lambda: getattr(ctx.callbacks, "client", None))  # its httpx client
+    # every worker sends callbacks: a job's thread makes a terminal event's first attempt
+    # (worker.notifications), the callback queue's worker the rest
+    _try("callback client", lambda: getattr(ctx.callbacks, "client", None))  # its httpx transport
 
 
 def warm_job_boundaries(ctx: WorkerContext) -> None:

@@ -19,12 +19,23 @@ wait follows the job's event stream (``core.jobs.JobEventFollower``): the route 
 and holds no thread while it waits; the submit itself runs in a submit thread, as before.
 
 What runs before the submit is one dependency per route (:func:`submission`), on the event loop:
-the key (401), its origin (403, ``api.cors``), its rate (429), its scope (403), admission for
-listings (503) and its daily quota (429), answered in that order, as on every other ``/v1`` route,
-with the rate and the quota counted in one Redis round trip (``api.limits``). The submit itself
-(validate, ``Producer.accept``, which gives back the record it stored, so nothing is read back)
-is the one trip a request makes off the event loop, to the submit threads
-(:data:`SUBMIT_THREADS`); the services come from the app's state, not from a dependency each.
+the key (401), its origin (403, ``api.cors``), its rate (429), its scope (403) and admission for
+listings (503). The submit itself (validate, ``Producer.accept``, which gives back the record it
+stored, so nothing is read back) is the one trip a request makes off the event loop, to the
+submit threads (:data:`SUBMIT_THREADS`); the services come from the app's state, not from a
+dependency each. The daily quota (429) is taken by the job's create script (``Producer.accept``'s
+admission hook, ``core.jobs.admission``), so only for a job that is created: an idempotent replay
+takes none, and neither does a request refused before it. A plain submit's rate is counted
+there too, so it makes one Redis round trip in all: validated, then rate, quota and record in one
+script (``api.limits``). The answers come in this order: 401, 403 (origin), 429 (rate), 403
+(scope), 503 (listing queue), 422 (the body, the requester, the conditions, a try-on's garment),
+then an idempotent replay (200) or a reused key (422), then 429 (quota). So a refused rate
+still comes before a 422 (a request refused before its create script counts its rate in a round
+trip of its own, and over the rate gets the 429), while the quota now comes after it: an invalid
+request over its quota gets its 422, as does a reused key, and a replay its 200. (Until the quota
+moved into the create script, it came right after the listing queue, and an invalid request or a
+replay spent quota too.) A refused rate or quota stores no job and publishes nothing; a refused
+quota counts against the rate, as any other answered request.
 With ``api_async_submit`` (off by default) the submit stays on the event loop instead
 (``producer.accept_async.AsyncProducer``: ``redis.asyncio`` and an asyncio AMQP client, the same
 record, message and errors). Off because ``python -m bench.api.async_ab`` found no clear win on a
@@ -53,7 +64,7 @@ from api.admission import ListingAdmission
 from api.auth import authenticated, bearer, missing_scope
 from api.cors import origin_allowed
 from api.keys.model import ApiKey, Scope
-from api.limits import KeyLimits
+from api.limits import KeyLimits, SubmitLimits
 from api.presign import Presigner
 from api.problems import FieldError, ProblemError, field_errors, problem_responses
 from api.routes.deps import job_resource
@@ -69,7 +80,7 @@ from core.contracts.v1 import (
     ListingImageRequest,
     TryOnRequest,
 )
-from core.jobs import IdempotencyConflict, JobEventFollower, StoreError
+from core.jobs import IdempotencyConflict, JobEventFollower, JobStore, StoreError
 from core.publish import PublishError
 from producer.accept_async import AsyncProducer
 from producer.client import Accepted, Producer
@@ -199,10 +210,17 @@ def _answer(accepted: Accepted, signer: Presigner, response: Response) -> Job:
 
 
 def _submit(
-    submitter: Producer, signer: Presigner, request: ListingImageRequest | TryOnRequest, response: Response
+    submitter: Producer,
+    signer: Presigner,
+    request: ListingImageRequest | TryOnRequest,
+    response: Response,
+    limits: SubmitLimits | None = None,
 ) -> Job:
+    """``Producer.accept``, with the key's ``limits`` counted by the job's create script."""
     with _submit_errors():
-        accepted = submitter.accept(request)
+        accepted = submitter.accept(request, admission=limits)
+    if limits is not None and limits.allowance is not None:
+        response.headers.update(limits.allowance.headers())
     return _answer(accepted, signer, response)
 
 
@@ -228,14 +246,36 @@ def _async_producer(state: Any) -> AsyncProducer | None:
     return accepting
 
 
-def submission(scope: Scope, *, admit: bool) -> Callable[..., Awaitable[ApiKey]]:
+#: the request scope entry where a submit's dependency leaves the limits its job's create script
+#: counts (``api.limits.SubmitLimits``; absent or ``None``: nothing left to count)
+LIMITS_IN_CREATE: Final = "atelier.submit_limits"
+
+
+def limits_in_create(state: Any) -> bool:
+    """Whether a submit's limits can be counted in its job's create script: the submit threads'
+    ``Producer`` (not ``api_async_submit``) with a Redis job store on the limits' Redis."""
+    known: bool | None = getattr(state, "limits_in_create", None)
+    if known is None:
+        limits: KeyLimits = state.limits
+        store = state.producer.store
+        known = not state.async_submit and isinstance(store, JobStore) and limits.shares_redis(store.settings)
+        state.limits_in_create = known
+    return known
+
+
+def submission(scope: Scope, *, admit: bool, plain: bool = False) -> Callable[..., Awaitable[ApiKey]]:
     """The submit route's one dependency, in the order every ``/v1`` route answers: the caller's
     key (else 401), its origin if from a browser (else 403, ``api.cors``), its rate (else 429),
-    ``scope`` (else 403), room in the listing queue if ``admit`` (else 503, ``api.admission``) and
-    one more job in its daily quota (else 429, ``api.limits``). The rate and the quota are one
-    Redis round trip: scope and admission are known before it, and the quota is taken only when
-    both passed, so a key that may not submit never spends quota. One dependency, not one per
-    check: FastAPI's solving costs CPU per dependency, and this runs on every submit."""
+    ``scope`` (else 403) and room in the listing queue if ``admit`` (else 503, ``api.admission``).
+    A key refused here counts its rate alone (a 429 comes first) and never spends quota.
+
+    The limits (``api.limits``): ``plain`` (the shortcut's, ``plain_submit``) counts no limit
+    here: the rate and one job of the quota are counted by the job's create script, in the round
+    trip that stores the record (:data:`LIMITS_IN_CREATE`, :func:`counted_submit`). Otherwise
+    (FastAPI's dependency) the rate is counted now, as on every route, and the quota by the
+    create script. Where the create script cannot count them (:func:`limits_in_create`), both are
+    counted now, in one round trip. One dependency, not one per check: FastAPI's solving costs
+    CPU per dependency, and this runs on every submit."""
 
     async def submitting(
         request: Request,
@@ -252,19 +292,43 @@ def submission(scope: Scope, *, admit: bool) -> Callable[..., Awaitable[ApiKey]]
             admission: ListingAdmission = state.listing_admission
             refused = await admission.refusal()
         limits: KeyLimits = state.limits
-        allowance = await limits.count(key, jobs=0 if refused is not None else 1)
         if refused is not None:
+            await limits.count(key)
             raise refused
+        allowance = None
+        if not limits_in_create(state):
+            allowance = await limits.count(key, jobs=1)
+        else:
+            if not plain:
+                allowance = await limits.count(key)
+            request.scope[LIMITS_IN_CREATE] = limits.admission(key, rates=plain)
         if allowance is not None:
             response.headers.update(allowance.headers())
         return key
 
-    submitting.__name__ = f"submission_{scope.name.lower()}"
+    submitting.__name__ = f"submission_{scope.name.lower()}{'_plain' if plain else ''}"
     return submitting
+
+
+async def counted_submit(request: Request, key: ApiKey, call: Callable[..., Job], *args: Any) -> Job:
+    """``call(*args, limits)`` in a submit thread, ``limits`` being what the dependency left for
+    the job's create script to count (:data:`LIMITS_IN_CREATE`). A submit refused before that
+    script ran (422: invalid, an unknown condition, a garment not found) counts its rate then, in
+    a round trip of its own: over the rate, the answer is the rate's 429 instead."""
+    limits: SubmitLimits | None = request.scope.get(LIMITS_IN_CREATE)
+    try:
+        return await in_submit_thread(call, *args, limits)
+    except ProblemError as refused:
+        if limits is not None and limits.rates_pending and refused.problem.status < 500:
+            key_limits: KeyLimits = request.app.state.limits
+            await key_limits.count(key)
+        raise
 
 
 _listing_check = submission(Scope.SUBMIT_LISTINGS, admit=True)
 _tryon_check = submission(Scope.SUBMIT_TRYONS, admit=False)
+_listing_plain_check = submission(Scope.SUBMIT_LISTINGS, admit=True, plain=True)
+_tryon_plain_check = submission(Scope.SUBMIT_TRYONS, admit=False, plain=True)
 
 
 def preferred_wait(prefer: str | None) -> int | None:
@@ -387,7 +451,7 @@ def plain_submit(
     responses=_RESPONSES,
     summary="Submit a listing's product images",
 )
-@with_shortcut(plain_submit(ListingSubmission, _listing_check))
+@with_shortcut(plain_submit(ListingSubmission, _listing_plain_check))
 async def submit_listing(
     body: ListingSubmission,
     request: Request,
@@ -404,8 +468,16 @@ async def submit_listing(
         submitted = _validated(ListingImageRequest, _as_request(body, key, idempotency_key))
         job = await _submit_async(accepting, state.presigner, submitted, response)
     else:
-        job = await in_submit_thread(
-            _accept_listing, body, response, idempotency_key, key, state.producer, state.presigner
+        job = await counted_submit(
+            request,
+            key,
+            _accept_listing,
+            body,
+            response,
+            idempotency_key,
+            key,
+            state.producer,
+            state.presigner,
         )
     return await _after_wait(
         job, prefer, response, submitter=state.producer, signer=state.presigner, settings=state.settings
@@ -419,9 +491,10 @@ def _accept_listing(
     key: ApiKey,
     submitter: Producer,
     signer: Presigner,
+    limits: SubmitLimits | None,
 ) -> Job:
     request = _validated(ListingImageRequest, _as_request(body, key, idempotency_key))
-    return _submit(submitter, signer, request, response)
+    return _submit(submitter, signer, request, response, limits)
 
 
 @router.post(
@@ -431,7 +504,7 @@ def _accept_listing(
     responses=_RESPONSES,
     summary="Submit a virtual try-on",
 )
-@with_shortcut(plain_submit(TryOnSubmission, _tryon_check))
+@with_shortcut(plain_submit(TryOnSubmission, _tryon_plain_check))
 async def submit_tryon(
     body: TryOnSubmission,
     request: Request,
@@ -448,8 +521,8 @@ async def submit_tryon(
     if accepting is not None:
         job = await _accept_tryon_async(body, response, idempotency_key, key, accepting, state.presigner)
     else:
-        job = await in_submit_thread(
-            _accept_tryon, body, response, idempotency_key, key, state.producer, state.presigner
+        job = await counted_submit(
+            request, key, _accept_tryon, body, response, idempotency_key, key, state.producer, state.presigner
         )
     return await _after_wait(
         job, prefer, response, submitter=state.producer, signer=state.presigner, settings=state.settings
@@ -463,11 +536,12 @@ def _accept_tryon(
     key: ApiKey,
     submitter: Producer,
     signer: Presigner,
+    limits: SubmitLimits | None,
 ) -> Job:
     request: TryOnRequest = _validated(TryOnRequest, _as_request(body, key, idempotency_key))
     if isinstance(request.garment, GarmentFromListing):
         _check_garment_source(submitter.store.get(request.garment.job_id), key)
-    return _submit(submitter, signer, request, response)
+    return _submit(submitter, signer, request, response, limits)
 
 
 async def _accept_tryon_async(

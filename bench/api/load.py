@@ -28,7 +28,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Final, Literal
 from urllib.parse import urlsplit
 
 import numpy as np
@@ -144,6 +144,15 @@ def direct_submitter(rig: Rig, client: int) -> tuple[Callable[[dict[str, Any]], 
 SUBMITTERS = {"api": api_submitter, "direct": direct_submitter}
 
 
+#: how long past its planned end a window with no call ended in it is held open
+SLOW_WINDOW_S: Final = 60.0
+
+
+def _ended_between(ended: list[list[tuple[float, float]]], first: float, last: float) -> bool:
+    """Whether any client's call ended between ``first`` and ``last``."""
+    return any(first <= end <= last for calls in ended for end, _ in calls)
+
+
 def measure(
     rig: Rig,
     mode: Mode,
@@ -194,6 +203,13 @@ def measure(
         wait_until(window_start)
         client_before, server_before = process_cpu_s(), process_cpu_s(server_pid) if server_pid else None
         wait_until(window_end)
+        # a window no call ended in says nothing: on a starved machine (a short window, many
+        # clients) it is held open until one does, up to SLOW_WINDOW_S more
+        held_until = window_end + SLOW_WINDOW_S
+        while not _ended_between(ended, window_start, window_end) and window_end < held_until:
+            time.sleep(0.05)
+            window_end = time.perf_counter()
+        duration_s = window_end - window_start
         client_after, server_after = process_cpu_s(), process_cpu_s(server_pid) if server_pid else None
         stop.set()
         for thread in threads:

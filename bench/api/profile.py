@@ -36,10 +36,14 @@ RESULT = Path(__file__).parent / "profile.json"
 SHORTCUT_FRAME: Final = "plain_submit.<locals>.make.<locals>.answer"
 #: what a sample is charged to: the first bucket whose frames its stack holds, in this order
 BUCKETS: Final = (
-    ("Producer: record and publish (the core a direct submit runs)", ("Producer._enqueue",)),
+    (
+        "Producer: record and publish (the core a direct submit runs; "
+        "the rate and quota ride in its record script)",
+        ("Producer._enqueue",),
+    ),
     ("Producer.status: a job read back (now only for an idempotent replay)", ("Producer.status",)),
     ("validation and the job resource, in the submit thread", ("_accept_listing",)),
-    ("rate limit and quota: one script (Redis, on the event loop)", ("KeyLimits.count",)),
+    ("rate limit in a round trip of its own (only off the plain path)", ("KeyLimits.count",)),
     ("key check (from the cache)", ("authenticated",)),
     (
         "request body parsing and validation",

@@ -8,7 +8,8 @@ same ``stage`` and a few boundary calls with a per-thread CPU timer (``time.thre
 - every ``core.jobs.JobStore`` method -> ``status`` (Redis client side: transitions, leases,
   event claims, reads);
 - ``worker.celery_app.app.send_task`` -> ``publish`` (the callback messages a job queues);
-- ``worker.notifications.deliver_callback`` -> ``delivery`` (build, sign and POST a callback).
+- ``worker.notifications.deliver_callback`` and ``notify_first_inline`` -> ``delivery`` (build,
+  sign and POST a callback, on the callback queue or in the job's thread).
 
 Timers nest: a stage's CPU excludes the timed stages inside it (a status write inside a delivery
 counts as ``status``), so the stages never count a CPU second twice. Each timer is per thread,
@@ -142,6 +143,9 @@ def _boundaries() -> list[tuple[Any, str, str]]:
         from worker import notifications
 
         found.append((notifications, "deliver_callback", "delivery"))
+        # a terminal event's first attempt, made in the job's thread (absent before issue 15)
+        if hasattr(notifications, "notify_first_inline"):
+            found.append((notifications, "notify_first_inline", "delivery"))
     except ImportError:
         found.append((None, "deliver_callback", "delivery"))
     return found

@@ -64,6 +64,9 @@ class ErrorCode(StrEnum):
     STORE_CONFLICT = "store_conflict"
     #: an idempotency key reused with another request (the submitter's refusal, never in a job record)
     IDEMPOTENCY_CONFLICT = "idempotency_conflict"
+    #: a caller's admission check (the API's per-key rate or quota) refused the job at submit,
+    #: before anything of it was written (the submitter's refusal, never in a job record)
+    ADMISSION_REFUSED = "admission_refused"
     #: the broker did not confirm the job's message: the job never ran (retryable: submit again)
     PUBLISH_FAILED = "publish_failed"
     #: a watch reached its timeout before the job ended

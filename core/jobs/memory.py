@@ -172,6 +172,13 @@ class MemoryJobStore(JobStateMachine):
         with self._lock:
             return JobEventType(event).value in self._claims.get(job_id, {})
 
+    def claim_and_read(
+        self, job_id: str, event: JobEventType | str, *, claim: bool = True
+    ) -> tuple[bool, JobRecord | None, dict[str, Any] | None]:
+        """As ``JobStore.claim_and_read``: claim (or look), record and request."""
+        claimed = self.claim_event(job_id, event) if claim else self.event_claimed(job_id, event)
+        return claimed, self.get(job_id), self.get_request(job_id)
+
     # --- changes ---
 
     def write_change(

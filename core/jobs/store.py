@@ -19,8 +19,10 @@ from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import redis
+from redis.commands.core import Script
 
 from core.contracts.jobs import JobEventType, JobRecord, JobState
+from core.jobs.admission import REFUSED, Admission, AdmissionRefused, with_admission
 from core.jobs.connection import lua_script, redis_client, redis_errors
 from core.jobs.errors import IdempotencyConflict, StoreConflict, WatchTimeout
 from core.jobs.events import (
@@ -70,8 +72,11 @@ class JobStore(JobStateMachine, JobLeases):
         self._create = client.register_script(lua_script("create"))
         self._write_change = client.register_script(lua_script("write_change"))
         self._claim = client.register_script(lua_script("claim_event"))
+        self._claim_read = client.register_script(lua_script("claim_event_read"))  # claim_and_read
         self._release_idempotency_key = client.register_script(lua_script("release_idempotency_key"))
         self._erase = client.register_script(lua_script("erase"))
+        #: the create script with an admission's function in its hook, by the function's text
+        self._admitted_creates: dict[str, Script] = {}  # the admission hook (core.jobs.admission)
         #: what this thread last read or wrote per job: a write's first guess (core.jobs.recent)
         self._recent = RecentRecords()
 
@@ -84,6 +89,7 @@ class JobStore(JobStateMachine, JobLeases):
         *,
         request: Mapping[str, Any] | None = None,
         fingerprint: str | None = None,
+        admission: Admission | None = None,
     ) -> tuple[str, bool]:
         """Store a new ``queued`` record; ``(job_id, True)``, or ``(existing_id, False)``.
 
@@ -91,12 +97,37 @@ class JobStore(JobStateMachine, JobLeases):
         nothing is written and that job's id comes back; if both that job and this call carry a
         request ``fingerprint`` and they differ, :class:`IdempotencyConflict` is raised instead.
         The job joins its requester's index (:meth:`requester_index`). Key check and write are
-        one Lua script.
+        one Lua script; an ``admission`` (``core.jobs.admission``) runs in it too, before any
+        write, and is handed its answer: a refusal raises (its own error, else
+        :class:`AdmissionRefused`) with nothing of the job written.
         """
         keys, args = self.create_arguments(record, idempotency_key, request=request, fingerprint=fingerprint)
+        if admission is not None:
+            return self._create_admitted(keys, args, admission)
         with redis_errors():
             job_id, outcome = self._create(keys=keys, args=args)
         return created_outcome(job_id, outcome)
+
+    # --- the admission hook (core.jobs.admission) ---
+
+    def _create_admitted(
+        self, keys: list[str], args: list[str | int], admission: Admission
+    ) -> tuple[str, bool]:
+        """:meth:`create` with ``admission`` in the same script (one round trip)."""
+        script = self._admitted_creates.get(admission.script)
+        if script is None:
+            script = self.redis.register_script(with_admission(lua_script("create"), admission.script))
+            self._admitted_creates[admission.script] = script
+        with redis_errors():
+            job_id, outcome, answer = script(
+                keys=[*keys, *admission.keys], args=[*args, len(keys), *admission.args]
+            )
+        admission.answered([int(value) for value in answer])
+        if int(outcome) == REFUSED:
+            raise AdmissionRefused(answer)
+        return created_outcome(job_id, outcome)
+
+    # --- end of the admission hook ---
 
     def create_arguments(
         self,
@@ -268,6 +299,28 @@ class JobStore(JobStateMachine, JobLeases):
         """Whether a callback task has claimed ``event`` of ``job_id`` (it is being sent, or was)."""
         with redis_errors():
             return bool(self.redis.hexists(self.keys.job(job_id), f"event:{JobEventType(event).value}"))
+
+    # --- a callback attempt's read (worker.notifications) ---
+
+    def claim_and_read(
+        self, job_id: str, event: JobEventType | str, *, claim: bool = True
+    ) -> tuple[bool, JobRecord | None, dict[str, Any] | None]:
+        """``(claimed, record, request)`` in one round trip: :meth:`claim_event` (``claimed``:
+        this call took the claim), or with ``claim=False`` :meth:`event_claimed` (``claimed``:
+        someone holds it); with :meth:`get` and :meth:`get_request`. An unknown job is
+        ``(False, None, None)``."""
+        field = f"event:{JobEventType(event).value}"
+        args = [field, utcnow().isoformat(), "1" if claim else "0"]
+        with redis_errors():
+            reply = self._claim_read(keys=[self.keys.job(job_id)], args=args)
+        if int(reply[0]) == -1 or reply[2] is None:
+            return False, None, None
+        claimed, version, raw, request = reply
+        self._recent.remember(job_id, str(version), str(raw))
+        record = JobRecord.model_validate_json(raw)
+        return int(claimed) == 1, record, None if request is None else json.loads(request)
+
+    # --- end of a callback attempt's read ---
 
     # --- changes ---
 

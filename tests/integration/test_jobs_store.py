@@ -12,7 +12,6 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
-import redis
 
 from core.contracts.jobs import JobError, JobEventType, JobKind, JobRecord, JobState, StoredImage
 from core.jobs import (
@@ -28,7 +27,7 @@ from core.jobs import (
     utcnow,
 )
 from core.jobs.events import EVENTS_MAX_LEN
-from core.settings import AtelierSettings
+from tests.redis_namespace import private_namespace
 
 QUEUED, RUNNING, SUCCEEDED, FAILED, CANCELED = (
     JobState.QUEUED,
@@ -45,20 +44,8 @@ Store = JobStore | MemoryJobStore
 
 @pytest.fixture
 def redis_store() -> Iterator[JobStore]:
-    settings = AtelierSettings(redis_key_prefix=f"atelier-test:{uuid.uuid4().hex[:8]}:")
-    client = redis.Redis.from_url(
-        settings.redis_url.get_secret_value(), decode_responses=True, socket_timeout=2
-    )
-    try:
-        client.ping()
-    except redis.RedisError as error:  # fail, never skip: scripts/services.sh starts Redis
-        pytest.fail(f"Redis not reachable (ATELIER_REDIS_URL): {error}; start it with scripts/services.sh")
-    store = JobStore(settings, client=client)
-    yield store
-    keys = list(client.scan_iter(match=f"{settings.redis_key_prefix}*"))
-    if keys:
-        client.delete(*keys)
-    client.close()
+    with private_namespace() as (settings, client):
+        yield JobStore(settings, client=client)
 
 
 @pytest.fixture(params=["redis", "memory"])

@@ -9,27 +9,16 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-import redis
 
 from core.contracts.jobs import JobEventType, JobKind, JobRecord, JobState
 from core.jobs import JobStore, utcnow
-from core.settings import AtelierSettings
+from tests.redis_namespace import private_namespace
 
 
 @pytest.fixture
 def stores() -> Iterator[tuple[JobStore, JobStore]]:
-    settings = AtelierSettings(redis_key_prefix=f"atelier-test:{uuid.uuid4().hex[:8]}:")
-    client = redis.Redis.from_url(
-        settings.redis_url.get_secret_value(), decode_responses=True, socket_timeout=2
-    )
-    try:
-        client.ping()
-    except redis.RedisError as error:  # fail, never skip: scripts/services.sh starts Redis
-        pytest.fail(f"Redis not reachable (ATELIER_REDIS_URL): {error}")
-    yield JobStore(settings, client=client), JobStore(settings)
-    keys = list(client.scan_iter(match=f"{settings.redis_key_prefix}*"))
-    if keys:
-        client.delete(*keys)
+    with private_namespace() as (settings, client):
+        yield JobStore(settings, client=client), JobStore(settings)
 
 
 def running_job(store: JobStore) -> str:

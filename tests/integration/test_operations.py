@@ -160,15 +160,20 @@ def test_jobs_move_the_counters_and_stage_histograms_of_every_pool_process(rig: 
     assert total(found, "celery_worker_tasks_active") == 0
     assert total(found, "atelier_tasks_in_progress", name=LISTING_TASK) == 0
 
+    # the callbacks of the first two jobs (queued, started, succeeded): the callback worker sends
+    # them, but for job.succeeded's first attempt, which the listing worker may make itself
+    # (worker.notifications: once job.started has an outcome)
+    def delivered(metric: str) -> float:
+        roles = ("listing", "callbacks")
+        return sum(total(samples(rig.ports[role]), metric, outcome="delivered") for role in roles)
+
     deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:  # the callbacks of the first two jobs (queued, started, succeeded)
-        callbacks = samples(rig.ports["callbacks"])
-        if total(callbacks, "atelier_callback_deliveries_total", outcome="delivered") >= 6:
-            break
+    while time.monotonic() < deadline and delivered("atelier_callback_deliveries_total") < 6:
         time.sleep(0.5)
-    assert total(callbacks, "atelier_callback_deliveries_total", outcome="delivered") == 6
-    assert total(callbacks, "atelier_callback_delivery_seconds_count", outcome="delivered") == 6
-    assert total(callbacks, "celery_task_succeeded_total", name=CALLBACK_TASK) >= 6
+    assert delivered("atelier_callback_deliveries_total") == 6
+    assert delivered("atelier_callback_delivery_seconds_count") == 6
+    callbacks = samples(rig.ports["callbacks"])
+    assert total(callbacks, "celery_task_succeeded_total", name=CALLBACK_TASK) >= 4
 
 
 def register(settings: WorkerSettings, version: int) -> None:

@@ -66,9 +66,9 @@ def queue_backlog(
         client.async_infer(PRODUCT_GENERATOR.name, inputs, done)
 
 
-def bulk_done_before_probe(triton: TritonServer, task_name: str) -> int:
-    """How many queued bulk requests finished before the worker's one-image request, made from
-    inside a Celery task called ``task_name``."""
+def bulk_done_before_probe(triton: TritonServer, task_name: str) -> tuple[int, int]:
+    """How many queued bulk requests had finished when the worker's one-image request was made,
+    from inside a Celery task called ``task_name``, and how many before it was answered."""
     finished: list[str] = []
     lock = threading.Lock()
     settings = WorkerSettings(
@@ -89,21 +89,32 @@ def bulk_done_before_probe(triton: TritonServer, task_name: str) -> int:
     with grpcclient.InferenceServerClient(triton.grpc_url) as bulk_client:
         queue_backlog(bulk_client, finished, lock)
         time.sleep(SETTLE_S)
+        with lock:
+            sent_after = len(finished)
         probe.apply().get()
         deadline = time.monotonic() + 120
         while len(finished) < BACKLOG + 1 and time.monotonic() < deadline:
             time.sleep(0.05)
     assert len(finished) == BACKLOG + 1 and not [f for f in finished if "failed" in f], finished
-    return finished.index("probe")
+    return sent_after, finished.index("probe")
 
 
 def test_a_try_on_request_overtakes_queued_backfill_and_a_listing_request_does_not(
     triton: TritonServer,
 ) -> None:
-    listing = bulk_done_before_probe(triton, LISTING_TASK)
-    tryon = bulk_done_before_probe(triton, TRYON_TASK)
+    _, listing = bulk_done_before_probe(triton, LISTING_TASK)
+    sent_after, tryon = bulk_done_before_probe(triton, TRYON_TASK)
     # first come, first served at the bulk level: only the last queued batch may still run on
     # another instance (product_cgan has two) while the probe runs, and end after it
     assert listing >= BACKLOG - (instance_count_of(PRODUCT_GENERATOR) - 1), f"{listing} of {BACKLOG}"
-    # the batch running when it arrived and the few done while it was being sent, no more
-    assert tryon <= BACKLOG // 4, f"{tryon} of {BACKLOG} queued bulk requests finished before the try-on's"
+    # after those done before it was sent: the batches running when it arrived (one per instance)
+    # and the few done while it was being sent, no more. Counted from the send, not from the
+    # start: how many finish while the backlog settles depends on how fast the model runs
+    # (4-row forwards and a kept heap drain it about twice as fast as before)
+    allowed = instance_count_of(PRODUCT_GENERATOR) + 2
+    # enough still queued when it was sent for overtaking to show (else: a larger BACKLOG)
+    assert BACKLOG - sent_after > 2 * allowed, f"{sent_after} of {BACKLOG} done before the try-on was sent"
+    assert tryon - sent_after <= allowed, (
+        f"{tryon} of {BACKLOG} queued bulk requests finished before the try-on's, "
+        f"{sent_after} before it was sent"
+    )

@@ -36,7 +36,7 @@ def test_samples_go_to_the_first_bucket_on_their_stack_and_setup_is_left_out() -
         return round(100 * count / 104, 1)
 
     assert found[names[0]] == share(50)  # Producer._enqueue
-    assert found["rate limit and quota: one script (Redis, on the event loop)"] == share(20)
+    assert found["rate limit in a round trip of its own (only off the plain path)"] == share(20)
     assert found["request body parsing and validation"] == share(5)
     assert found["the submit shortcut, the rest (headers, admission, the answer's headers)"] == share(5)
     assert found["the shortcut's front (headers and body read from ASGI, the answer sent, metrics)"] == share(

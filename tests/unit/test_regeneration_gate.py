@@ -54,6 +54,7 @@ class DuplicatesOnly(ScriptedGate):
         *,
         category: int | None,
         colour: int | tuple[int, int, int],
+        pattern: str | None = None,
     ) -> list[Verdict]:
         minimum = GateSettings(_env_file=None).min_duplicate_hamming  # type: ignore[call-arg]
         return [Verdict((check,)) for check in duplicate_checks(images, min_hamming=minimum)]

@@ -324,3 +324,30 @@ def test_delivery_without_any_secret_is_a_permanent_error() -> None:
     with pytest.raises(PermanentError) as caught:
         sender.deliver("https://hooks.example.com/x", event(), requester="shop")
     assert caught.value.code == "callback_secret_missing"
+
+
+def test_every_callback_names_its_sender_and_type_and_has_the_configured_deadline() -> None:
+    sender, seen = sender_answering(lambda r: httpx.Response(204), callback_timeout_s=7.0)
+    sender.deliver("https://hooks.example.com/x", event(), requester="shop")
+    sender.deliver("https://hooks.example.com/x", event(), requester="shop", timeout_s=2.0)
+    first, second = seen
+    assert (first.headers["user-agent"], first.headers["content-type"]) == (
+        "atelier-callbacks/1",
+        "application/json",
+    )
+    assert first.extensions["timeout"] == {"connect": 7.0, "read": 7.0, "write": 7.0, "pool": 7.0}
+    assert second.extensions["timeout"]["read"] == 2.0
+
+
+def test_only_a_delivery_that_did_not_succeed_is_logged_by_the_sender(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The job's outcome line (``worker.notifications``) says ``delivered``: one line per callback."""
+    answers = iter([httpx.Response(204), httpx.Response(503)])
+    sender, _ = sender_answering(lambda r: next(answers))
+    with caplog.at_level("DEBUG", logger="worker.callbacks"):
+        sender.deliver("https://hooks.example.com/x", event(), requester="shop")
+        assert caplog.records == []
+        sender.deliver("https://hooks.example.com/x", event(), requester="shop")
+    (line,) = caplog.records
+    assert line.levelname == "WARNING" and "HTTP 503" in line.getMessage()

@@ -52,7 +52,8 @@ def test_the_worker_setting_comes_before_the_highest_registered_version() -> Non
 
 
 def test_a_version_with_patterns_gets_the_pattern_index_and_its_first_pattern_by_default() -> None:
-    h = Harness()
+    gate = RecordingGate()
+    h = Harness(gate=gate)
     assert h.ctx.models is not None
     h.ctx.models.register(PATTERNED)
     for pattern, index in ((None, 0), ("checks", 2)):
@@ -61,6 +62,8 @@ def test_a_version_with_patterns_gets_the_pattern_index_and_its_first_pattern_by
         run_listing(job_id, request, h.ctx)
         assert h.triton.calls[-1][1]["patterns"] == [index, index]
         assert h.store.records[job_id].state is JobState.SUCCEEDED
+    # the gate's colour check is told the pattern (a striped garment's mean is not its base colour)
+    assert gate.patterns == [PATTERNED.conditions.patterns[0].name, "checks"]
 
 
 def test_a_condition_the_version_does_not_know_fails_the_job_naming_the_version() -> None:

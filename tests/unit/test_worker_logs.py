@@ -10,7 +10,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from worker.logs import json_formatter, use_json_format
+from worker.logs import CELERY_TRACE_LOGGER, json_formatter, quiet_task_successes, use_json_format
 
 
 @pytest.fixture
@@ -81,3 +81,14 @@ def test_only_the_job_fields_are_taken_from_a_record() -> None:
     line = json.loads(json_formatter().format(record))
     assert line["http_status"] == 200 and line["callback_host"] == "shop.example"
     assert "headers" not in line and "webhook-signature" not in json.dumps(line)
+
+
+def test_celery_s_line_per_succeeded_task_is_left_out_but_not_its_failures() -> None:
+    trace = logging.getLogger(CELERY_TRACE_LOGGER)
+    level = trace.level
+    try:
+        quiet_task_successes()
+        assert not trace.isEnabledFor(logging.INFO)  # "Task ... succeeded in ...", "... retry: ..."
+        assert trace.isEnabledFor(logging.WARNING) and trace.isEnabledFor(logging.ERROR)
+    finally:
+        trace.setLevel(level)

@@ -635,6 +635,32 @@ def test_a_cancel_asked_during_the_upload_wins_over_success_and_keeps_no_object(
     assert h.bucket.puts == 3 and h.events(job_id) == ["job.started", "job.canceled"]
 
 
+def test_a_listing_job_reads_its_record_once_before_inference_and_once_before_the_upload(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The read before the upload also gives the success its review policy: no third read."""
+    h = Harness()
+    job_id, request = h.submit(listing())
+    reads: list[str] = []
+    read_when_ended: list[int] = []
+    get, transition = h.store.get, h.store.transition
+
+    def counted(job: str) -> Any:
+        reads.append(job)
+        return get(job)
+
+    def ending(job: str, to_state: Any, **kwargs: Any) -> bool:
+        if to_state is JobState.SUCCEEDED:
+            read_when_ended.append(len(reads))
+        return transition(job, to_state, **kwargs)
+
+    monkeypatch.setattr(h.store, "get", counted)
+    monkeypatch.setattr(h.store, "transition", ending)
+    run_listing(job_id, request, h.ctx)
+
+    assert h.store.records[job_id].state is JobState.SUCCEEDED and read_when_ended == [2]
+
+
 def test_a_cancel_after_the_job_succeeded_is_refused_with_the_reason() -> None:
     h = Harness()
     job_id, request = h.submit(listing())
@@ -705,7 +731,7 @@ def test_a_variant_failing_every_try_is_kept_flagged_without_a_link_and_the_rest
 
 def test_a_job_whose_every_variant_fails_the_gate_fails_and_keeps_no_image() -> None:
     class FailingEverything(ScriptedGate):
-        def judge(self, images: Any, probabilities: Any, *, category: Any, colour: Any) -> list[Any]:
+        def judge(self, images: Any, probabilities: Any, **_: Any) -> list[Any]:
             return [Verdict(tuple(Check.at_least(n, 0.0, 0.5) for n in ("blank",))) for _ in images]
 
     h = Harness(gate=FailingEverything(max_tries=2))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from types import SimpleNamespace
 from typing import Any
 
@@ -35,7 +36,7 @@ def test_the_tasks_leave_retry_budgets_to_atelier_not_celery_s_default_of_three(
 
 
 def test_a_retryable_error_raised_before_the_job_s_failure_handling_becomes_a_retry(
-    monkeypatch: pytest.MonkeyPatch,
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     """A callback that could not be queued at the start (broker down) must not end the task:
     the job's message is retried, and the retry queues what is missing."""
@@ -43,7 +44,7 @@ def test_a_retryable_error_raised_before_the_job_s_failure_handling_becomes_a_re
 
     class Task:
         name = LISTING_TASK
-        request = SimpleNamespace(retries=0, delivery_info={})
+        request = SimpleNamespace(retries=0, delivery_info={}, id="job-1", kwargs={"job_id": "job-1"})
 
         def retry(self, **options: Any) -> Retry:
             retried.append(options)
@@ -54,7 +55,11 @@ def test_a_retryable_error_raised_before_the_job_s_failure_handling_becomes_a_re
 
     monkeypatch.setattr(tasks, "_context", lambda: None)
     monkeypatch.setattr(tasks.model_versions, "with_default_version", lambda name, request, ctx: request)
-    with pytest.raises(Retry):
+    with pytest.raises(Retry), caplog.at_level(logging.INFO, logger="worker.tasks"):
         tasks._run_job(Task(), start_fails, "job-1", {})
     assert len(retried) == 1 and retried[0]["queue"].endswith("listing")
     assert retried[0]["exc"].code == "callback_enqueue_failed" and retried[0]["countdown"] >= 1
+    # Celery's own INFO line for a retry is off (worker.logs): the task logs it, with the job
+    [line] = [r for r in caplog.records if r.name == "worker.tasks"]
+    assert "retry in" in line.getMessage() and "callback_enqueue_failed" in line.getMessage()
+    assert line.__dict__["job_id"] == "job-1"

@@ -60,7 +60,7 @@ def test_a_job_worker_makes_sure_of_its_bucket_and_judges_once_before_its_first_
     warm_process(["atelier.listing"], callback_queue=CALLBACKS)
     assert ctx._bucket_ready
     assert gate.judged == [2]
-    assert ctx.callbacks._client is None  # a job worker posts no callback
+    assert ctx.callbacks._client is not None  # a job's thread posts its terminal callback
 
 
 def test_a_callback_worker_opens_only_its_callback_client(installed: Any) -> None:

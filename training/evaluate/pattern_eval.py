@@ -1,7 +1,8 @@
 """Evaluation of a pattern-conditioned cGAN checkpoint: does it draw the pattern it is asked for?
 
 Samples follow the test split's category mix with seeded random colours and patterns; the
-pattern judge scores the pattern, the category judge the category, and colour is read against
+pattern judge scores the pattern, the textured category judge (``textured_judge.py``: trained on
+patterned garments, so a miss is the generator's, not the judge's) the category, and colour is read against
 real textured test images of the same (category, pattern, colour). Real textured test images
 go through the same measures as the reference row. Writes a JSON of the numbers, a
 category x pattern contact sheet and a per-pattern bar chart.
@@ -33,9 +34,10 @@ from training.evaluate.classifier import Judge, judge_images, load_judge
 from training.evaluate.inception_score import judge_inception_score
 from training.evaluate.metrics import colour_errors, colour_reference
 from training.evaluate.pattern_judge import PATTERN_JUDGE_PATH, load_pattern_judge, pattern_accuracy
+from training.evaluate.textured_judge import TEXTURED_JUDGE_PATH
 from training.grids import to_uint8_hwc
 
-#: the category judge the report uses
+#: the category judge of colour-only models (the report's); pattern models get ``TEXTURED_JUDGE_PATH``
 JUDGE_PATH = Path(__file__).resolve().parent / "weights" / "judge.pt"
 
 
@@ -95,11 +97,16 @@ def measure(
 
 
 def evaluate_pattern_run(
-    run_dir: Path, out_prefix: Path, *, samples: int = 3000, seed: int = 5
+    run_dir: Path,
+    out_prefix: Path,
+    *,
+    samples: int = 3000,
+    seed: int = 5,
+    category_judge_path: Path = TEXTURED_JUDGE_PATH,
 ) -> dict[str, Any]:
     started = time.perf_counter()
     generator, state = load_generator(run_dir)
-    category_judge, _ = load_judge(JUDGE_PATH)
+    category_judge, _ = load_judge(category_judge_path)
     pattern_judge, pattern_judge_accuracy = load_pattern_judge(PATTERN_JUDGE_PATH)
     judges = (category_judge, pattern_judge)
     test = fashion_mnist.load("test")
@@ -117,6 +124,7 @@ def evaluate_pattern_run(
         "config": state["config"],
         "samples": samples,
         "pattern_judge_held_out_accuracy": pattern_judge_accuracy,
+        "category_judge": category_judge_path.name,
         "chance_pattern_accuracy": 1 / NUM_PATTERNS,
         "chance_category_accuracy": 1 / NUM_CATEGORIES,
         "generated": measure(generated, categories, colours, patterns, judges, reference),
