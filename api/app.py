@@ -166,8 +166,10 @@ def create_app(
 
 @asynccontextmanager
 async def _closing_async_producer(app: FastAPI) -> AsyncIterator[None]:
-    """Close the submit routes' asyncio connections (``api_async_submit``) when the server stops."""
+    """Close the submit routes' asyncio connections (``api_async_submit``) and the admission's
+    broker connection when the server stops."""
     yield
+    await app.state.listing_admission.close()
     accepting: AsyncProducer | None = app.state.accepting
     if accepting is not None:
         app.state.accepting = None

@@ -82,6 +82,8 @@ def serve(
     ] = False,
 ) -> None:
     """Serve the API with uvicorn until stopped (Ctrl-C)."""
+    import gc
+
     import uvicorn
 
     from api.app import create_app
@@ -92,6 +94,10 @@ def serve(
     settings = ApiSettings()
     with Producer(settings) as producer, KeyStore.from_settings() as keys:
         application = create_app(producer=producer, keys=keys, settings=settings)
+        # the objects made so far (the app, its routes and models, the libraries: most of the
+        # process's, none of them garbage) leave the collector's generations, so a full
+        # collection no longer walks them all in the middle of some request
+        gc.freeze()
         uvicorn.run(
             application,
             host=host or settings.api_host,

@@ -69,7 +69,7 @@ def _store_images(
     from worker.stubs import stub_context
 
     settings = WorkerSettings(_env_file=None)  # type: ignore[call-arg]
-    jobs = settings.worker_concurrency
+    jobs = int(getattr(settings, "worker_concurrency", 1))  # a commit before the threads pool: 1
     # the worker's context with its real image store and upload threads; the status store,
     # model and callbacks are the in-memory stand-ins store_images never calls
     ctx = replace(stub_context(settings, images=ImageStore(settings)), uploads=upload_threads(jobs))

@@ -22,7 +22,7 @@ import pytest
 from minio import Minio
 from pydantic import SecretStr
 
-from api.admission import ListingAdmission
+from api.admission import BrokerDepthReader, ListingAdmission
 from api.app import create_app
 from api.keys.model import Scope
 from api.keys.store import KeyStore
@@ -175,6 +175,21 @@ def test_a_listing_queue_past_its_bound_refuses_listings_with_503_and_still_take
         assert assert_problem(client.post("/v1/listings:batch", json={"items": [LISTING]}), 503)
         assert client.post("/v1/tryons", json=TRYON).status_code == 202
     assert api.listing_depth() == bound + 1
+
+
+def test_the_broker_depth_reader_keeps_one_connection_and_opens_another_after_close(api: Api) -> None:
+    reader = BrokerDepthReader()
+    try:
+        depth = api.listing_depth()
+        assert reader(api.settings) == depth
+        kept = reader._connection
+        assert kept is not None and reader(api.settings) == depth and reader._connection is kept
+        reader.close()
+        assert reader._connection is None
+        assert reader(api.settings) == depth and reader._connection is not None
+        assert reader._connection is not kept
+    finally:
+        reader.close()
 
 
 # --- batch ---

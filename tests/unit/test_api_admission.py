@@ -1,7 +1,8 @@
 """Admission control's depth cache (``api.admission.ListingAdmission``), with a fake clock and a fake
-depth reader: the depth is read at most once per ``api_queue_depth_cache_s``, one request at a
-time, and while it is being read the others go on with the last depth instead of waiting. The
-refusal itself over real HTTP is tested in ``tests/integration/test_api_limits.py``."""
+depth reader: the depth is read at most once per ``api_queue_depth_cache_s``, a stale one is
+refreshed in the background, one read at a time, and no check waits for it but the first. The
+refusal itself over real HTTP, and the real broker reader, are tested in
+``tests/integration/test_api_limits.py``."""
 
 from __future__ import annotations
 
@@ -58,34 +59,42 @@ def test_the_depth_is_read_once_per_cache_period_and_past_the_bound_refuses_with
         with pytest.raises(ProblemError):
             await gate.check()  # still the depth read half a second ago
         clock.now += 0.5
-        await gate.check()  # read again: room now
+        with pytest.raises(ProblemError):
+            await gate.check()  # stale: answered with the last depth, while it is read again
+        await settled(gate)
+        assert depths.reads == 2
+        await gate.check()  # the refreshed depth: room now
         assert depths.reads == 2
 
     asyncio.run(scenario())
 
 
-def test_while_one_request_reads_the_depth_the_others_use_the_last_one_without_waiting() -> None:
+def test_a_stale_depth_is_refreshed_in_the_background_and_no_check_waits_for_it() -> None:
     depths, clock = Depths(0), Clock()
     gate = admission(depths, clock)
 
     async def scenario() -> None:
-        await gate.check()
+        await gate.check()  # the first check waits for the first read
         clock.now += 2.0
         depths.release.clear()
         depths.depth = 50  # the slow read will find the queue full
-        reading = asyncio.create_task(gate.check())
-        while depths.reads < 2:
-            await asyncio.sleep(0.01)
         for _ in range(3):
             await asyncio.wait_for(gate.check(), timeout=1)  # the last depth (0): admitted at once
+        while depths.reads < 2:
+            await asyncio.sleep(0.01)
+        assert depths.reads == 2  # one background read for the three stale checks
         depths.release.set()
-        with pytest.raises(ProblemError):
-            await reading
-        assert depths.reads == 2
+        await settled(gate)
         with pytest.raises(ProblemError):
             await gate.check()
+        assert depths.reads == 2
 
     asyncio.run(scenario())
+
+
+async def settled(gate: ListingAdmission) -> None:
+    """Wait for ``gate``'s background read, if one runs."""
+    await gate.close()
 
 
 def test_no_cache_reads_the_depth_on_every_check_and_no_bound_reads_nothing() -> None:
