@@ -31,6 +31,7 @@ from api.settings import ApiSettings
 from producer.cli import app as cli
 from tests.examples import TRYON_EXAMPLE
 from tests.integration.services import AMQP_URL, BASE, namespace, remove_namespace, require_services, serving
+from tests.redis_monitor import RedisCommands
 
 PEPPER = "key-limits-test-pepper"
 #: the service's limits here, for keys that have none of their own
@@ -196,38 +197,6 @@ def test_concurrent_submits_never_pass_a_quota(settings: ApiSettings) -> None:
         limits.take_quota(key.key_id)
 
 
-class RoundTrips:
-    """The commands Redis receives that name ``marker`` (``MONITOR``, so other clients of the shared
-    Redis do not count), collected in a thread until :meth:`stop`; commands a script runs inside
-    Redis come as ``lua`` and are left out: only what the client sent counts."""
-
-    def __init__(self, settings: ApiSettings, marker: str) -> None:
-        import threading
-
-        import redis
-
-        self.client = redis.Redis.from_url(settings.redis_url.get_secret_value())
-        self.monitor = self.client.monitor().__enter__()
-        self.marker = marker
-        self.commands: list[str] = []
-        self.thread = threading.Thread(target=self._collect, daemon=True)
-        self.thread.start()
-
-    def _collect(self) -> None:
-        while True:
-            seen = self.monitor.next_command()
-            if seen["command"] == "ECHO STOP-MONITOR":
-                return
-            if self.marker in seen["command"] and seen.get("client_type") != "lua":
-                self.commands.append(seen["command"].split()[0])
-
-    def stop(self) -> list[str]:
-        self.client.execute_command("ECHO", "STOP-MONITOR")
-        self.thread.join(10)
-        self.client.close()
-        return self.commands
-
-
 def test_a_submit_counts_its_rate_and_quota_in_one_round_trip_rate_first(settings: ApiSettings) -> None:
     import asyncio
 
@@ -235,7 +204,7 @@ def test_a_submit_counts_its_rate_and_quota_in_one_round_trip_rate_first(setting
     key = own_key(f"both-{time.time_ns()}", rate_limit="3/minute", daily_quota=1)
 
     async def scenario() -> None:
-        trips = RoundTrips(settings, key.key_id)
+        trips = RedisCommands(settings, key.key_id)
         allowance = await limits.count(key, jobs=1)
         assert trips.stop() == ["EVALSHA"]  # rate and quota: one script, one round trip
         assert allowance is not None and (allowance.limit, allowance.remaining) == (3, 2)
@@ -252,7 +221,7 @@ def test_a_submit_counts_its_rate_and_quota_in_one_round_trip_rate_first(setting
 
     asyncio.run(scenario())
     fresh = own_key(f"fresh-{time.time_ns()}", rate_limit="", daily_quota=0)
-    trips = RoundTrips(settings, fresh.key_id)
+    trips = RedisCommands(settings, fresh.key_id)
     assert asyncio.run(limits.count(fresh, jobs=1)) is None
     assert trips.stop() == []  # no limits: no round trip at all
 

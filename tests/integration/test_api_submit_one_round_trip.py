@@ -12,7 +12,6 @@ own keys and requester, so limits and jobs never carry over.
 
 from __future__ import annotations
 
-import threading
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -39,6 +38,7 @@ from tests.integration.services import (
     require_services,
     serving,
 )
+from tests.redis_monitor import RedisCommands
 
 PEPPER = "one-round-trip-test-pepper"
 TRYON = {k: v for k, v in TRYON_EXAMPLE.items() if k != "requester"}
@@ -130,40 +130,13 @@ def problem_type(answer: httpx.Response) -> str:
     return str(answer.json()["type"]).rsplit("/", 1)[-1]
 
 
-class Commands:
-    """The commands Redis receives (``MONITOR``) that name ``marker``, sent by a client (commands a
-    script runs inside Redis are left out), until :meth:`stop`."""
-
-    def __init__(self, settings: ApiSettings, marker: str) -> None:
-        self.client = redis.Redis.from_url(settings.redis_url.get_secret_value())
-        self.monitor = self.client.monitor().__enter__()
-        self.marker = marker
-        self.seen: list[str] = []
-        self.thread = threading.Thread(target=self._collect, daemon=True)
-        self.thread.start()
-
-    def _collect(self) -> None:
-        while True:
-            seen = self.monitor.next_command()
-            if seen["command"] == "ECHO STOP-MONITOR":
-                return
-            if self.marker in seen["command"] and seen.get("client_type") != "lua":
-                self.seen.append(seen["command"].split()[0])
-
-    def stop(self) -> list[str]:
-        self.client.execute_command("ECHO", "STOP-MONITOR")
-        self.thread.join(10)
-        self.client.close()
-        return self.seen
-
-
 def test_a_plain_submit_makes_one_redis_round_trip_and_fastapis_path_two(api: Api) -> None:
     prefix = api.settings.redis_key_prefix
     for path, trips in (("plain", ["EVALSHA"]), ("fastapi", ["EVALSHA", "EVALSHA"])):
         client, _, _ = api.client(path=path, rate_limit="10/minute", daily_quota=10)
         with client:
             assert post(client, TRYON).status_code == 202  # warm: the key, the manifests, the scripts
-            commands = Commands(api.settings, prefix)
+            commands = RedisCommands(api.settings, prefix)
             answer = post(client, TRYON)
             seen = commands.stop()
         assert answer.status_code == 202, answer.text
