@@ -19,7 +19,7 @@ import json
 import logging
 import socket
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 from amqp.exceptions import (
@@ -92,6 +92,20 @@ def message_size(kwargs: dict[str, Any]) -> int:
     """Bytes of the JSON body Celery sends for ``kwargs`` (protocol 2: ``[args, kwargs, embed]``)."""
     embed = {"callbacks": None, "errbacks": None, "chain": None, "chord": None}
     return len(json.dumps([[], kwargs, embed]).encode())
+
+
+#: the ``argsrepr`` header of every Atelier task message: they take keyword arguments only
+ARGS_REPR = "()"
+
+
+def kwargs_repr(kwargs: Mapping[str, Any]) -> str:
+    """The ``kwargsrepr`` header of a task message (what Celery's logs and monitors show of its
+    keyword arguments): each argument's repr, a nested one (a job's request, a callback's
+    payload) as ``{...}``. Celery's default is a ``saferepr`` of the whole request: about 0.11 ms
+    of CPU a message (an eighth of a submit's) for a header nothing here reads, and it copied
+    the request, callback URL included, into the headers."""
+    shown = ("{...}" if isinstance(value, Mapping) else repr(value) for value in kwargs.values())
+    return "{" + ", ".join(f"{name!r}: {value}" for name, value in zip(kwargs, shown, strict=True)) + "}"
 
 
 def refuse_oversized(
@@ -229,6 +243,8 @@ class Publisher:
                         queue=queue,
                         producer=producer,
                         retries=retries,
+                        argsrepr=ARGS_REPR,
+                        kwargsrepr=kwargs_repr(kwargs),
                         retry=False,
                         mandatory=self._confirms,
                         confirm_timeout=self.settings.publish_confirm_timeout_s,

@@ -31,10 +31,12 @@ from kombu.serialization import dumps
 from pamqp import commands as spec
 
 from core.publish import (
+    ARGS_REPR,
     NO_ROUTE,
     BrokerUnavailable,
     Publisher,
     PublishNotConfirmed,
+    kwargs_repr,
     refuse_oversized,
     retry_or_give_up,
     send_only_app,
@@ -93,6 +95,8 @@ def task_message(
         retries=retries,
         reply_to=app.thread_oid,
         ignore_result=None,
+        argsrepr=ARGS_REPR,
+        kwargsrepr=kwargs_repr(kwargs),
     )
     content_type, content_encoding, payload = dumps(body, serializer=app.conf.task_serializer)
     data = payload.encode(content_encoding) if isinstance(payload, str) else payload

@@ -3,10 +3,15 @@ verifies each callback's signature with ``producer.webhook_verify`` and keeps wh
 
 ``POST /hooks/<requester>`` is checked with that requester's secrets (else the default
 secret): 204 when the signature verifies, 400 when it does not. Every POST is recorded.
+It speaks HTTP/1.1 and keeps connections open, as real endpoints do (a sender pays one TCP
+handshake per connection, not per callback); :meth:`CallbackReceiver.stop` closes them, so a
+stopped receiver takes nothing more on a kept connection.
 """
 
 from __future__ import annotations
 
+import contextlib
+import socket
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -20,6 +25,8 @@ from producer.webhook_verify import WebhookVerificationError, verify
 
 #: the path prefix each requester's callbacks are POSTed under
 HOOKS = "/hooks/"
+#: seconds an idle kept connection stays open (a sender reconnects after)
+KEEP_ALIVE_S = 30.0
 
 
 @dataclass(frozen=True)
@@ -63,6 +70,8 @@ class CallbackReceiver(Server):
         self._changed = threading.Condition()
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
+        self._connections: set[socket.socket] = set()
+        self._connections_lock = threading.Lock()
 
     @property
     def base_url(self) -> str:
@@ -113,6 +122,19 @@ class CallbackReceiver(Server):
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"  # keep-alive: every answer says its content-length
+            timeout = KEEP_ALIVE_S
+
+            def setup(self) -> None:
+                super().setup()
+                with receiver._connections_lock:
+                    receiver._connections.add(self.connection)
+
+            def finish(self) -> None:
+                with receiver._connections_lock:
+                    receiver._connections.discard(self.connection)
+                super().finish()
+
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("content-length", 0)))
                 headers = {k.lower(): v for k, v in self.headers.items()}
@@ -136,3 +158,8 @@ class CallbackReceiver(Server):
         if server is not None:
             server.shutdown()
             server.server_close()
+        with self._connections_lock:
+            kept, self._connections = list(self._connections), set()
+        for connection in kept:  # a kept connection must not outlive the receiver
+            with contextlib.suppress(OSError):  # the peer may have closed it meanwhile
+                connection.shutdown(socket.SHUT_RDWR)

@@ -40,6 +40,16 @@ class JobRecords(Protocol):
         **fields: Any,
     ) -> bool: ...
 
+    def transition_record(
+        self,
+        job_id: str,
+        to_state: JobState | str,
+        *,
+        only_from: Collection[JobState] | None = None,
+        only_if: Callable[[JobRecord], bool] | None = None,
+        **fields: Any,
+    ) -> JobRecord | None: ...
+
     def record_callback(self, job_id: str, event: JobEventType | str, outcome: str) -> bool: ...
 
     def claim_event(self, job_id: str, event: JobEventType | str) -> bool: ...
@@ -79,6 +89,10 @@ class JobLeases(Protocol):
 
 class StatusStore(JobRecords, JobLeases, Protocol):
     """The whole status store a worker process uses (``core.jobs.JobStore``, ``MemoryJobStore``)."""
+
+    def start_attempt(
+        self, job_id: str, *, only_from: JobState, lease_s: float, holder: str = "worker"
+    ) -> bool: ...
 
 
 class Inference(Protocol):

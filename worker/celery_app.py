@@ -22,6 +22,7 @@ from kombu.exceptions import KombuError
 
 from core.contracts.jobs import JobEventType
 from core.errors import ErrorCode, RetryableError
+from core.publish import ARGS_REPR, kwargs_repr
 from core.topology import CALLBACK_TASK, build_topology, callback_kwargs, callback_task_id, celery_config
 from core.worker_settings import WorkerSettings
 from worker import context, notifications
@@ -84,6 +85,8 @@ def queue_callback(
             queue=topology.callbacks,
             retries=attempt - 1,  # the task counts its attempts from its retries
             countdown=None if countdown is None else delayed_countdown(countdown),
+            argsrepr=ARGS_REPR,  # not Celery's saferepr of the payload (core.publish.kwargs_repr)
+            kwargsrepr=kwargs_repr(kwargs),
         )
     except (KombuError, AMQPError, OSError) as error:
         raise RetryableError(

@@ -59,6 +59,10 @@ STATUS_ERRORS: dict[str, tuple[type[AtelierError], ErrorCode]] = {
 
 #: output tensor both models return
 OUTPUT = "IMAGE"
+#: what ``quality_judge`` is asked for: built once, ``infer`` only copies it into each request
+_JUDGE_OUTPUTS = [grpcclient.InferRequestedOutput("PROBABILITIES")]
+#: the judge's input type (``judge_products`` sends uint8 images)
+_UINT8 = CLIENT_DTYPES["uint8"]
 
 
 @dataclass(frozen=True)
@@ -200,11 +204,20 @@ class InferenceClient(PerProcessClient[Any]):
 
     def judge_products(self, images: np.ndarray) -> np.ndarray:
         """``quality_judge``: category probabilities ``[N, categories]`` (float32) for product
-        images uint8 ``[N, 32, 32, 3]`` as ``generate_products`` returns them."""
+        images uint8 ``[N, 32, 32, 3]`` as ``generate_products`` returns them.
+
+        A chunk is sent once without the retry machinery (tenacity's bookkeeping cost about as
+        much CPU as the rest of the call's Python): only when that try fails retryably does it go
+        through :meth:`_infer_with_retry`, which sees the failure as its first attempt (the same
+        backoff, log lines and budget as a retried call that started there)."""
         parts: list[np.ndarray] = []
         for part in chunks(len(images), QUALITY_JUDGE.max_batch_size):
             batch = {"IMAGE": np.ascontiguousarray(images[part], dtype=np.uint8)}
-            probabilities, _ = self._infer_with_retry(QUALITY_JUDGE, batch, "", call=self._judge)
+            try:
+                probabilities, _ = self._judge(QUALITY_JUDGE, batch, "")
+            except RetryableError as error:
+                call = _failed_once(error, self._judge)
+                probabilities, _ = self._infer_with_retry(QUALITY_JUDGE, batch, "", call=call)
             parts.append(probabilities)
         return np.concatenate(parts)
 
@@ -298,7 +311,7 @@ class InferenceClient(PerProcessClient[Any]):
 
     def _judge(self, spec: ModelSpec, arrays: dict[str, np.ndarray], version: str) -> tuple[np.ndarray, str]:
         images = arrays["IMAGE"]
-        tensor = grpcclient.InferInput("IMAGE", list(images.shape), CLIENT_DTYPES[images.dtype.name])
+        tensor = grpcclient.InferInput("IMAGE", list(images.shape), _UINT8)
         tensor.set_data_from_numpy(images)
         try:
             with self.backpressure.request() as priority:  # backpressure
@@ -306,13 +319,28 @@ class InferenceClient(PerProcessClient[Any]):
                     spec.name,
                     [tensor],
                     model_version=version,
-                    outputs=[grpcclient.InferRequestedOutput("PROBABILITIES")],
+                    outputs=_JUDGE_OUTPUTS,
                     client_timeout=self.settings.triton_timeout_s,
                     priority=priority,
                 )
         except Exception as error:
             raise classify(error, model=spec.name, version=version) from error
         return _judge_result(spec, result, len(images)), str(result.get_response().model_version or version)
+
+
+def _failed_once(
+    error: RetryableError, call: Callable[[ModelSpec, dict[str, np.ndarray], str], tuple[np.ndarray, str]]
+) -> Callable[[ModelSpec, dict[str, np.ndarray], str], tuple[np.ndarray, str]]:
+    """``call`` whose first invocation raises ``error`` again (the try already made), and every
+    later one calls through."""
+    pending = [error]
+
+    def again(spec: ModelSpec, arrays: dict[str, np.ndarray], version: str) -> tuple[np.ndarray, str]:
+        if pending:
+            raise pending.pop()
+        return call(spec, arrays, version)
+
+    return again
 
 
 def _judge_result(spec: ModelSpec, result: Any, n: int) -> np.ndarray:

@@ -204,16 +204,18 @@ class _Records(Protocol):
     def get(self, job_id: str) -> JobRecord | None: ...
 
 
-def job_finished(store: _Records, job_id: str) -> None:
+def job_finished(store: _Records, job_id: str, record: JobRecord | None = None) -> None:
     """Count the job that just ended and observe its queue wait and total time, from its record
-    (``created_at``, ``started_at``, ``finished_at``): the one this thread just wrote when the
-    store remembers it (``JobStore.recent``), else read. Never raises: metrics never fail a job."""
-    try:
-        recent = getattr(store, "recent", None)  # JobStore: the record this thread just wrote
-        record = (recent(job_id) if recent is not None else None) or store.get(job_id)
-    except Exception as error:
-        log.debug("job %s: no record for its metrics: %s", job_id, error, extra={"job_id": job_id})
-        return
+    (``created_at``, ``started_at``, ``finished_at``): ``record`` when the caller has it (the
+    transition it just wrote), else the one this thread just wrote when the store remembers it
+    (``JobStore.recent``), else read. Never raises: metrics never fail a job."""
+    if record is None:
+        try:
+            recent = getattr(store, "recent", None)  # JobStore: the record this thread just wrote
+            record = (recent(job_id) if recent is not None else None) or store.get(job_id)
+        except Exception as error:
+            log.debug("job %s: no record for its metrics: %s", job_id, error, extra={"job_id": job_id})
+            return
     if record is None or not record.state.terminal:
         return
     kind = record.kind.value

@@ -7,7 +7,8 @@ notify. ``worker/tasks.py`` calls them; the unit tests call them with ``worker.s
   sends each event once) and the message is dropped. Both paths first queue any earlier event
   whose message a broker outage lost (:func:`catch_up`).
 - **Lease**: starting an attempt takes the job's lease for the hard time limit plus
-  ``sweep_grace_s``; a ``running`` job without one has no live worker (``worker/sweeper.py``).
+  ``sweep_grace_s``, in the same write as its transition (``start_attempt``); a ``running`` job
+  without one has no live worker (``worker/sweeper.py``).
 - **Conditions**: the request's category, colour and pattern are mapped to the indexes of the
   manifest of the version the job runs at (``worker.model_versions.job_manifest``), and that
   concrete version is what Triton is asked for. A condition that version does not know (its
@@ -205,8 +206,7 @@ def load(job_id: str, request: Mapping[str, Any], model: type[R], ctx: WorkerCon
 def start(job_id: str, req: Request, ctx: WorkerContext, *, redelivered: bool) -> bool:
     """Move the job to ``running`` for this attempt; ``False``: drop the message."""
     store = ctx.store
-    if store.transition(job_id, JobState.RUNNING, only_from=[JobState.QUEUED]):
-        take_lease(job_id, ctx)
+    if store.start_attempt(job_id, only_from=JobState.QUEUED, lease_s=lease_s(ctx)):
         metrics.job_started(req.kind)
         # the producer queues job.queued right after its publish; a broker lost in between lost it
         catch_up(ctx, job_id, req.callback, [JobEventType.QUEUED])
@@ -240,8 +240,7 @@ def start(job_id: str, req: Request, ctx: WorkerContext, *, redelivered: bool) -
             )
             fail(job_id, req.callback, ctx, failure)
             return False
-        if store.transition(job_id, JobState.RUNNING, only_from=[JobState.RUNNING]):
-            take_lease(job_id, ctx)
+        if store.start_attempt(job_id, only_from=JobState.RUNNING, lease_s=lease_s(ctx)):
             _log(logging.INFO, job_id, "runs again", attempt=record.attempts + 1)
             return True
     _log(logging.INFO, job_id, f"is {record.state.value} elsewhere: duplicate message dropped")
@@ -249,11 +248,17 @@ def start(job_id: str, req: Request, ctx: WorkerContext, *, redelivered: bool) -
 
 
 def take_lease(job_id: str, ctx: WorkerContext, *, wait_s: float = 0.0) -> None:
-    """Hold the job's lease for as long as this attempt may live (``wait_s``, a retry's
-    countdown, plus the hard time limit and the sweeper's grace): until it expires,
-    ``worker/sweeper.py`` leaves the running job alone."""
+    """Hold the job's lease for as long as this attempt may live (:func:`lease_s`): until it
+    expires, ``worker/sweeper.py`` leaves the running job alone. A start takes it in the same
+    write as its transition (``start_attempt``)."""
+    ctx.store.take_lease(job_id, lease_s(ctx, wait_s=wait_s))
+
+
+def lease_s(ctx: WorkerContext, *, wait_s: float = 0.0) -> float:
+    """How long an attempt may live: ``wait_s`` (a retry's countdown) plus the hard time limit
+    and the sweeper's grace."""
     settings = ctx.settings
-    ctx.store.take_lease(job_id, wait_s + settings.task_time_limit_s + settings.sweep_grace_s)
+    return wait_s + settings.task_time_limit_s + settings.sweep_grace_s
 
 
 def job_seed(seed: int | None, job_id: str) -> int:
@@ -468,7 +473,7 @@ def succeed(
         gate_failed(job_id, req, ctx, stored)
         return
     state = JobState.AWAITING_REVIEW if held else JobState.SUCCEEDED
-    done = ctx.store.transition(
+    done = ctx.store.transition_record(
         job_id,
         state,
         only_if=lambda record: record.cancel_requested_at is None,
@@ -477,7 +482,7 @@ def succeed(
         model_version=generated.version,
         seed=seed,
     )
-    if not done:
+    if done is None:
         if stopped_for_cancel(job_id, req, ctx):
             return
         _log(logging.WARNING, job_id, "left running while it ran: results not recorded")
@@ -488,7 +493,7 @@ def succeed(
         _log(logging.INFO, job_id, what, model=generated.model)
     else:
         _log(logging.INFO, job_id, f"succeeded: {len(stored)} images", model=generated.model)
-        metrics.job_finished(ctx.store, job_id)
+        metrics.job_finished(ctx.store, job_id, done)
     notify(ctx, job_id, req.callback, EVENT_FOR_STATE[state])
 
 
@@ -529,17 +534,19 @@ def stop_canceled(job_id: str, req: Request, ctx: WorkerContext) -> None:
     """End a running job whose cancel was asked: delete every object it stored first (a failed
     delete raises and the job's retry tries again), then ``canceled``, then its callback."""
     removed = ctx.bucket().remove_job_images(req.kind, job_id)
-    if ctx.store.transition(job_id, JobState.CANCELED, only_from=[JobState.RUNNING]):
+    canceled = ctx.store.transition_record(job_id, JobState.CANCELED, only_from=[JobState.RUNNING])
+    if canceled is not None:
         _log(logging.INFO, job_id, f"canceled while running ({removed} stored objects removed)")
-        metrics.job_finished(ctx.store, job_id)
+        metrics.job_finished(ctx.store, job_id, canceled)
         notify(ctx, job_id, req.callback, JobEventType.CANCELED)
 
 
 def fail(job_id: str, callback: CallbackSpec | None, ctx: WorkerContext, failure: AtelierError) -> None:
     """End the job ``failed`` with ``failure`` as its error; notify."""
-    if ctx.store.transition(job_id, JobState.FAILED, error=failure.to_job_error()):
+    failed = ctx.store.transition_record(job_id, JobState.FAILED, error=failure.to_job_error())
+    if failed is not None:
         _log(logging.WARNING, job_id, f"failed: {failure}")
-        metrics.job_finished(ctx.store, job_id)
+        metrics.job_finished(ctx.store, job_id, failed)
         notify(ctx, job_id, callback, JobEventType.FAILED)
     else:
         _log(logging.WARNING, job_id, f"not failed with {failure.code}: it had already ended")

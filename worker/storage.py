@@ -10,6 +10,7 @@ errors: unreachable or 5xx -> ``RetryableError("storage_unavailable")``; a missi
 
 from __future__ import annotations
 
+import functools
 import io
 import json
 import re
@@ -39,6 +40,9 @@ BUCKET_EXISTS_CODES = frozenset({"BucketAlreadyOwnedByYou", "BucketAlreadyExists
 #: retries inside one S3 call (urllib3), before the task's own retry policy takes over
 HTTP_RETRIES = 2
 
+#: what names an object's metadata among a request's headers
+AMZ_META = "x-amz-meta-"
+
 _SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
 _META_KEY = re.compile(r"^[a-z0-9][a-z0-9-]*$")
 
@@ -62,22 +66,32 @@ def _variant(variant: int) -> int:
     return variant
 
 
-def metadata_headers(metadata: Mapping[str, Any]) -> dict[str, str]:
+def metadata_headers(metadata: Mapping[str, Any], *, prefix: str = "") -> dict[str, str]:
     """Metadata as ``x-amz-meta-*`` values: lower-case keys; non-ASCII or non-str values as JSON.
 
     HTTP headers carry ASCII only, so ``{"style": {"fit": "évasé"}}`` is stored as the JSON text
-    ``{"fit":"\\u00e9vas\\u00e9"}``; read it back with ``json.loads``.
+    ``{"fit":"\\u00e9vas\\u00e9"}``; read it back with ``json.loads``. ``prefix`` goes before
+    each name (``put_image`` passes ``x-amz-meta-``, so the SDK passes them through unconverted).
     """
     headers: dict[str, str] = {}
     for key, value in metadata.items():
-        name = key.lower().replace("_", "-")
-        if not _META_KEY.match(name):
-            raise ValueError(f"metadata key {key!r} must be letters, digits, '-' or '_'")
+        name = prefix + _header_name(key)
         if isinstance(value, str) and value.isascii() and value.isprintable():
             headers[name] = value
+        elif type(value) is int:  # what json.dumps writes for an int, without its encoder
+            headers[name] = str(value)
         else:
             headers[name] = json.dumps(value, ensure_ascii=True, sort_keys=True, separators=(",", ":"))
     return headers
+
+
+@functools.lru_cache(maxsize=256)
+def _header_name(key: str) -> str:
+    """``key`` as a header name (``job_id`` -> ``job-id``); the same few keys come every time."""
+    name = key.lower().replace("_", "-")
+    if not _META_KEY.match(name):
+        raise ValueError(f"metadata key {key!r} must be letters, digits, '-' or '_'")
+    return name
 
 
 @contextmanager
@@ -155,7 +169,9 @@ class ImageStore:
         self, key: str, data: bytes, content_type: str, metadata: Mapping[str, Any], *, variant: int
     ) -> StoredImage:
         """Write (or overwrite) ``key`` with its metadata; return it with a fresh presigned link."""
-        headers: dict[str, str | list[str] | tuple[str]] = {**metadata_headers(metadata)}
+        # already named x-amz-meta-*: the SDK then sends them as they are, rather than guess
+        # which are metadata, prefix and re-check each one (15 headers a listing image)
+        headers: dict[str, str | list[str] | tuple[str]] = {**metadata_headers(metadata, prefix=AMZ_META)}
         with storage_errors(f"put {key}"):
             self.client.put_object(
                 self.bucket, key, io.BytesIO(data), len(data), content_type=content_type, metadata=headers
@@ -192,11 +208,10 @@ class ImageStore:
         """The object's ``x-amz-meta-*`` values by lower-case name, plus ``content-type``."""
         with storage_errors(f"stat {key}"):
             stat = self.client.stat_object(self.bucket, key)
-        prefix = "x-amz-meta-"
         found = {
-            k.lower()[len(prefix) :]: v
+            k.lower()[len(AMZ_META) :]: v
             for k, v in (stat.metadata or {}).items()
-            if k.lower().startswith(prefix)
+            if k.lower().startswith(AMZ_META)
         }
         found["content-type"] = stat.content_type or ""
         return found

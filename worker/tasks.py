@@ -26,6 +26,7 @@ from celery.exceptions import Reject, Retry
 
 from core.errors import RetryableError
 from core.jobs import StoreUnavailable
+from core.publish import ARGS_REPR, kwargs_repr
 from core.topology import CALLBACK_TASK, LISTING_TASK, REGENERATE_TASK, TRYON_TASK, callback_kwargs
 from worker import context, model_versions, notifications, pipeline
 from worker.app import app, topology
@@ -117,8 +118,10 @@ def _retry(task: Task, countdown: float, *, queue: str, **options: Any) -> None:
     refuse the 4th callback retry): the budgets are ours, ``job_retry_attempts`` and
     ``callback_retry_schedule_s``."""
     seconds = delayed_countdown(countdown)
+    # the headers show the job id, not Celery's saferepr of the request or payload (core.publish)
+    shown = kwargs_repr(options.get("kwargs") or getattr(task.request, "kwargs", None) or {})
     try:
-        raise task.retry(countdown=seconds, queue=queue, **options)
+        raise task.retry(countdown=seconds, queue=queue, argsrepr=ARGS_REPR, kwargsrepr=shown, **options)
     except Retry:
         request = task.request
         job_id = (getattr(request, "kwargs", None) or {}).get("job_id")

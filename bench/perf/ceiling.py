@@ -20,7 +20,14 @@ from bench.perf.rig import BODY, Environment
 from bench.perf.sizes import Size
 from serving_contract.sizing import MEASUREMENTS
 from serving_contract.taxonomy import wearable_categories
-from serving_contract.tensors import CLIENT_DTYPES, PRODUCT_GENERATOR, TRYON_GENERATOR, ModelSpec, empty_batch
+from serving_contract.tensors import (
+    CLIENT_DTYPES,
+    PRODUCT_GENERATOR,
+    QUALITY_JUDGE,
+    TRYON_GENERATOR,
+    ModelSpec,
+    empty_batch,
+)
 
 MODELS = (PRODUCT_GENERATOR, TRYON_GENERATOR)
 
@@ -28,6 +35,10 @@ MODELS = (PRODUCT_GENERATOR, TRYON_GENERATOR)
 def batch_inputs(spec: ModelSpec, n: int) -> list[grpcclient.InferInput]:
     """``n`` valid items for ``spec`` (varied seeds, categories and colours) as gRPC inputs."""
     batch = empty_batch(spec, n)
+    if spec is QUALITY_JUDGE:
+        # the judge's cost does not depend on the pixels; varied ones keep it honest all the same
+        batch["IMAGE"][:] = np.random.default_rng(n).integers(0, 256, batch["IMAGE"].shape, dtype=np.uint8)
+        return _grpc_inputs(batch)
     batch["SEED"][:, 0] = np.arange(n) + 1
     if spec is PRODUCT_GENERATOR:
         batch["CATEGORY"][:, 0] = np.arange(n) % 10
@@ -38,6 +49,10 @@ def batch_inputs(spec: ModelSpec, n: int) -> list[grpcclient.InferInput]:
         batch["MEASUREMENTS"][:] = [BODY[m.name] for m in MEASUREMENTS]
         batch["SIZE"][:, 0] = 1
         batch["GARMENT"][:] = 128
+    return _grpc_inputs(batch)
+
+
+def _grpc_inputs(batch: dict[str, np.ndarray]) -> list[grpcclient.InferInput]:
     inputs = []
     for name, values in batch.items():
         tensor = grpcclient.InferInput(name, list(values.shape), CLIENT_DTYPES[values.dtype.name])
@@ -49,7 +64,7 @@ def batch_inputs(spec: ModelSpec, n: int) -> list[grpcclient.InferInput]:
 def measure(grpc_url: str, spec: ModelSpec, batch: int, concurrency: int, window_s: float) -> dict[str, Any]:
     """Images per second and median request latency at one (batch, concurrency) point."""
     inputs = batch_inputs(spec, batch)
-    outputs = [grpcclient.InferRequestedOutput("IMAGE")]
+    outputs = [grpcclient.InferRequestedOutput(t.name) for t in spec.outputs]
     latencies: list[list[float]] = [[] for _ in range(concurrency)]
     ready = threading.Barrier(concurrency + 1)
     stop = threading.Event()

@@ -36,7 +36,7 @@ from bench.perf.sizes import Size
 from core.contracts.jobs import JobState
 from core.worker_settings import WorkerSettings
 from embedded.stack import Pool
-from serving_contract.tensors import PRODUCT_GENERATOR
+from serving_contract.tensors import PRODUCT_GENERATOR, QUALITY_JUDGE, ModelSpec
 
 #: callback worker processes in every pipeline run (cheap HTTP work, its own queue)
 CALLBACK_PROCESSES = 1
@@ -262,15 +262,44 @@ def run_jobs(
 
 
 def raw_at_formed_batches(env: Environment, point: dict[str, Any], window_s: float) -> dict[str, Any]:
-    """Raw ``product_cgan`` throughput at the batch sizes Triton formed during ``point``."""
-    histogram = {int(b): n for b, n in point["formed_batches"]["product_cgan"]["histogram"].items()}
-    if not histogram:
+    """Raw Triton at the batch sizes it formed during ``point``, for each model the pipeline
+    called (``product_cgan``, and ``quality_judge`` where the gate ran): T of the bound is their
+    seconds per generated image added up (``triton_batches.models_together``); the product model
+    alone is kept beside it (``product_only_images_per_s``, the bound before the gate existed)."""
+    by_model: dict[str, dict[str, Any]] = {}
+    for spec in (PRODUCT_GENERATOR, QUALITY_JUDGE):
+        formed = point["formed_batches"].get(spec.name) or {}
+        histogram = {int(b): n for b, n in formed.get("histogram", {}).items()}
+        if not histogram:
+            continue
+        by_model[spec.name] = {"images": formed["images"], **_raw_model(env, spec, histogram, window_s)}
+    product = by_model.get(PRODUCT_GENERATOR.name)
+    if product is None:
         return {"points": [], "images_per_s": 0.0}
-    return triton_batches.raw_at_formed(
-        histogram,
-        lambda b, c: ceiling.measure(env.grpc_url, PRODUCT_GENERATOR, b, c, window_s),
-        lambda: triton_batches.batch_histogram(env.grpc_url, PRODUCT_GENERATOR.name),
+    together = triton_batches.models_together(
+        {m: r["images_per_s"] for m, r in by_model.items()},
+        {m: r["images"] for m, r in by_model.items()},
+        per=PRODUCT_GENERATOR.name,
     )
+    return {
+        **product,
+        "images_per_s": round(together, 1),
+        "product_only_images_per_s": product["images_per_s"],
+        "models": list(by_model),
+        "by_model": by_model,
+    }
+
+
+def _raw_model(
+    env: Environment, spec: ModelSpec, histogram: dict[int, int], window_s: float
+) -> dict[str, Any]:
+    def measure(batch: int, concurrency: int) -> dict[str, Any]:
+        return ceiling.measure(env.grpc_url, spec, batch, concurrency, window_s)
+
+    def formed() -> dict[int, int]:
+        return triton_batches.batch_histogram(env.grpc_url, spec.name)
+
+    return triton_batches.raw_at_formed(histogram, measure, formed)
 
 
 def run(env: Environment, size: Size) -> dict[str, Any]:

@@ -4,7 +4,7 @@
 pids the rig started; Triton's server and its stubs (one row per model) under the Triton pid;
 the S3 server; RabbitMQ and Redis by the port their URL names (the machine's shared servers, or
 a node the run started); the callback receiver's threads in this process (timed by wrapping its
-per-request handler once, :func:`receiver_cpu`); the producer and the harness (the rest of this
+per-connection handler once, :func:`receiver_cpu`); the producer and the harness (the rest of this
 process: waiting, sampling).
 """
 
@@ -47,8 +47,9 @@ def port_of(url: str, default: int) -> int:
 
 
 def receiver_cpu(receiver: CallbackReceiver) -> Callable[[], float]:
-    """CPU of the receiver's threads: each request's thread (its handler wrapped once) plus the
-    accepting thread. Reaches into the receiver's server, which only this benchmark does."""
+    """CPU of the receiver's threads: each connection's thread (its handler wrapped once; a kept
+    connection's counted so far) plus the accepting thread. Reaches into the receiver's server,
+    which only this benchmark does."""
     server: Any = receiver._server
     counter: ThreadCpu | None = getattr(server, "_bench_cpu", None)
     if counter is None:

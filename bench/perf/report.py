@@ -118,12 +118,17 @@ def shared_bound_of(bench: dict[str, Any]) -> dict[str, float] | None:
         return None
     if not triton or not result_path:
         return None
-    return {
+    found = {
         "triton_at_formed_batches": triton,
         "result_path": result_path,
         "mean_formed_batch": mean_batch,
         "bound": round(shared_bound(triton, result_path), 1),
     }
+    product_only = bench["pipeline"]["triton_at_formed_batches"].get("product_only_images_per_s")
+    if product_only and product_only != triton:
+        # T of the product model alone, as the issue first stated it (before the gate's judge)
+        found["product_only_bound"] = round(shared_bound(product_only, result_path), 1)
+    return found
 
 
 def orchestration_by_processes(bench: dict[str, Any]) -> dict[str, float]:
@@ -143,6 +148,10 @@ def targets(bench: dict[str, Any], *, before: dict[str, Any] | None = None) -> d
     bound = shared_bound_of(bench)
     if bound:
         ratio = bench["pipeline"]["best"]["images_per_s"] / bound["bound"]
+        if "product_only_bound" in bound:
+            bound["product_only_ratio"] = round(
+                bench["pipeline"]["best"]["images_per_s"] / bound["product_only_bound"], 2
+            )
         out["pipeline_vs_shared_bound"] = {
             **bound,
             "ratio": round(ratio, 2),
@@ -456,7 +465,12 @@ def render(data: dict[str, Any]) -> str:
         rows.append(
             [
                 "listing throughput / shared-cores bound (Triton at the formed batches + result path)",
-                f"{t['ratio']}x",
+                f"{t['ratio']}x"
+                + (
+                    f" (product model alone in T, as before the gate: {t['product_only_ratio']}x)"
+                    if "product_only_ratio" in t
+                    else ""
+                ),
                 f">= {t['goal']}x",
                 _verdict(t),
             ]
@@ -772,10 +786,26 @@ def _cpu_sections(bench: dict[str, Any]) -> list[str]:
         shown = ", ".join(f"{float(b):g} -> {v}" for b, v in by_batch)
         lines += [
             "Raw Triton at those batch sizes (formed batch -> images/s, measured after the pipeline):",
-            f"{shown}; weighted by the images of each formed size: **{raw['images_per_s']} images/s**",
-            "(T of the bound).",
+            f"{shown}; weighted by the images of each formed size: "
+            f"**{raw.get('product_only_images_per_s', raw['images_per_s'])} images/s**"
+            + ("." if "by_model" in raw else " (T of the bound)."),
             "",
         ]
+        judge = raw.get("by_model", {}).get("quality_judge")
+        if judge and judge.get("best_by_formed_batch"):
+            product_images = raw["by_model"]["product_cgan"]["images"]
+            shown = ", ".join(
+                f"{float(b):g} -> {v}"
+                for b, v in sorted(judge["best_by_formed_batch"].items(), key=lambda item: float(item[0]))
+            )
+            lines += [
+                f"The quality gate's `quality_judge` ran {judge['images']} images for {product_images} "
+                f"generated; raw at its formed batches: {shown}; weighted: {judge['images_per_s']} images/s.",
+                f"Both models per generated image, their seconds added: **{raw['images_per_s']} images/s**",
+                "(T of the bound: every model the pipeline calls is model work, not orchestration, as in",
+                "the orchestration figure, which leaves out both models' compute).",
+                "",
+            ]
     return lines
 
 

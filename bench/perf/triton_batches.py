@@ -7,7 +7,8 @@ batch size (``batch_stats[].compute_infer.count``); the difference over a pipeli
 histogram of batches formed. :func:`raw_at_formed` measures raw Triton (``ceiling.measure``,
 concurrency 1 and 2) at the powers of two around them, keys each point by the batch Triton
 formed during it, and interpolates each formed size's time per image, log-linearly in the batch
-size, weighting each size by its images.
+size, weighting each size by its images. Every model the pipeline calls per image counts
+(``product_cgan``, and the quality gate's ``quality_judge``): :func:`models_together`.
 """
 
 from __future__ import annotations
@@ -92,6 +93,16 @@ def throughput_at(formed: Mapping[int, int], measured: Mapping[float, float]) ->
     images = sum(b * n for b, n in formed.items())
     seconds = sum(b * n * seconds_per_image(b, measured) for b, n in formed.items())
     return images / seconds if seconds else 0.0
+
+
+def models_together(throughputs: Mapping[str, float], images: Mapping[str, int], per: str) -> float:
+    """Raw images/s of ``per`` when every model the pipeline calls serves its share as well: each
+    model's seconds per image, weighted by its images per image of ``per`` (the quality judge
+    sees each generated image once, plus the regenerated ones), add up."""
+    if not images.get(per):
+        return 0.0
+    seconds = sum(images[m] / images[per] / t for m, t in throughputs.items() if t and images.get(m))
+    return 1 / seconds if seconds else 0.0
 
 
 def shared_bound(triton: float, result_path: float) -> float:

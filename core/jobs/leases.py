@@ -2,9 +2,10 @@
 of running and queued jobs, in Redis.
 
 A worker holds ``{prefix}lease:{job_id}`` (with a TTL) while it runs the job: no lease, no live
-worker. The indexes ``{prefix}running`` and ``{prefix}queued`` are kept by the same script as
-the job's state (``scripts/write_change.lua``, ``scripts/create.lua``), so they never disagree
-with it; here they are only read and trimmed.
+worker. A worker's start takes it in the transition's own write (``JobStore.start_attempt``).
+The indexes ``{prefix}running`` and ``{prefix}queued`` are kept by the same script as the job's
+state (``scripts/write_change.lua``, ``scripts/create.lua``), so they never disagree with it;
+here they are only read and trimmed.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from datetime import datetime
 
 import redis
 
-from core.jobs.connection import lua_script, redis_errors
+from core.jobs.connection import ThreadClients, lua_script, redis_errors
 from core.jobs.keys import JobKeys
 
 
@@ -23,9 +24,15 @@ class JobLeases:
     in the namespace of ``keys``. Redis failures raise ``StoreUnavailable``."""
 
     def __init__(self, client: redis.Redis, keys: JobKeys) -> None:
-        self.redis = client
+        self._clients = ThreadClients(client)
         self.keys = keys
         self._release_lease = client.register_script(lua_script("release_lease"))
+
+    @property
+    def redis(self) -> redis.Redis:
+        """The calling thread's client (``core.jobs.connection.ThreadClients``) over the pool of
+        the client the store was given; scripts run on it too (``client=self.redis``)."""
+        return self._clients.get()
 
     # --- the workers' leases ---
 
@@ -47,7 +54,7 @@ class JobLeases:
     def release_lease(self, job_id: str, *, holder: str) -> bool:
         """Give ``job_id``'s lease back, only while ``holder`` still holds it."""
         with redis_errors():
-            return bool(self._release_lease(keys=[self.keys.lease(job_id)], args=[holder]))
+            return bool(self._release_lease(keys=[self.keys.lease(job_id)], args=[holder], client=self.redis))
 
     # --- running jobs ---
 

@@ -249,6 +249,15 @@ class MemoryJobStore(JobStateMachine):
 
     # --- leases and indexes (what the sweeper reads) ---
 
+    def start_attempt(
+        self, job_id: str, *, only_from: JobState, lease_s: float, holder: str = "worker"
+    ) -> bool:
+        """``JobStore.start_attempt``: ``running`` from ``only_from``, then the lease."""
+        started = self.transition(job_id, JobState.RUNNING, only_from=[only_from])
+        if started:
+            self.take_lease(job_id, lease_s, holder=holder)
+        return started
+
     def take_lease(
         self, job_id: str, ttl_s: float, *, holder: str = "worker", only_new: bool = False
     ) -> bool:

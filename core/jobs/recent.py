@@ -9,6 +9,12 @@ writer reads again, as it does when nothing is remembered. A change that a remem
 refuses is tried again on a fresh read too, so a stale guess can delay a write by one round trip
 but never decide it. Records are kept as the JSON written or read, not as shared objects.
 
+A terminal transition also brings back, from the same atomic write, whether its event's
+callback is claimed and the job's request (:class:`Peek`): what the worker's inline callback
+attempt reads next (``JobStore.claim_and_read`` with ``claim=False``), which then answers as of
+that write, once, and only while the remembered record is still the one written (any later read
+or write of the job by this thread replaces it). The claim itself stays an atomic ``HSETNX``.
+
 Per thread (a job's steps run on one thread of the threads pool), at most
 :data:`RECENT_PER_THREAD` jobs each. A job id is a fresh UUID that Redis never sees twice; an
 erased job is forgotten here (``JobStore.erase``), so its id coming back with version 1 cannot
@@ -18,9 +24,18 @@ meet a remembered version 1 in this process.
 from __future__ import annotations
 
 import threading
+from typing import NamedTuple
 
 #: jobs remembered per thread (a thread runs one job at a time; a few cover its callbacks too)
 RECENT_PER_THREAD = 8
+
+
+class Peek(NamedTuple):
+    """A write's look at one callback claim (``event:{type}``) and at the job's request (JSON)."""
+
+    field: str
+    claimed: bool
+    request: str | None
 
 
 class RecentRecords:
@@ -35,15 +50,39 @@ class RecentRecords:
             records = self._local.records = {}
         return records
 
-    def remember(self, job_id: str, version: str, record_json: str) -> None:
+    def remember(self, job_id: str, version: str, record_json: str, peek: Peek | None = None) -> None:
         records = self._records()
         records.pop(job_id, None)
         records[job_id] = (version, record_json)
+        peeks = self._peeks()
+        peeks.pop(job_id, None)
+        if peek is not None:
+            peeks[job_id] = peek
         while len(records) > RECENT_PER_THREAD:
-            del records[next(iter(records))]
+            oldest = next(iter(records))
+            del records[oldest]
+            peeks.pop(oldest, None)
+
+    def take_peek(self, job_id: str, field: str) -> tuple[str, str, Peek] | None:
+        """The remembered ``(version, record JSON)`` with the peek its write took at ``field``,
+        forgetting the peek (it answers once); ``None`` when there is none."""
+        peeks = self._peeks()
+        peek = peeks.get(job_id)
+        if peek is None or peek.field != field:
+            return None
+        del peeks[job_id]
+        remembered = self._records().get(job_id)
+        return None if remembered is None else (*remembered, peek)
+
+    def _peeks(self) -> dict[str, Peek]:
+        peeks: dict[str, Peek] | None = getattr(self._local, "peeks", None)
+        if peeks is None:
+            peeks = self._local.peeks = {}
+        return peeks
 
     def take(self, job_id: str) -> tuple[str, str] | None:
         """The remembered ``(version, record JSON)``, forgotten (a write remembers what it wrote)."""
+        self._peeks().pop(job_id, None)
         return self._records().pop(job_id, None)
 
     def peek(self, job_id: str) -> tuple[str, str] | None:
@@ -51,3 +90,4 @@ class RecentRecords:
 
     def forget(self, job_id: str) -> None:
         self._records().pop(job_id, None)
+        self._peeks().pop(job_id, None)

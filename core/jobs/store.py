@@ -9,6 +9,12 @@ job's change channel, so :meth:`JobStore.watch` wakes at once, and each state ch
 its event to the job's stream in the same script (``core.jobs.events``), which
 :meth:`JobStore.events` reads and :meth:`JobStore.wait_events` blocks on (``XREAD BLOCK``).
 Key names: ``core.jobs.keys``.
+
+A successful listing job costs seven round trips: the start's read and its write, which takes
+the lease too (:meth:`JobStore.start_attempt`); two cancel checks (:meth:`JobStore.get`); the
+success's write, which also brings back what the inline callback attempt reads
+(``core.jobs.recent``); the callback's claim and its outcome. Each thread sends its commands on
+a connection of its own (``core.jobs.connection.ThreadClients``).
 """
 
 from __future__ import annotations
@@ -21,7 +27,7 @@ from typing import Any
 import redis
 from redis.commands.core import Script
 
-from core.contracts.jobs import JobEventType, JobRecord, JobState
+from core.contracts.jobs import EVENT_FOR_STATE, JobEventType, JobRecord, JobState
 from core.jobs.admission import REFUSED, Admission, AdmissionRefused, with_admission
 from core.jobs.connection import lua_script, redis_client, redis_errors
 from core.jobs.errors import IdempotencyConflict, StoreConflict, WatchTimeout
@@ -37,8 +43,8 @@ from core.jobs.events import (
 from core.jobs.keys import JobKeys
 from core.jobs.leases import JobLeases
 from core.jobs.listing import IndexEntry
-from core.jobs.machine import ALLOWED_TRANSITIONS_JSON, Change, JobStateMachine, Mode, utcnow
-from core.jobs.recent import RecentRecords
+from core.jobs.machine import ALLOWED_TRANSITIONS_ARG, Change, JobStateMachine, Mode, transitioned, utcnow
+from core.jobs.recent import Peek, RecentRecords
 from core.settings import AtelierSettings
 
 #: compare-and-set retries when another writer changed the record between read and write
@@ -105,7 +111,7 @@ class JobStore(JobStateMachine, JobLeases):
         if admission is not None:
             return self._create_admitted(keys, args, admission)
         with redis_errors():
-            job_id, outcome = self._create(keys=keys, args=args)
+            job_id, outcome = self._create(keys=keys, args=args, client=self.redis)
         return created_outcome(job_id, outcome)
 
     # --- the admission hook (core.jobs.admission) ---
@@ -116,11 +122,13 @@ class JobStore(JobStateMachine, JobLeases):
         """:meth:`create` with ``admission`` in the same script (one round trip)."""
         script = self._admitted_creates.get(admission.script)
         if script is None:
-            script = self.redis.register_script(with_admission(lua_script("create"), admission.script))
+            script = self._clients.shared.register_script(
+                with_admission(lua_script("create"), admission.script)
+            )
             self._admitted_creates[admission.script] = script
         with redis_errors():
             job_id, outcome, answer = script(
-                keys=[*keys, *admission.keys], args=[*args, len(keys), *admission.args]
+                keys=[*keys, *admission.keys], args=[*args, len(keys), *admission.args], client=self.redis
             )
         admission.answered([int(value) for value in answer])
         if int(outcome) == REFUSED:
@@ -252,7 +260,7 @@ class JobStore(JobStateMachine, JobLeases):
         with the same key submits again instead of returning the failed job."""
         with redis_errors():
             released = self._release_idempotency_key(
-                keys=[self.keys.idempotency(requester, key)], args=[job_id]
+                keys=[self.keys.idempotency(requester, key)], args=[job_id], client=self.redis
             )
         return bool(released)
 
@@ -279,7 +287,7 @@ class JobStore(JobStateMachine, JobLeases):
         ]
         self._recent.forget(job_id)
         with redis_errors():
-            existed = self._erase(keys=keys, args=[job_id, self.keys.changes(job_id)])
+            existed = self._erase(keys=keys, args=[job_id, self.keys.changes(job_id)], client=self.redis)
         return int(existed) == 1
 
     # --- callback claims ---
@@ -292,7 +300,9 @@ class JobStore(JobStateMachine, JobLeases):
         """
         field = f"event:{JobEventType(event).value}"
         with redis_errors():
-            claimed = self._claim(keys=[self.keys.job(job_id)], args=[field, utcnow().isoformat()])
+            claimed = self._claim(
+                keys=[self.keys.job(job_id)], args=[field, utcnow().isoformat()], client=self.redis
+            )
         return int(claimed) == 1
 
     def event_claimed(self, job_id: str, event: JobEventType | str) -> bool:
@@ -310,9 +320,14 @@ class JobStore(JobStateMachine, JobLeases):
         someone holds it); with :meth:`get` and :meth:`get_request`. An unknown job is
         ``(False, None, None)``."""
         field = f"event:{JobEventType(event).value}"
+        peeked = None if claim else self._recent.take_peek(job_id, field)
+        if peeked is not None:  # this thread's terminal transition just looked (core.jobs.recent)
+            _, raw, peek = peeked
+            request = None if peek.request is None else json.loads(peek.request)
+            return peek.claimed, JobRecord.model_validate_json(raw), request
         args = [field, utcnow().isoformat(), "1" if claim else "0"]
         with redis_errors():
-            reply = self._claim_read(keys=[self.keys.job(job_id)], args=args)
+            reply = self._claim_read(keys=[self.keys.job(job_id)], args=args, client=self.redis)
         if int(reply[0]) == -1 or reply[2] is None:
             return False, None, None
         claimed, version, raw, request = reply
@@ -374,6 +389,35 @@ class JobStore(JobStateMachine, JobLeases):
         """Read, apply ``change``, write back if nobody wrote in between (else retry). The first
         read may be the record this thread last saw (``core.jobs.recent``): the script's version
         check stands for the read, and a refusal on it is checked again on a fresh one."""
+        return self._write(job_id, change, mode=mode, only_from=only_from)
+
+    def start_attempt(
+        self, job_id: str, *, only_from: JobState, lease_s: float, holder: str = "worker"
+    ) -> bool:
+        """Move the job to ``running`` from ``only_from`` (``queued``: its first attempt;
+        ``running``: a redelivery) and hold its lease for ``lease_s`` seconds
+        (:meth:`take_lease`), in the same write: a started attempt is never without its lease,
+        and a refused one takes none. ``False`` when refused."""
+
+        def change(record: JobRecord) -> JobRecord | None:
+            return transitioned(record, JobState.RUNNING, {}, only_from=[only_from])
+
+        lease = (max(1, int(lease_s * 1000)), holder)
+        return (
+            self._write(job_id, change, mode=Mode.TRANSITION, only_from=(only_from,), lease=lease) is not None
+        )
+
+    def _write(
+        self,
+        job_id: str,
+        change: Change,
+        *,
+        mode: Mode,
+        only_from: Sequence[JobState] = (),
+        lease: tuple[int, str] | None = None,
+    ) -> JobRecord | None:
+        """:meth:`write_change`; ``lease``: ``(ttl ms, holder)`` of the lease a transition to
+        ``running`` takes. A terminal transition peeks at its event's claim (``core.jobs.recent``)."""
         key = self.keys.job(job_id)
         remembered = self._recent.take(job_id)
         for _ in range(CAS_ATTEMPTS):
@@ -389,6 +433,11 @@ class JobStore(JobStateMachine, JobLeases):
                     continue
                 return None
             record_json = updated.model_dump_json()
+            peek = (
+                f"event:{EVENT_FOR_STATE[updated.state].value}"
+                if mode is Mode.TRANSITION and updated.state.terminal
+                else ""
+            )
             args: list[str | int] = [
                 str(version),
                 updated.state.value,
@@ -398,9 +447,11 @@ class JobStore(JobStateMachine, JobLeases):
                 self.keys.changes(job_id),
                 job_id,
                 repr(time.time()),
-                ALLOWED_TRANSITIONS_JSON,
+                ALLOWED_TRANSITIONS_ARG if mode is Mode.TRANSITION else "",
                 change_event(updated).model_dump_json() if mode is Mode.TRANSITION else "",
                 EVENTS_MAX_LEN,
+                *(lease if lease is not None else ("", "")),
+                peek,
             ]
             keys = [
                 key,
@@ -411,7 +462,13 @@ class JobStore(JobStateMachine, JobLeases):
                 self.keys.awaiting_review(updated.requester),
             ]
             with redis_errors():
-                outcome = int(self._write_change(keys=keys, args=args))
+                reply = self._write_change(keys=keys, args=args, client=self.redis)
+            if isinstance(reply, list):  # written, with the peek asked for
+                claimed, request = reply[1], reply[2]
+                seen = Peek(peek, int(claimed) == 1, None if request is None else str(request))
+                self._recent.remember(job_id, str(int(version) + 1), record_json, seen)
+                return updated
+            outcome = int(reply)
             if outcome == 1:
                 self._recent.remember(job_id, str(int(version) + 1), record_json)
                 return updated
@@ -420,4 +477,4 @@ class JobStore(JobStateMachine, JobLeases):
         raise StoreConflict(f"job {job_id} kept changing; gave up after {CAS_ATTEMPTS} attempts")
 
     def close(self) -> None:
-        self.redis.close()
+        self._clients.close()

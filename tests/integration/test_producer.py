@@ -89,6 +89,9 @@ def test_listing_submit_is_confirmed_and_lands_in_listing_queue_with_job_id_as_t
     assert headers["id"] == job_id and headers["task"] == LISTING_TASK
     args, kwargs, _embed = body
     assert args == [] and kwargs == {"job_id": job_id, "request": request.model_dump(mode="json")}
+    # Celery's logs and monitors show the job id, not a copy of the request (core.publish.kwargs_repr)
+    assert headers["argsrepr"] == "()"
+    assert headers["kwargsrepr"] == f"{{'job_id': {job_id!r}, 'request': {{...}}}}"
     assert producer.store.get_request(job_id) == request.model_dump(mode="json")
 
 

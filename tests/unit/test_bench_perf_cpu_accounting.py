@@ -161,3 +161,25 @@ def test_stage_table_keeps_a_negative_rest_so_the_rows_still_add_up() -> None:
 
     assert table[REST] == -0.25
     assert sum(table.values()) == pytest.approx(1.0)
+
+
+def test_thread_cpu_counts_a_call_still_running_so_far() -> None:
+    counter = ThreadCpu()
+    release = threading.Event()
+
+    def kept_connection() -> None:  # a kept-alive connection's thread: works, then waits
+        burn(0.2)
+        release.wait(10)
+
+    thread = threading.Thread(target=counter.wrap(kept_connection))
+    thread.start()
+    deadline = time.monotonic() + 10
+    while counter.read() < 0.15 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    try:
+        assert counter.read() >= 0.15  # counted while the call has not returned
+        assert thread.is_alive()
+    finally:
+        release.set()
+        thread.join()
+    assert 0.18 <= counter.read() < 1.0

@@ -120,3 +120,15 @@ def test_the_process_bars_sum_each_queues_workers_and_leave_the_harness_out() ->
         "callbacks worker(s)": 1.0,
         "Redis": 0.5,
     }
+
+
+def test_the_bound_with_the_judge_in_t_also_gives_the_product_model_alone() -> None:
+    with_judge = bench(10.0, 12.0, triton=300.0)
+    with_judge["pipeline"]["triton_at_formed_batches"]["product_only_images_per_s"] = 400.0
+
+    found = targets(with_judge)["pipeline_vs_shared_bound"]
+
+    assert found["bound"] == pytest.approx(120.0, abs=0.1)  # 1 / (1/300 + 1/200)
+    assert found["ratio"] == 0.75
+    assert found["product_only_bound"] == pytest.approx(133.3, abs=0.1)
+    assert found["product_only_ratio"] == round(90.0 / 133.3, 2)

@@ -11,6 +11,7 @@ from bench.perf.triton_batches import (
     formed_between,
     grid_needed,
     histogram_of,
+    models_together,
     raw_at_formed,
     seconds_per_image,
     shared_bound,
@@ -82,3 +83,16 @@ def test_raw_points_are_keyed_by_the_batch_triton_formed_not_the_one_sent() -> N
 
     assert found["best_by_formed_batch"] == {"4.0": 400.0, "8.0": 800.0}
     assert found["images_per_s"] == 400.0  # the pipeline formed 4s: interpolated at 4
+
+
+def test_every_model_the_pipeline_calls_adds_its_seconds_per_generated_image() -> None:
+    # 400 generated images at 500/s, and the judge saw 420 (regenerations) at 1,400/s
+    together = models_together(
+        {"product_cgan": 500.0, "quality_judge": 1400.0},
+        {"product_cgan": 400, "quality_judge": 420},
+        per="product_cgan",
+    )
+
+    assert together == pytest.approx(1 / (1 / 500 + 1.05 / 1400))
+    assert models_together({"product_cgan": 500.0}, {"product_cgan": 400}, per="product_cgan") == 500.0
+    assert models_together({"product_cgan": 500.0}, {"product_cgan": 0}, per="product_cgan") == 0.0

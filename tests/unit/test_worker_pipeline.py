@@ -643,19 +643,19 @@ def test_a_listing_job_reads_its_record_once_before_inference_and_once_before_th
     job_id, request = h.submit(listing())
     reads: list[str] = []
     read_when_ended: list[int] = []
-    get, transition = h.store.get, h.store.transition
+    get, transition = h.store.get, h.store.transition_record
 
     def counted(job: str) -> Any:
         reads.append(job)
         return get(job)
 
-    def ending(job: str, to_state: Any, **kwargs: Any) -> bool:
+    def ending(job: str, to_state: Any, **kwargs: Any) -> Any:
         if to_state is JobState.SUCCEEDED:
             read_when_ended.append(len(reads))
         return transition(job, to_state, **kwargs)
 
     monkeypatch.setattr(h.store, "get", counted)
-    monkeypatch.setattr(h.store, "transition", ending)
+    monkeypatch.setattr(h.store, "transition_record", ending)
     run_listing(job_id, request, h.ctx)
 
     assert h.store.records[job_id].state is JobState.SUCCEEDED and read_when_ended == [2]

@@ -55,6 +55,20 @@ def test_metadata_becomes_ascii_header_values() -> None:
         metadata_headers({"bad key!": "x"})
 
 
+def test_metadata_headers_for_a_put_are_named_as_the_sdk_sends_them_and_ints_stay_json() -> None:
+    headers = metadata_headers(
+        {"Job_Id": JOB, "seed": 42, "gate_tries": 1, "passed": True}, prefix="x-amz-meta-"
+    )
+    assert headers == {
+        "x-amz-meta-job-id": JOB,
+        "x-amz-meta-seed": "42",
+        "x-amz-meta-gate-tries": "1",
+        "x-amz-meta-passed": "true",  # a bool is JSON, not Python's "True"
+    }
+    with pytest.raises(ValueError, match="metadata key"):
+        metadata_headers({"bad key!": "x"}, prefix="x-amz-meta-")
+
+
 @pytest.mark.parametrize(
     ("raised", "kind", "code"),
     [

@@ -59,6 +59,7 @@ def test_a_retryable_error_raised_before_the_job_s_failure_handling_becomes_a_re
         tasks._run_job(Task(), start_fails, "job-1", {})
     assert len(retried) == 1 and retried[0]["queue"].endswith("listing")
     assert retried[0]["exc"].code == "callback_enqueue_failed" and retried[0]["countdown"] >= 1
+    assert retried[0]["kwargsrepr"] == "{'job_id': 'job-1'}"  # not a copy of the request
     # Celery's own INFO line for a retry is off (worker.logs): the task logs it, with the job
     [line] = [r for r in caplog.records if r.name == "worker.tasks"]
     assert "retry in" in line.getMessage() and "callback_enqueue_failed" in line.getMessage()
