@@ -15,12 +15,17 @@ Three modules make it, one job each:
   process's clients, serve ``/metrics`` and the probes, watch the time limits of a threads pool);
 - ``worker.gate``: the consumer that checks every message first, and the refusal policy.
 
-The tasks themselves are ``worker.tasks`` (the app includes them by name).
+The tasks themselves are ``worker.tasks`` (the app includes them by name). Importing this
+module caps the process's malloc arenas first (``worker.malloc_arenas``).
 """
 
 from __future__ import annotations
 
-import worker.signals  # noqa: F401  (connects the worker's start and stop hooks)
-from worker.celery_app import app, enqueue_callback, settings, topology, worker_config
+from worker.malloc_arenas import limit_malloc_arenas
+
+limit_malloc_arenas()  # before Celery starts the pool's threads
+
+import worker.signals  # noqa: E402, F401  (connects the worker's start and stop hooks)
+from worker.celery_app import app, enqueue_callback, settings, topology, worker_config  # noqa: E402
 
 __all__ = ["app", "enqueue_callback", "settings", "topology", "worker_config"]

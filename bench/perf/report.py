@@ -856,15 +856,13 @@ def _before_after(data: dict[str, Any]) -> list[str]:
             runs.setdefault((str(entry.get("ran_at", "?")), str(entry.get("command", "?"))), []).append(
                 benchmark
             )
-        first = bench[next(iter(bench))] if bench else {}
-        code = first.get("code", "the code before that round of changes")
+        default_code = "the code before that round of changes"
         recorded = "; ".join(
-            f"{', '.join(names)} at {ran_at} by `{command}`"
+            f"{', '.join(names)} at {ran_at} by `{command}` (size `{bench[names[0]].get('size', '?')}`, "
+            f"{bench[names[0]].get('code', default_code)})"
             for (ran_at, command), names in sorted(runs.items())
         )
-        notes.append(
-            f"- before {name}: {recorded} (size `{first.get('size', '?')}`), same machine, with {code}."
-        )
+        notes.append(f"- before {name}: {recorded}; same machine.")
     header.append("now")
     return [
         *notes,

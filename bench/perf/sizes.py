@@ -16,7 +16,9 @@ class Size:
     - ``ceiling_batches``, ``ceiling_concurrency``, ``ceiling_window_s``: the Triton sweep (each
       point measured for ``ceiling_window_s`` after a warm-up call per thread)
     - ``result_images``: images encoded and stored by the raw result path
-    - ``listing_jobs``: listing jobs per pipeline / in-process / scaling point
+    - ``listing_jobs``: listing jobs per pipeline / in-process / scaling point (``default``: 200,
+      a window of about 5 s at 2 processes; 100 gave 2.7 s, short enough that the start and the
+      drain of the queue moved pipeline / in-process by a few hundredths between runs)
     - ``processes``: the worker-process counts of the pipeline and in-process comparison
     - ``scaling_processes``: the worker-process counts of the scaling sweep
     - ``tryon_jobs``, ``tryon_rate_hz``, ``backlog_jobs``: the interactive-latency benchmark
@@ -43,7 +45,7 @@ SIZES: dict[str, Size] = {
     "tiny": Size("tiny", (1, 8), (1, 2), 0.3, 16, 4, (1,), (1,), 3, 4.0, 6, 3),
     "quick": Size("quick", (1, 8, 32, 64), (1, 2, 4), 0.8, 200, 40, (1, 2), (1, 2, 4), 20, 2.0, 300, 20),
     "default": Size(
-        "default", (1, 8, 32, 64), (1, 2, 4), 2.0, 400, 100, (1, 2), (1, 2, 4), 200, 2.0, 2000, 40
+        "default", (1, 8, 32, 64), (1, 2, 4), 2.0, 400, 200, (1, 2), (1, 2, 4), 200, 2.0, 2000, 40
     ),
     "full": Size(
         "full", (1, 4, 8, 16, 32, 64), (1, 2, 4, 8), 3.0, 1000, 250, (1, 2, 4), (1, 2, 4), 200, 2.0, 2000, 80
