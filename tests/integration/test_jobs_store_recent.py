@@ -4,35 +4,24 @@ change or refusing on a stale record. Two ``JobStore`` instances stand for two p
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-from core.contracts.jobs import JobEventType, JobKind, JobRecord, JobState
-from core.jobs import JobStore, utcnow
-from tests.redis_namespace import private_namespace
+from core.contracts.jobs import JobEventType, JobState
+from core.jobs import JobStore
+from tests.job_stores import queued_job, two_stores
 
 
 @pytest.fixture
 def stores() -> Iterator[tuple[JobStore, JobStore]]:
-    with private_namespace() as (settings, client):
-        yield JobStore(settings, client=client), JobStore(settings)
+    with two_stores() as both:
+        yield both
 
 
 def running_job(store: JobStore) -> str:
-    now = utcnow()
-    record = JobRecord(
-        job_id=str(uuid.uuid4()),
-        kind=JobKind.LISTING,
-        requester="shop-eu",
-        subject="listing-1",
-        state=JobState.QUEUED,
-        created_at=now,
-        updated_at=now,
-    )
-    job_id, _ = store.create(record, request={"schema_version": "v1"})
+    job_id = queued_job(store, {"schema_version": "v1"})
     assert store.transition(job_id, JobState.RUNNING)
     return job_id
 

@@ -4,15 +4,15 @@ successful listing job costs the status store fewer round trips, with the same a
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 
 import pytest
 
-from core.contracts.jobs import JobEventType, JobKind, JobRecord, JobState
+from core.contracts.jobs import JobEventType, JobState
 from core.jobs import JobStore, utcnow
+from tests.job_stores import queued_job as new_queued_job
+from tests.job_stores import two_stores
 from tests.redis_monitor import RedisCommands
-from tests.redis_namespace import private_namespace
 
 REQUEST = {"schema_version": "v1", "callback": {"url": "https://shop.example/hook"}}
 
@@ -20,23 +20,12 @@ REQUEST = {"schema_version": "v1", "callback": {"url": "https://shop.example/hoo
 @pytest.fixture
 def stores() -> Iterator[tuple[JobStore, JobStore]]:
     """A worker's store and another process's, on one private prefix."""
-    with private_namespace() as (settings, client):
-        yield JobStore(settings, client=client), JobStore(settings)
+    with two_stores() as both:
+        yield both
 
 
 def queued_job(store: JobStore) -> str:
-    now = utcnow()
-    record = JobRecord(
-        job_id=str(uuid.uuid4()),
-        kind=JobKind.LISTING,
-        requester="shop-eu",
-        subject="listing-1",
-        state=JobState.QUEUED,
-        created_at=now,
-        updated_at=now,
-    )
-    job_id, _ = store.create(record, request=REQUEST)
-    return job_id
+    return new_queued_job(store, REQUEST)
 
 
 def test_a_start_takes_the_lease_in_its_transitions_write(stores: tuple[JobStore, JobStore]) -> None:
