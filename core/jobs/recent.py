@@ -38,56 +38,51 @@ class Peek(NamedTuple):
     request: str | None
 
 
+class Remembered(NamedTuple):
+    """One job's record as this thread last saw it, and the peek its last write took (if any)."""
+
+    version: str
+    record_json: str
+    peek: Peek | None = None
+
+
 class RecentRecords:
-    """``(version, record JSON)`` per job id, per thread, the newest :data:`RECENT_PER_THREAD`."""
+    """:class:`Remembered` per job id, per thread, the newest :data:`RECENT_PER_THREAD`."""
 
     def __init__(self) -> None:
         self._local = threading.local()
 
-    def _records(self) -> dict[str, tuple[str, str]]:
-        records: dict[str, tuple[str, str]] | None = getattr(self._local, "records", None)
+    def _records(self) -> dict[str, Remembered]:
+        records: dict[str, Remembered] | None = getattr(self._local, "records", None)
         if records is None:
             records = self._local.records = {}
         return records
 
     def remember(self, job_id: str, version: str, record_json: str, peek: Peek | None = None) -> None:
         records = self._records()
-        records.pop(job_id, None)
-        records[job_id] = (version, record_json)
-        peeks = self._peeks()
-        peeks.pop(job_id, None)
-        if peek is not None:
-            peeks[job_id] = peek
+        records.pop(job_id, None)  # re-inserted last: the newest
+        records[job_id] = Remembered(version, record_json, peek)
         while len(records) > RECENT_PER_THREAD:
-            oldest = next(iter(records))
-            del records[oldest]
-            peeks.pop(oldest, None)
+            del records[next(iter(records))]
 
     def take_peek(self, job_id: str, field: str) -> tuple[str, str, Peek] | None:
         """The remembered ``(version, record JSON)`` with the peek its write took at ``field``,
         forgetting the peek (it answers once); ``None`` when there is none."""
-        peeks = self._peeks()
-        peek = peeks.get(job_id)
-        if peek is None or peek.field != field:
+        records = self._records()
+        remembered = records.get(job_id)
+        if remembered is None or remembered.peek is None or remembered.peek.field != field:
             return None
-        del peeks[job_id]
-        remembered = self._records().get(job_id)
-        return None if remembered is None else (*remembered, peek)
-
-    def _peeks(self) -> dict[str, Peek]:
-        peeks: dict[str, Peek] | None = getattr(self._local, "peeks", None)
-        if peeks is None:
-            peeks = self._local.peeks = {}
-        return peeks
+        records[job_id] = remembered._replace(peek=None)
+        return remembered.version, remembered.record_json, remembered.peek
 
     def take(self, job_id: str) -> tuple[str, str] | None:
         """The remembered ``(version, record JSON)``, forgotten (a write remembers what it wrote)."""
-        self._peeks().pop(job_id, None)
-        return self._records().pop(job_id, None)
+        remembered = self._records().pop(job_id, None)
+        return None if remembered is None else (remembered.version, remembered.record_json)
 
     def peek(self, job_id: str) -> tuple[str, str] | None:
-        return self._records().get(job_id)
+        remembered = self._records().get(job_id)
+        return None if remembered is None else (remembered.version, remembered.record_json)
 
     def forget(self, job_id: str) -> None:
         self._records().pop(job_id, None)
-        self._peeks().pop(job_id, None)
