@@ -29,7 +29,7 @@ from core.model_registry import ModelRegistry, register_repository
 from core.settings import AtelierSettings
 from core.worker_settings import WorkerSettings, new_webhook_secret
 from embedded.namespace import delete_keys, delete_topology, namespace
-from embedded.process import HOST, ChildServer, free_port
+from embedded.process import HOST, ROOT, ChildServer, free_port
 from embedded.receiver import CallbackReceiver, Received
 from embedded.redis import RedisServer
 from embedded.s3 import S3Server
@@ -60,7 +60,8 @@ class Pool:
     ``listing``, ``tryon``, ``callbacks``; default its own ``role``), ``concurrency`` (default 1),
     ``app`` (default ``worker.app``), ``env`` (more variables, over ``WORKER_ENV``),
     ``settings`` (values for this worker only, e.g. its metrics port), ``nice`` (default 0),
-    ``loglevel`` (default ``INFO``).
+    ``loglevel`` (default ``INFO``), ``source`` (the source tree it runs from, default this
+    checkout: ``bench.perf --before`` runs an earlier commit's worker).
     """
 
     role: str
@@ -72,6 +73,7 @@ class Pool:
     settings: Mapping[str, Any] = field(default_factory=dict)
     nice: int = 0
     loglevel: str = "INFO"
+    source: Path | None = None
 
 
 class Stack:
@@ -289,6 +291,7 @@ class Stack:
             env={**WORKER_ENV, **pool.env},
             app=pool.app,
             nice=pool.nice,
+            source=pool.source or ROOT,
         )
         self.workers[pool.role] = worker
         self._pools[pool.role] = pool

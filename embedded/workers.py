@@ -46,12 +46,12 @@ class CeleryWorker(ChildServer):
     (default ``prefork``), ``loglevel`` (default ``INFO``), ``env`` (more variables), ``app``
     (the Celery app, default ``worker.app``; the benchmarks and the fault suite run variants),
     ``nice`` (CPU niceness, default 0: what a bulk pool gets beside an interactive one),
-    ``ready_timeout_s`` (default 90), ``stop_timeout_s`` (default 30).
+    ``ready_timeout_s`` (default 90), ``stop_timeout_s`` (default 30), ``source`` (the source
+    tree it runs from, its working folder and first on ``PYTHONPATH``; default this checkout).
     """
 
     start_error = WorkerStartError
     ready_interval_s = 0.25
-    _cwd = ROOT
 
     def __init__(
         self,
@@ -68,6 +68,7 @@ class CeleryWorker(ChildServer):
         nice: int = 0,
         ready_timeout_s: float = DEFAULT_READY_TIMEOUT_S,
         stop_timeout_s: float = DEFAULT_STOP_TIMEOUT_S,
+        source: Path = ROOT,
     ) -> None:
         super().__init__(log_path=log_path, ready_timeout_s=ready_timeout_s, stop_timeout_s=stop_timeout_s)
         self.log_path: Path = log_path
@@ -81,6 +82,7 @@ class CeleryWorker(ChildServer):
         self.extra_env = dict(env or {})
         self.app = app
         self.nice = nice
+        self._cwd = source
 
     def command(self) -> list[str]:
         niceness = ["nice", "-n", str(self.nice)] if self.nice else []
@@ -118,7 +120,7 @@ class CeleryWorker(ChildServer):
         asked = "metrics_port" in self.settings.model_fields_set or "ATELIER_METRICS_PORT" in self.extra_env
         if not asked:  # several workers share this machine: none binds the default metrics port
             env["ATELIER_METRICS_PORT"] = "0"
-        env["PYTHONPATH"] = search_path(str(ROOT), os.environ.get("PYTHONPATH"))
+        env["PYTHONPATH"] = search_path(str(self._cwd), os.environ.get("PYTHONPATH"))
         return env
 
     def _readiness_probe(self) -> Callable[[], bool]:

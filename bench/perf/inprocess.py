@@ -13,25 +13,33 @@ from __future__ import annotations
 
 from typing import Any
 
+from bench.perf import rounds
 from bench.perf.intra_op import intra_op_threads
 from bench.perf.pipeline import run_jobs
 from bench.perf.rig import INPROCESS_APP, Environment
 from bench.perf.sizes import Size
 
 
+def point(env: Environment, size: Size, processes: int, *, round_: int = 0) -> dict[str, Any]:
+    """One point of round ``round_``: ``size``'s listing jobs through ``processes`` in-process
+    worker processes."""
+    found = run_jobs(
+        env,
+        tag=f"inproc{processes}-r{round_}",
+        jobs=size.listing_jobs,
+        processes=processes,
+        app=INPROCESS_APP,
+        threads=intra_op_threads(),
+        pool="prefork",  # the model in each process: one job per process, as a user runs it
+    )
+    return {**found, "round": round_}
+
+
+def summary(points: list[dict[str, Any]]) -> dict[str, Any]:
+    """The result of every round's points (``bench.perf.rounds.summary``)."""
+    return {"torch_threads": intra_op_threads(), **rounds.summary(points)}
+
+
 def run(env: Environment, size: Size) -> dict[str, Any]:
-    threads = intra_op_threads()
-    points = [
-        run_jobs(
-            env,
-            tag=f"inproc{p}",
-            jobs=size.listing_jobs,
-            processes=p,
-            app=INPROCESS_APP,
-            threads=threads,
-            pool="prefork",  # the model in each process: one job per process, as a user runs it
-        )
-        for p in size.processes
-    ]
-    best = max(points, key=lambda p: p["images_per_s"])
-    return {"torch_threads": threads, "points": points, "best": best}
+    """One round: the alternative at each process count of ``size``."""
+    return summary([point(env, size, p) for p in size.processes])

@@ -14,6 +14,10 @@ thread CPU, so the total splits into a stage table. Triton's statistics give the
 formed; the best point's are measured raw afterwards for the shared-cores bound
 (``bench.perf.triton_batches``).
 
+A run measures the pipeline round by round, each process count's point beside the in-process
+alternative's and, with ``--before REF``, beside REF's worker's (:func:`point`, then
+:func:`summary`; ``bench.perf.rounds``, ``bench.perf.before``).
+
 :func:`run_jobs` is shared with the in-process alternative and the scaling sweep (same jobs,
 same layout; only the app, the process count or Triton's settings differ).
 """
@@ -28,7 +32,8 @@ from typing import Any
 
 import numpy as np
 
-from bench.perf import ceiling, stage_cpu, triton_batches
+from bench.perf import ceiling, rounds, stage_cpu, triton_batches
+from bench.perf.before import Before, send_fields_ref_knows
 from bench.perf.cpu_accounting import ThreadCpu, orchestration_ms, stage_table, total_ms
 from bench.perf.processes import HARNESS, PRODUCER, SHARED, pipeline_ledger, worker_rows
 from bench.perf.rig import TRITON_APP, Environment, PipelineRig
@@ -76,16 +81,34 @@ def default_pool() -> str:
     return "threads" if "worker_pool" in WorkerSettings.model_fields else "prefork"
 
 
-def worker_pools(processes: int, app: str, pool: str, env: dict[str, str], root: Path) -> list[Pool]:
+def worker_pools(
+    processes: int,
+    app: str,
+    pool: str,
+    env: dict[str, str],
+    root: Path,
+    *,
+    in_flight: int | None = None,
+    source: Path | None = None,
+) -> list[Pool]:
     """The listing worker(s) and the callback worker: with ``prefork``, one worker of
     ``processes`` pool processes (one job each); with ``threads``, ``processes`` workers of
-    the worker's ``worker_concurrency`` jobs in flight each. Each worker writes its stage CPU to
-    its own folder under ``root`` (a worker clears its folder's files when it starts)."""
+    ``in_flight`` jobs each (default the worker's ``worker_concurrency``). Each worker writes its
+    stage CPU to its own folder under ``root`` (a worker clears its folder's files when it
+    starts). ``source``: the source tree the workers run from (default this checkout)."""
     if pool == "prefork":
-        listing = [Pool("listing", concurrency=processes, app=app, env={**env, **_metrics(root, "listing")})]
+        listing = [
+            Pool(
+                "listing",
+                concurrency=processes,
+                app=app,
+                env={**env, **_metrics(root, "listing")},
+                source=source,
+            )
+        ]
         callbacks_in_flight = CALLBACK_PROCESSES
     else:
-        in_flight = int(getattr(WorkerSettings(), "worker_concurrency", 1))
+        in_flight = in_flight or int(getattr(WorkerSettings(), "worker_concurrency", 1))
         threaded = {**env, "ATELIER_WORKER_POOL": pool}
         listing = [
             Pool(
@@ -94,6 +117,7 @@ def worker_pools(processes: int, app: str, pool: str, env: dict[str, str], root:
                 concurrency=in_flight,
                 app=app,
                 env={**threaded, **_metrics(root, role)},
+                source=source,
             )
             for role in [f"listing-{k + 1}" if k else "listing" for k in range(processes)]
         ]
@@ -104,6 +128,7 @@ def worker_pools(processes: int, app: str, pool: str, env: dict[str, str], root:
         concurrency=callbacks_in_flight,
         app=ACCOUNTED_APP,
         env={**env, **_metrics(root, "callbacks")},
+        source=source,
     )
     return [*listing, callbacks]
 
@@ -137,11 +162,13 @@ def run_jobs(
     grpc_url: str | None = None,
     triton_pid: int | None = None,
     pool: str | None = None,
+    before: Before | None = None,
 ) -> dict[str, Any]:
     """Publish ``jobs`` listing jobs, start ``processes`` listing worker processes of ``app`` and
     one callback worker (``pool``: see :func:`worker_pools`; default :func:`default_pool`), and
-    measure until every job's callback arrived."""
-    pool = pool or default_pool()
+    measure until every job's callback arrived. ``before``: the workers run REF's code, in the
+    pool REF deploys (``bench.perf.before``)."""
+    pool = pool or (before.pool if before else default_pool())
     triton_pid = triton_pid if grpc_url else env.triton_pid
     url = grpc_url or env.grpc_url
     # the real worker runs with its stage timers; the in-process alternative as it is
@@ -157,6 +184,8 @@ def run_jobs(
             receiver=env.receiver,
             producer=producer,
         )
+        if before is not None:
+            send_fields_ref_knows(rig.producer)
         requests = [rig.listing(i) for i in range(jobs)]
         images = sum(r["variants"] for r in requests)
         shared = [r.label for r in ledger.rows if SHARED in r.note]
@@ -167,7 +196,15 @@ def run_jobs(
         rss_samples: list[float] = []
         sampling = threading.Event()
         rig.stack.start_workers(
-            *worker_pools(processes, worker_app, pool, {"OMP_NUM_THREADS": str(threads)}, stage_root)
+            *worker_pools(
+                processes,
+                worker_app,
+                pool,
+                {"OMP_NUM_THREADS": str(threads)},
+                stage_root,
+                in_flight=before.in_flight if before else None,
+                source=before.tree if before else None,
+            )
         )
         folders = {role: stage_root / role for role in rig.stack.workers}
         ledger.rows[:0] = worker_rows({role: w.pid for role, w in rig.stack.workers.items()})
@@ -201,6 +238,8 @@ def run_jobs(
         rss_samples.extend(listing_rss())
 
     succeeded = [r for r in records.values() if r.state is JobState.SUCCEEDED]
+    if not succeeded:
+        raise RuntimeError(f"{tag}: no job succeeded (the workers' logs: {rig.stack.logs})")
     first = min(r.started_at.timestamp() for r in succeeded if r.started_at)
     last = max(r.finished_at.timestamp() for r in succeeded if r.finished_at)
     callbacks = rig.callbacks_at(job_ids)
@@ -302,13 +341,37 @@ def _raw_model(
     return triton_batches.raw_at_formed(histogram, measure, formed)
 
 
+def point(
+    env: Environment, size: Size, processes: int, *, round_: int = 0, before: Before | None = None
+) -> dict[str, Any]:
+    """One point of round ``round_``: ``size``'s listing jobs through ``processes`` listing
+    worker processes (``before``: REF's worker, on a Triton serving REF's own model repository,
+    started for the point: the models' batching and cost are part of what REF was)."""
+    tag = f"{'before' if before else 'pipe'}{processes}-r{round_}"
+    if before is None:
+        found = run_jobs(env, tag=tag, jobs=size.listing_jobs, processes=processes)
+    else:
+        with env.triton_serving(before.tree / "triton_models", tag) as (url, pid):
+            found = run_jobs(
+                env,
+                tag=tag,
+                jobs=size.listing_jobs,
+                processes=processes,
+                before=before,
+                grpc_url=url,
+                triton_pid=pid,
+            )
+    return {**found, "round": round_}
+
+
+def summary(env: Environment, size: Size, points: list[dict[str, Any]]) -> dict[str, Any]:
+    """The result of every round's points (``bench.perf.rounds.summary``; the ratios are taken in
+    ``report``), and raw Triton at the batch sizes the best shown point formed."""
+    found = rounds.summary(points)
+    raw = raw_at_formed_batches(env, found["best"], size.ceiling_window_s)
+    return {**found, "triton_at_formed_batches": raw}
+
+
 def run(env: Environment, size: Size) -> dict[str, Any]:
-    """The pipeline at each process count of ``size`` (the ratios are taken in ``report``), and
-    raw Triton at the batch sizes the best point formed."""
-    points = [run_jobs(env, tag=f"pipe{p}", jobs=size.listing_jobs, processes=p) for p in size.processes]
-    best = max(points, key=lambda p: p["images_per_s"])
-    return {
-        "points": points,
-        "best": best,
-        "triton_at_formed_batches": raw_at_formed_batches(env, best, size.ceiling_window_s),
-    }
+    """One round: the pipeline at each process count of ``size``."""
+    return summary(env, size, [point(env, size, p) for p in size.processes])

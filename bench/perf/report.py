@@ -4,8 +4,10 @@ The JSON keeps the latest result of each benchmark (a run of some benchmarks rep
 theirs) and, under ``baselines``, the figures recorded before each round of performance changes
 (``issue-5``, ``issue-15``; ``python -m bench.perf --baseline --baseline-name NAME``), which the
 Markdown shows beside the current ones. The Markdown and the plots are always rebuilt from the
-whole JSON, never edited by hand. The targets are ratios within one run, except the
-orchestration CPU, which is compared with the latest baseline's.
+whole JSON, never edited by hand. The targets are ratios within one run; pipeline / in-process,
+and orchestration CPU against an earlier commit measured in the same run (``--before REF``), are
+the median over rounds of the ratio within each round (``bench.perf.rounds``). Without
+``--before``, orchestration CPU is compared with the latest baseline's, recorded by another run.
 """
 
 from __future__ import annotations
@@ -16,7 +18,9 @@ from pathlib import Path
 from typing import Any
 
 from bench.faults.report import machine
+from bench.perf import rounds
 from bench.perf.cpu_accounting import NOT_ORCHESTRATION, STAGE_ORDER
+from bench.perf.rounds import BEFORE
 from bench.perf.triton_batches import shared_bound
 
 #: the repository root
@@ -55,6 +59,8 @@ def save(
     stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     baselines = data["baselines"]
     section = baselines.setdefault(baseline_name, {}) if as_baseline else data["benchmarks"]
+    if "pipeline" in results and BEFORE not in results:
+        section.pop(BEFORE, None)  # REF's points belong to the run that measured them beside these
     for name, result in results.items():
         section[name] = {
             **result,
@@ -131,19 +137,54 @@ def shared_bound_of(bench: dict[str, Any]) -> dict[str, float] | None:
     return found
 
 
-def orchestration_by_processes(bench: dict[str, Any]) -> dict[str, float]:
-    """Process count -> orchestration CPU ms per image of the Triton pipeline's points."""
-    points = bench.get("pipeline", {}).get("points", [])
+def orchestration_by_processes(bench: dict[str, Any], key: str = "pipeline") -> dict[str, float]:
+    """Process count -> orchestration CPU ms per image of the Triton pipeline (``key``: or REF's,
+    ``pipeline_before``), the median over its rounds."""
+    return rounds.medians(rounds.every_round(bench.get(key, {})), "orchestration_ms_per_image")
+
+
+def orchestration_target(bench: dict[str, Any], baseline: dict[str, Any] | None) -> dict[str, Any]:
+    """Orchestration CPU per image against REF's pipeline measured in the same run (``--before``:
+    at each process count, the median over the rounds of the ratio within each round), or else
+    against the ``baseline``'s (the medians over each run's rounds); the worse process count
+    decides."""
+    after = orchestration_by_processes(bench)
+    same_run = bench.get(BEFORE)
+    found: dict[str, Any]
+    if same_run:
+        was = orchestration_by_processes(bench, BEFORE)
+        by_round = rounds.ratios_by_round(
+            rounds.every_round(bench["pipeline"]),
+            rounds.every_round(same_run),
+            lambda p: p.get("orchestration_ms_per_image"),
+        )
+        ratios = rounds.median_ratios(by_round)
+        found = {
+            "compared_with": "same run",
+            "before": {"ref": same_run["ref"], "commit": same_run["commit"]},
+            "ratios_by_round": by_round,
+        }
+    else:
+        was = orchestration_by_processes(baseline or {})
+        ratios = {p: round(ms / was[p], 2) for p, ms in after.items() if was.get(p)}
+        found = {"compared_with": f"baseline {CURRENT_BASELINE}" if ratios else None}
     return {
-        str(p["processes"]): p["orchestration_ms_per_image"]
-        for p in points
-        if p.get("orchestration_ms_per_image") is not None
+        **found,
+        "ms_per_image_by_processes": after,
+        "before_ms_per_image_by_processes": {p: was[p] for p in ratios if p in was},
+        "ratio_by_processes": ratios,
+        "ratio": max(ratios.values()) if ratios else None,
+        "goal": ORCHESTRATION_TARGET,
+        "met": bool(ratios) and max(ratios.values()) <= ORCHESTRATION_TARGET,
     }
 
 
 def targets(bench: dict[str, Any], *, before: dict[str, Any] | None = None) -> dict[str, Any]:
     """Each target's figure, goal and verdict (targets whose benchmarks did not run are left out);
-    ``before``: the baseline's benchmarks, for the orchestration CPU target."""
+    ``before``: the baseline's benchmarks, for the orchestration CPU target when the run did not
+    measure REF's pipeline itself (:func:`orchestration_target`). Pipeline / in-process is, at each
+    process count, the median over the rounds of the ratio within each round; the worker RSS
+    target takes the pipeline's highest and the alternative's lowest of every round."""
     out: dict[str, Any] = {}
     bound = shared_bound_of(bench)
     if bound:
@@ -158,17 +199,8 @@ def targets(bench: dict[str, Any], *, before: dict[str, Any] | None = None) -> d
             "goal": SHARED_BOUND_TARGET,
             "met": ratio >= SHARED_BOUND_TARGET,
         }
-    after = orchestration_by_processes(bench)
-    if after:
-        was = orchestration_by_processes(before or {})
-        ratios = {p: round(ms / was[p], 2) for p, ms in after.items() if was.get(p)}
-        out["orchestration_cpu"] = {
-            "ms_per_image_by_processes": after,
-            "before_ms_per_image_by_processes": {p: was[p] for p in ratios},
-            "ratio": max(ratios.values()) if ratios else None,
-            "goal": ORCHESTRATION_TARGET,
-            "met": bool(ratios) and max(ratios.values()) <= ORCHESTRATION_TARGET,
-        }
+    if orchestration_by_processes(bench):
+        out["orchestration_cpu"] = orchestration_target(bench, before)
     ceiling = ceiling_of(bench)
     if ceiling and "pipeline" in bench:
         best = bench["pipeline"]["best"]["images_per_s"]
@@ -179,16 +211,14 @@ def targets(bench: dict[str, Any], *, before: dict[str, Any] | None = None) -> d
             "met": ratio >= PIPELINE_TARGET,
         }
     if "pipeline" in bench and "inprocess" in bench:
-        alt = {p["processes"]: p for p in bench["inprocess"]["points"]}
-        ratios = {
-            str(p["processes"]): round(p["images_per_s"] / alt[p["processes"]]["images_per_s"], 2)
-            for p in bench["pipeline"]["points"]
-            if p["processes"] in alt and alt[p["processes"]]["images_per_s"]
-        }
-        rss = max(p["worker_rss_mb"] for p in bench["pipeline"]["points"])
-        alt_rss = min(p["worker_rss_mb"] for p in bench["inprocess"]["points"])
+        pipe, alt = rounds.every_round(bench["pipeline"]), rounds.every_round(bench["inprocess"])
+        by_round = rounds.ratios_by_round(pipe, alt, lambda p: p["images_per_s"])
+        ratios = rounds.median_ratios(by_round)
+        rss = max(p["worker_rss_mb"] for p in pipe)
+        alt_rss = min(p["worker_rss_mb"] for p in alt)
         out["pipeline_vs_inprocess"] = {
             "ratio_by_processes": ratios,
+            "ratios_by_round": by_round,
             "goal": INPROCESS_TARGET,
             "met": bool(ratios) and min(ratios.values()) >= INPROCESS_TARGET,
         }
@@ -258,7 +288,7 @@ def plot(bench: dict[str, Any], folder: Path, *, baselines: dict[str, Any] | Non
             ceiling["ceiling"],
             ceiling["shared_cores_bound"],
         ]
-        for key, title in (("pipeline", "pipeline"), ("inprocess", "in-process")):
+        for key, title in ((BEFORE, "before"), ("pipeline", "pipeline"), ("inprocess", "in-process")):
             for p in bench.get(key, {}).get("points", []):
                 labels.append(f"{title}\n{p['processes']} proc")
                 values.append(p["images_per_s"])
@@ -364,10 +394,9 @@ def cpu_bars(bench: dict[str, Any], baselines: dict[str, Any]) -> list[tuple[str
     """(bar name, point) for every pipeline point with a CPU account: each baseline's, then now."""
     bars = []
     for name, source in [*((f"before {n}", b) for n, b in chronological(baselines).items()), ("now", bench)]:
-        for key in ("pipeline", "inprocess"):
+        for key, kind in ((BEFORE, "before"), ("pipeline", "pipe"), ("inprocess", "in-proc")):
             for p in source.get(key, {}).get("points", []):
                 if p.get("cpu_by_process"):
-                    kind = "pipe" if key == "pipeline" else "in-proc"
                     bars.append((f"{name}\n{kind} {p['processes']}p", p))
     return bars
 
@@ -479,8 +508,11 @@ def render(data: dict[str, Any]) -> str:
         t = goals["orchestration_cpu"]
         now = ", ".join(f"{ms} ms at {p} proc" for p, ms in t["ms_per_image_by_processes"].items())
         was = ", ".join(f"{ms}" for ms in t["before_ms_per_image_by_processes"].values())
+        ratios = " / ".join(f"{r}x" for r in t.get("ratio_by_processes", {}).values()) or f"{t['ratio']}x"
         shown = (
-            f"{now} (before: {was} ms; {t['ratio']}x)" if t["ratio"] is not None else f"{now} (no baseline)"
+            f"{now} (before, {_compared_with(t)}: {was} ms; {ratios})"
+            if t["ratio"] is not None
+            else f"{now} (no baseline)"
         )
         rows.append(["orchestration CPU per image / before", shown, f"<= {t['goal']}x", _verdict(t)])
     if "pipeline_vs_ceiling" in goals:
@@ -508,6 +540,7 @@ def render(data: dict[str, Any]) -> str:
             ["try-on p95 under backlog / idle p95", f"{t['ratio']}x", f"<= {t['goal']}x", _verdict(t)]
         )
     lines += _table(["target", "measured", "goal", "verdict"], rows)
+    lines += _rounds_section(goals)
     bound = goals.get("pipeline_vs_shared_bound")
     if bound and bound["ratio"] > 1.0:
         result_path = bench.get("result_path", {})
@@ -586,8 +619,20 @@ def render(data: dict[str, Any]) -> str:
                 "![pipeline](docs/benchmarks/pipeline.png)",
                 "",
             ]
+        before = bench.get(BEFORE, {})
+        shown_rounds = max(bench.get(k, {}).get("rounds", 1) for k in ("pipeline", "inprocess"))
+        if shown_rounds > 1:
+            lines += [
+                f"Each row is its process count's median round of {shown_rounds} by images/s (to the",
+                "callback); the targets take every round (the per-round table under the targets).",
+                "",
+            ]
         rows = []
-        for key, title in (("pipeline", "Triton pipeline"), ("inprocess", "in-process torch")):
+        for key, title in (
+            (BEFORE, f"Triton pipeline, worker of `{before.get('ref')}`"),
+            ("pipeline", "Triton pipeline"),
+            ("inprocess", "in-process torch"),
+        ):
             for p in bench.get(key, {}).get("points", []):
                 cpu = p["cpu_ms_per_image"]
                 rows.append(
@@ -683,15 +728,19 @@ def render(data: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+#: a benchmark's name in the columns of the CPU tables
+POINT_TITLES = {BEFORE: "before", "pipeline": "pipeline", "inprocess": "in-process"}
+
+
 def _point_title(key: str, p: dict[str, Any]) -> str:
-    return f"{'pipeline' if key == 'pipeline' else 'in-process'} {p['processes']} proc"
+    return f"{POINT_TITLES[key]} {p['processes']} proc"
 
 
 def _cpu_sections(bench: dict[str, Any]) -> list[str]:
     """Every process's CPU per image, and the Triton pipeline's by stage (adds up to the total)."""
     points = [
         (key, p)
-        for key in ("pipeline", "inprocess")
+        for key in (BEFORE, "pipeline", "inprocess")
         for p in bench.get(key, {}).get("points", [])
         if "cpu_by_process" in p
     ]
@@ -807,6 +856,65 @@ def _cpu_sections(bench: dict[str, Any]) -> list[str]:
                 "",
             ]
     return lines
+
+
+def _compared_with(target: dict[str, Any]) -> str:
+    """Where the orchestration target's "before" came from, in a few words."""
+    if target.get("compared_with") == "same run":
+        return f"`{target['before']['ref']}` in the same run"
+    return f"the `{CURRENT_BASELINE}` baseline, another run"
+
+
+def _rounds_section(goals: dict[str, Any]) -> list[str]:
+    """How the ratios over rounds were taken, which "before" orchestration CPU was compared with,
+    and each round's ratio (when a target has more than one round, or a same-run "before")."""
+    orchestration = goals.get("orchestration_cpu", {})
+    same_run = orchestration.get("compared_with") == "same run"
+    lines: list[str] = []
+    if same_run:
+        b = orchestration["before"]
+        lines += [
+            f"Orchestration CPU is compared with commit `{b['ref']}` ({b['commit']})",
+            "measured in the same run: its listing and callback workers ran from that commit's tree",
+            "(with this `bench/`) next to the current pipeline, at each process count of each round,",
+            "against a Triton serving that commit's own model repository. S3, RabbitMQ, Redis, the",
+            "receiver and the producer are this checkout's on both sides (the producer leaves its",
+            "bodies' null fields out for that commit's contract; its CPU, part of orchestration,",
+            "differed by about 0.03 ms per image between db5119c and issue 15's code).",
+            "",
+        ]
+    elif orchestration.get("compared_with"):
+        lines += [
+            f"Orchestration CPU is compared with the `{CURRENT_BASELINE}` baseline, recorded by another",
+            "run; this host's speed drifts by a fifth between runs minutes apart, which",
+            "`python -m bench.perf --before REF` avoids by measuring REF in the same run.",
+            "",
+        ]
+    labelled = [
+        ("pipeline / in-process", goals.get("pipeline_vs_inprocess", {})),
+        ("orchestration / before", orchestration),
+    ]
+    found = [(label, t) for label, t in labelled if t.get("ratios_by_round")]
+    columns = max((len(v) for _, t in found for v in t["ratios_by_round"].values()), default=0)
+    if columns < 2 and not same_run:
+        return lines
+    measured = [
+        *(["the before commit's pipeline"] if same_run else []),
+        "the pipeline",
+        *(["the in-process alternative"] if goals.get("pipeline_vs_inprocess") else []),
+    ]
+    lines += [
+        f"Each round measured, at each process count, {', '.join(measured)} one after the other",
+        "(in reverse every other round); a target is the median of its rounds' ratios:",
+        "",
+    ]
+    rows = [
+        [label, p, *values, *["-"] * (columns - len(values)), t["ratio_by_processes"][p]]
+        for label, t in found
+        for p, values in t["ratios_by_round"].items()
+    ]
+    header = ["ratio", "processes", *(f"round {r + 1}" for r in range(columns)), "median"]
+    return lines + _table(header, rows)
 
 
 def _before_after(data: dict[str, Any]) -> list[str]:

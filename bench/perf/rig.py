@@ -147,8 +147,15 @@ class Environment:
             yield self.grpc_url, self.triton_pid
             return
         copy = without_dynamic_batching(self.repository, self.workdir / "triton-models-nobatch")
-        logs = self.stack.logs / "tritonserver-nobatch.log"
-        with TritonServer(copy, state_dir=self.workdir, log_path=logs) as server:
+        with self.triton_serving(copy, "nobatch") as served:
+            yield served
+
+    @contextlib.contextmanager
+    def triton_serving(self, repository: Path, name: str) -> Iterator[tuple[str, int | None]]:
+        """``(gRPC URL, pid)`` of a second Triton serving ``repository`` for the block (logs:
+        ``tritonserver-{name}.log``), beside the run's own."""
+        logs = self.stack.logs / f"tritonserver-{name}.log"
+        with TritonServer(repository, state_dir=self.workdir, log_path=logs) as server:
             yield server.grpc_url, server.pid
 
     def settings(self, tag: str) -> WorkerSettings:

@@ -25,6 +25,9 @@ class Size:
       (a phase's p95 is set by its slowest twentieth: 10 try-ons of 200, where 40 left it to 2;
       200 at 2/s end while the 2,000-job backlog still queues)
     - ``stage_jobs``: jobs timed stage by stage for the per-image CPU cost
+    - ``rounds``: rounds of the pipeline and in-process points (and ``--before``'s), measured in
+      turn at each process count so that each ratio compares points a minute apart, not minutes
+      (``bench.perf.rounds``; default 3)
     """
 
     name: str
@@ -39,11 +42,14 @@ class Size:
     tryon_rate_hz: float
     backlog_jobs: int
     stage_jobs: int
+    rounds: int = 3
 
 
 SIZES: dict[str, Size] = {
-    "tiny": Size("tiny", (1, 8), (1, 2), 0.3, 16, 4, (1,), (1,), 3, 4.0, 6, 3),
-    "quick": Size("quick", (1, 8, 32, 64), (1, 2, 4), 0.8, 200, 40, (1, 2), (1, 2, 4), 20, 2.0, 300, 20),
+    "tiny": Size("tiny", (1, 8), (1, 2), 0.3, 16, 4, (1,), (1,), 3, 4.0, 6, 3, rounds=1),
+    "quick": Size(
+        "quick", (1, 8, 32, 64), (1, 2, 4), 0.8, 200, 40, (1, 2), (1, 2, 4), 20, 2.0, 300, 20, rounds=2
+    ),
     "default": Size(
         "default", (1, 8, 32, 64), (1, 2, 4), 2.0, 400, 200, (1, 2), (1, 2, 4), 200, 2.0, 2000, 40
     ),
