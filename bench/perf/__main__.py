@@ -120,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
         "--before",
         metavar="REF",
         help="also measure the pipeline with the worker of REF (a commit-ish, e.g. db5119c) in the same "
-        "run, right before this one's at each process count of each round; the orchestration target "
+        "run, next to this one's at each process count of each round; the orchestration target "
         "then compares with it instead of the stored baseline",
     )
     parser.add_argument("--workdir", type=Path, help="logs and S3 data (default: a temporary folder)")
