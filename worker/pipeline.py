@@ -133,8 +133,6 @@ def run_listing(
         seed = job_seed(req.seed, job_id)
         seeds = variant_seeds(seed, req.variants)
         product, made = product_conditions(ctx, req, req.model_version)
-        if stopped_for_cancel(job_id, req, ctx):
-            return
         with metrics.stage(JobKind.LISTING, "inference"):
             generated = make_products(ctx, made, seeds, product.version)
         reports: Sequence[GateReport | None] = [None] * len(seeds)
@@ -166,8 +164,6 @@ def run_tryon(
         seeds = variant_seeds(seed, TRYON_VARIANTS)
         tryon = job_manifest(ctx, TRYON_GENERATOR.name, req.model_version, ctx.settings.tryon_model_version)
         size = tryon_conditions(req, tryon, product=None).size
-        if stopped_for_cancel(job_id, req, ctx):
-            return
         garment = load_garment(req, seed, ctx, tryon)
         if stopped_for_cancel(job_id, req, ctx):
             return
