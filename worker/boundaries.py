@@ -26,6 +26,9 @@ class JobRecords(Protocol):
 
     def get(self, job_id: str) -> JobRecord | None: ...
 
+    def recent(self, job_id: str) -> JobRecord | None:
+        """The record as this thread last read or wrote it, without a round trip (``None``: none)."""
+
     def require(self, job_id: str) -> JobRecord: ...
 
     def get_request(self, job_id: str) -> dict[str, Any] | None: ...

@@ -142,13 +142,10 @@ def run_listing(
             )
             generated, seeds, reports = gated.generated, gated.seeds, gated.reports
         metadata = listing_metadata(job_id, req, generated, made)
-        policy = policy_unless_canceled(job_id, req, ctx)
-        if policy is None:
-            return
         stored = store_images(
             ctx, JobKind.LISTING, job_id, generated.images, seeds, req.output, metadata, reports=reports
         )
-        succeed(job_id, req, ctx, generated, seed, stored, policy=policy)
+        succeed(job_id, req, ctx, generated, seed, stored)
 
 
 def run_tryon(
@@ -178,11 +175,8 @@ def run_tryon(
                 version=tryon.version,
             )
         metadata = tryon_metadata(job_id, req, generated, garment)
-        policy = policy_unless_canceled(job_id, req, ctx)
-        if policy is None:
-            return
         stored = store_images(ctx, JobKind.TRYON, job_id, generated.images, seeds, req.output, metadata)
-        succeed(job_id, req, ctx, generated, seed, stored, policy=policy)
+        succeed(job_id, req, ctx, generated, seed, stored)
 
 
 # --- the steps ---
@@ -458,12 +452,15 @@ def succeed(
 ) -> None:
     """Record the results and the model that made them in one transition; notify. The job ends
     ``succeeded``, or awaits people (``awaiting_review``) when its requester's review policy
-    (``policy``, else read from its record) and its images' gate reports say so
-    (``core.jobs.review.held_for_review``). A cancel asked meanwhile wins: the job ends
-    ``canceled`` instead, without its objects."""
+    (``policy``, else its record's, :func:`review_policy`) and its images' gate reports say so
+    (``core.jobs.review.held_for_review``). A cancel asked while the job ran wins: the write
+    refuses it, and the job ends ``canceled`` instead, without its objects.
+
+    This write is also the job's cancel check before its end: a listing job's steps run in
+    well under a second, and a read before the upload cost every job a round trip to Redis to
+    spare a rare canceled one its puts (their objects are removed all the same)."""
     if policy is None:
-        record = ctx.store.get(job_id)
-        policy = record.review_policy if record is not None else ReviewPolicy.AUTO
+        policy = review_policy(job_id, ctx)
     images, held = held_for_review(JobKind(req.kind), policy, stored, now=utcnow())
     if not held and stored and all(image.gate is not None and not image.gate.passed for image in stored):
         gate_failed(job_id, req, ctx, stored)
@@ -493,6 +490,13 @@ def succeed(
     notify(ctx, job_id, req.callback, EVENT_FOR_STATE[state])
 
 
+def review_policy(job_id: str, ctx: WorkerContext) -> ReviewPolicy:
+    """The job's review policy: written when the job was created and never changed, so the
+    record this thread last saw (its start's write, ``JobStore.recent``) tells it without a read."""
+    record = ctx.store.recent(job_id) or ctx.store.get(job_id)
+    return record.review_policy if record is not None else ReviewPolicy.AUTO
+
+
 def gate_failed(job_id: str, req: Request, ctx: WorkerContext, stored: Sequence[StoredImage]) -> None:
     """No variant passed the gate and nobody reviews: the job fails, keeping none of its images."""
     tries = max(image.gate.tries for image in stored if image.gate is not None)
@@ -506,17 +510,6 @@ def stopped_for_cancel(job_id: str, req: Request, ctx: WorkerContext) -> bool:
     """Whether the requester asked to cancel the job while it ran; if so, it is ended
     ``canceled`` (:func:`stop_canceled`) and the caller stops before its next step."""
     return _stopped(job_id, req, ctx, ctx.store.get(job_id))
-
-
-def policy_unless_canceled(job_id: str, req: Request, ctx: WorkerContext) -> ReviewPolicy | None:
-    """:func:`stopped_for_cancel` before the upload, on a read that also gives :func:`succeed`
-    the job's review policy (written when the job was created, so the one it ends by): ``None``
-    when the job was stopped. One read of the record instead of two, and the success's write
-    starts from that read (``core.jobs.recent``)."""
-    record = ctx.store.get(job_id)
-    if _stopped(job_id, req, ctx, record):
-        return None
-    return record.review_policy if record is not None else ReviewPolicy.AUTO
 
 
 def _stopped(job_id: str, req: Request, ctx: WorkerContext, record: JobRecord | None) -> bool:

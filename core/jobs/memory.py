@@ -93,6 +93,11 @@ class MemoryJobStore(JobStateMachine):
         with self._lock:
             return self.records.get(job_id)
 
+    def recent(self, job_id: str) -> JobRecord | None:
+        """``JobStore.recent``: here every read is as cheap, so the current record."""
+        with self._lock:
+            return self.records.get(job_id)
+
     def get_request(self, job_id: str) -> dict[str, Any] | None:
         with self._lock:
             request = self.requests.get(job_id)

@@ -194,3 +194,37 @@ def test_a_failing_shared_state_lets_requests_through_unheld(
     assert [c["priority"] for c in triton.calls] == [priorities.BULK] * 2 and clock.slept == []
     (warning,) = caplog.records  # once per process, not once per request
     assert warning.getMessage().startswith("backpressure off while its Redis fails: ")
+
+
+def test_a_thread_that_just_found_none_in_flight_looks_again_only_after_recheck_s(
+    in_flight: MemoryInFlight, clock: FakeClock
+) -> None:
+    """A listing job's judge call follows its generator call: one look per job, not two."""
+    looks: list[float] = []
+    count = in_flight.count
+
+    def counted() -> int:
+        looks.append(clock.now)
+        return count()
+
+    in_flight.count = counted  # type: ignore[method-assign]
+    held = Backpressure(
+        in_flight, max_wait_s=1.0, poll_s=0.01, recheck_s=0.05, clock=clock, sleep=clock.sleep
+    )
+    assert held.wait_for_interactive() == 0.0 and looks == [100.0]
+    in_flight.hold("tryon", 0.02)  # starts meanwhile: the next request within recheck_s goes unheld
+    clock.now += 0.03
+    assert held.wait_for_interactive() == 0.0 and looks == [100.0]
+    clock.now += 0.03  # past recheck_s: it looks again, and the try-on (held until 100.02) is over
+    in_flight.hold("tryon-2", 0.02)
+    assert held.wait_for_interactive() == pytest.approx(0.02) and len(looks) == 4
+
+
+def test_with_recheck_s_zero_every_bulk_request_looks(in_flight: MemoryInFlight, clock: FakeClock) -> None:
+    looks: list[float] = []
+    count = in_flight.count
+    in_flight.count = lambda: looks.append(clock.now) or count()  # type: ignore[method-assign]
+    held = Backpressure(in_flight, recheck_s=0.0, clock=clock, sleep=clock.sleep)
+    held.wait_for_interactive()
+    held.wait_for_interactive()
+    assert len(looks) == 2
