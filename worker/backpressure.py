@@ -48,11 +48,12 @@ TAIL_S = 0.05
 MAX_WAIT_S = 1.0
 #: seconds between two looks while a bulk request waits
 POLL_S = 0.005
-#: seconds a thread that found no interactive work in flight sends its next bulk requests
-#: without looking again: a listing job's judge call follows its generator call by about this
-#: much, and one look per job instead of two is one Redis round trip fewer (issue 15); a try-on
-#: starting meanwhile waits behind at most that one batch of the judge
-RECHECK_S = 0.05
+#: seconds after a task's look found no interactive work in flight during which that task's
+#: next bulk requests go without looking again: a listing job looks before its generator call,
+#: and its judge call (and any remake) follows within this, so one look per job instead of two,
+#: one Redis round trip fewer (issue 15); a try-on starting meanwhile waits behind at most that
+#: job's judge batch, which its own higher priority in Triton overtakes anyway
+RECHECK_S = 0.5
 
 
 def request_priority(task_name: str | None = None) -> int:
@@ -141,7 +142,8 @@ class Backpressure:
     ``call_s`` (how long an interactive call is held at most if its process dies mid-call,
     default 30), ``tail_s`` (default :data:`TAIL_S`), ``max_wait_s`` (default
     :data:`MAX_WAIT_S`, 0: never wait), ``poll_s`` (default :data:`POLL_S`), ``recheck_s``
-    (default :data:`RECHECK_S`, 0: look before every bulk request), ``clock`` and ``sleep``
+    (default :data:`RECHECK_S`, 0: look before every bulk request; only within the same Celery
+    task: outside one, every request looks), ``clock`` and ``sleep``
     (default ``time.monotonic`` and ``time.sleep``; tests pass their own).
 
     A failure of the shared state never fails a job: the request goes out unheld, and the
@@ -165,7 +167,7 @@ class Backpressure:
         self.recheck_s = recheck_s
         self._clock, self._sleep = clock, sleep
         self._warned = False
-        #: per thread: when its last look found no interactive work in flight
+        #: per thread: the task whose last look found no interactive work in flight, and when
         self._clear = threading.local()
 
     @classmethod
@@ -190,14 +192,15 @@ class Backpressure:
 
     def wait_for_interactive(self) -> float:
         """Wait while interactive work is in flight, at most ``max_wait_s``; the seconds waited.
-        No look at all within ``recheck_s`` of this thread's last look that found none."""
+        No look at all within ``recheck_s`` of the running task's last look that found none."""
         start = self._clock()
-        last_clear: float | None = getattr(self._clear, "at", None)
-        if last_clear is not None and start - last_clear < self.recheck_s:
+        task = running_task_id()
+        last: tuple[str, float] | None = getattr(self._clear, "last", None)
+        if task is not None and last is not None and last[0] == task and start - last[1] < self.recheck_s:
             return 0.0
         while self._clock() - start < self.max_wait_s:
             if not self._guarded(self.in_flight.count):
-                self._clear.at = self._clock()
+                self._clear.last = (task, self._clock()) if task is not None else None
                 break
             self._sleep(self.poll_s)
         return self._clock() - start

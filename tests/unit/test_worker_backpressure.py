@@ -196,10 +196,8 @@ def test_a_failing_shared_state_lets_requests_through_unheld(
     assert warning.getMessage().startswith("backpressure off while its Redis fails: ")
 
 
-def test_a_thread_that_just_found_none_in_flight_looks_again_only_after_recheck_s(
-    in_flight: MemoryInFlight, clock: FakeClock
-) -> None:
-    """A listing job's judge call follows its generator call: one look per job, not two."""
+def counted_looks(in_flight: MemoryInFlight, clock: FakeClock) -> list[float]:
+    """When each look at the try-ons in flight was made."""
     looks: list[float] = []
     count = in_flight.count
 
@@ -208,23 +206,36 @@ def test_a_thread_that_just_found_none_in_flight_looks_again_only_after_recheck_
         return count()
 
     in_flight.count = counted  # type: ignore[method-assign]
-    held = Backpressure(
-        in_flight, max_wait_s=1.0, poll_s=0.01, recheck_s=0.05, clock=clock, sleep=clock.sleep
-    )
-    assert held.wait_for_interactive() == 0.0 and looks == [100.0]
-    in_flight.hold("tryon", 0.02)  # starts meanwhile: the next request within recheck_s goes unheld
-    clock.now += 0.03
-    assert held.wait_for_interactive() == 0.0 and looks == [100.0]
-    clock.now += 0.03  # past recheck_s: it looks again, and the try-on (held until 100.02) is over
+    return looks
+
+
+def test_a_listing_task_looks_once_and_its_next_bulk_requests_within_recheck_s_go_unheld(
+    in_flight: MemoryInFlight, clock: FakeClock
+) -> None:
+    """A listing job's judge call follows its generator call: one look per job, not two."""
+    looks = counted_looks(in_flight, clock)
+    held = Backpressure(in_flight, max_wait_s=1.0, poll_s=0.01, recheck_s=0.5, clock=clock, sleep=clock.sleep)
+    app = Celery("recheck-test", set_as_current=False)
+    waited: list[float] = []
+
+    @app.task(name=LISTING_TASK)
+    def listing(holds: list[float]) -> None:
+        for hold in holds:
+            if hold:
+                in_flight.hold("tryon", hold)  # a try-on starts between two of this job's calls
+            waited.append(held.wait_for_interactive())
+            clock.now += 0.2
+
+    listing.apply(args=[[0, 0.05, 0]], task_id="job-1").get()
+    assert looks == [100.0] and waited == [0.0, 0.0, 0.0]
     in_flight.hold("tryon-2", 0.02)
-    assert held.wait_for_interactive() == pytest.approx(0.02) and len(looks) == 4
+    listing.apply(args=[[0]], task_id="job-2").get()  # another job looks, and waits for it
+    assert len(looks) == 4 and waited[-1] == pytest.approx(0.02)
 
 
-def test_with_recheck_s_zero_every_bulk_request_looks(in_flight: MemoryInFlight, clock: FakeClock) -> None:
-    looks: list[float] = []
-    count = in_flight.count
-    in_flight.count = lambda: looks.append(clock.now) or count()  # type: ignore[method-assign]
-    held = Backpressure(in_flight, recheck_s=0.0, clock=clock, sleep=clock.sleep)
+def test_outside_a_task_every_bulk_request_looks(in_flight: MemoryInFlight, clock: FakeClock) -> None:
+    looks = counted_looks(in_flight, clock)
+    held = Backpressure(in_flight, clock=clock, sleep=clock.sleep)
     held.wait_for_interactive()
     held.wait_for_interactive()
     assert len(looks) == 2
