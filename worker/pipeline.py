@@ -362,17 +362,19 @@ def store_images(
     verdict, when it ran: ``reports``) in the metadata and on the stored image.
 
     The puts run on the process's upload threads (``ctx.uploads``) while the next variant is
-    encoded; the first failed put raises its typed error here, like a sequential one."""
+    encoded, or in this thread when the process has none (several jobs in flight fill each
+    other's waits); the first failed put raises its typed error here, like a sequential one."""
     bucket = ctx.bucket()
-    uploads: list[Future[StoredImage]] = []
+    uploads: list[Future[StoredImage] | StoredImage] = []
     reports = reports if reports is not None else [None] * len(seeds)
     for variant, (image, seed, report) in enumerate(zip(images, seeds, reports, strict=True)):
         with metrics.stage(kind, "encode"):
             data, content_type = encode(image, output.format, output.size)
         key = image_key(kind, job_id, variant, output.format)
         details = {**metadata, "variant": variant, "seed": seed, **gate_metadata(report)}
-        uploads.append(ctx.uploads.submit(_put, bucket, kind, key, data, content_type, details, variant))
-    stored = [upload.result() for upload in uploads]
+        put = (bucket, kind, key, data, content_type, details, variant)
+        uploads.append(_put(*put) if ctx.uploads is None else ctx.uploads.submit(_put, *put))
+    stored = [upload if isinstance(upload, StoredImage) else upload.result() for upload in uploads]
     return [image.model_copy(update={"gate": report}) for image, report in zip(stored, reports, strict=True)]
 
 

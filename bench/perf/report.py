@@ -409,14 +409,15 @@ ONE_PUT_AT_A_TIME = " before the result path overlapped its puts: one image at a
 
 
 def _result_path_overlap(result_path: dict[str, Any]) -> str:
-    """``": 8 jobs of 4 images and 10 uploads in flight per process"`` when the run recorded them."""
+    """``": 8 jobs of 4 images in flight per process, each job putting its own"`` (or ``"... and
+    10 uploads in flight ..."`` with upload threads) when the run recorded them."""
     best = result_path.get("best", {})
     if "jobs_in_flight" not in best:
         return ""
-    return (
-        f": {best['jobs_in_flight']} jobs of {result_path.get('variants_per_job', 4)} images and "
-        f"{best['upload_threads']} uploads in flight per process"
-    )
+    jobs = f": {best['jobs_in_flight']} jobs of {result_path.get('variants_per_job', 4)} images"
+    if not best["upload_threads"]:
+        return f"{jobs} in flight per process, each job putting its own"
+    return f"{jobs} and {best['upload_threads']} uploads in flight per process"
 
 
 def _run_of(result: dict[str, Any], pipeline: dict[str, Any]) -> str:

@@ -6,9 +6,10 @@ batch of ``product_cgan`` images fetched from Triton first). With the Triton cei
 what the pipeline can do: a job's images must be both generated and stored.
 
 Each process stores the way a listing worker process does at best: ``worker_concurrency`` jobs of
-:data:`VARIANTS` images at once (the threads pool the pipeline benchmark runs), their puts on the
-process's upload threads (``worker.context.upload_threads``: 4 per job, at most 10), the same
-encoder settings (the request defaults). An earlier version put one image at a time per process
+:data:`VARIANTS` images at once (the threads pool the pipeline benchmark runs), their puts made
+as the worker makes them (``worker.context.upload_threads``: in each job's own thread from 4 jobs
+in flight, else on 4 upload threads per job, at most 10), the same encoder settings (the request
+defaults). An earlier version put one image at a time per process
 and waited on S3 for each, so R was latency-bound, below what the overlapping worker stored, and
 the pipeline came out above ``1 / (1/T + 1/R)``. Measured with the worker's own overlap, R is what
 the result path can do when nothing else is running, so overlapping cannot beat the bound.
@@ -70,7 +71,7 @@ def _store_images(
 
     settings = WorkerSettings(_env_file=None)  # type: ignore[call-arg]
     jobs = int(getattr(settings, "worker_concurrency", 1))  # a commit before the threads pool: 1
-    # the worker's context with its real image store and upload threads; the status store,
+    # the worker's context with its real image store and upload threads (if any); the status store,
     # model and callbacks are the in-memory stand-ins store_images never calls
     ctx = replace(stub_context(settings, images=ImageStore(settings)), uploads=upload_threads(jobs))
     ctx.bucket()  # made sure of once per process, as the worker does before its first job
@@ -82,14 +83,16 @@ def _store_images(
         seeds = [offset + first + v for v in range(VARIANTS)]
         store_images(ctx, JobKind.LISTING, job_id, batch, seeds, output, {"job_id": job_id})
 
-    with ctx.uploads, ThreadPoolExecutor(jobs, thread_name_prefix="resultpath-job") as job_threads:
+    with ThreadPoolExecutor(jobs, thread_name_prefix="resultpath-job") as job_threads:
         while time.time() < start_at:  # every process starts together, imports done
             time.sleep(0.005)
         cpu0, t0 = time.process_time(), time.time()
         for done in [job_threads.submit(store_job, first) for first in range(0, count, VARIANTS)]:
             done.result()
         t1, cpu = time.time(), time.process_time() - cpu0
-        uploads = ctx.uploads._max_workers
+        uploads = ctx.uploads._max_workers if ctx.uploads is not None else 0
+    if ctx.uploads is not None:
+        ctx.uploads.shutdown()
     return t0, t1, cpu, jobs, uploads
 
 

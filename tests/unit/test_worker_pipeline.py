@@ -9,6 +9,7 @@ callbacks go through the real ``CallbackSender`` on an ``httpx.MockTransport``.
 from __future__ import annotations
 
 import json
+import threading
 import uuid
 from collections.abc import Callable
 from typing import Any
@@ -184,6 +185,32 @@ def test_listing_job_batches_all_variants_in_one_call_and_stores_one_object_per_
     }
     assert h.triton.judged == [3]  # the gate judged the whole batch once
     assert h.events(job_id) == ["job.started", "job.succeeded"]
+
+
+@pytest.mark.parametrize("upload_threads", [True, False], ids=["upload threads", "the job's thread"])
+def test_a_job_stores_the_same_objects_on_upload_threads_or_in_its_own_thread(upload_threads: bool) -> None:
+    """A process with several jobs in flight has no upload threads (``worker.context``): each job
+    puts its images itself, with the same keys, metadata and typed errors."""
+    h = Harness(bucket=MemoryImageStore(RetryableError("storage_unavailable", "S3 down")))
+    if not upload_threads:
+        h.ctx.uploads = None
+    put, threads = h.bucket.put_image, []
+
+    def recording(*args: Any, **kwargs: Any) -> Any:
+        threads.append(threading.current_thread())
+        return put(*args, **kwargs)
+
+    h.bucket.put_image = recording  # type: ignore[method-assign]
+    job_id, request = h.submit(listing())
+    with pytest.raises(RetryLater):  # the first put's outage, raised in the job's thread either way
+        run_listing(job_id, request, h.ctx)
+    run_listing(job_id, request, h.ctx, redelivered=True)
+
+    record = h.store.records[job_id]
+    assert record.state is JobState.SUCCEEDED
+    assert [image.key for image in record.results] == [f"listing/{job_id}/{v}.png" for v in range(3)]
+    assert [h.bucket.objects[image.key][2]["seed"] for image in record.results] == [5, 6, 7]
+    assert (threading.current_thread() in threads) is not upload_threads
 
 
 def test_pinned_model_version_goes_to_triton() -> None:

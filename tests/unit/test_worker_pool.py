@@ -18,7 +18,13 @@ from core.worker_settings import WorkerSettings, new_webhook_secret
 from producer.client import record_for
 from worker import context
 from worker.celery_app import worker_config
-from worker.context import MAX_UPLOAD_THREADS, UPLOAD_CONCURRENCY, jobs_in_flight, upload_threads
+from worker.context import (
+    MAX_UPLOAD_THREADS,
+    PUTS_IN_JOB_THREAD_FROM,
+    UPLOAD_CONCURRENCY,
+    jobs_in_flight,
+    upload_threads,
+)
 from worker.per_process import PerProcessClient
 from worker.pipeline import run_listing
 from worker.stubs import MemoryImageStore, stub_context
@@ -54,11 +60,14 @@ def test_a_bad_pool_setting_is_refused_naming_the_field(field: str, value: Any, 
     assert error["loc"] == (field,) and error["type"] == rule
 
 
-def test_upload_threads_follow_the_jobs_in_flight_up_to_the_s3_connection_pool() -> None:
+def test_upload_threads_follow_the_jobs_in_flight_until_the_jobs_fill_each_others_waits() -> None:
     assert jobs_in_flight(settings(worker_pool="prefork", worker_concurrency=4)) == 1
     assert jobs_in_flight(settings(worker_pool="threads", worker_concurrency=4)) == 4
-    assert upload_threads(2)._max_workers == 2 * UPLOAD_CONCURRENCY
-    assert upload_threads(16)._max_workers == MAX_UPLOAD_THREADS
+    one, two = upload_threads(1), upload_threads(2)
+    assert one is not None and one._max_workers == UPLOAD_CONCURRENCY
+    assert two is not None and two._max_workers == min(2 * UPLOAD_CONCURRENCY, MAX_UPLOAD_THREADS)
+    assert upload_threads(PUTS_IN_JOB_THREAD_FROM) is None
+    assert upload_threads(16) is None
 
 
 class SlowClient:
