@@ -42,7 +42,7 @@ UPLOAD_CONCURRENCY = 4
 MAX_UPLOAD_THREADS = 10
 #: from this many jobs in flight per process, each job puts its images in its own thread: the
 #: other jobs fill its waits on S3, and upload threads would only add handoffs and turns at the
-#: GIL (8 jobs in flight: 13% less orchestration CPU per image without them, docs/benchmarks)
+#: GIL (one process of 8 jobs: 13% less orchestration CPU per image without them, docs/benchmarks)
 PUTS_IN_JOB_THREAD_FROM = 4
 
 
