@@ -75,3 +75,24 @@ def test_every_benchmark_runs_tiny_and_reports_positive_figures(
         "backlog.png",
         "scaling.png",
     }
+
+
+def test_the_isolated_stages_benchmark_runs_tiny(tmp_path: Path) -> None:
+    """``python -m bench.perf.isolated_stages`` at a tiny size: every job of every set succeeds
+    with its callback, and each set, the pipeline point and Celery's figure are there."""
+    from bench.perf import isolated_stages
+
+    require_services()
+    output, plot = tmp_path / "isolated.json", tmp_path / "isolated.png"
+
+    args = ["--jobs", "4", "--rounds", "1", "--messages", "20", "--output", str(output), "--plot", str(plot)]
+    assert isolated_stages.main(args) == 0
+
+    data = json.loads(output.read_text())
+    assert {p["threads"] for p in data["points"]} == {1, 8}
+    for point in [*data["points"], *data["pipeline_rounds"]]:
+        assert point["succeeded"] == point["jobs"] == point["callbacks_received"] == 4
+    assert data["by_threads"]["8"]["ms_per_image"]["encode"] > 0
+    assert data["pipeline_1_process"]["encode"] > 0
+    assert data["celery_ms_per_message"] is not None
+    assert plot.read_bytes()[:4] == b"\x89PNG"
