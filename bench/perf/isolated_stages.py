@@ -9,7 +9,8 @@ in one thread, then in ``worker_concurrency`` threads, without Celery. ``rest`` 
 threads' CPU outside the timed stages (the request's validation, the start's bookkeeping, logs,
 metrics). Celery's own cost is measured apart, in a real listing worker (threads pool) fed
 messages whose job has no record: each is checked by the message gate, becomes a Celery
-request, is refused after one status read and a log line, and is acknowledged.
+request, is refused after two status reads (its start's, and the look at why) and a log line,
+and is acknowledged.
 
 What it tells: how much of the pipeline's CPU per stage is the work itself, what the client
 libraries cost per call on this host, and how much the load around it adds. Results go to
