@@ -27,6 +27,7 @@ from __future__ import annotations
 import os
 import threading
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -163,11 +164,13 @@ def run_jobs(
     triton_pid: int | None = None,
     pool: str | None = None,
     before: Before | None = None,
+    worker_env: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
     """Publish ``jobs`` listing jobs, start ``processes`` listing worker processes of ``app`` and
     one callback worker (``pool``: see :func:`worker_pools`; default :func:`default_pool`), and
     measure until every job's callback arrived. ``before``: the workers run REF's code, in the
-    pool REF deploys (``bench.perf.before``)."""
+    pool REF deploys (``bench.perf.before``). ``worker_env``: more variables for every worker
+    (a setting tried without a code change, ``bench.perf.paired``)."""
     pool = pool or (before.pool if before else default_pool())
     triton_pid = triton_pid if grpc_url else env.triton_pid
     url = grpc_url or env.grpc_url
@@ -200,7 +203,7 @@ def run_jobs(
                 processes,
                 worker_app,
                 pool,
-                {"OMP_NUM_THREADS": str(threads)},
+                {"OMP_NUM_THREADS": str(threads), **(worker_env or {})},
                 stage_root,
                 in_flight=before.in_flight if before else None,
                 source=before.tree if before else None,
@@ -351,17 +354,21 @@ def point(
     if before is None:
         found = run_jobs(env, tag=tag, jobs=size.listing_jobs, processes=processes)
     else:
-        with env.triton_serving(before.tree / "triton_models", tag) as (url, pid):
-            found = run_jobs(
-                env,
-                tag=tag,
-                jobs=size.listing_jobs,
-                processes=processes,
-                before=before,
-                grpc_url=url,
-                triton_pid=pid,
-            )
+        found = run_before(env, before, tag=tag, jobs=size.listing_jobs, processes=processes)
     return {**found, "round": round_}
+
+
+def run_before(
+    env: Environment, before: Before, *, tag: str, jobs: int, processes: int, own_models: bool = True
+) -> dict[str, Any]:
+    """:func:`run_jobs` with REF's worker; ``own_models``: on a Triton serving REF's own model
+    repository, started for the point (else the run's Triton, when the models are the same)."""
+    if not own_models:
+        return run_jobs(env, tag=tag, jobs=jobs, processes=processes, before=before)
+    with env.triton_serving(before.tree / "triton_models", tag) as (url, pid):
+        return run_jobs(
+            env, tag=tag, jobs=jobs, processes=processes, before=before, grpc_url=url, triton_pid=pid
+        )
 
 
 def summary(env: Environment, size: Size, points: list[dict[str, Any]]) -> dict[str, Any]:

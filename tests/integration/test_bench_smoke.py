@@ -96,3 +96,24 @@ def test_the_isolated_stages_benchmark_runs_tiny(tmp_path: Path) -> None:
     assert data["pipeline_1_process"]["encode"] > 0
     assert data["celery_ms_per_message"] is not None
     assert plot.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_the_paired_benchmark_runs_tiny(tmp_path: Path) -> None:
+    """``python -m bench.perf.paired`` at a tiny size against HEAD (the same models: one Triton),
+    with a variable for this checkout's workers: both sides' jobs all succeed with their
+    callback, and the round's ratios are there."""
+    from bench.perf import paired
+
+    require_services()
+    output = tmp_path / "paired.json"
+
+    args = ["--ref", "HEAD", "--rounds", "1", "--jobs", "4", "--env", "OMP_NUM_THREADS=1"]
+    assert paired.main([*args, "--output", str(output)]) == 0
+
+    data = json.loads(output.read_text())
+    assert data["before"]["own_triton"] is False
+    assert data["env"] == {"OMP_NUM_THREADS": "1"}
+    for side in ("before", "after"):
+        (point,) = data["points"][side]
+        assert point["succeeded"] == point["jobs"] == point["callbacks_received"] == 4
+    assert len(data["orchestration_ms_per_image"]["ratios_by_round"]["1"]) == 1
