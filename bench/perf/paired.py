@@ -2,15 +2,16 @@
 checkout's listing worker against REF's, in pairs of pipeline points, round after round.
 
 A change that saves 5-10% of the worker's CPU is below what this shared host moves between two
-runs of the same code (the same worker gave 5.1 to 7.1 ms of orchestration per image in one
-hour). A full ``python -m bench.perf --before REF`` takes 20 minutes and runs each side three
-times; this runs only the pipeline point (``bench.perf.pipeline.run_jobs``), both sides in the
-same round, the side that goes first alternating (a drift inside a round favours neither), for
-as many rounds as asked, and takes the median of each round's after / before. REF's worker runs
-from its own tree with this checkout's ``bench/`` (``bench.perf.before.checkout``) against the
-same S3, RabbitMQ and Redis, and the same Triton unless REF's model repository differs (then a
-Triton serving REF's own, as the full benchmark does). ``--ref HEAD`` with ``--env`` tries a
-setting without a code change (the variables go to this checkout's workers only).
+runs of the same code (the same worker gave 4.7 to 6.0 ms of orchestration per image over the
+six rounds of one run, ``bench/perf/paired.json``). A full ``python -m bench.perf --before REF``
+takes 20 minutes and runs each side three times; this runs only the pipeline point
+(``bench.perf.pipeline.run_jobs``), both sides in the same round, the side that goes first
+alternating (a drift inside a round favours neither), for as many rounds as asked, and takes the
+median of each round's after / before. REF's worker runs from its own tree with this checkout's
+``bench/`` (``bench.perf.before.checkout``) against the same S3, RabbitMQ and Redis, and the
+same Triton unless REF's model repository differs (then a Triton serving REF's own, as the full
+benchmark does). ``--ref HEAD`` with ``--env`` tries a setting without a code change (the
+variables go to this checkout's workers only).
 
 Writes ``bench/perf/paired.json`` (``--output``): each round's orchestration and total CPU per
 image, images/s and stage table for both sides, and the medians.
