@@ -31,8 +31,6 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import psutil
-
 from bench.faults.report import machine
 from bench.perf import stage_cpu
 from bench.perf.pipeline import ACCOUNTED_APP, run_jobs, worker_pools
@@ -66,6 +64,8 @@ WARM_JOBS = 8
 #: the worker's CPU counts as settled once it grows less than this over ``SETTLE_S``
 SETTLED_CPU_S = 0.005
 SETTLE_S = 0.5
+#: how long the idle worker's own CPU rate is read before the messages
+IDLE_S = 1.0
 
 
 def stage_seconds() -> dict[str, float]:
@@ -168,35 +168,29 @@ def celery_message_cost(env: Environment, messages: int, round_: int) -> dict[st
         root = rig.stack.workdir / "stage-cpu"
         listing = worker_pools(1, ACCOUNTED_APP, "threads", {"OMP_NUM_THREADS": "1"}, root)[0]
         rig.stack.start_workers(listing)
-        process = psutil.Process(rig.stack.workers["listing"].pid)
-        idle_rate = _cpu_rate(process, 1.0)
+
+        def cpu() -> float:
+            return rig.stats("listing").cpu_s
+
+        idle_before = cpu()
+        time.sleep(IDLE_S)
+        idle_rate = (cpu() - idle_before) / IDLE_S
         body = ListingImageRequest.model_validate(rig.listing(0)).model_dump(mode="json")
         publisher = rig.producer.publisher
         queue_name = f"{rig.settings.exchange}.listing"
-        started_cpu, started = _cpu(process), time.perf_counter()
+        started_cpu, started = cpu(), time.perf_counter()
         for _ in range(messages):
             publisher.publish(LISTING_TASK, uuid.uuid4().hex, body)
         while rig.queue_depth(queue_name) > 0:
             time.sleep(0.05)
         while True:  # the last prefetched messages
-            before = _cpu(process)
+            before = cpu()
             time.sleep(SETTLE_S)
-            if _cpu(process) - before < SETTLED_CPU_S + idle_rate * SETTLE_S:
+            if cpu() - before < SETTLED_CPU_S + idle_rate * SETTLE_S:
                 break
         window = time.perf_counter() - started
-        spent = _cpu(process) - started_cpu - idle_rate * window
+        spent = cpu() - started_cpu - idle_rate * window
     return {"round": round_, "messages": messages, "ms_per_message": round(1000 * spent / messages, 3)}
-
-
-def _cpu(process: psutil.Process) -> float:
-    times = process.cpu_times()
-    return float(times.user + times.system)
-
-
-def _cpu_rate(process: psutil.Process, seconds: float) -> float:
-    before = _cpu(process)
-    time.sleep(seconds)
-    return (_cpu(process) - before) / seconds
 
 
 def summary(
@@ -250,23 +244,20 @@ def plot(found: Mapping[str, Any], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    series: list[tuple[str, list[float]]] = []
-    for threads, point in found["by_threads"].items():
-        label = f"job code, {threads} thread{'s' if threads != '1' else ''}"
-        series.append((label, [point["ms_per_image"][s] for s in STAGES]))
-    if found.get("celery_ms_per_image") is not None:
-        series = [(label, [*values, 0.0]) for label, values in series]
-    names = [*STAGES, "Celery"] if found.get("celery_ms_per_image") is not None else list(STAGES)
-    piped = found.get("pipeline_1_process") or {}
-    if piped:
-        values = [piped.get(s, 0.0) for s in STAGES]
-        if found.get("celery_ms_per_image") is not None:
-            values.append(0.0)  # the pipeline's Celery is inside its rest
-        series.append(("pipeline, 1 process (same rounds)", values))
-    if found.get("celery_ms_per_image") is not None:
-        series.append(
-            ("Celery per message, / 4 images", [0.0] * len(STAGES) + [found["celery_ms_per_image"]])
-        )
+    celery = found.get("celery_ms_per_image")
+    names = [*STAGES, "Celery"] if celery is not None else list(STAGES)
+
+    def bars(by_stage: Mapping[str, float], celery_ms: float = 0.0) -> list[float]:
+        return [*(by_stage.get(s, 0.0) for s in STAGES), *([celery_ms] if celery is not None else [])]
+
+    series = [
+        (f"job code, {threads} thread{'s' if threads != '1' else ''}", bars(point["ms_per_image"]))
+        for threads, point in found["by_threads"].items()
+    ]
+    if found.get("pipeline_1_process"):  # its Celery is inside its rest
+        series.append(("pipeline, 1 process (same rounds)", bars(found["pipeline_1_process"])))
+    if celery is not None:
+        series.append(("Celery per message, / 4 images", bars({}, celery)))
     fig, ax = plt.subplots(figsize=(9, 4.5))
     width = 0.8 / len(series)
     for k, (label, values) in enumerate(series):
