@@ -246,7 +246,7 @@ def _made(rig: Rig, record: JobRecord) -> dict[str, Any]:
                 "gate": image.gate.model_dump() if image.gate else None,
                 "review": status_of(image),
                 "sha256": hashlib.sha256(rig.images.get_bytes(image.key)).hexdigest(),
-                "metadata": {k: metadata.get(k) for k in ("seed", "gate", "gate_scores", "gate_tries")},
+                "metadata": {k: metadata.get(k) for k in ("seed", "gate", "gate-scores", "gate-tries")},
             }
         )
     error = record.error.code.value if record.error else None
