@@ -15,11 +15,21 @@ and is acknowledged.
 What it tells: how much of the pipeline's CPU per stage is the work itself, what the client
 libraries cost per call on this host, and how much the load around it adds. Results go to
 ``bench/perf/isolated_stages.json`` and ``docs/benchmarks/isolated-stages.png``.
+
+``--before REF`` (e.g. ``db5119c``) also runs REF's pipeline in the same rounds, at each of
+``--processes``, and sets against its orchestration CPU (issue 15's "before") two figures of this
+checkout's: the pipeline's, and a **floor**: the job code's orchestration stages in one thread
+(every stage but encoding), plus Celery's own cost per image, plus what the other processes
+(broker, Redis, Triton's server, the receiver, the producer) spent per image in this checkout's
+pipeline point of the same round. The floor is what the orchestration would be if the job's
+own calls cost what they cost alone and nothing ran beside them: a target below it cannot be
+reached by cutting overhead, only by making fewer calls per image.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import queue
 import statistics
@@ -33,7 +43,10 @@ from typing import Any
 
 from bench.faults.report import machine
 from bench.perf import stage_cpu
-from bench.perf.pipeline import ACCOUNTED_APP, run_jobs, worker_pools
+from bench.perf.before import checkout
+from bench.perf.cpu_accounting import KIND_STAGES, NOT_ORCHESTRATION
+from bench.perf.paired import models_differ, sides
+from bench.perf.pipeline import ACCOUNTED_APP, run_before, run_jobs, worker_pools
 from bench.perf.report import PLOTS
 from bench.perf.rig import Environment, PipelineRig
 from core.contracts.jobs import JobEventType, JobState
@@ -59,6 +72,19 @@ PIPELINE_ROWS = {
     "delivery": "callback delivery (signing, HTTP POST)",
     "rest": "orchestration rest (Celery, message gate, AMQP, task code)",
 }
+#: what the JSON keeps of each pipeline point
+KEPT_PIPELINE = (
+    "round",
+    "processes",
+    "jobs",
+    "succeeded",
+    "callbacks_received",
+    "images_per_s",
+    "orchestration_ms_per_image",
+    "cpu_by_stage",
+)
+#: the pipeline's rows from processes other than the workers that orchestration counts
+OTHER_PROCESS_ROWS = tuple(row for row in KIND_STAGES.values() if row not in NOT_ORCHESTRATION)
 #: jobs run before each measured set (connections, the bucket, the models' first calls)
 WARM_JOBS = 8
 #: the worker's CPU counts as settled once it grows less than this over ``SETTLE_S``
@@ -216,18 +242,76 @@ def summary(
         for threads, found in sorted(by_threads.items())
     }
     per_message = statistics.median(c["ms_per_message"] for c in celery) if celery else None
-    stages = [pipeline_stages(p) for p in piped]
+    single = [p for p in piped if p.get("processes", 1) == 1]
+    stages = [pipeline_stages(p) for p in single]
     return {
         "by_threads": medians,
         "pipeline_1_process": {name: round(statistics.median(t[name] for t in stages), 3) for name in STAGES}
         if stages
         else {},
-        "pipeline_images_per_s": round(statistics.median(p["images_per_s"] for p in piped), 1)
-        if piped
+        "pipeline_images_per_s": round(statistics.median(p["images_per_s"] for p in single), 1)
+        if single
         else None,
         "celery_ms_per_message": None if per_message is None else round(per_message, 3),
         "celery_ms_per_image": None if per_message is None else round(per_message / VARIANTS, 3),
     }
+
+
+def floor_ms(
+    job_code: Mapping[str, float], celery_ms_per_message: float, pipeline_point: Mapping[str, Any]
+) -> float:
+    """The orchestration floor of one round (see the module): the job code's stages but encoding
+    in one thread (``job_code``: ms per image by stage), Celery's own cost per image, and the
+    other processes' orchestration rows of the pipeline point."""
+    table = pipeline_point.get("cpu_by_stage", {})
+    own = sum(ms for name, ms in job_code.items() if name != "encode")
+    others = sum(float(table.get(row, 0.0)) for row in OTHER_PROCESS_ROWS)
+    return round(own + celery_ms_per_message / VARIANTS + others, 3)
+
+
+def against_before(
+    points: Sequence[Mapping[str, Any]],
+    celery: Sequence[Mapping[str, Any]],
+    piped: Sequence[Mapping[str, Any]],
+    befores: Sequence[Mapping[str, Any]],
+) -> dict[str, Any]:
+    """Per process count of REF's points (``befores``): in each round, the floor and the pipeline's
+    orchestration over REF's, and their medians over the rounds (ms per image and ratios)."""
+    one_thread = {p["round"]: p["ms_per_image"] for p in points if int(p["threads"]) == 1}
+    per_message = {c["round"]: c["ms_per_message"] for c in celery}
+    ours = {(p["round"], p["processes"]): p for p in piped}
+    found: dict[str, Any] = {}
+    for processes in sorted({int(b["processes"]) for b in befores}):
+        rows: list[dict[str, float]] = []
+        for before in (b for b in befores if int(b["processes"]) == processes):
+            round_ = before["round"]
+            mine = ours.get((round_, processes))
+            if mine is None or round_ not in one_thread or round_ not in per_message:
+                continue
+            was = float(before["orchestration_ms_per_image"])
+            floor = floor_ms(one_thread[round_], per_message[round_], mine)
+            now = float(mine["orchestration_ms_per_image"])
+            rows.append({"before": was, "pipeline": now, "floor": floor})
+        if not rows:
+            continue
+
+        def median(key: str, rows: list[dict[str, float]] = rows) -> float:
+            return round(statistics.median(r[key] for r in rows), 3)
+
+        def ratios(key: str, rows: list[dict[str, float]] = rows) -> list[float]:
+            return [round(r[key] / r["before"], 3) for r in rows]
+
+        found[str(processes)] = {
+            "before_ms_per_image": median("before"),
+            "pipeline_ms_per_image": median("pipeline"),
+            "floor_ms_per_image": median("floor"),
+            "pipeline_ratio_by_round": ratios("pipeline"),
+            "floor_ratio_by_round": ratios("floor"),
+            "pipeline_ratio": round(statistics.median(ratios("pipeline")), 3),
+            "floor_ratio": round(statistics.median(ratios("floor")), 3),
+            "rounds": len(rows),
+        }
+    return found
 
 
 def pipeline_stages(point: Mapping[str, Any]) -> dict[str, float]:
@@ -238,7 +322,8 @@ def pipeline_stages(point: Mapping[str, Any]) -> dict[str, float]:
 
 
 def plot(found: Mapping[str, Any], path: Path) -> None:
-    """Bars per stage: one thread, N threads, and the pipeline's listing worker."""
+    """Bars per stage: one thread, N threads, and the pipeline's listing worker; with REF's points,
+    a second panel: REF's orchestration, half of it, the pipeline's and the floor."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -258,7 +343,15 @@ def plot(found: Mapping[str, Any], path: Path) -> None:
         series.append(("pipeline, 1 process (same rounds)", bars(found["pipeline_1_process"])))
     if celery is not None:
         series.append(("Celery per message, / 4 images", bars({}, celery)))
-    fig, ax = plt.subplots(figsize=(9, 4.5))
+    versus = found.get("against_before") or {}
+    fig, axes = plt.subplots(
+        1,
+        2 if versus else 1,
+        figsize=(14 if versus else 9, 4.5),
+        squeeze=False,
+        gridspec_kw={"width_ratios": [2, 1]} if versus else None,
+    )
+    ax = axes[0][0]
     width = 0.8 / len(series)
     for k, (label, values) in enumerate(series):
         ax.bar([i + k * width for i in range(len(names))], values, width, label=label)
@@ -266,6 +359,24 @@ def plot(found: Mapping[str, Any], path: Path) -> None:
     ax.set_ylabel("CPU ms per image")
     ax.set_title("A listing job's worker CPU by stage: alone, in threads, and in the pipeline")
     ax.legend(fontsize=8)
+    if versus:
+        ax = axes[0][1]
+        ref = found.get("before", {}).get("ref", "REF")
+        kinds = [
+            (f"{ref}'s pipeline", "before_ms_per_image", 1.0),
+            (f"half of {ref}'s (the goal)", "before_ms_per_image", 0.5),
+            ("this pipeline", "pipeline_ms_per_image", 1.0),
+            ("floor: job code alone + Celery + other processes", "floor_ms_per_image", 1.0),
+        ]
+        counts = list(versus)
+        width = 0.8 / len(kinds)
+        for k, (label, key, scale) in enumerate(kinds):
+            values = [versus[c][key] * scale for c in counts]
+            ax.bar([i + k * width for i in range(len(counts))], values, width, label=label)
+        ax.set_xticks([i + 0.4 - width / 2 for i in range(len(counts))], [f"{c} process(es)" for c in counts])
+        ax.set_ylabel("orchestration CPU ms per image (medians)")
+        ax.set_title("Orchestration against the before, and its floor")
+        ax.legend(fontsize=7)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
@@ -278,6 +389,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--threads", type=int, default=8, help="jobs in flight in the threaded set")
     parser.add_argument("--messages", type=int, default=1000, help="messages per Celery measurement")
+    parser.add_argument(
+        "--before", metavar="REF", help="also run REF's pipeline in each round (the floor against it)"
+    )
+    parser.add_argument(
+        "--processes",
+        type=int,
+        nargs="+",
+        default=[1],
+        help="listing worker processes of the pipeline points",
+    )
     parser.add_argument("--output", type=Path, default=OUTPUT)
     parser.add_argument("--plot", type=Path, default=PLOT)
     args = parser.parse_args(argv)
@@ -285,11 +406,13 @@ def main(argv: list[str] | None = None) -> int:
     points: list[dict[str, Any]] = []
     celery: list[dict[str, Any]] = []
     piped: list[dict[str, Any]] = []
+    befores: list[dict[str, Any]] = []
     started = time.time()
-    with (
-        tempfile.TemporaryDirectory(prefix="atelier-isolated-") as workdir,
-        Environment(Path(workdir)) as env,
-    ):
+    with contextlib.ExitStack() as stack:
+        workdir = stack.enter_context(tempfile.TemporaryDirectory(prefix="atelier-isolated-"))
+        env = stack.enter_context(Environment(Path(workdir)))
+        ref = stack.enter_context(checkout(args.before, Path(workdir))) if args.before else None
+        own_models = ref is not None and models_differ(ref.commit)
         for round_ in range(args.rounds):
             for point in job_code(env, args.jobs, [args.threads], round_):
                 points.append(point)
@@ -299,16 +422,32 @@ def main(argv: list[str] | None = None) -> int:
                     flush=True,
                 )
             celery.append(celery_message_cost(env, args.messages, round_))
-            piped.append(run_jobs(env, tag=f"pipe-r{round_}", jobs=args.jobs, processes=1))
-            print(
-                f"round {round_ + 1}/{args.rounds}, pipeline: {pipeline_stages(piped[-1])}",
-                flush=True,
-            )
             print(
                 f"round {round_ + 1}/{args.rounds}, Celery: {celery[-1]['ms_per_message']} ms/message",
                 flush=True,
             )
+            for processes in args.processes:
+                # REF first in even rounds, this checkout first in odd ones (bench.perf.paired.sides)
+                for side in sides(round_) if ref is not None else ("after",):
+                    tag = f"{'ref' if side == 'before' else 'pipe'}{processes}-r{round_}"
+                    if side == "before" and ref is not None:
+                        found = run_before(
+                            env, ref, tag=tag, jobs=args.jobs, processes=processes, own_models=own_models
+                        )
+                        befores.append({**found, "round": round_})
+                    else:
+                        found = run_jobs(env, tag=tag, jobs=args.jobs, processes=processes)
+                        piped.append({**found, "round": round_})
+                    print(
+                        f"round {round_ + 1}/{args.rounds}, {processes} process(es), "
+                        f"{'REF' if side == 'before' else 'pipeline'}: orchestration "
+                        f"{found['orchestration_ms_per_image']} ms/image {pipeline_stages(found)}",
+                        flush=True,
+                    )
     found = summary(points, celery, piped)
+    if ref is not None:
+        found["before"] = {"ref": args.before, "commit": ref.commit, "own_triton": own_models}
+        found["against_before"] = against_before(points, celery, piped, befores)
     document = {
         "command": "python -m bench.perf.isolated_stages " + " ".join(argv or []),
         "ran_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
@@ -317,10 +456,8 @@ def main(argv: list[str] | None = None) -> int:
         **found,
         "points": points,
         "celery_rounds": celery,
-        "pipeline_rounds": [
-            {k: p[k] for k in ("jobs", "succeeded", "callbacks_received", "images_per_s", "cpu_by_stage")}
-            for p in piped
-        ],
+        "pipeline_rounds": [{k: p.get(k) for k in KEPT_PIPELINE} for p in piped],
+        "before_rounds": [{k: p.get(k) for k in KEPT_PIPELINE} for p in befores],
     }
     args.output.write_text(json.dumps(document, indent=1, sort_keys=True) + "\n")
     plot(found, args.plot)

@@ -78,20 +78,23 @@ def test_every_benchmark_runs_tiny_and_reports_positive_figures(
 
 
 def test_the_isolated_stages_benchmark_runs_tiny(tmp_path: Path) -> None:
-    """``python -m bench.perf.isolated_stages`` at a tiny size: every job of every set succeeds
-    with its callback, and each set, the pipeline point and Celery's figure are there."""
+    """``python -m bench.perf.isolated_stages --before HEAD`` at a tiny size: every job of every
+    set succeeds with its callback, and each set, both pipeline points, Celery's figure and the
+    floor against REF's pipeline are there."""
     from bench.perf import isolated_stages
 
     require_services()
     output, plot = tmp_path / "isolated.json", tmp_path / "isolated.png"
 
-    args = ["--jobs", "4", "--rounds", "1", "--messages", "20", "--output", str(output), "--plot", str(plot)]
-    assert isolated_stages.main(args) == 0
+    args = ["--jobs", "4", "--rounds", "1", "--messages", "20", "--before", "HEAD"]
+    assert isolated_stages.main([*args, "--output", str(output), "--plot", str(plot)]) == 0
 
     data = json.loads(output.read_text())
     assert {p["threads"] for p in data["points"]} == {1, 8}
-    for point in [*data["points"], *data["pipeline_rounds"]]:
+    for point in [*data["points"], *data["pipeline_rounds"], *data["before_rounds"]]:
         assert point["succeeded"] == point["jobs"] == point["callbacks_received"] == 4
+    versus = data["against_before"]["1"]
+    assert versus["rounds"] == 1 and versus["floor_ms_per_image"] > 0
     assert data["by_threads"]["8"]["ms_per_image"]["encode"] > 0
     assert data["pipeline_1_process"]["encode"] > 0
     assert data["celery_ms_per_message"] is not None
