@@ -374,6 +374,8 @@ def plot(found: Mapping[str, Any], path: Path) -> None:
             values = [versus[c][key] * scale for c in counts]
             ax.bar([i + k * width for i in range(len(counts))], values, width, label=label)
         ax.set_xticks([i + 0.4 - width / 2 for i in range(len(counts))], [f"{c} process(es)" for c in counts])
+        tallest = max(versus[c][key] for c in counts for _, key, _ in kinds)
+        ax.set_ylim(0, tallest * 1.45)  # room for the legend above the bars
         ax.set_ylabel("orchestration CPU ms per image (medians)")
         ax.set_title("Orchestration against the before, and its floor")
         ax.legend(fontsize=7)
