@@ -45,7 +45,7 @@ from bench.faults.report import machine
 from bench.perf import stage_cpu
 from bench.perf.before import checkout
 from bench.perf.cpu_accounting import KIND_STAGES, NOT_ORCHESTRATION
-from bench.perf.paired import models_differ, sides
+from bench.perf.paired import KEPT, models_differ, sides
 from bench.perf.pipeline import ACCOUNTED_APP, run_before, run_jobs, worker_pools
 from bench.perf.report import PLOTS
 from bench.perf.rig import Environment, PipelineRig
@@ -72,17 +72,6 @@ PIPELINE_ROWS = {
     "delivery": "callback delivery (signing, HTTP POST)",
     "rest": "orchestration rest (Celery, message gate, AMQP, task code)",
 }
-#: what the JSON keeps of each pipeline point
-KEPT_PIPELINE = (
-    "round",
-    "processes",
-    "jobs",
-    "succeeded",
-    "callbacks_received",
-    "images_per_s",
-    "orchestration_ms_per_image",
-    "cpu_by_stage",
-)
 #: the pipeline's rows from processes other than the workers that orchestration counts
 OTHER_PROCESS_ROWS = tuple(row for row in KIND_STAGES.values() if row not in NOT_ORCHESTRATION)
 #: jobs run before each measured set (connections, the bucket, the models' first calls)
@@ -458,8 +447,9 @@ def main(argv: list[str] | None = None) -> int:
         **found,
         "points": points,
         "celery_rounds": celery,
-        "pipeline_rounds": [{k: p.get(k) for k in KEPT_PIPELINE} for p in piped],
-        "before_rounds": [{k: p.get(k) for k in KEPT_PIPELINE} for p in befores],
+        # each point as bench.perf.paired keeps it, with its round
+        "pipeline_rounds": [{"round": p["round"], **{k: p.get(k) for k in KEPT}} for p in piped],
+        "before_rounds": [{"round": p["round"], **{k: p.get(k) for k in KEPT}} for p in befores],
     }
     args.output.write_text(json.dumps(document, indent=1, sort_keys=True) + "\n")
     plot(found, args.plot)
