@@ -422,17 +422,17 @@ def main(argv: list[str] | None = None) -> int:
                 for side in sides(round_) if ref is not None else ("after",):
                     tag = f"{'ref' if side == 'before' else 'pipe'}{processes}-r{round_}"
                     if side == "before" and ref is not None:
-                        found = run_before(
+                        measured = run_before(
                             env, ref, tag=tag, jobs=args.jobs, processes=processes, own_models=own_models
                         )
-                        befores.append({**found, "round": round_})
+                        befores.append({**measured, "round": round_})
                     else:
-                        found = run_jobs(env, tag=tag, jobs=args.jobs, processes=processes)
-                        piped.append({**found, "round": round_})
+                        measured = run_jobs(env, tag=tag, jobs=args.jobs, processes=processes)
+                        piped.append({**measured, "round": round_})
                     print(
                         f"round {round_ + 1}/{args.rounds}, {processes} process(es), "
                         f"{'REF' if side == 'before' else 'pipeline'}: orchestration "
-                        f"{found['orchestration_ms_per_image']} ms/image {pipeline_stages(found)}",
+                        f"{measured['orchestration_ms_per_image']} ms/image {pipeline_stages(measured)}",
                         flush=True,
                     )
     found = summary(points, celery, piped)
