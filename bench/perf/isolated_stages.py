@@ -45,8 +45,8 @@ from bench.faults.report import machine
 from bench.perf import stage_cpu
 from bench.perf.before import checkout
 from bench.perf.cpu_accounting import KIND_STAGES, NOT_ORCHESTRATION
-from bench.perf.paired import KEPT, models_differ, sides
-from bench.perf.pipeline import ACCOUNTED_APP, run_before, run_jobs, worker_pools
+from bench.perf.paired import KEPT, models_differ, run_side, sides
+from bench.perf.pipeline import ACCOUNTED_APP, worker_pools
 from bench.perf.report import PLOTS
 from bench.perf.rig import Environment, PipelineRig
 from core.contracts.jobs import JobEventType, JobState
@@ -421,14 +421,10 @@ def main(argv: list[str] | None = None) -> int:
                 # REF first in even rounds, this checkout first in odd ones (bench.perf.paired.sides)
                 for side in sides(round_) if ref is not None else ("after",):
                     tag = f"{'ref' if side == 'before' else 'pipe'}{processes}-r{round_}"
-                    if side == "before" and ref is not None:
-                        measured = run_before(
-                            env, ref, tag=tag, jobs=args.jobs, processes=processes, own_models=own_models
-                        )
-                        befores.append({**measured, "round": round_})
-                    else:
-                        measured = run_jobs(env, tag=tag, jobs=args.jobs, processes=processes)
-                        piped.append({**measured, "round": round_})
+                    measured = run_side(
+                        env, side, ref, tag=tag, jobs=args.jobs, processes=processes, own_models=own_models
+                    )
+                    (befores if side == "before" else piped).append({**measured, "round": round_})
                     print(
                         f"round {round_ + 1}/{args.rounds}, {processes} process(es), "
                         f"{'REF' if side == 'before' else 'pipeline'}: orchestration "

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.faults.report import machine
-from bench.perf.before import checkout
+from bench.perf.before import Before, checkout
 from bench.perf.pipeline import run_before, run_jobs
 from bench.perf.rig import Environment
 from bench.perf.rounds import median_ratios, medians, ratios_by_round
@@ -52,6 +52,26 @@ KEPT = (
 def sides(round_: int) -> tuple[str, str]:
     """The order of the two sides in ``round_``: REF first in even rounds, this checkout in odd."""
     return ("before", "after") if round_ % 2 == 0 else ("after", "before")
+
+
+def run_side(
+    env: Environment,
+    side: str,
+    ref: Before | None,
+    *,
+    tag: str,
+    jobs: int,
+    processes: int,
+    own_models: bool,
+    worker_env: Mapping[str, str] | None = None,
+) -> dict[str, Any]:
+    """One pipeline point of ``side``: REF's worker (``before``, on its own Triton when
+    ``own_models``) or this checkout's (``after``, with ``worker_env`` for its workers)."""
+    if side == "before":
+        if ref is None:
+            raise ValueError("the 'before' side needs REF's checkout")
+        return run_before(env, ref, tag=tag, jobs=jobs, processes=processes, own_models=own_models)
+    return run_jobs(env, tag=tag, jobs=jobs, processes=processes, worker_env=worker_env)
 
 
 def models_differ(commit: str) -> bool:
@@ -114,15 +134,16 @@ def main(argv: list[str] | None = None) -> int:
         for round_ in range(args.rounds):
             for processes in args.processes:
                 for side in sides(round_):
-                    tag = f"{side}{processes}-r{round_}"
-                    if side == "before":
-                        found = run_before(
-                            env, ref, tag=tag, jobs=args.jobs, processes=processes, own_models=own_models
-                        )
-                    else:
-                        found = run_jobs(
-                            env, tag=tag, jobs=args.jobs, processes=processes, worker_env=env_after
-                        )
+                    found = run_side(
+                        env,
+                        side,
+                        ref,
+                        tag=f"{side}{processes}-r{round_}",
+                        jobs=args.jobs,
+                        processes=processes,
+                        own_models=own_models,
+                        worker_env=env_after,
+                    )
                     points[side].append({**{k: found[k] for k in KEPT}, "round": round_})
                     print(
                         f"round {round_ + 1}/{args.rounds}, {processes} process(es), {side}: "
